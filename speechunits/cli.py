@@ -1,0 +1,64 @@
+"""The ``speechunits`` command line: a thin dispatcher.
+
+Each verb lives in its own module that defines ``add_arguments(parser)`` and
+``run(args) -> int``; modules are imported only when their verb is used, so ``--help`` is
+fast. Errors derived from :class:`speechunits.errors.SpeechUnitsError` are printed as one
+line (``error: <file>:<line>: <problem>``) with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from speechunits import __version__
+from speechunits.errors import SpeechUnitsError
+
+# verb -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth-corpus": ("speechunits.data.synth.cli", "generate a Festival/espeak-ng synthetic corpus in a real layout"),
+    "prepare-data": ("speechunits.data.prepare_cli", "make Kaldi data dirs + JSONL manifests from a corpus layout"),
+    "convert-manifest": ("speechunits.data.manifest_cli", "convert between Kaldi data dirs and JSONL manifests"),
+    "validate-units": ("speechunits.units.cli_validate", "validate a unit set directory"),
+    "merge-units": ("speechunits.units.cli_merge", "merge sharded units.JOB.jsonl files and validate"),
+    "export": ("speechunits.units.cli_export", "export a unit set to kaldi/fairseq/textlesslib formats"),
+    "import-units": ("speechunits.units.cli_import", "import fairseq/textlesslib unit lines into a unit set"),
+    "segment": ("speechunits.sylber.segment_cli", "segment audio files into syllables with a Sylber model"),
+    "bootstrap-segments": ("speechunits.sylber.bootstrap_cli", "syllable segments from the acoustic bootstrap segmenter"),
+    "eval-boundaries": ("speechunits.eval.boundaries_cli", "boundary P/R/F1/R-value, token rate and purity"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one sub-parser per verb (verb modules imported lazily)."""
+    parser = argparse.ArgumentParser(prog="speechunits", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"speechunits {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``speechunits`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        build_parser().parse_args(argv or ["--help"])
+        return 2
+    name = argv[0]
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"speechunits {name}", description=help_text)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except SpeechUnitsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

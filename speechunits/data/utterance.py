@@ -1,0 +1,57 @@
+"""The one record type every corpus loader, manifest and pipeline in speechunits passes around."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Utterance:
+    """One utterance of a corpus.
+
+    Attributes:
+        id: unique utterance id (Kaldi convention: speaker-prefixed where the corpus allows).
+        audio: path of the audio file (absolute, or relative to the manifest's root), or a
+            Kaldi ``wav.scp`` pipe command ending in ``|``.
+        text: the transcript, or None when the corpus has none.
+        speaker: the speaker id, or None.
+        num_samples: length in samples at ``sample_rate``, when known.
+        sample_rate: sample rate of the file, when known.
+        duration: seconds, when known.
+        extra: corpus-specific labels (FSC action/object/location/intent, SLURP scenario,
+            alignment paths, ...); must be JSON-serialisable.
+    """
+
+    id: str
+    audio: str
+    text: str | None = None
+    speaker: str | None = None
+    num_samples: int | None = None
+    sample_rate: int | None = None
+    duration: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; None fields and an empty ``extra`` are omitted."""
+        d = {k: v for k, v in asdict(self).items() if v is not None}
+        if not d.get("extra"):
+            d.pop("extra", None)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Utterance":
+        """Inverse of :meth:`to_dict`; unknown keys go into ``extra``."""
+        known = {"id", "audio", "text", "speaker", "num_samples", "sample_rate", "duration", "extra"}
+        extra = dict(d.get("extra") or {})
+        extra.update({k: v for k, v in d.items() if k not in known})
+        return cls(
+            id=str(d["id"]),
+            audio=str(d["audio"]),
+            text=d.get("text"),
+            speaker=d.get("speaker"),
+            num_samples=d.get("num_samples"),
+            sample_rate=d.get("sample_rate"),
+            duration=d.get("duration"),
+            extra=extra,
+        )
