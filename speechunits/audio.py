@@ -1,0 +1,246 @@
+"""Audio I/O: the one place that reads, writes, resamples and validates waveforms.
+
+Reading and writing use soundfile (libsndfile); resampling uses
+``torchaudio.functional.resample``. Every problem with an audio input (missing file,
+non-audio file, empty or truncated file, NaN/inf samples, failing ``wav.scp`` pipe
+command) is raised as :class:`speechunits.errors.AudioError` naming the file (or the
+command) and the problem. Multi-channel audio is mixed to mono and other sample rates are
+resampled, never rejected.
+
+An ``audio`` string ending in ``|`` is a Kaldi ``wav.scp`` pipe command (for example
+``"sox a.flac -t wav - |"``): it is run through the shell and its standard output is read
+as an audio file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from speechunits.errors import AudioError
+from speechunits.io_utils import atomic_path
+
+PathLike = str | os.PathLike[str]
+
+_WAV_SIZE_PLACEHOLDERS = (0, 0xFFFFFFFF, 0x7FFFFFFF)  # written by streaming writers (sox to a pipe)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """Header facts of an audio file (at its own sample rate)."""
+
+    num_samples: int
+    sample_rate: int
+    channels: int
+    duration: float
+    format: str
+
+
+def is_pipe_command(audio: PathLike) -> bool:
+    """True when ``audio`` is a Kaldi ``wav.scp`` pipe command (ends with ``|``)."""
+    return isinstance(audio, str) and audio.rstrip().endswith("|")
+
+
+def _run_pipe(command: str) -> bytes:
+    """Run a ``wav.scp`` pipe command and return its standard output."""
+    shell_cmd = command.rstrip()[:-1].strip()
+    try:
+        proc = subprocess.run(shell_cmd, shell=True, capture_output=True, check=False)
+    except OSError as err:
+        raise AudioError(command, f"could not run the pipe command: {err}") from err
+    if proc.returncode != 0:
+        stderr = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        detail = f": {stderr[-1]}" if stderr else ""
+        raise AudioError(command, f"pipe command failed with exit status {proc.returncode}{detail}")
+    if not proc.stdout:
+        raise AudioError(command, "pipe command wrote no audio (empty standard output)")
+    return proc.stdout
+
+
+def _check_file(path: Path) -> None:
+    """Raise AudioError for a missing, non-regular or zero-byte file."""
+    if not path.exists():
+        raise AudioError(path, "audio file does not exist")
+    if not path.is_file():
+        raise AudioError(path, "expected an audio file, found a directory or special file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "audio file is empty (0 bytes)")
+
+
+def _declared_wav_data_bytes(path: Path) -> tuple[int, int] | None:
+    """For a RIFF/WAVE file: (data-chunk size declared in the header, bytes present after it).
+
+    None when the file is not a plain RIFF WAVE, has no data chunk header, or declares a
+    streaming placeholder size.
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"data":
+                if size in _WAV_SIZE_PLACEHOLDERS:
+                    return None
+                present = path.stat().st_size - f.tell()
+                return size, present
+            f.seek(size + (size & 1), os.SEEK_CUR)
+
+
+def _check_not_truncated(path: Path) -> None:
+    """Raise AudioError when a WAV header declares more sample data than the file holds.
+
+    libsndfile silently clamps such files to the bytes present, so this is checked here.
+    """
+    declared = _declared_wav_data_bytes(path)
+    if declared is not None and declared[1] < declared[0]:
+        raise AudioError(
+            path,
+            f"truncated WAV file: header declares {declared[0]} bytes of sample data, "
+            f"the file holds {declared[1]}",
+        )
+
+
+def _open_source(audio: PathLike) -> tuple[Any, str]:
+    """Return (something soundfile can open, name to use in errors) after basic checks."""
+    if is_pipe_command(audio):
+        command = str(audio)
+        return io.BytesIO(_run_pipe(command)), command
+    path = Path(audio)
+    _check_file(path)
+    _check_not_truncated(path)
+    return path, str(path)
+
+
+def _sf_info(source: Any, name: str) -> Any:
+    try:
+        return sf.info(source)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(name, f"not a readable audio file ({err})") from err
+
+
+def audio_info(path: PathLike) -> AudioInfo:
+    """Header information of an audio file or ``wav.scp`` pipe command."""
+    source, name = _open_source(path)
+    info = _sf_info(source, name)
+    if info.frames <= 0:
+        raise AudioError(name, "audio file holds no samples (0 frames)")
+    return AudioInfo(
+        num_samples=int(info.frames),
+        sample_rate=int(info.samplerate),
+        channels=int(info.channels),
+        duration=float(info.frames) / float(info.samplerate),
+        format=str(info.format),
+    )
+
+
+def validate_waveform(wav: np.ndarray, path: PathLike) -> None:
+    """Raise AudioError unless ``wav`` is a non-empty, finite, 1-D float waveform."""
+    if not isinstance(wav, np.ndarray):
+        raise AudioError(path, f"expected a numpy waveform, found {type(wav).__name__}")
+    if wav.ndim != 1:
+        raise AudioError(path, f"expected a 1-D mono waveform, found shape {tuple(wav.shape)}")
+    if not np.issubdtype(wav.dtype, np.floating):
+        raise AudioError(path, f"expected a floating-point waveform, found dtype {wav.dtype}")
+    if wav.size == 0:
+        raise AudioError(path, "audio is empty (0 samples)")
+    finite = np.isfinite(wav)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        kind = "NaN" if np.isnan(wav[bad]) else "infinite"
+        raise AudioError(
+            path, f"audio contains {int((~finite).sum())} non-finite samples (first: {kind} at sample {bad})"
+        )
+
+
+def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample a 1-D float waveform from ``orig_sr`` to ``target_sr`` (float32 result)."""
+    if orig_sr <= 0 or target_sr <= 0:
+        raise ValueError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
+    wav = np.asarray(wav, dtype=np.float32)
+    if orig_sr == target_sr:
+        return wav
+    import torch
+    import torchaudio.functional as taf
+
+    out = taf.resample(torch.from_numpy(np.ascontiguousarray(wav)), orig_sr, target_sr)
+    return out.numpy().astype(np.float32, copy=False)
+
+
+def _frame_range(
+    name: str, sample_rate: int, total: int, offset_s: float | None, duration_s: float | None
+) -> tuple[int, int]:
+    """(start, num_frames) for an offset/duration request, checked against the file length."""
+    start = int(round((offset_s or 0.0) * sample_rate))
+    if start < 0 or start >= total:
+        raise AudioError(name, f"offset {offset_s} s is outside the audio ({total / sample_rate:.3f} s long)")
+    if duration_s is None:
+        return start, total - start
+    if duration_s <= 0:
+        raise AudioError(name, f"requested duration must be positive, got {duration_s} s")
+    return start, min(int(round(duration_s * sample_rate)), total - start)
+
+
+def load_audio(
+    path: PathLike,
+    target_sr: int | None = 16000,
+    *,
+    offset_s: float | None = None,
+    duration_s: float | None = None,
+) -> np.ndarray:
+    """Read an audio file (or ``wav.scp`` pipe command) as a float32 mono 1-D waveform.
+
+    Multi-channel audio is averaged to mono; the result is resampled to ``target_sr``
+    (``None`` keeps the file's rate). ``offset_s``/``duration_s`` select a span (in seconds
+    of the file). Raises AudioError for every unusable input.
+    """
+    source, name = _open_source(path)
+    info = _sf_info(source, name)
+    if info.frames <= 0:
+        raise AudioError(name, "audio file holds no samples (0 frames)")
+    start, frames = _frame_range(name, info.samplerate, info.frames, offset_s, duration_s)
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    try:
+        data, sr = sf.read(source, start=start, frames=frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise AudioError(name, f"could not decode audio, truncated or corrupt file ({err})") from err
+    if data.shape[0] < frames:
+        raise AudioError(name, f"truncated audio: header declares {frames} frames from {start}, read {data.shape[0]}")
+    wav = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    validate_waveform(wav, name)
+    if target_sr is not None and sr != target_sr:
+        wav = resample(wav, sr, target_sr)
+    return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+def write_audio(path: PathLike, wav: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
+    """Write a waveform atomically; the format comes from the suffix (.wav PCM_16 default, .flac).
+
+    ``wav`` is 1-D (mono) or 2-D ``(frames, channels)``; it must be finite and non-empty.
+    """
+    path = Path(path)
+    wav = np.asarray(wav)
+    if wav.ndim not in (1, 2):
+        raise AudioError(path, f"expected a 1-D or (frames, channels) waveform, found shape {tuple(wav.shape)}")
+    validate_waveform(wav.reshape(-1).astype(np.float32, copy=False), path)
+    fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
+    if fmt is None:
+        raise AudioError(path, f"unsupported audio suffix {path.suffix!r}: expected .wav or .flac")
+    subtype = subtype or "PCM_16"
+    with atomic_path(path) as tmp:
+        try:
+            sf.write(tmp, wav, sample_rate, subtype=subtype, format=fmt)
+        except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as err:
+            raise AudioError(path, f"could not write audio ({err})") from err

@@ -1,0 +1,124 @@
+"""JSONL manifests: one ``Utterance.to_dict()`` JSON object per line, nothing else.
+
+Reading resolves a relative ``audio`` path against the directory holding the manifest
+(never the current directory), so a corpus directory can be moved with its manifest;
+``wav.scp``-style pipe commands (ending in ``|``) are kept as they are. Malformed lines
+raise :class:`ManifestError` with ``file:line``.
+
+:func:`load_manifest` accepts either a Kaldi data directory or a ``.jsonl`` file: it is
+what every ``--data`` option takes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from speechunits.data.kaldi import read_kaldi_dir
+from speechunits.data.utterance import Utterance
+from speechunits.errors import ManifestError
+from speechunits.io_utils import atomic_path
+
+PathLike = str | os.PathLike[str]
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "text": (str,),
+    "speaker": (str,),
+    "num_samples": (int,),
+    "sample_rate": (int,),
+    "duration": (int, float),
+    "extra": (dict,),
+}
+
+
+def write_jsonl_manifest(utts: Sequence[Utterance], path: PathLike) -> None:
+    """Write utterances (in the given order) as a JSONL manifest, atomically.
+
+    Audio paths are written as given; duplicate ids raise ManifestError.
+    """
+    path = Path(path)
+    seen: set[str] = set()
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            for utt in utts:
+                if utt.id in seen:
+                    raise ManifestError(path, f"duplicate utterance id {utt.id!r}")
+                seen.add(utt.id)
+                try:
+                    line = json.dumps(utt.to_dict(), ensure_ascii=False, sort_keys=True, allow_nan=False)
+                except (TypeError, ValueError) as err:
+                    raise ManifestError(path, f"utterance {utt.id!r} is not JSON-serialisable ({err})") from err
+                f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _parse_line(path: Path, lineno: int, raw: str) -> Utterance:
+    """One manifest line -> Utterance, with file:line errors."""
+    try:
+        obj: Any = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ManifestError(path, f"invalid JSON ({err.msg} at column {err.colno})", lineno) from None
+    if not isinstance(obj, dict):
+        raise ManifestError(path, f"expected a JSON object, found {type(obj).__name__}", lineno)
+    for key in ("id", "audio"):
+        if key not in obj:
+            raise ManifestError(path, f"missing required field {key!r}", lineno)
+        if not isinstance(obj[key], str) or not obj[key].strip():
+            raise ManifestError(path, f"field {key!r} must be a non-empty string, found {obj[key]!r}", lineno)
+    for key, types in _FIELD_TYPES.items():
+        value = obj.get(key)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            names = " or ".join(t.__name__ for t in types)
+            raise ManifestError(path, f"field {key!r} must be {names}, found {value!r}", lineno)
+    utt = Utterance.from_dict(obj)
+    if not utt.audio.rstrip().endswith("|") and not os.path.isabs(utt.audio):
+        utt.audio = str(path.parent.absolute() / utt.audio)
+    return utt
+
+
+def iter_jsonl_manifest(path: PathLike) -> Iterator[Utterance]:
+    """Stream utterances from a JSONL manifest (blank lines skipped; duplicate ids rejected)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(path, "manifest file does not exist" if not path.exists() else "expected a file")
+    first_line: dict[str, int] = {}
+    with open(path, encoding="utf-8") as f:
+        lineno = 0
+        while True:
+            try:
+                raw = f.readline()
+            except UnicodeDecodeError as err:
+                raise ManifestError(path, f"expected UTF-8 text ({err})", lineno + 1) from err
+            if not raw:
+                break
+            lineno += 1
+            if not raw.strip():
+                continue
+            utt = _parse_line(path, lineno, raw)
+            if utt.id in first_line:
+                raise ManifestError(path, f"duplicate id {utt.id!r} (first on line {first_line[utt.id]})", lineno)
+            first_line[utt.id] = lineno
+            yield utt
+
+
+def read_jsonl_manifest(path: PathLike) -> list[Utterance]:
+    """Read a whole JSONL manifest; an empty manifest is an error."""
+    utts = list(iter_jsonl_manifest(path))
+    if not utts:
+        raise ManifestError(path, "manifest holds no utterances")
+    return utts
+
+
+def load_manifest(path_or_dir: PathLike, *, require_text: bool = True) -> list[Utterance]:
+    """Read a Kaldi data directory or a ``.jsonl`` manifest, whichever ``path_or_dir`` is."""
+    path = Path(path_or_dir)
+    if path.is_dir():
+        return read_kaldi_dir(path, require_text=require_text)
+    if path.suffix == ".jsonl":
+        return read_jsonl_manifest(path)
+    found = "nothing" if not path.exists() else f"a file with suffix {path.suffix!r}"
+    raise ManifestError(path, f"expected a Kaldi data directory or a .jsonl manifest, found {found}")

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Kaldi-style option parser. Source it after declaring defaults:
+#   --foo-bar 3 / --foo-bar=3 sets foo_bar=3 (only if foo_bar is declared);
+#   booleans (default true/false) accept only true/false;
+#   --config FILE sources name=value lines; --help/-h prints $help_message
+#   and the options with current values, then exits 0. Positionals stay in $@.
+
+__po_declared=$(compgen -v | tr '\n' ' ')
+__po_names=""
+for __po_v in $__po_declared; do
+  case "$__po_v" in
+    __po_*|BASH*|FUNCNAME|PIPESTATUS|GROUPS|DIRSTACK|RANDOM|LINENO|SECONDS|PWD|OLDPWD|HOME|PATH|SHELL*|IFS|PS*|UID|EUID|PPID|HOST*|OSTYPE|MACHTYPE|SHLVL|TERM|USER|LANG|LC_*|_|COLUMNS|LINES|OPT*|help_message|COMP*|HIST*|MAIL*|EPOCH*|SRANDOM|BASHOPTS) ;;
+    [a-z]*) __po_names="$__po_names $__po_v" ;;
+  esac
+done
+__po_list() { local n; for n in $__po_names; do echo "  --${n//_/-} (current: '${!n}')"; done; }
+__po_set() {  # name value
+  local name="$1" value="$2" old
+  case " $__po_names " in *" $name "*) ;; *)
+    echo "$0: unknown option --${name//_/-}; valid options:" >&2; __po_list >&2; exit 1 ;; esac
+  old="${!name}"
+  if [[ "$old" == true || "$old" == false ]] && [[ "$value" != true && "$value" != false ]]; then
+    echo "$0: option --${name//_/-} is boolean; expected true or false, got '$value'" >&2; exit 1
+  fi
+  printf -v "$name" '%s' "$value"
+}
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -h|--help)
+      [[ -n "${help_message:-}" ]] && echo "$help_message"
+      echo "Options:"; __po_list; exit 0 ;;
+    --config)
+      [[ $# -ge 2 && -f "$2" ]] || { echo "$0: --config: file not found: ${2:-<missing>}" >&2; exit 1; }
+      # shellcheck disable=SC1090
+      source "$2"; shift 2 ;;
+    --config=*)
+      __po_f="${1#--config=}"; [[ -f "$__po_f" ]] || { echo "$0: --config: file not found: $__po_f" >&2; exit 1; }
+      source "$__po_f"; shift ;;
+    --*=*) __po_k="${1%%=*}"; __po_k="${__po_k#--}"; __po_set "${__po_k//-/_}" "${1#*=}"; shift ;;
+    --?*)
+      [[ $# -ge 2 ]] || { echo "$0: option $1 needs a value" >&2; exit 1; }
+      __po_k="${1#--}"; __po_set "${__po_k//-/_}" "$2"; shift 2 ;;
+    *) break ;;
+  esac
+done
+true

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Source me (after utils/parse_options.sh): helpers shared by egs/*/run.sh and recipes/*.sh.
+#   stage_begin N "what"        true when stage N lies in [$stage, $stop_stage]; announces it
+#   run_logged LOG cmd ...      run cmd, output shown and appended to LOG; names LOG on failure
+#   run_jobs NJ LOG cmd ...     NJ copies of cmd in parallel, the word JOB in LOG and in the
+#                               arguments replaced by 0..NJ-1 (Kaldi run.pl style); waits for all
+# Skipping finished work is the job of the Python commands (provenance.json), not of bash.
+
+stage_begin() {  # N description
+  local n="$1"; shift
+  if (( n < stage || n > stop_stage )); then
+    return 1
+  fi
+  echo "=== $(date '+%F %T') stage $n: $* ==="
+  return 0
+}
+
+run_logged() {  # LOG cmd ...
+  local log="$1"; shift
+  mkdir -p "$(dirname "$log")"
+  echo "+ $* (log: $log)"
+  printf '# %s  cwd %s\n# %s\n' "$(date '+%F %T')" "$PWD" "$*" >> "$log"
+  local rc=0
+  { "$@" 2>&1 | tee -a "$log"; rc=${PIPESTATUS[0]}; } || true
+  if (( rc != 0 )); then
+    echo "error: '$1' failed with exit status $rc; see $log" >&2
+    return "$rc"
+  fi
+}
+
+run_jobs() {  # NJ LOG(with JOB) cmd ... (JOB replaced)
+  local nj="$1" log="$2"; shift 2
+  local j pids=() logs=() failed=0
+  for (( j = 0; j < nj; j++ )); do
+    local l="${log//JOB/$j}"
+    local args=("${@//JOB/$j}")
+    mkdir -p "$(dirname "$l")"
+    printf '# %s  cwd %s\n# %s\n' "$(date '+%F %T')" "$PWD" "${args[*]}" >> "$l"
+    "${args[@]}" >> "$l" 2>&1 &
+    pids+=("$!"); logs+=("$l")
+  done
+  echo "+ $* (JOB=0..$((nj - 1)); logs: ${log//JOB/*})"
+  for j in "${!pids[@]}"; do
+    if ! wait "${pids[$j]}"; then
+      echo "error: job $j of $nj failed; see ${logs[$j]}" >&2
+      failed=1
+    fi
+  done
+  return "$failed"
+}
