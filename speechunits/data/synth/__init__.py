@@ -1,0 +1,12 @@
+"""Synthetic corpora with true alignments: Festival (and espeak-ng) speech in real corpus layouts.
+
+``synthesize_librispeech``, ``synthesize_ljspeech`` and ``synthesize_fsc`` write the
+LibriSpeech-, LJSpeech- and Fluent-Speech-Commands-shaped corpora that the real loaders in
+:mod:`speechunits.data.corpora` read; ``speechunits synth-corpus`` is the command line.
+"""
+
+from __future__ import annotations
+
+from speechunits.data.synth.layouts import synthesize_fsc, synthesize_librispeech, synthesize_ljspeech
+
+__all__ = ["synthesize_fsc", "synthesize_librispeech", "synthesize_ljspeech"]

@@ -1,0 +1,246 @@
+"""Synthetic corpora (speechunits.data.synth): real loaders read them, timings are Festival's own."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechunits.audio import load_audio
+from speechunits.cli import main as cli_main
+from speechunits.data.alignments import is_silence, read_textgrid
+from speechunits.data.corpora import load_fsc, load_librispeech, load_ljspeech
+from speechunits.data.synth import layouts, synthesize_fsc, synthesize_librispeech
+from speechunits.data.synth.cli import parse_splits
+from speechunits.data.synth.festival import FestivalRequest, prosody_commands, scheme_string, synthesize_batch
+from speechunits.data.synth.text import librispeech_transcript, unique_sentences
+from speechunits.data.synth.voices import Speaker
+from speechunits.errors import ConfigError, ExternalToolError
+
+SPLITS = {"train-clean-100": 4, "dev-clean": 2}
+
+
+@pytest.fixture(scope="module")
+def libri(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("festival") is None:
+        pytest.skip("festival not installed")
+    out = tmp_path_factory.mktemp("synth") / "corpus"
+    synthesize_librispeech(out, SPLITS, seed=3, nj=1)
+    return out
+
+
+def _speakers(out: Path, layout: str) -> dict[str, Speaker]:
+    return {d["id"]: Speaker(**d) for d in json.loads((out / ".synth" / layout / "speakers.json").read_text())}
+
+
+@pytest.mark.festival
+def test_librispeech_layout_read_by_real_loader(libri: Path) -> None:
+    by_split = {s: load_librispeech(libri / "LibriSpeech", s, alignments_dir=libri / "alignments") for s in SPLITS}
+    assert {s: len(u) for s, u in by_split.items()} == SPLITS
+    spk = {s: {u.speaker for u in utts} for s, utts in by_split.items()}
+    assert not spk["train-clean-100"] & spk["dev-clean"]
+    texts = {s: {u.text for u in utts} for s, utts in by_split.items()}
+    assert not texts["train-clean-100"] & texts["dev-clean"]
+    voices = {_speakers(libri, "librispeech")[s].voice for s in spk["train-clean-100"] | spk["dev-clean"]}
+    assert len(voices) >= 2
+    speakers_txt = (libri / "LibriSpeech" / "SPEAKERS.TXT").read_text()
+    for utts in by_split.values():
+        for u in utts:
+            assert u.text == u.text.upper() and "," not in u.text and "." not in u.text
+            assert 4 <= len(u.text.split()) <= 15
+            assert sf.info(u.audio).samplerate == 16000 and u.audio.endswith(".flac")
+            tiers = read_textgrid(u.extra["alignment"])
+            assert set(tiers) == {"words", "syllables", "phones"}
+            words = [iv.label for iv in tiers["words"] if not is_silence(iv.label)]
+            assert " ".join(words).upper() == u.text.replace("-", " ")
+            assert f"\n{u.speaker} " in speakers_txt
+
+
+@pytest.mark.festival
+def test_durations_consistent_with_timings(libri: Path) -> None:
+    for split in SPLITS:
+        for u in load_librispeech(libri / "LibriSpeech", split, alignments_dir=libri / "alignments"):
+            info = sf.info(u.audio)
+            tiers = read_textgrid(u.extra["alignment"])
+            phones = tiers["phones"]
+            assert tiers["syllables"][-1].end == pytest.approx(info.duration, abs=1e-3)  # grid spans the audio
+            last_festival = max(iv.end for iv in phones if iv.label)  # last real segment (pau included)
+            # diphone voices overrun the final pause by one analysis frame (~25 ms); HTS is exact
+            assert abs(info.duration - last_festival) < 0.03
+
+
+@pytest.mark.festival
+def test_textgrid_syllables_equal_fresh_festival_run(libri: Path, tmp_path: Path) -> None:
+    speakers = _speakers(libri, "librispeech")
+    utt = load_librispeech(libri / "LibriSpeech", "dev-clean", alignments_dir=libri / "alignments")[0]
+    text = json.loads((libri / ".synth" / "librispeech" / "utterances.json").read_text())[utt.id]["text"]
+    assert librispeech_transcript(text) == utt.text
+    script = tmp_path / "one.scm"
+    script.write_text(
+        f"{prosody_commands(speakers[utt.speaker])}\n"
+        f"(set! u (utt.synth (eval (list 'Utterance 'Text {scheme_string(text)}))))\n"
+        "(mapcar (lambda (s) (format t \"%f %f\\n\" (item.feat s \"syllable_start\") (item.feat s \"syllable_end\")))"
+        " (utt.relation.items u 'Syllable))\n"
+    )
+    proc = subprocess.run(["festival", "-b", str(script)], capture_output=True, text=True, timeout=60, check=True)
+    expected = [tuple(float(x) for x in line.split()) for line in proc.stdout.split("\n") if line.strip()]
+    got = [(iv.start, iv.end) for iv in read_textgrid(utt.extra["alignment"])["syllables"] if iv.label]
+    assert len(expected) >= 4
+    assert got == expected
+    syl_labels = [iv.label for iv in read_textgrid(utt.extra["alignment"])["syllables"] if iv.label]
+    assert all(lab.replace("-", "").isalnum() for lab in syl_labels) and any("-" in lab for lab in syl_labels)
+
+
+def _f0_median(wav: np.ndarray, sr: int) -> float:
+    """Median F0 of voiced 40 ms frames by autocorrelation (60-400 Hz)."""
+    frame, hop = int(0.04 * sr), int(0.01 * sr)
+    level = 0.03 * np.abs(wav).max()
+    f0s = []
+    for i in range(0, len(wav) - frame, hop):
+        x = wav[i : i + frame] - wav[i : i + frame].mean()
+        if np.sqrt(np.mean(x**2)) < level:
+            continue
+        ac = np.correlate(x, x, "full")[frame - 1 :]
+        lo, hi = sr // 400, sr // 60
+        k = lo + int(np.argmax(ac[lo:hi]))
+        if ac[k] > 0.5 * ac[0]:
+            f0s.append(sr / k)
+    assert len(f0s) > 20
+    return float(np.median(f0s))
+
+
+@pytest.mark.festival
+def test_prosody_changes_f0_and_duration() -> None:
+    text = "The gentle farmer carried a heavy basket across the narrow bridge."
+    low = Speaker("a", "festival", "kal", "M", stretch=0.8, f0_mean=80.0, f0_std=10.0)
+    high = Speaker("b", "festival", "kal", "M", stretch=1.3, f0_mean=150.0, f0_std=10.0)
+    slow_slt = Speaker("c", "festival", "slt", "F", stretch=1.3)
+    fast_slt = Speaker("d", "festival", "slt", "F", stretch=0.8)
+    res = synthesize_batch([FestivalRequest(s.id, text, s) for s in (low, high, slow_slt, fast_slt)])
+    f_low, f_high = _f0_median(res[0].wav, 16000), _f0_median(res[1].wav, 16000)
+    assert f_high / f_low > 1.5, (f_low, f_high)
+    for fast, slow in ((res[0], res[1]), (res[3], res[2])):
+        # the stretch changes audio and timings consistently (1.3 / 0.8 = 1.625)
+        assert slow.duration / fast.duration == pytest.approx(slow.phones[-1].end / fast.phones[-1].end, rel=0.02)
+        assert slow.phones[-1].end / fast.phones[-1].end > 1.4
+
+
+@pytest.mark.festival
+def test_ljspeech_via_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli_main(["synth-corpus", "--layout", "ljspeech", "--out", str(tmp_path), "--num-utts", "3", "--voice", "kal"])
+    assert rc == 0
+    root = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert root == tmp_path / "LJSpeech-1.1"
+    utts = load_ljspeech(root)
+    assert [u.id for u in utts] == ["LJ001-0001", "LJ001-0002", "LJ001-0003"]
+    for u in utts:
+        assert sf.info(u.audio).samplerate == 22050
+        assert (tmp_path / "alignments" / "ljspeech" / f"{u.id}.TextGrid").is_file()
+    assert len((root / "metadata.csv").read_text().splitlines()) == 3
+
+
+@pytest.mark.festival
+def test_fsc_layout_with_commas_and_espeak(tmp_path: Path) -> None:
+    root = synthesize_fsc(tmp_path, num_speakers=4, utts_per_speaker=4, seed=1)
+    spk = _speakers(tmp_path, "fsc")
+    assert {s.engine for s in spk.values()} == {"festival", "espeak"}
+    seen: dict[str, set[str]] = {}
+    n_comma = 0
+    for split in ("train", "valid", "test"):
+        csv_path = root / "data" / f"{split}_data.csv"
+        assert csv_path.read_text().splitlines()[0] == ",path,speakerId,transcription,action,object,location"
+        with open(csv_path, newline="") as f:
+            rows = list(csv.reader(f))[1:]
+        utts = load_fsc(root, split)
+        assert len(utts) == len(rows)
+        by_path = {Path(u.audio).relative_to(root).as_posix(): u for u in utts}
+        for row in rows:
+            u = by_path[row[1]]
+            assert (u.text, u.extra["action"], u.extra["object"], u.extra["location"]) == tuple(row[3:])
+            n_comma += "," in u.text
+            assert sf.info(u.audio).samplerate == 16000
+        seen[split] = {u.speaker for u in utts}
+    assert n_comma >= 1
+    assert all(seen.values()) and not (seen["train"] & seen["valid"] or seen["train"] & seen["test"] or seen["valid"] & seen["test"])
+    assert len(layouts.fsc_intents()) == 31
+
+
+@pytest.mark.festival
+@pytest.mark.slow
+def test_deterministic_across_nj(libri: Path, tmp_path: Path) -> None:
+    other = synthesize_librispeech(tmp_path / "nj2", SPLITS, seed=3, nj=2)
+    first = libri / "LibriSpeech"
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(other) for p in other.rglob("*") if p.is_file())
+    for rel in files:
+        if rel.suffix == ".flac":
+            np.testing.assert_array_equal(load_audio(first / rel, None), load_audio(other / rel, None))
+        else:
+            assert (first / rel).read_bytes() == (other / rel).read_bytes(), rel
+    grids = sorted((libri / "alignments").rglob("*.TextGrid"))
+    assert grids
+    for g in grids:
+        assert g.read_bytes() == (tmp_path / "nj2" / "alignments" / g.relative_to(libri / "alignments")).read_bytes()
+
+
+@pytest.mark.festival
+def test_resume_and_complete(libri: Path, tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(libri, out)
+    # complete for the same config: returns at once without synthesizing
+    layouts.LAST_RUN = layouts.RunStats(planned=-1)
+    synthesize_librispeech(out, SPLITS, seed=3)
+    assert layouts.LAST_RUN.planned == -1
+    # a killed run: marker gone, one utterance missing, another with audio but no alignment
+    utts = load_librispeech(out / "LibriSpeech", "train-clean-100", alignments_dir=out / "alignments")
+    shutil.rmtree(out / ".synth")
+    before = load_audio(utts[0].audio, None)
+    Path(utts[0].audio).unlink()
+    Path(utts[0].extra["alignment"]).unlink()
+    Path(utts[1].extra["alignment"]).unlink()
+    (Path(utts[0].audio).parent / f"{utts[0].speaker}-{utts[0].extra['chapter']}.trans.txt").unlink()
+    synthesize_librispeech(out, SPLITS, seed=3)
+    assert layouts.LAST_RUN.planned == sum(SPLITS.values()) and layouts.LAST_RUN.synthesized == 2
+    np.testing.assert_array_equal(load_audio(utts[0].audio, None), before)
+    assert len(load_librispeech(out / "LibriSpeech", "train-clean-100", alignments_dir=out / "alignments")) == 4
+    assert (out / ".synth" / "librispeech" / "provenance.json").is_file()
+
+
+def test_missing_festival_names_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ExternalToolError, match="festvox-kallpc16k.*make install"):
+        synthesize_librispeech(tmp_path, {"dev-clean": 1}, voices=("kal",))
+    with pytest.raises(ExternalToolError, match="espeak-ng.*make install"):
+        from speechunits.data.synth.espeak import espeak_binary
+
+        espeak_binary()
+
+
+def test_festival_failure_reports_text_and_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "festival"
+    fake.write_text("#!/bin/sh\necho 'SIOD ERROR: voice exploded' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(shutil, "which", lambda name: str(fake) if name == "festival" else None)
+    spk = Speaker("1", "festival", "kal", "M")
+    with pytest.raises(ExternalToolError, match="Hello there.*voice exploded"):
+        synthesize_batch([FestivalRequest("x", "Hello there", spk)])
+
+
+def test_text_generator_and_splits_parsing() -> None:
+    import random
+
+    a = unique_sentences(50, random.Random(7), set())
+    assert a == unique_sentences(50, random.Random(7), set())
+    assert len({s.normalized for s in a}) == 50
+    assert all(4 <= s.num_words <= 15 for s in a)
+    assert any(s.raw != s.normalized for s in a)  # digits in raw text, spelled out when normalized
+    assert parse_splits("train-clean-100:200,dev-clean:40") == {"train-clean-100": 200, "dev-clean": 40}
+    for bad in ("train", "train:0", "a:1,a:2", ""):
+        with pytest.raises(ConfigError):
+            parse_splits(bad)
