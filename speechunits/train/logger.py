@@ -1,0 +1,80 @@
+"""Training metrics: a ``metrics.jsonl`` log and TensorBoard scalars, written by rank 0 only."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from speechunits.io_utils import atomic_write_text
+
+METRICS_NAME = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+
+
+class MetricsLogger:
+    """Append one JSON line per logged step and mirror the numbers to TensorBoard.
+
+    On a resumed run (``start_step`` > 0) lines of steps after ``start_step`` left by the
+    interrupted run are dropped first, and TensorBoard events after it are purged, so the logs
+    describe one run.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str], enabled: bool, tensorboard: bool = True, start_step: int = 0) -> None:
+        self.enabled = enabled
+        self.path = Path(out_dir) / METRICS_NAME
+        self._writer: Any = None
+        if not enabled:
+            return
+        if start_step > 0 and self.path.is_file():
+            self._truncate_after(start_step)
+        elif start_step == 0 and self.path.exists():
+            self.path.unlink()
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(Path(out_dir) / TENSORBOARD_DIR), purge_step=start_step + 1 if start_step else None)
+
+    def _truncate_after(self, step: int) -> None:
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by the kill
+            if int(rec.get("step", 0)) <= step:
+                kept.append(line)
+        atomic_write_text(self.path, "".join(k + "\n" for k in kept))
+
+    def log(self, step: int, values: dict[str, Any], prefix: str = "train/") -> None:
+        """Record ``values`` (numbers) at ``step``; keys are written as ``<prefix><key>`` to TensorBoard."""
+        if not self.enabled:
+            return
+        clean = {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in values.items()}
+        rec = {"step": step, "time": round(time.time(), 3), **{f"{prefix}{k}": v for k, v in clean.items()}}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec, sort_keys=True, allow_nan=True) + "\n")
+        if self._writer is not None:
+            for k, v in clean.items():
+                if isinstance(v, float) and math.isfinite(v):
+                    self._writer.add_scalar(f"{prefix}{k}", v, step)
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def read_metrics(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All records of a run's ``metrics.jsonl`` (empty when absent)."""
+    path = Path(out_dir) / METRICS_NAME
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
