@@ -1,0 +1,222 @@
+"""The Sylber encoder: a HuBERT-base conv front end plus a (truncated) transformer, at 50 Hz.
+
+Built from torchaudio's wav2vec2 components (``torchaudio.models.wav2vec2_model``), so the
+state-dict keys of :class:`SylberModel` are exactly those of torchaudio's ``Wav2Vec2Model``
+(``feature_extractor.conv_layers.0.conv.weight``, ``encoder.transformer.layers.3.attention.q_proj.weight``
+...). :mod:`speechunits.sylber.checkpoints` maps fairseq / Hugging Face / Lightning names onto them.
+
+Padding: the forward pass takes per-utterance ``lengths`` and is *padding-invariant*: the
+group norm of the first conv layer (per-channel statistics over time in HuBERT base) is
+computed over each utterance's valid frames only, padded frames are zeroed before the
+positional convolution and masked out of attention, so an utterance gives the same features
+alone and inside a padded batch (up to float rounding). (The reference implementation and
+Hugging Face's HubertModel let the padding leak into that group norm.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+import torchaudio
+from torch import Tensor, nn
+
+HUBERT_BASE_CONV = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
+
+
+@dataclass
+class SylberConfig:
+    """Architecture of the encoder. Defaults: HuBERT base truncated to 9 layers."""
+
+    extractor_conv_layer_config: list[tuple[int, int, int]] = field(default_factory=lambda: list(HUBERT_BASE_CONV))
+    extractor_mode: str = "group_norm"  # "group_norm" (HuBERT base) or "layer_norm"
+    extractor_conv_bias: bool = False
+    encoder_embed_dim: int = 768
+    num_layers: int = 9
+    num_heads: int = 12
+    ffn_dim: int = 3072
+    layer_norm_first: bool = False
+    pos_conv_kernel: int = 128
+    pos_conv_groups: int = 16
+    projection_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    ffn_dropout: float = 0.0
+    dropout: float = 0.1
+    layer_drop: float = 0.05
+    normalize_waveform: bool = False  # per-utterance zero mean / unit variance of the input
+    sample_rate: int = 16000
+
+    def __post_init__(self) -> None:
+        self.extractor_conv_layer_config = [tuple(int(v) for v in layer) for layer in self.extractor_conv_layer_config]
+        if self.extractor_mode not in ("group_norm", "layer_norm"):
+            raise ValueError(f"extractor_mode must be 'group_norm' or 'layer_norm', got {self.extractor_mode!r}")
+        if self.encoder_embed_dim % self.num_heads:
+            raise ValueError(f"encoder_embed_dim {self.encoder_embed_dim} is not divisible by num_heads {self.num_heads}")
+        if self.num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> SylberConfig:
+        """A few-thousand-parameter model with the same structure, for tests."""
+        base: dict[str, Any] = dict(
+            extractor_conv_layer_config=[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2,
+            encoder_embed_dim=64, num_layers=2, num_heads=4, ffn_dim=128, pos_conv_kernel=16, pos_conv_groups=4,
+        )
+        base.update(overrides)
+        return cls(**base)
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per output frame (320 for HuBERT base)."""
+        hop = 1
+        for _, _, stride in self.extractor_conv_layer_config:
+            hop *= stride
+        return hop
+
+    @property
+    def frame_rate(self) -> float:
+        """Output frames per second (16000 / 320 = 50.0 for HuBERT base)."""
+        return self.sample_rate / self.hop_length
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (tuples become lists)."""
+        out = asdict(self)
+        out["extractor_conv_layer_config"] = [list(layer) for layer in self.extractor_conv_layer_config]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SylberConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ValueError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown SylberConfig keys: {unknown}")
+        return cls(**data)
+
+
+def conv_output_lengths(num_samples: Tensor, conv_layers: list[tuple[int, int, int]]) -> Tensor:
+    """Frames produced by a stack of unpadded convs: ``L <- floor((L - kernel) / stride) + 1`` per layer, >= 0."""
+    length = num_samples
+    for _, kernel, stride in conv_layers:
+        length = torch.div(length - kernel, stride, rounding_mode="floor") + 1
+        length = torch.clamp(length, min=0)
+    return length
+
+
+def _masked_group_norm(x: Tensor, norm: nn.GroupNorm, lengths: Tensor) -> Tensor:
+    """GroupNorm of ``x`` (B, C, T) whose statistics use only the first ``lengths[b]`` frames."""
+    batch, channels, time = x.shape
+    groups = norm.num_groups
+    xf = x.float()
+    mask = (torch.arange(time, device=x.device)[None, :] < lengths[:, None]).to(xf.dtype)  # (B, T)
+    xg = xf.view(batch, groups, channels // groups, time)
+    m = mask[:, None, None, :]
+    count = (lengths.to(xf.dtype) * (channels // groups)).clamp(min=1.0)[:, None, None, None]
+    mean = (xg * m).sum(dim=(2, 3), keepdim=True) / count
+    var = (((xg - mean) * m) ** 2).sum(dim=(2, 3), keepdim=True) / count
+    out = ((xg - mean) / torch.sqrt(var + norm.eps)).view(batch, channels, time)
+    if norm.affine:
+        out = out * norm.weight.float()[None, :, None] + norm.bias.float()[None, :, None]
+    return out.to(x.dtype)
+
+
+class SylberModel(nn.Module):
+    """HuBERT-style encoder returning the last layer's features at 50 Hz."""
+
+    def __init__(self, config: SylberConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or SylberConfig()
+        c = self.config
+        w2v = torchaudio.models.wav2vec2_model(
+            extractor_mode=c.extractor_mode,
+            extractor_conv_layer_config=[tuple(layer) for layer in c.extractor_conv_layer_config],
+            extractor_conv_bias=c.extractor_conv_bias,
+            encoder_embed_dim=c.encoder_embed_dim,
+            encoder_projection_dropout=c.projection_dropout,
+            encoder_pos_conv_kernel=c.pos_conv_kernel,
+            encoder_pos_conv_groups=c.pos_conv_groups,
+            encoder_num_layers=c.num_layers,
+            encoder_num_heads=c.num_heads,
+            encoder_attention_dropout=c.attention_dropout,
+            encoder_ff_interm_features=c.ffn_dim,
+            encoder_ff_interm_dropout=c.ffn_dropout,
+            encoder_dropout=c.dropout,
+            encoder_layer_norm_first=c.layer_norm_first,
+            encoder_layer_drop=c.layer_drop,
+            aux_num_out=None,
+        )
+        # Keep torchaudio's sub-module names so state dicts match Wav2Vec2Model's exactly.
+        self.feature_extractor = w2v.feature_extractor
+        self.encoder = w2v.encoder
+
+    @property
+    def frame_rate(self) -> float:
+        return self.config.frame_rate
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.encoder_embed_dim
+
+    def frame_lengths(self, num_samples: int | Tensor) -> int | Tensor:
+        """Exact number of output frames for ``num_samples`` input samples (int or tensor)."""
+        if isinstance(num_samples, Tensor):
+            return conv_output_lengths(num_samples, self.config.extractor_conv_layer_config)
+        return int(conv_output_lengths(torch.tensor(int(num_samples)), self.config.extractor_conv_layer_config))
+
+    def _prepare(self, waveforms: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+        if waveforms.ndim == 1:
+            waveforms = waveforms.unsqueeze(0)
+        if waveforms.ndim != 2:
+            raise ValueError(f"expected waveforms of shape (B, S), got {tuple(waveforms.shape)}")
+        batch, total = waveforms.shape
+        if lengths is None:
+            lengths = torch.full((batch,), total, dtype=torch.long, device=waveforms.device)
+        lengths = lengths.to(device=waveforms.device, dtype=torch.long)
+        if lengths.shape != (batch,) or bool((lengths > total).any()) or bool((lengths < 1).any()):
+            raise ValueError(f"lengths must be (B,) with 1 <= length <= {total}, got {lengths.tolist()}")
+        valid = torch.arange(total, device=waveforms.device)[None, :] < lengths[:, None]
+        x = waveforms.float()
+        if self.config.normalize_waveform:
+            n = lengths.to(x.dtype)[:, None]
+            mean = (x * valid).sum(dim=1, keepdim=True) / n
+            var = (((x - mean) * valid) ** 2).sum(dim=1, keepdim=True) / (n - 1).clamp(min=1.0)
+            x = (x - mean) / torch.sqrt(var).clamp(min=1e-5)
+        x = x * valid
+        return x, lengths
+
+    def _features(self, waveforms: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Conv front end: (B, T, C) features and frame lengths, padding-invariant."""
+        x, length = self._prepare(waveforms, lengths)
+        x = x.unsqueeze(1).to(next(self.parameters()).dtype)
+        for block in self.feature_extractor.conv_layers:
+            x = block.conv(x)
+            length = torch.clamp(torch.div(length - block.kernel_size, block.stride, rounding_mode="floor") + 1, min=0)
+            if isinstance(block.layer_norm, nn.GroupNorm):
+                x = _masked_group_norm(x, block.layer_norm, length)
+            elif block.layer_norm is not None:
+                x = block.layer_norm(x)
+            x = nn.functional.gelu(x)
+        return x.transpose(1, 2), length
+
+    def forward(self, waveforms: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(features (B, T, D) of the last layer, frame_lengths (B,)); padded frames are zero."""
+        feats, frame_lengths = self._features(waveforms, lengths)
+        out = self.encoder(feats, frame_lengths)
+        return self._zero_padding(out, frame_lengths), frame_lengths
+
+    def extract_features(
+        self, waveforms: Tensor, lengths: Tensor | None = None, num_layers: int | None = None
+    ) -> tuple[list[Tensor], Tensor]:
+        """Outputs of every transformer layer (or the first ``num_layers``) and the frame lengths.
+
+        For post-LN models (HuBERT base) the last entry equals :meth:`forward`'s output.
+        """
+        feats, frame_lengths = self._features(waveforms, lengths)
+        layers = self.encoder.extract_features(feats, frame_lengths, num_layers)
+        return [self._zero_padding(h, frame_lengths) for h in layers], frame_lengths
+
+    @staticmethod
+    def _zero_padding(x: Tensor, frame_lengths: Tensor) -> Tensor:
+        keep = torch.arange(x.shape[1], device=x.device)[None, :] < frame_lengths[:, None]
+        return x * keep[:, :, None].to(x.dtype)

@@ -1,0 +1,88 @@
+"""``speechunits segment``: syllable segments of audio files with a Sylber model.
+
+Prints (``--out -``, the default) or writes (``--out DIR``: ``DIR/<stem>.json|tsv``) the
+segments of each file in seconds. ``--format json`` gives one JSON object per file
+(``file``, ``num_samples``, ``sample_rate``, ``frame_rate``, ``segments`` in seconds,
+``frames`` as ``[start, end)`` frame indices); ``--format tsv`` gives ``file<TAB>start<TAB>end``
+lines. ``--plot out.png`` (one file only) draws waveform, log-mel spectrogram and frame norms
+with the segments. Files whose audio cannot be read are reported on stderr and make the exit
+status 2; the other files are still processed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from speechunits.audio import load_audio
+from speechunits.errors import ConfigError, SpeechUnitsError
+from speechunits.io_utils import atomic_write_text
+
+if TYPE_CHECKING:
+    from speechunits.sylber.segmenter import SegmentationResult
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help="audio files")
+    parser.add_argument("--model", required=True, help="checkpoint: fairseq .pt, HF dir, torchaudio .pt or Lightning .ckpt")
+    parser.add_argument("--out", default="-", help="output directory, or - for standard output (default)")
+    parser.add_argument("--format", choices=("json", "tsv"), default="json")
+    parser.add_argument("--plot", default=None, help="write a segmentation figure (PNG/PDF/SVG) for the single FILE")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--norm-threshold", type=float, default=2.6)
+    parser.add_argument("--merge-threshold", type=float, default=0.8)
+    parser.add_argument("--reset-count", action="store_true", help="corrected greedy variant (reference quirk off)")
+    parser.add_argument("--batch-seconds", type=float, default=60.0, help="audio per model batch")
+
+
+def format_result(name: str, result: SegmentationResult, fmt: str) -> str:
+    """Text of one file's segments in ``json`` (one line) or ``tsv``."""
+    if fmt == "json":
+        return json.dumps({
+            "file": name, "num_samples": result.num_samples, "sample_rate": result.sample_rate,
+            "frame_rate": result.frame_rate,
+            "segments": [[round(float(s), 6), round(float(e), 6)] for s, e in result.segments_seconds],
+            "frames": result.segments_frames.tolist(),
+        }) + "\n"
+    return "".join(f"{name}\t{s:.3f}\t{e:.3f}\n" for s, e in result.segments_seconds)
+
+
+def run(args: argparse.Namespace) -> int:
+    from speechunits.sylber.segmenter import Segmenter
+
+    if args.plot is not None and len(args.files) != 1:
+        raise ConfigError(None, f"--plot draws one file, got {len(args.files)} files")
+    out_dir = None if args.out == "-" else Path(args.out)
+    if out_dir is not None:
+        stems = [Path(f).stem for f in args.files]
+        dupes = sorted({s for s in stems if stems.count(s) > 1})
+        if dupes:
+            raise ConfigError(out_dir, f"several input files share the name(s) {dupes}; their outputs would collide")
+    seg = Segmenter(args.model, device=args.device, norm_threshold=args.norm_threshold,
+                    merge_threshold=args.merge_threshold, reset_count=args.reset_count)
+    names, waves, failed = [], [], 0
+    for f in args.files:
+        try:
+            waves.append(load_audio(f, target_sr=seg.sample_rate))
+            names.append(f)
+        except SpeechUnitsError as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed += 1
+    results = seg.segment_many(waves, seg.sample_rate, batch_seconds=args.batch_seconds,
+                               progress=len(waves) > 1 and sys.stderr.isatty())
+    suffix = ".json" if args.format == "json" else ".tsv"
+    for name, result in zip(names, results):
+        text = format_result(name, result, args.format)
+        if out_dir is None:
+            sys.stdout.write(text)
+        else:
+            atomic_write_text(out_dir / (Path(name).stem + suffix), text)
+    if args.plot is not None and results:
+        from speechunits.sylber.plot import plot_segmentation
+
+        plot_segmentation(waves[0], results[0], args.plot, norm_threshold=args.norm_threshold, title=Path(names[0]).name)
+    sys.stdout.flush()
+    return 2 if failed else 0

@@ -1,0 +1,194 @@
+"""Segmenter: audio in, syllable segments + segment embeddings out (the Sylber inference API).
+
+>>> seg = Segmenter("sylber.ckpt", device="auto")          # doctest: +SKIP
+>>> r = seg("utt.wav")                                      # doctest: +SKIP
+>>> r.segments_seconds, r.embeddings.shape                  # doctest: +SKIP
+
+``segment_many`` batches utterances by length, runs the encoder once per batch and trims each
+utterance's padding with the model's exact frame lengths; because the encoder is
+padding-invariant (see :mod:`speechunits.sylber.model`) the results equal per-item calls.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from speechunits.audio import load_audio, resample, validate_waveform
+from speechunits.device import autocast_context, resolve_device
+from speechunits.errors import AudioError
+from speechunits.sylber.model import SylberModel
+from speechunits.sylber.segment import greedy_segment_batch, segment_means, segments_to_seconds
+
+AudioInput = Union[str, "os.PathLike[str]", np.ndarray, torch.Tensor]
+
+
+@dataclass
+class SegmentationResult:
+    """Segmentation of one utterance (frames at ``frame_rate``, half-open ``[start, end)``)."""
+
+    segments_frames: np.ndarray  # (N, 2) int64
+    segments_seconds: np.ndarray  # (N, 2) float64
+    embeddings: np.ndarray  # (N, D) float32 segment means of hidden_states
+    hidden_states: np.ndarray  # (T, D) float32 last-layer features
+    frame_rate: float
+    num_samples: int  # at sample_rate
+    sample_rate: int = 16000
+
+    @property
+    def num_segments(self) -> int:
+        return int(self.segments_frames.shape[0])
+
+
+def _mono(wav: np.ndarray, name: str) -> np.ndarray:
+    """Mix a (S, C) or (C, S) array to mono; the channel axis is the short one."""
+    if wav.ndim == 1:
+        return wav
+    if wav.ndim != 2:
+        raise AudioError(name, f"expected a 1-D or 2-D (multi-channel) waveform, found shape {tuple(wav.shape)}")
+    axis = 0 if wav.shape[0] < wav.shape[1] else 1
+    return wav.mean(axis=axis)
+
+
+class Segmenter:
+    """Sylber syllable segmenter around a :class:`SylberModel`.
+
+    Args:
+        checkpoint: a model, or a checkpoint path for :func:`speechunits.sylber.checkpoints.load_sylber_model`.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        norm_threshold, merge_threshold, reset_count: greedy segmentation settings (attributes,
+            settable after construction).
+        autocast: bf16 autocast on CUDA (ignored on the CPU).
+        load_kwargs: passed to ``load_sylber_model`` (``config``, ``prefix``, ``num_layers`` ...).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str] | SylberModel,
+        *,
+        device: str | torch.device = "auto",
+        norm_threshold: float = 2.6,
+        merge_threshold: float = 0.8,
+        reset_count: bool = False,
+        autocast: bool = True,
+        **load_kwargs: Any,
+    ) -> None:
+        self.device = resolve_device(device)
+        if isinstance(checkpoint, SylberModel):
+            model = checkpoint
+        else:
+            from speechunits.sylber.checkpoints import load_sylber_model
+
+            model = load_sylber_model(checkpoint, map_location="cpu", **load_kwargs)
+        self.model = model.to(self.device).eval()
+        self.norm_threshold = float(norm_threshold)
+        self.merge_threshold = float(merge_threshold)
+        self.reset_count = bool(reset_count)
+        self.autocast = bool(autocast)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.model.config.sample_rate)
+
+    @property
+    def frame_rate(self) -> float:
+        return float(self.model.frame_rate)
+
+    def _min_samples(self) -> int:
+        """Fewest samples that give one output frame (the conv stack's receptive field)."""
+        need = 1
+        for _, kernel, stride in reversed(self.model.config.extractor_conv_layer_config):
+            need = (need - 1) * stride + kernel
+        return need
+
+    def load(self, item: AudioInput, sample_rate: int | None = None) -> np.ndarray:
+        """A float32 mono waveform at the model's rate from a path, numpy array or tensor."""
+        if isinstance(item, (str, os.PathLike)):
+            return load_audio(item, target_sr=self.sample_rate)
+        name = "<array>"
+        if isinstance(item, torch.Tensor):
+            item = item.detach().cpu().numpy()
+        wav = np.asarray(item)
+        if not np.issubdtype(wav.dtype, np.floating):
+            raise AudioError(name, f"expected a floating-point waveform, found dtype {wav.dtype}")
+        wav = _mono(wav.astype(np.float32, copy=False), name)
+        validate_waveform(wav, name)
+        sr = self.sample_rate if sample_rate is None else int(sample_rate)
+        return resample(wav, sr, self.sample_rate) if sr != self.sample_rate else np.ascontiguousarray(wav)
+
+    def encode(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Last-layer features (T_i, D) float32 of equal-rate waveforms, run as one padded batch."""
+        if not waves:
+            return []
+        lengths = [len(w) for w in waves]
+        total = max(max(lengths), self._min_samples())
+        batch = np.zeros((len(waves), total), np.float32)
+        for i, w in enumerate(waves):
+            batch[i, : len(w)] = w
+        x = torch.from_numpy(batch).to(self.device)
+        lens = torch.tensor(lengths, dtype=torch.long, device=self.device)
+        with torch.inference_mode(), autocast_context(self.device, self.autocast):
+            feats, frame_lengths = self.model(x, lens)
+        feats = feats.float().cpu().numpy()
+        return [np.ascontiguousarray(feats[i, : int(n)]) for i, n in enumerate(frame_lengths.cpu().tolist())]
+
+    def _results(self, waves: Sequence[np.ndarray], states: list[np.ndarray]) -> list[SegmentationResult]:
+        segs = greedy_segment_batch(states, norm_threshold=self.norm_threshold, merge_threshold=self.merge_threshold,
+                                    reset_count=self.reset_count)
+        out = []
+        for wav, h, s in zip(waves, states, segs):
+            s = np.asarray(s, dtype=np.int64).reshape(-1, 2)
+            out.append(SegmentationResult(
+                segments_frames=s,
+                segments_seconds=segments_to_seconds(s, self.frame_rate),
+                embeddings=segment_means(h, s) if len(s) else np.zeros((0, h.shape[1]), np.float32),
+                hidden_states=h,
+                frame_rate=self.frame_rate,
+                num_samples=len(wav),
+                sample_rate=self.sample_rate,
+            ))
+        return out
+
+    def __call__(self, audio: AudioInput, sample_rate: int | None = None) -> SegmentationResult:
+        """Segment one utterance (path, or array/tensor at ``sample_rate``, default the model's)."""
+        wav = self.load(audio, sample_rate)
+        return self._results([wav], self.encode([wav]))[0]
+
+    def segment_many(
+        self,
+        items: Iterable[AudioInput],
+        sample_rate: int | None = None,
+        *,
+        batch_seconds: float = 60.0,
+        progress: bool = False,
+    ) -> list[SegmentationResult]:
+        """Segment many utterances, in input order, batching by length.
+
+        A batch holds utterances of similar length whose padded size stays within
+        ``batch_seconds`` of audio (a longer utterance runs alone).
+        """
+        waves = [self.load(item, sample_rate) for item in items]
+        budget = max(1, int(batch_seconds * self.sample_rate))
+        order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
+        batches: list[list[int]] = []
+        for i in order:
+            if batches and len(waves[i]) * (len(batches[-1]) + 1) <= budget:
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+        results: list[SegmentationResult | None] = [None] * len(waves)
+        bar = tqdm(total=len(waves), desc="segment", unit="utt", file=sys.stderr, disable=not progress)
+        for idx in batches:
+            group = [waves[i] for i in idx]
+            for i, r in zip(idx, self._results(group, self.encode(group))):
+                results[i] = r
+            bar.update(len(idx))
+        bar.close()
+        return [r for r in results if r is not None]

@@ -1,0 +1,147 @@
+"""Segmenter API: inputs (paths, arrays, stereo, other rates), batching == per item, devices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from speechunits.audio import write_audio
+from speechunits.device import autocast_context, resolve_device
+from speechunits.errors import AudioError, ConfigError
+from speechunits.sylber import Segmenter as ExportedSegmenter
+from speechunits.sylber.model import SylberConfig, SylberModel
+from speechunits.sylber.segment import greedy_segment
+from speechunits.sylber.segmenter import SegmentationResult, Segmenter
+
+SR = 16000
+
+
+def _model() -> SylberModel:
+    """A tiny model whose layer norms are randomised so frame norms and directions vary."""
+    torch.manual_seed(0)
+    m = SylberModel(SylberConfig.tiny())
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if "layer_norm" in name:
+                p.copy_(torch.randn_like(p) * (0.8 if name.endswith("weight") else 0.5) + (1.0 if name.endswith("weight") else 0.0))
+    return m.eval()
+
+
+def _speechlike(seconds: float, seed: int) -> np.ndarray:
+    """Tone bursts with different pitches separated by near-silence."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    wav = 0.001 * rng.standard_normal(n)
+    pos = int(0.1 * SR)
+    while pos < n - 1600:
+        dur = int(rng.uniform(0.08, 0.25) * SR)
+        t = np.arange(min(dur, n - pos)) / SR
+        f0 = rng.uniform(100, 300)
+        wav[pos: pos + len(t)] += 0.3 * np.sin(2 * np.pi * f0 * t) * np.hanning(len(t)) + 0.05 * rng.standard_normal(len(t))
+        pos += len(t) + int(rng.uniform(0.0, 0.15) * SR)
+    return wav.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def segmenter() -> Segmenter:
+    seg = Segmenter(_model(), device="cpu", norm_threshold=0.0, merge_threshold=0.9)
+    # thresholds picked from the model's own norms so that the test data gives several segments
+    h = seg(_speechlike(2.0, 0)).hidden_states
+    seg.norm_threshold = float(np.percentile(np.linalg.norm(h, axis=1), 30))
+    return seg
+
+
+def test_result_fields(segmenter: Segmenter) -> None:
+    wav = _speechlike(1.5, 1)
+    r = segmenter(wav)
+    assert isinstance(r, SegmentationResult)
+    T = segmenter.model.frame_lengths(len(wav))
+    assert r.hidden_states.shape == (T, 64) and r.hidden_states.dtype == np.float32
+    assert r.segments_frames.dtype == np.int64 and r.segments_frames.shape[1] == 2
+    assert r.num_segments >= 2
+    assert r.embeddings.shape == (r.num_segments, 64) and r.embeddings.dtype == np.float32
+    np.testing.assert_allclose(r.segments_seconds, r.segments_frames / 50.0)
+    s, e = r.segments_frames[0]
+    np.testing.assert_allclose(r.embeddings[0], r.hidden_states[s:e].mean(0), rtol=1e-5, atol=1e-5)
+    expect = greedy_segment(r.hidden_states, segmenter.norm_threshold, segmenter.merge_threshold)
+    np.testing.assert_array_equal(r.segments_frames, expect)
+    assert r.frame_rate == 50.0 and r.num_samples == len(wav)
+
+
+def test_segment_many_equals_per_item(segmenter: Segmenter) -> None:
+    waves = [_speechlike(d, i) for i, d in enumerate([1.3, 0.4, 2.1, 0.9, 1.7, 0.02])]
+    single = [segmenter(w) for w in waves]
+    batched = segmenter.segment_many(waves, batch_seconds=4.0)
+    assert sum(r.num_segments for r in single) >= 6
+    for a, b in zip(single, batched):
+        np.testing.assert_array_equal(a.segments_frames, b.segments_frames)
+        np.testing.assert_allclose(a.hidden_states, b.hidden_states, atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(a.embeddings, b.embeddings, atol=1e-4, rtol=1e-4)
+        assert a.num_samples == b.num_samples
+    assert batched[-1].num_segments == 0  # 20 ms < the 400-sample receptive field of one frame
+
+
+def test_paths_stereo_and_resampling(segmenter: Segmenter, tmp_path: Path) -> None:
+    wav = _speechlike(1.0, 3)
+    path = tmp_path / "a.wav"
+    write_audio(path, wav, SR, subtype="FLOAT")
+    from_path = segmenter(path)
+    from_array = segmenter(wav)
+    np.testing.assert_array_equal(from_path.segments_frames, from_array.segments_frames)
+    stereo = np.stack([wav, wav], axis=1)
+    np.testing.assert_array_equal(segmenter(stereo).segments_frames, from_array.segments_frames)
+    np.testing.assert_array_equal(segmenter(torch.from_numpy(stereo.T.copy())).segments_frames, from_array.segments_frames)
+    r8 = segmenter(wav[::2].copy(), sample_rate=8000)
+    assert r8.num_samples == len(wav) and r8.sample_rate == SR
+
+
+def test_thresholds_are_live_attributes(segmenter: Segmenter) -> None:
+    wav = _speechlike(1.5, 4)
+    old = segmenter.merge_threshold
+    try:
+        segmenter.merge_threshold = -1.0  # everything merges inside speech runs
+        merged = segmenter(wav).num_segments
+        segmenter.merge_threshold = 0.999
+        split = segmenter(wav).num_segments
+    finally:
+        segmenter.merge_threshold = old
+    assert split > merged >= 1
+    with torch.inference_mode():  # callable inside inference mode
+        assert segmenter(wav).num_segments >= 1
+
+
+def test_bad_audio(segmenter: Segmenter, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF....WAVEjunk")
+    with pytest.raises(AudioError, match="bad.wav"):
+        segmenter(bad)
+    with pytest.raises(AudioError, match="non-finite"):
+        segmenter(np.array([0.0, np.nan] * 500, np.float32))
+    with pytest.raises(AudioError):
+        segmenter(np.zeros((2, 2, 10), np.float32))
+
+
+def test_loads_checkpoint_path_and_export(tmp_path: Path) -> None:
+    from speechunits.sylber.checkpoints import save_sylber_model
+
+    m = _model()
+    save_sylber_model(tmp_path / "m.pt", m)
+    seg = ExportedSegmenter(tmp_path / "m.pt", device="cpu", norm_threshold=1.0)
+    wav = _speechlike(0.8, 5)
+    ref = Segmenter(m, device="cpu", norm_threshold=1.0)
+    np.testing.assert_allclose(seg(wav).hidden_states, ref(wav).hidden_states, atol=1e-6)
+
+
+def test_device_helpers() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device("cuda:0")
+    with autocast_context("cpu", True):
+        assert not torch.is_autocast_enabled("cpu")
