@@ -123,6 +123,19 @@ def test_crop_is_a_seeded_window_of_the_audio(corpus: list[Utterance]) -> None:
     assert any(s > 0 for s in first.values())
 
 
+def test_crop_offsets_are_reported_and_aligned(corpus: list[Utterance]) -> None:
+    by_id = {u.id: u for u in corpus}
+    seen = 0
+    for b in build_audio_pipeline(corpus, max_batch_seconds=1.0, crop_seconds=0.25, crop_align=320, seed=3):
+        assert b.offsets is not None and b.offsets.shape == b.lengths.shape
+        for row, (utt_id, n, off) in enumerate(zip(b.ids, b.lengths.tolist(), b.offsets.tolist())):
+            assert off % 320 == 0
+            full = load_audio(by_id[utt_id].audio, SR)
+            assert np.allclose(full[off : off + n], b.waveforms[row, :n].numpy(), atol=1e-6)
+            seen += off > 0
+    assert seen > 0
+
+
 def test_deterministic_for_a_seed_and_seed_changes_order(corpus: list[Utterance]) -> None:
     def order(seed: int) -> list[list[str]]:
         return [b.ids for b in build_audio_pipeline(corpus, max_batch_seconds=0.6, shuffle=True, seed=seed)]

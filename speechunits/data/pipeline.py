@@ -62,6 +62,7 @@ class AudioBatch:
     ids: list[str]
     waveforms: torch.Tensor  # (B, T) float32
     lengths: torch.Tensor  # (B,) int64, valid samples per row
+    offsets: torch.Tensor | None = None  # (B,) int64, first sample of each crop in its utterance
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,11 @@ def pack_buckets(lengths: Sequence[int], max_batch_samples: int, *, shuffle: boo
     return buckets
 
 
-def _crop_offset(seed: int, utt_id: str, excess: int) -> int:
-    """A crop start in ``[0, excess]``, fixed by (seed, utterance id) whatever the thread order."""
-    return int(np.random.default_rng([seed, zlib.crc32(utt_id.encode("utf-8"))]).integers(0, excess + 1))
+def _crop_offset(seed: int, utt_id: str, excess: int, align: int = 1) -> int:
+    """A crop start in ``[0, excess]``, a multiple of ``align``, fixed by (seed, utterance id)
+    whatever the thread order."""
+    choices = excess // align + 1
+    return align * int(np.random.default_rng([seed, zlib.crc32(utt_id.encode("utf-8"))]).integers(0, choices))
 
 
 class AudioPipeline:
@@ -124,6 +127,7 @@ class AudioPipeline:
         sample_rate: int,
         max_batch_samples: int,
         crop_samples: int | None,
+        crop_align: int = 1,
         rank: int,
         world_size: int,
         shuffle: bool,
@@ -137,6 +141,7 @@ class AudioPipeline:
         self._lengths = lengths
         self._sample_rate = sample_rate
         self._crop = crop_samples
+        self._crop_align = crop_align
         self._seed = seed
         self._on_error = on_error
         self._collater = Collater(pad_value=0)
@@ -163,14 +168,15 @@ class AudioPipeline:
         """Number of buckets this rank reads (a bucket whose files are all bad yields no batch)."""
         return self._num_batches
 
-    def _decode(self, idx: int) -> np.ndarray:
-        """Decode, check against the planned length, and crop one utterance."""
+    def _decode(self, idx: int) -> tuple[np.ndarray, int]:
+        """Decode, check against the planned length, and crop one utterance: (wave, crop start)."""
         utt = self._utts[idx]
         wav = load_audio(utt.audio, self._sample_rate)
         planned = self._lengths[idx]
         uncropped = len(wav)
+        start = 0
         if self._crop is not None and len(wav) > self._crop:
-            start = _crop_offset(self._seed, utt.id, len(wav) - self._crop)
+            start = _crop_offset(self._seed, utt.id, len(wav) - self._crop, self._crop_align)
             wav = wav[start : start + self._crop]
         if len(wav) != planned:
             raise AudioError(
@@ -178,22 +184,24 @@ class AudioPipeline:
                 f"decoded {uncropped} samples at {self._sample_rate} Hz but the manifest/header gave a length "
                 f"of {planned} after cropping; the manifest is stale or the file is damaged",
             )
-        return wav
+        return wav, start
 
     def _load_bucket(self, bucket: Sequence[int]) -> dict[str, Any]:
         """Map function run by fairseq2 (possibly in parallel): decode and pad one bucket."""
         ids: list[str] = []
         wavs: list[torch.Tensor] = []
+        offsets: list[int] = []
         failed: list[list[Any]] = []
         for idx in bucket:
             try:
-                wav = self._decode(int(idx))
+                wav, start = self._decode(int(idx))
             except AudioError as err:
                 failed.append([int(idx), str(err.path) if err.path is not None else self._utts[idx].audio, err.problem])
                 continue
             ids.append(self._utts[idx].id)
             wavs.append(torch.from_numpy(wav))
-        out: dict[str, Any] = {"ids": ids, "failed": failed}
+            offsets.append(start)
+        out: dict[str, Any] = {"ids": ids, "failed": failed, "offsets": offsets}
         if wavs:
             collated = self._collater(wavs)
             out["waveforms"] = collated["seqs"].to(torch.float32)
@@ -212,7 +220,8 @@ class AudioPipeline:
                     raise AudioError(path, problem)
                 self._report(SkippedUtterance(self._utts[idx].id, self._utts[idx].audio, f"{path}: {problem}"))
             if item["ids"]:
-                yield AudioBatch(ids=list(item["ids"]), waveforms=item["waveforms"], lengths=item["lengths"])
+                yield AudioBatch(ids=list(item["ids"]), waveforms=item["waveforms"], lengths=item["lengths"],
+                                 offsets=torch.as_tensor(item["offsets"], dtype=torch.int64))
 
     def _report(self, skipped: SkippedUtterance) -> None:
         logger.warning("skipping utterance %s: %s", skipped.id, skipped.reason)
@@ -292,6 +301,7 @@ def build_audio_pipeline(
     sample_rate: int = 16000,
     max_batch_seconds: float,
     crop_seconds: float | None = None,
+    crop_align: int = 1,
     rank: int = 0,
     world_size: int = 1,
     shuffle: bool = False,
@@ -320,6 +330,6 @@ def build_audio_pipeline(
         logger.warning("skipping utterance %s: %s", s.id, s.reason)
     return AudioPipeline(
         utts, lengths, plan_skipped, sample_rate=sample_rate, max_batch_samples=max_batch_samples,
-        crop_samples=crop_samples, rank=rank, world_size=world_size, shuffle=shuffle, seed=seed,
+        crop_samples=crop_samples, crop_align=max(1, int(crop_align)), rank=rank, world_size=world_size, shuffle=shuffle, seed=seed,
         num_parallel_calls=num_parallel_calls, prefetch=prefetch, drop_remainder=drop_remainder, on_error=on_error,
     )

@@ -79,6 +79,21 @@ class AdaptiveNormThreshold:
             self.silence_mean, self.silence_var = self._ema(self.silence_mean, self.silence_var,
                                                             silence_norms.detach().float())
 
+    def update_from_moments(self, speech: tuple[float, float, float], silence: tuple[float, float, float]) -> None:
+        """Update from (count, sum, sum of squares) of each class, e.g. all-reduced over ranks."""
+        if self.fixed is not None:
+            return
+        d = self.decay
+        for name, (n, s1, s2) in (("speech", speech), ("silence", silence)):
+            if n <= 0:
+                continue
+            mean, var = getattr(self, f"{name}_mean"), getattr(self, f"{name}_var")
+            batch_mean = s1 / n
+            new_mean = d * mean + (1 - d) * batch_mean
+            batch_sq_dev = s2 / n - 2 * new_mean * batch_mean + new_mean**2  # mean((x - new_mean)^2)
+            setattr(self, f"{name}_mean", new_mean)
+            setattr(self, f"{name}_var", d * var + (1 - d) * max(batch_sq_dev, 0.0))
+
     def update_from_features(self, features: torch.Tensor, valid: torch.Tensor | None = None) -> float:
         """Split frame norms of (B, T, D) ``features`` at the current threshold, update, return it."""
         norms = features.detach().float().norm(dim=-1)

@@ -1,0 +1,38 @@
+"""``speechunits train-sylber``: Sylber stage 1 / stage 2 training (plain or under torchrun).
+
+Example::
+
+    speechunits train-sylber --config recipes/conf/sylber_stage1.yaml --out-dir exp/sylber/stage1 \\
+        task.data=data/train task.segments=exp/sylber/bootstrap/train task.init=hubert_base.pt
+    torchrun --nproc_per_node 4 -m speechunits train-sylber --config ... (same arguments)
+
+At the end rank 0 writes ``model.pt`` (the student) and ``teacher.pt`` beside the training
+checkpoints; ``model.pt`` is what ``speechunits segment`` / ``Segmenter`` load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from speechunits.sylber.train_task import SylberTask
+from speechunits.train.launch import add_train_arguments, config_from_args, run_training
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Training options (config file, run directory, resume, device, KEY=VALUE overrides)."""
+    add_train_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, then export the student and teacher models for inference."""
+    config = config_from_args(args)
+    result = run_training(SylberTask, config, device=args.device)
+    if result.dist.is_main:
+        out = Path(config.out_dir)
+        task: SylberTask = result.task  # type: ignore[assignment]
+        task.export(out / "model.pt", "student")
+        task.export(out / "teacher.pt", "teacher")
+        print(f"train-sylber: step {result.step}; model at {out / 'model.pt'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,234 @@
+"""Sylber training as a :class:`speechunits.train.loop.TrainTask` (stage 1 and stage 2).
+
+Both stages regress the student's last-layer features, computed on noise-augmented audio,
+onto the teacher's features averaged within each syllable segment (zeros outside
+segments). They differ only in where the segments come from:
+
+- stage 1: a unit set of segments made beforehand (the bootstrap segmenter, or any
+  segment source written in the unit-token format), shifted into each training crop;
+- stage 2: online, by the greedy segmentation of the teacher's features, with the adaptive
+  norm threshold (running speech/non-speech Gaussians, synchronised across ranks) and a
+  merge threshold drawn per step from ``merge_threshold_range``.
+
+The teacher is an EMA of the student (``ema_decay`` 1.0, the paper's setting, keeps it
+frozen at the initial model). Task options live under ``task:`` in the training config;
+see ``recipes/conf/sylber_stage1.yaml`` / ``sylber_stage2.yaml`` and :data:`DEFAULTS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from speechunits.data.jsonl import load_manifest
+from speechunits.data.pipeline import AudioBatch, build_audio_pipeline
+from speechunits.errors import ConfigError
+from speechunits.sylber.augment import NoiseAugmenter, NoiseBank
+from speechunits.sylber.losses import distillation_loss, segment_average_targets
+from speechunits.sylber.model import SylberConfig, SylberModel
+from speechunits.sylber.segment import greedy_segment_batch
+from speechunits.sylber.thresholder import AdaptiveNormThreshold
+from speechunits.train.config import TrainConfig
+from speechunits.train.distributed import DistInfo
+from speechunits.train.ema import EMATeacher
+from speechunits.train.wrap import unwrap_model
+
+DEFAULTS: dict[str, Any] = {
+    "stage": 1,
+    "data": None,  # Kaldi data dir or JSONL manifest of the training audio
+    "segments": None,  # stage 1: unit set directory with the bootstrap segments
+    "init": None,  # checkpoint to start the student (and teacher) from; None: random init
+    "model": "base",  # base | tiny | {preset: base|tiny, <SylberConfig field>: value} (when init is None)
+    "num_layers": None,  # truncate an init checkpoint (9 for Sylber on HuBERT base)
+    "ema_decay": 1.0,
+    "crop_seconds": 5.0,
+    "max_batch_seconds": 500.0,  # per rank: 100 crops of 5 s
+    "num_workers": 2,
+    "noise": {},  # NoiseAugmenter options
+    "noise_dir": None,
+    "merge_threshold_range": [0.8, 0.9],
+    "thresholder": {},  # AdaptiveNormThreshold options (start statistics, decay, fixed)
+    "silence_stats_from": "student",  # student (reference stage 2) | teacher
+}
+
+
+def _opts(config: TrainConfig) -> dict[str, Any]:
+    unknown = sorted(set(config.task) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(None, f"unknown sylber task options {unknown}; known: {sorted(DEFAULTS)}")
+    opts = {**DEFAULTS, **config.task}
+    if opts["stage"] not in (1, 2):
+        raise ConfigError(None, f"task.stage must be 1 or 2, got {opts['stage']!r}")
+    if not opts["data"]:
+        raise ConfigError(None, "task.data (Kaldi data dir or manifest of training audio) is required")
+    if opts["stage"] == 1 and not opts["segments"]:
+        raise ConfigError(None, "stage 1 needs task.segments: a unit set of bootstrap segments "
+                                "(speechunits bootstrap-segments makes one)")
+    if opts["silence_stats_from"] not in ("student", "teacher"):
+        raise ConfigError(None, "task.silence_stats_from must be 'student' or 'teacher'")
+    lo, hi = opts["merge_threshold_range"]
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ConfigError(None, f"task.merge_threshold_range must satisfy 0 <= lo <= hi <= 1, got {[lo, hi]}")
+    return opts
+
+
+def build_student(opts: dict[str, Any]) -> SylberModel:
+    """The student: loaded from ``init`` or freshly initialised from ``model``."""
+    if opts["init"]:
+        from speechunits.sylber.checkpoints import load_sylber_model
+
+        model = load_sylber_model(opts["init"], num_layers=opts["num_layers"])
+        return model.train()
+    spec = opts["model"]
+    if spec == "base":
+        config = SylberConfig()
+    elif spec == "tiny":
+        config = SylberConfig.tiny()
+    elif isinstance(spec, dict):
+        spec = dict(spec)
+        preset = spec.pop("preset", "base")
+        known = {f.name for f in fields(SylberConfig)}
+        unknown = sorted(set(spec) - known)
+        if unknown or preset not in ("base", "tiny"):
+            raise ConfigError(None, f"bad task.model: unknown fields {unknown} or preset {preset!r}; "
+                                    f"known fields: {sorted(known)}, presets: base, tiny")
+        base = SylberConfig.tiny() if preset == "tiny" else SylberConfig()
+        config = SylberConfig.from_dict({**base.to_dict(), **spec})
+    else:
+        raise ConfigError(None, f"task.model must be 'base', 'tiny' or a mapping, got {spec!r}")
+    return SylberModel(config)
+
+
+def load_segments(unit_dir: str | Path, frame_rate: float) -> dict[str, np.ndarray]:
+    """Every utterance's (N, 2) [start, end) segments of a unit set, on the model's frame grid."""
+    from speechunits.sylber.segment_sources import FRAME_RATE, _unit_set_segments
+
+    if abs(frame_rate - FRAME_RATE) > 1e-9:
+        raise ConfigError(unit_dir, f"model frame rate {frame_rate} Hz differs from the segment grid {FRAME_RATE} Hz")
+    return _unit_set_segments(Path(unit_dir))
+
+
+def crop_segments(segments: np.ndarray, frame_offset: int, num_frames: int) -> np.ndarray:
+    """Segments shifted by ``-frame_offset`` and clipped to ``[0, num_frames)``; empty ones dropped."""
+    seg = np.asarray(segments, dtype=np.int64).reshape(-1, 2) - frame_offset
+    seg = np.clip(seg, 0, num_frames)
+    return seg[seg[:, 1] > seg[:, 0]]
+
+
+class SylberTask:
+    """Sylber stage 1 / stage 2 self-distillation (see the module docstring)."""
+
+    def __init__(self, config: TrainConfig, dist: DistInfo | None = None) -> None:
+        self.opts = _opts(config)
+        self.dist = dist or DistInfo()
+        self.seed = int(config.seed)
+        self.model = build_student(self.opts)
+        self.model.train()
+        self.hop = self.model.config.hop_length
+        self.teacher = EMATeacher(self.model, decay=float(self.opts["ema_decay"]))
+        self.thresholder = AdaptiveNormThreshold(**self.opts["thresholder"])
+        bank = NoiseBank.from_dir(self.opts["noise_dir"]) if self.opts["noise_dir"] else None
+        self.augmenter = NoiseAugmenter(**self.opts["noise"], noise_bank=bank)
+        self.utts = load_manifest(self.opts["data"], require_text=False)
+        self.segments: dict[str, np.ndarray] = {}
+        if self.opts["stage"] == 1:
+            self.segments = load_segments(self.opts["segments"], self.model.frame_rate)
+            missing = [u.id for u in self.utts if u.id not in self.segments]
+            if missing:
+                raise ConfigError(self.opts["segments"], f"no segments for {len(missing)} training utterance(s), "
+                                                          f"e.g. {missing[:3]}; rerun the bootstrap stage on this data")
+
+    # -- data ---------------------------------------------------------------------------
+    def batches(self, epoch: int) -> Iterator[AudioBatch]:
+        """This rank's crops of one epoch, in a seeded order (same for the same epoch)."""
+        pipe = build_audio_pipeline(
+            self.utts, max_batch_seconds=float(self.opts["max_batch_seconds"]),
+            crop_seconds=float(self.opts["crop_seconds"]), crop_align=self.hop,
+            rank=self.dist.rank, world_size=self.dist.world_size, shuffle=True,
+            seed=self.seed * 100_003 + epoch, num_parallel_calls=int(self.opts["num_workers"]),
+            drop_remainder=self.dist.world_size > 1,
+        )
+        yield from pipe
+
+    def num_items(self, batch: AudioBatch) -> int:
+        return int(batch.lengths.shape[0])
+
+    def _generator(self, step: int) -> torch.Generator:
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1_009 + self.dist.rank)
+
+    # -- segments -----------------------------------------------------------------------
+    def _file_segments(self, batch: AudioBatch, frame_lengths: Tensor) -> list[np.ndarray]:
+        offsets = batch.offsets if batch.offsets is not None else torch.zeros_like(batch.lengths)
+        return [crop_segments(self.segments[utt], int(off) // self.hop, int(n))
+                for utt, off, n in zip(batch.ids, offsets.tolist(), frame_lengths.tolist())]
+
+    def _online_segments(self, teacher: Tensor, frame_lengths: Tensor, step: int) -> tuple[list[np.ndarray], float, float]:
+        lo, hi = self.opts["merge_threshold_range"]
+        merge = float(lo + (hi - lo) * torch.rand(1, generator=self._generator(step)).item())
+        norm_thr = self.thresholder.threshold
+        feats = teacher.detach().float().cpu().numpy()
+        segments = greedy_segment_batch(feats, frame_lengths.cpu().numpy(), norm_threshold=norm_thr,
+                                        merge_threshold=merge)
+        return segments, norm_thr, merge
+
+    def _update_thresholder(self, teacher: Tensor, student: Tensor, valid: Tensor, norm_thr: float) -> None:
+        t_norm = teacher.detach().float().norm(dim=-1)
+        s_norm = student.detach().float().norm(dim=-1)
+        speech = valid & (t_norm >= norm_thr)
+        silence = valid & (t_norm < norm_thr)
+        sil_src = s_norm if self.opts["silence_stats_from"] == "student" else t_norm
+        stats = torch.stack([
+            speech.sum(), t_norm[speech].sum(), t_norm[speech].pow(2).sum(),
+            silence.sum(), sil_src[silence].sum(), sil_src[silence].pow(2).sum(),
+        ]).double()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(stats)  # every rank applies the same update
+        v = stats.tolist()
+        self.thresholder.update_from_moments((v[0], v[1], v[2]), (v[3], v[4], v[5]))
+
+    # -- step ---------------------------------------------------------------------------
+    def training_step(self, batch: AudioBatch, step: int) -> tuple[Tensor, dict[str, float]]:
+        wavs, lengths = batch.waveforms, batch.lengths
+        teacher_module = self.teacher.module.to(wavs.device)
+        with torch.no_grad():
+            teacher, frame_lengths = teacher_module(wavs, lengths)
+        metrics: dict[str, float] = {}
+        if self.opts["stage"] == 1:
+            segments = self._file_segments(batch, frame_lengths)
+        else:
+            segments, norm_thr, merge = self._online_segments(teacher, frame_lengths, step)
+            metrics.update(norm_threshold=norm_thr, merge_threshold=merge)
+        noisy = self.augmenter(wavs.cpu(), self._generator(step), lengths.cpu()).to(wavs.device)
+        student, _ = self.model(noisy, lengths)
+        valid = torch.arange(student.shape[1], device=student.device)[None, :] < frame_lengths[:, None]
+        target = segment_average_targets(teacher.float(), segments)
+        loss = distillation_loss(student, target, valid)
+        if self.opts["stage"] == 2:
+            self._update_thresholder(teacher, student, valid, metrics["norm_threshold"])
+        seconds = float(frame_lengths.sum()) / self.model.frame_rate
+        metrics["tokens_per_second"] = sum(len(s) for s in segments) / max(seconds, 1e-9)
+        return loss, metrics
+
+    def on_step_end(self, step: int) -> None:
+        self.teacher.update(self.model)
+
+    # -- state --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"teacher": self.teacher.state_dict(), "thresholder": self.thresholder.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.teacher.load_state_dict(state["teacher"])
+        self.thresholder.load_state_dict(state["thresholder"])
+
+    def export(self, path: str | Path, which: str = "student") -> None:
+        """Save the student (or the teacher) as a standalone model checkpoint for inference."""
+        from speechunits.sylber.checkpoints import save_sylber_model
+
+        module = unwrap_model(self.model) if which == "student" else self.teacher.module
+        save_sylber_model(path, module)

@@ -1,0 +1,98 @@
+"""Sylber stage 1 / stage 2 training through the shared loop (tiny model, CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from speechunits.cli import main
+from speechunits.data.kaldi import write_kaldi_dir
+from speechunits.data.utterance import Utterance
+from speechunits.errors import ConfigError
+from speechunits.sylber.train_task import SylberTask, crop_segments
+from speechunits.train.config import load_config
+from speechunits.units import UnitSetWriter
+
+SR = 16000
+
+
+def make_corpus(root: Path, n: int = 6) -> tuple[Path, Path]:
+    """Tone 'syllables' separated by silence; returns (data dir, unit set of their segments)."""
+    rng = np.random.default_rng(0)
+    utts = []
+    unit_dir = root / "segments"
+    with UnitSetWriter(unit_dir, kind="syllable", sample_rate=SR, hop=320) as writer:
+        for i in range(n):
+            wav = np.zeros(int(1.6 * SR), dtype=np.float32)
+            starts, ends = [], []
+            t = 0.1
+            while t < 1.4:
+                dur = rng.uniform(0.12, 0.25)
+                a, b = int(t * SR), int((t + dur) * SR)
+                f0 = rng.uniform(100, 300)
+                wav[a:b] = 0.3 * np.sin(2 * np.pi * f0 * np.arange(b - a) / SR)
+                starts.append(int(t * 50))
+                ends.append(int((t + dur) * 50))
+                t += dur + rng.uniform(0.03, 0.1)
+            path = root / f"u{i}.wav"
+            sf.write(path, wav, SR)
+            utts.append(Utterance(id=f"u{i}", audio=str(path), text=None, speaker="s0"))
+            writer.add(id=f"u{i}", audio=str(path), num_samples=len(wav), sample_rate=SR, starts=starts, ends=ends)
+    write_kaldi_dir(utts, root / "data")
+    return root / "data", unit_dir
+
+
+def overrides(data: Path, **extra: object) -> list[str]:
+    base = {"max_steps": 3, "save_every": 2, "log_every": 1, "progress": False, "tensorboard": False,
+            "task.data": data, "task.model": "tiny", "task.crop_seconds": 1.0, "task.max_batch_seconds": 3.0,
+            "task.num_workers": 1, "task.noise.augment_prob": 0.5}
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def test_crop_segments() -> None:
+    seg = np.array([[0, 10], [12, 30], [40, 60]])
+    assert crop_segments(seg, 15, 30).tolist() == [[0, 15], [25, 30]]
+
+
+def test_stage1_then_stage2(tmp_path: Path) -> None:
+    data, segments = make_corpus(tmp_path)
+    s1 = tmp_path / "stage1"
+    assert main(["train-sylber", "--out-dir", str(s1), "--device", "cpu",
+                 *overrides(data, **{"task.segments": segments, "task.stage": 1})]) == 0
+    assert (s1 / "model.pt").is_file() and (s1 / "teacher.pt").is_file()
+    rows = [json.loads(line) for line in (s1 / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["train/loss"] for r in rows if "train/loss" in r]
+    assert losses and all(np.isfinite(losses))
+
+    s2 = tmp_path / "stage2"
+    assert main(["train-sylber", "--out-dir", str(s2), "--device", "cpu",
+                 *overrides(data, **{"task.stage": 2, "task.init": s1 / "model.pt",
+                                     "task.thresholder.decay": 0.5})]) == 0
+    rows = [json.loads(line) for line in (s2 / "metrics.jsonl").read_text().splitlines()]
+    thresholds = [r["train/norm_threshold"] for r in rows if "train/norm_threshold" in r]
+    assert len(thresholds) >= 2 and thresholds[0] != thresholds[-1]  # the threshold adapts
+    from speechunits.sylber.checkpoints import load_sylber_model
+
+    model = load_sylber_model(s2 / "model.pt")
+    feats, _ = model(torch.zeros(1, SR))
+    assert feats.shape[-1] == 64
+
+
+def test_stage1_needs_segments_for_every_utterance(tmp_path: Path) -> None:
+    data, segments = make_corpus(tmp_path, n=3)
+    other = tmp_path / "other"
+    other.mkdir()
+    _, few = make_corpus(other, n=2)
+    cfg = load_config(None, overrides(data, **{"task.segments": few, "task.stage": 1}))
+    with pytest.raises(ConfigError, match="no segments for 1 training utterance"):
+        SylberTask(cfg)
+    with pytest.raises(ConfigError, match="needs task.segments"):
+        SylberTask(load_config(None, overrides(data, **{"task.stage": 1})))
+    with pytest.raises(ConfigError, match="unknown sylber task options"):
+        SylberTask(load_config(None, overrides(data, **{"task.segments": segments, "task.bogus": 1})))
