@@ -1,0 +1,81 @@
+"""Frame units: per-frame features (e.g. HuBERT layer features at 50 Hz) -> deduplicated k-means runs.
+
+Each frame of an utterance's ``(T, D)`` features is assigned to its nearest centroid, and
+consecutive repeats become one token ``[start, end)`` (:func:`speechunits.units.frames_to_runs`),
+so a frame unit set has the same schema as a syllable one (``kind="frame"``) and
+:func:`speechunits.units.runs_to_frames` gives the frame sequence back.
+
+Frame ``i`` covers samples ``[i * hop, (i + 1) * hop)``. Features longer than the audio
+(``ceil(num_samples / hop)`` frames, plus the format's 1-frame tolerance) are an error, never
+silently cut.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from speechunits.errors import UnitFormatError
+from speechunits.quantize.apply import codebook_producer
+from speechunits.quantize.codebook import Assigner, Codebook, load_codebook
+from speechunits.units import UnitSetWriter, ValidationReport, frames_to_runs, validate_unit_set
+from speechunits.units.record import END_TOLERANCE
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass
+class FrameItem:
+    """One utterance and its per-frame features ``(T, D)``."""
+
+    id: str
+    audio: str
+    num_samples: int
+    sample_rate: int
+    features: Any
+    speaker: str | None = None
+    text: str | None = None
+
+
+def write_frame_units(
+    out_dir: PathLike,
+    items: Iterable[FrameItem],
+    codebook: PathLike | Codebook,
+    *,
+    sample_rate: int = 16000,
+    hop: int = 320,
+    producer: dict[str, Any] | None = None,
+    source_manifest: str | None = None,
+    audio_root: str | None = None,
+    device: str = "cpu",
+    chunk_rows: int | None = None,
+    total: int | None = None,
+    progress: bool = True,
+) -> ValidationReport:
+    """Quantize each item's frames, deduplicate into runs, write a ``kind="frame"`` unit set and validate it.
+
+    ``sample_rate``/``hop`` define the frame grid (default 16000/320 = 50 Hz). ``producer``
+    (e.g. the feature model's checkpoint hash and layer) is recorded with the codebook.
+    """
+    book = codebook if isinstance(codebook, Codebook) else load_codebook(codebook)
+    nearest = Assigner(book, chunk_rows=chunk_rows, device=device)
+    out = Path(out_dir)
+    prod = {**(producer or {}), "codebook": codebook_producer(book)}
+    with UnitSetWriter(out, kind="frame", sample_rate=sample_rate, hop=hop, producer=prod, vocab_size=book.k,
+                       source_manifest=source_manifest, audio_root=audio_root) as writer:
+        for item in tqdm(items, total=total, desc="frame units", unit="utt", disable=not progress, leave=False):
+            feats = np.asarray(item.features)
+            limit = writer.meta.audio_frames(item.num_samples, item.sample_rate) + END_TOLERANCE
+            if feats.ndim != 2 or feats.shape[0] > limit:
+                raise UnitFormatError(out, f"utterance {item.id!r}: features of shape {feats.shape} for "
+                                           f"{item.num_samples} samples (at most {limit} frames of hop {hop} expected)")
+            units, starts, ends = frames_to_runs(nearest(feats))
+            writer.add(id=item.id, audio=item.audio, num_samples=item.num_samples, sample_rate=item.sample_rate,
+                       starts=starts, ends=ends, units=units, speaker=item.speaker, text=item.text)
+    return validate_unit_set(out)
