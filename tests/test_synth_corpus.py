@@ -244,3 +244,13 @@ def test_text_generator_and_splits_parsing() -> None:
     for bad in ("train", "train:0", "a:1,a:2", ""):
         with pytest.raises(ConfigError):
             parse_splits(bad)
+
+
+@pytest.mark.festival
+def test_other_config_in_same_dir_is_refused(libri: Path, tmp_path: Path) -> None:
+    out = tmp_path / "copy2"
+    shutil.copytree(libri, out)
+    before = sorted(p.name for p in (out / "LibriSpeech").rglob("*.flac"))
+    with pytest.raises(ConfigError, match="different config"):
+        synthesize_librispeech(out, {"train-clean-100": 5, "dev-clean": 2}, seed=3)
+    assert sorted(p.name for p in (out / "LibriSpeech").rglob("*.flac")) == before

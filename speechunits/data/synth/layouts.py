@@ -178,6 +178,29 @@ def _marker(out: Path, layout: str) -> Path:
     return out / ".synth" / layout
 
 
+def _claim(out: Path, layout: str, config: Mapping[str, object]) -> None:
+    """Record which config this output directory is being generated for.
+
+    Resuming relies on "files that exist are finished utterances of *this* plan"; a
+    directory started (or finished) under another config would mix stale utterances in, so
+    it is refused instead of silently reused.
+    """
+    plan = _marker(out, layout) / "plan.json"
+    wanted = json.loads(json.dumps(config, sort_keys=True))
+    if plan.is_file():
+        try:
+            found = json.loads(plan.read_text(encoding="utf-8"))
+        except ValueError:
+            found = None
+        if found != wanted:
+            raise ConfigError(
+                out, f"already holds a {layout} corpus generated with a different config ({found}); "
+                     f"requested {wanted}. Use another --out or delete {out} first",
+            )
+        return
+    atomic_write_json(plan, wanted)
+
+
 def _finish(
     out: Path, layout: str, config: Mapping[str, object], speakers: Sequence[Speaker], jobs: Sequence[UttJob]
 ) -> None:
@@ -253,6 +276,7 @@ def synthesize_librispeech(
                 str(out / "alignments" / split / spk.id / chap / f"{utt_id}.TextGrid"),
             ))
     _check_tools(speakers)
+    _claim(out, "librispeech", config)
     run_jobs(jobs, nj, desc="synth librispeech")
     for (split, spk, chap), utts in sorted(chapters.items()):
         lines = "".join(f"{uid} {text}\n" for uid, text in utts)
@@ -306,6 +330,7 @@ def synthesize_ljspeech(out: PathLike, num_utts: int, *, seed: int = 0, nj: int 
         jobs.append(UttJob(utt_id, sent.raw, spk, str(root / "wavs" / f"{utt_id}.wav"), LJ_SAMPLE_RATE,
                            str(out / "alignments" / "ljspeech" / f"{utt_id}.TextGrid")))
     _check_tools(speakers[:1])
+    _claim(out, "ljspeech", config)
     run_jobs(jobs, nj, desc="synth ljspeech")
     atomic_write_text(root / "metadata.csv", "".join(rows))
     _finish(out, "ljspeech", config, speakers, jobs)
@@ -369,6 +394,7 @@ def synthesize_fsc(
             jobs.append(UttJob(f"{spk.id}-{Path(rel).stem}", text, spk, str(root / rel), SAMPLE_RATE))
             rows[split_of[spk.id]].append([rel, spk.id, text, intent["action"], intent["object"], intent["location"]])
     _check_tools(speakers)
+    _claim(out, "fsc", config)
     run_jobs(jobs, nj, desc="synth fsc")
     for split, split_rows in rows.items():
         buf = io.StringIO()
