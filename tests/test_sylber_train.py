@@ -96,3 +96,20 @@ def test_stage1_needs_segments_for_every_utterance(tmp_path: Path) -> None:
         SylberTask(load_config(None, overrides(data, **{"task.stage": 1})))
     with pytest.raises(ConfigError, match="unknown sylber task options"):
         SylberTask(load_config(None, overrides(data, **{"task.segments": segments, "task.bogus": 1})))
+
+
+def test_exported_model_carries_its_thresholds(tmp_path: Path) -> None:
+    from speechunits.sylber.checkpoints import load_sylber_model
+    from speechunits.sylber.segmenter import Segmenter
+
+    data, segments = make_corpus(tmp_path, n=3)
+    cfg = load_config(None, overrides(data, **{"task.segments": segments}))
+    task = SylberTask(cfg)
+    task.student_norms.load_state_dict({**task.student_norms.state_dict(), "speech_mean": 9.0, "silence_mean": 1.0,
+                                        "speech_var": 1.0, "silence_var": 1.0})
+    task.export(tmp_path / "m.pt")
+    model = load_sylber_model(tmp_path / "m.pt")
+    assert model.segmentation_defaults["norm_threshold"] == pytest.approx(5.0)
+    seg = Segmenter(model, device="cpu")
+    assert seg.norm_threshold == pytest.approx(5.0) and seg.merge_threshold == pytest.approx(0.85)
+    assert Segmenter(model, device="cpu", norm_threshold=2.0).norm_threshold == 2.0

@@ -478,6 +478,7 @@ def load_sylber_model(
         raise CheckpointError(path, "checkpoint does not exist")
     file_cfg: dict[str, Any] = {}
     hf_cfg: dict[str, Any] = {}
+    seg_defaults: dict[str, float] = {}
     if path.is_dir():
         sd, hf_cfg = _load_hf_dir(path, map_location)
         fmt, file_cfg = "hf", _hf_config(hf_cfg)
@@ -488,6 +489,8 @@ def load_sylber_model(
         if not isinstance(obj, dict):
             raise CheckpointError(path, f"expected a dict checkpoint, found {type(obj).__name__}")
         sd, fmt, file_cfg = _unwrap(obj, path)
+        if isinstance(obj.get("segmentation"), dict):
+            seg_defaults = {str(k): float(v) for k, v in obj["segmentation"].items()}
     scheme, pref = detect_scheme(sd, path, prefix)
     if fmt == "state_dict":
         fmt = scheme
@@ -509,6 +512,7 @@ def load_sylber_model(
         config = replace(config, normalize_waveform=bool(normalize_waveform))
     model = SylberModel(config)
     _fit_to_model(model, renamed, path, dropped)
+    model.segmentation_defaults = seg_defaults
     model.checkpoint_info = CheckpointInfo(str(path), fmt, scheme, pref, dropped)  # type: ignore[assignment]
     if isinstance(map_location, (str, torch.device)):
         model = model.to(map_location)
@@ -541,12 +545,22 @@ def _unwrap(obj: dict[str, Any], path: Path) -> tuple[dict[str, Any], str, dict[
     raise CheckpointError(path, f"unrecognised checkpoint layout (top-level keys {sorted(map(str, obj))[:10]})")
 
 
-def save_sylber_model(path: str | PathLike[str], model: SylberModel) -> None:
-    """Write ``{"format", "config", "state_dict"}`` atomically; :func:`load_sylber_model` reads it."""
-    payload = {
+def save_sylber_model(
+    path: str | PathLike[str], model: SylberModel, segmentation: dict[str, float] | None = None
+) -> None:
+    """Write ``{"format", "config", "state_dict"[, "segmentation"]}`` atomically.
+
+    ``segmentation`` holds the thresholds this model should be segmented with (e.g. the
+    adaptive norm threshold reached in training); :func:`load_sylber_model` exposes them as
+    ``model.segmentation_defaults`` and :class:`~speechunits.sylber.segmenter.Segmenter`
+    uses them unless told otherwise.
+    """
+    payload: dict[str, Any] = {
         "format": FORMAT_TAG,
         "config": model.config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    if segmentation:
+        payload["segmentation"] = {str(k): float(v) for k, v in segmentation.items()}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

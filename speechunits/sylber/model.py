@@ -146,6 +146,9 @@ class SylberModel(nn.Module):
             encoder_layer_drop=c.layer_drop,
             aux_num_out=None,
         )
+        # Thresholds recommended for segmenting this model's features (set when loaded from
+        # a checkpoint that records them); empty means the Sylber defaults.
+        self.segmentation_defaults: dict[str, float] = {}
         # Keep torchaudio's sub-module names so state dicts match Wav2Vec2Model's exactly.
         self.feature_extractor = w2v.feature_extractor
         self.encoder = w2v.encoder

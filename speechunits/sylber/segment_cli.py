@@ -32,8 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("json", "tsv"), default="json")
     parser.add_argument("--plot", default=None, help="write a segmentation figure (PNG/PDF/SVG) for the single FILE")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--norm-threshold", type=float, default=2.6)
-    parser.add_argument("--merge-threshold", type=float, default=0.8)
+    parser.add_argument("--norm-threshold", type=float, default=None,
+                        help="speech/non-speech frame-norm threshold (default: the checkpoint's, else 2.6)")
+    parser.add_argument("--merge-threshold", type=float, default=None,
+                        help="cosine merge threshold (default: the checkpoint's, else 0.8)")
     parser.add_argument("--reset-count", action="store_true", help="corrected greedy variant (reference quirk off)")
     parser.add_argument("--batch-seconds", type=float, default=60.0, help="audio per model batch")
 
@@ -83,6 +85,6 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None and results:
         from speechunits.sylber.plot import plot_segmentation
 
-        plot_segmentation(waves[0], results[0], args.plot, norm_threshold=args.norm_threshold, title=Path(names[0]).name)
+        plot_segmentation(waves[0], results[0], args.plot, norm_threshold=seg.norm_threshold, title=Path(names[0]).name)
     sys.stdout.flush()
     return 2 if failed else 0

@@ -57,6 +57,9 @@ def _mono(wav: np.ndarray, name: str) -> np.ndarray:
     return wav.mean(axis=axis)
 
 
+DEFAULT_THRESHOLDS = {"norm_threshold": 2.6, "merge_threshold": 0.8}
+
+
 class Segmenter:
     """Sylber syllable segmenter around a :class:`SylberModel`.
 
@@ -64,7 +67,8 @@ class Segmenter:
         checkpoint: a model, or a checkpoint path for :func:`speechunits.sylber.checkpoints.load_sylber_model`.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         norm_threshold, merge_threshold, reset_count: greedy segmentation settings (attributes,
-            settable after construction).
+            settable after construction). ``None`` takes the thresholds recorded in the
+            checkpoint (``model.segmentation_defaults``), else Sylber's 2.6 / 0.8.
         autocast: bf16 autocast on CUDA (ignored on the CPU).
         load_kwargs: passed to ``load_sylber_model`` (``config``, ``prefix``, ``num_layers`` ...).
     """
@@ -74,8 +78,8 @@ class Segmenter:
         checkpoint: str | os.PathLike[str] | SylberModel,
         *,
         device: str | torch.device = "auto",
-        norm_threshold: float = 2.6,
-        merge_threshold: float = 0.8,
+        norm_threshold: float | None = None,
+        merge_threshold: float | None = None,
         reset_count: bool = False,
         autocast: bool = True,
         **load_kwargs: Any,
@@ -88,8 +92,9 @@ class Segmenter:
 
             model = load_sylber_model(checkpoint, map_location="cpu", **load_kwargs)
         self.model = model.to(self.device).eval()
-        self.norm_threshold = float(norm_threshold)
-        self.merge_threshold = float(merge_threshold)
+        defaults = {**DEFAULT_THRESHOLDS, **getattr(model, "segmentation_defaults", {})}
+        self.norm_threshold = float(defaults["norm_threshold"] if norm_threshold is None else norm_threshold)
+        self.merge_threshold = float(defaults["merge_threshold"] if merge_threshold is None else merge_threshold)
         self.reset_count = bool(reset_count)
         self.autocast = bool(autocast)
 

@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "merge_threshold_range": [0.8, 0.9],
     "thresholder": {},  # AdaptiveNormThreshold options (start statistics, decay, fixed)
     "silence_stats_from": "student",  # student (reference stage 2) | teacher
+    "export_stats_decay": 0.99,  # EMA decay of the student-norm statistics behind the exported threshold
 }
 
 
@@ -133,6 +134,9 @@ class SylberTask:
         self.hop = self.model.config.hop_length
         self.teacher = EMATeacher(self.model, decay=float(self.opts["ema_decay"]))
         self.thresholder = AdaptiveNormThreshold(**self.opts["thresholder"])
+        # The student's own speech/non-speech norm statistics (inside vs outside the target
+        # segments): their crossing point is the norm threshold exported with the model.
+        self.student_norms = AdaptiveNormThreshold(decay=float(self.opts["export_stats_decay"]))
         bank = NoiseBank.from_dir(self.opts["noise_dir"]) if self.opts["noise_dir"] else None
         self.augmenter = NoiseAugmenter(**self.opts["noise"], noise_bank=bank)
         self.utts = load_manifest(self.opts["data"], require_text=False)
@@ -177,6 +181,20 @@ class SylberTask:
                                         merge_threshold=merge)
         return segments, norm_thr, merge
 
+    def _update_student_norms(self, student: Tensor, segments: list[np.ndarray], valid: Tensor) -> None:
+        inside = torch.zeros_like(valid)
+        for b, seg in enumerate(segments):
+            for start, end in np.asarray(seg, dtype=np.int64).reshape(-1, 2):
+                inside[b, int(start):int(end)] = True
+        norms = student.detach().float().norm(dim=-1)
+        speech, silence = valid & inside, valid & ~inside
+        stats = torch.stack([speech.sum(), norms[speech].sum(), norms[speech].pow(2).sum(),
+                             silence.sum(), norms[silence].sum(), norms[silence].pow(2).sum()]).double()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(stats)
+        v = stats.tolist()
+        self.student_norms.update_from_moments((v[0], v[1], v[2]), (v[3], v[4], v[5]))
+
     def _update_thresholder(self, teacher: Tensor, student: Tensor, valid: Tensor, norm_thr: float) -> None:
         t_norm = teacher.detach().float().norm(dim=-1)
         s_norm = student.detach().float().norm(dim=-1)
@@ -211,6 +229,8 @@ class SylberTask:
         loss = distillation_loss(student, target, valid)
         if self.opts["stage"] == 2:
             self._update_thresholder(teacher, student, valid, metrics["norm_threshold"])
+        self._update_student_norms(student, segments, valid)
+        metrics["student_norm_threshold"] = self.student_norms.threshold
         seconds = float(frame_lengths.sum()) / self.model.frame_rate
         metrics["tokens_per_second"] = sum(len(s) for s in segments) / max(seconds, 1e-9)
         return loss, metrics
@@ -220,15 +240,28 @@ class SylberTask:
 
     # -- state --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"teacher": self.teacher.state_dict(), "thresholder": self.thresholder.state_dict()}
+        return {"teacher": self.teacher.state_dict(), "thresholder": self.thresholder.state_dict(),
+                "student_norms": self.student_norms.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.teacher.load_state_dict(state["teacher"])
         self.thresholder.load_state_dict(state["thresholder"])
+        self.student_norms.load_state_dict(state["student_norms"])
+
+    def segmentation_thresholds(self, which: str = "student") -> dict[str, float]:
+        """Thresholds to segment the exported model's features with.
+
+        The student's norm threshold is the crossing point of its own speech/non-speech norm
+        statistics; the teacher's is the adaptive threshold (stage 2) or the configured start.
+        The merge threshold is the middle of the training range.
+        """
+        lo, hi = self.opts["merge_threshold_range"]
+        norm = self.student_norms.threshold if which == "student" else self.thresholder.threshold
+        return {"norm_threshold": float(norm), "merge_threshold": float((lo + hi) / 2)}
 
     def export(self, path: str | Path, which: str = "student") -> None:
         """Save the student (or the teacher) as a standalone model checkpoint for inference."""
         from speechunits.sylber.checkpoints import save_sylber_model
 
         module = unwrap_model(self.model) if which == "student" else self.teacher.module
-        save_sylber_model(path, module)
+        save_sylber_model(path, module, segmentation=self.segmentation_thresholds(which))
