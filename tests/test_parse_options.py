@@ -57,3 +57,32 @@ def test_help_prints_stage_table_and_values(tmp_path: Path) -> None:
     assert r.returncode == 0
     assert "Stages: 0 data prep" in r.stdout and "--stage (current: '2')" in r.stdout
     assert "rest=" not in r.stdout  # exits before the script body runs
+
+
+def test_help_shows_option_descriptions(tmp_path: Path) -> None:
+    script = tmp_path / "d.sh"
+    script.write_text(f"nj=4        # parallel jobs\nout=exp  # where outputs go\n. {PARSE}\necho ran\n")
+    r = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0
+    assert "--nj (current: '4')  parallel jobs" in r.stdout
+    assert "--out (current: 'exp')  where outputs go" in r.stdout
+
+
+def test_given_options_and_user_paths(tmp_path: Path) -> None:
+    stages = PARSE.parent / "stages.sh"
+    script = tmp_path / "u.sh"
+    script.write_text(
+        f"data=data\nexp=exp\nabs=/x\n. {PARSE}\n. {stages}\n"
+        f'echo "given=$PO_GIVEN"\nuser_paths /caller data exp abs\necho "data=$data exp=$exp abs=$abs"\n'
+    )
+    r = subprocess.run(["bash", str(script), "--exp", "../e", "--abs", "/y"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split("=", 1)[1].split() == ["exp", "abs"]
+    # defaults stay relative to the recipe; given relative paths are resolved from the caller
+    assert lines[1] == "data=data exp=/e abs=/y"
+
+
+def test_value_that_looks_like_an_option(tmp_path: Path) -> None:
+    r = run(tmp_path, "--foo-bar", "--min-x 2")
+    assert r.returncode == 0 and "foo=--min-x 2" in r.stdout

@@ -3,7 +3,10 @@
 #   --foo-bar 3 / --foo-bar=3 sets foo_bar=3 (only if foo_bar is declared);
 #   booleans (default true/false) accept only true/false;
 #   --config FILE sources name=value lines; --help/-h prints $help_message
-#   and the options with current values, then exits 0. Positionals stay in $@.
+#   and the options with current values (and the '# comment' on each 'name=value' line of
+#   the script), then exits 0. Only lower-case variables declared before sourcing are options
+#   (use UPPER_CASE for internal ones). Positionals stay in $@. $PO_GIVEN lists the names
+#   of the options set on the command line.
 
 __po_declared=$(compgen -v | tr '\n' ' ')
 __po_names=""
@@ -13,7 +16,16 @@ for __po_v in $__po_declared; do
     [a-z]*) __po_names="$__po_names $__po_v" ;;
   esac
 done
-__po_list() { local n; for n in $__po_names; do echo "  --${n//_/-} (current: '${!n}')"; done; }
+__po_list() {  # one line per option; a trailing '# comment' on its 'name=value' line describes it
+  local n d f=""
+  # the script: $0, or its basename after the script changed into its own directory
+  if [[ -f "$0" ]]; then f="$0"; elif [[ -f "./${0##*/}" ]]; then f="./${0##*/}"; fi
+  for n in $__po_names; do
+    d=""
+    [[ -n "$f" ]] && d=$(sed -n "s/^${n}=[^#]*#[[:space:]]*//p" "$f" | head -n 1)
+    echo "  --${n//_/-} (current: '${!n}')${d:+  $d}"
+  done
+}
 __po_set() {  # name value
   local name="$1" value="$2" old
   case " $__po_names " in *" $name "*) ;; *)
@@ -23,7 +35,9 @@ __po_set() {  # name value
     echo "$0: option --${name//_/-} is boolean; expected true or false, got '$value'" >&2; exit 1
   fi
   printf -v "$name" '%s' "$value"
+  PO_GIVEN="$PO_GIVEN $name"
 }
+PO_GIVEN=""  # names of the options given on this command line (see utils/stages.sh: user_paths)
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -h|--help)

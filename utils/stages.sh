@@ -4,6 +4,9 @@
 #   run_logged LOG cmd ...      run cmd, output shown and appended to LOG; names LOG on failure
 #   run_jobs NJ LOG cmd ...     NJ copies of cmd in parallel, the word JOB in LOG and in the
 #                               arguments replaced by 0..NJ-1 (Kaldi run.pl style); waits for all
+#   save_stdout FILE cmd ...    run cmd with its stdout saved to FILE (atomically) and shown
+#   user_paths DIR var ...      relative paths given on the command line (not defaults) are
+#                               made absolute against DIR, the caller's cwd before run.sh cd'ed
 # Skipping finished work is the job of the Python commands (provenance.json), not of bash.
 
 stage_begin() {  # N description
@@ -47,4 +50,23 @@ run_jobs() {  # NJ LOG(with JOB) cmd ... (JOB replaced)
     fi
   done
   return "$failed"
+}
+
+save_stdout() {  # FILE cmd ...   run cmd, its stdout written to FILE (atomically) and shown
+  local file="$1"; shift
+  mkdir -p "$(dirname "$file")"
+  "$@" > "$file.tmp.$$" || { local rc=$?; rm -f "$file.tmp.$$"; return "$rc"; }
+  mv "$file.tmp.$$" "$file"
+  cat "$file"
+}
+
+user_paths() {  # CALLER_DIR var ...
+  local dir="$1" v val; shift
+  for v in "$@"; do
+    val="${!v}"
+    case " ${PO_GIVEN:-} " in *" $v "*) ;; *) continue ;; esac
+    if [[ -n "$val" && "$val" != /* ]]; then
+      printf -v "$v" '%s' "$(realpath -m -s -- "$dir/$val")"
+    fi
+  done
 }

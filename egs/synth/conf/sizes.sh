@@ -1,0 +1,9 @@
+# Corpus sizes of egs/synth (sourced by run.sh; any of them can be overridden by an option,
+# e.g. --train-utts 400). Sized so that stage 0 takes a few minutes on 2 cores with --nj 2
+# (measured: about 2.5 minutes; synthesis runs at roughly 20 LibriSpeech-style utt/s).
+train_utts=1500         # LibriSpeech-shaped train-clean-100
+dev_utts=100            # LibriSpeech-shaped dev-clean
+test_utts=100           # LibriSpeech-shaped test-clean
+fsc_speakers=20         # FSC-shaped; split train/valid/test by speaker
+fsc_utts_per_speaker=15
+lj_utts=200             # LJSpeech-shaped (single voice)

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The embedded default recipe: synthetic corpora made here with Festival and espeak-ng
+# (no download, no real corpus needed), then the Sylber stages that exist.
+#   bash egs/synth/run.sh                      # everything (what `make demo` runs)
+#   bash egs/synth/run.sh --tiny true --stop-stage 0 --data-root /tmp/d --exp-root /tmp/e
+# Works from any directory (relative paths given as options are taken from the caller's
+# directory, the defaults from this one); outputs go to egs/synth/{data,exp} unless overridden.
+set -euo pipefail
+CALLER_DIR="$PWD"
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+stage=0                   # first stage to run
+stop_stage=100            # last stage to run
+nj=2                      # parallel jobs (synthesis and segmentation)
+seed=0                    # seed of the corpus generator (same seed + sizes = same corpus)
+tiny=false                # true: tiny corpora (conf/sizes_tiny.sh) for tests
+layouts="librispeech fsc ljspeech"  # corpus shapes to generate in stage 0
+data_root=data            # corpora in <data-root>/corpora, Kaldi data dirs in <data-root>/<set>
+exp_root=exp              # logs, units, RESULTS.md
+train_utts=""             # default from conf/sizes.sh (conf/sizes_tiny.sh with --tiny true)
+dev_utts=""               # default from conf/sizes.sh
+test_utts=""              # default from conf/sizes.sh
+fsc_speakers=""           # default from conf/sizes.sh
+fsc_utts_per_speaker=""   # default from conf/sizes.sh
+lj_utts=""                # default from conf/sizes.sh
+tune_shift=false          # stage 6: tune the boundary shift on dev-clean
+
+help_message="Usage: bash egs/synth/run.sh [options]
+Stages:
+  0  data prep: speechunits synth-corpus (LibriSpeech-shaped train-clean-100/dev-clean/test-clean
+     with syllable TextGrids, FSC-shaped, LJSpeech-shaped) into <data-root>/corpora, then
+     speechunits prepare-data for every split into <data-root>/<set>
+  1  bootstrap segments of dev-clean and test-clean (recipes/sylber.sh)
+       -> <exp-root>/sylber/bootstrap/<set>/
+  6  boundary evaluation of test-clean against the synthetic syllable alignments
+     (recipes/sylber.sh) -> <exp-root>/sylber/RESULTS.md"
+
+. ../../utils/parse_options.sh
+. ../../utils/stages.sh
+. ../../utils/path.sh
+
+if [[ $# -ne 0 ]]; then
+  echo "$0: unexpected arguments: $*" >&2
+  exit 1
+fi
+user_paths "$CALLER_DIR" data_root exp_root   # relative paths on the command line: from the caller's cwd
+
+SIZES=conf/sizes.sh
+[[ "$tiny" == true ]] && SIZES=conf/sizes_tiny.sh
+for v in train_utts dev_utts test_utts fsc_speakers fsc_utts_per_speaker lj_utts; do
+  [[ -n "${!v}" ]] || printf -v "$v" '%s' "$(. "$SIZES"; echo "${!v}")"
+done
+
+CORPORA="$data_root/corpora"
+ALIGNMENTS="$CORPORA/alignments"   # written by synth-corpus --layout librispeech
+LOG="$exp_root/data/log"
+LS_SETS="train-clean-100 dev-clean test-clean"
+
+if stage_begin 0 "synthetic corpora ($layouts) and data dirs"; then
+  for layout in $layouts; do
+    case "$layout" in
+      librispeech)
+        run_logged "$LOG/synth.librispeech.log" speechunits synth-corpus --layout librispeech --out "$CORPORA" \
+          --splits "train-clean-100:$train_utts,dev-clean:$dev_utts,test-clean:$test_utts" --seed "$seed" --nj "$nj"
+        for set in $LS_SETS; do
+          run_logged "$LOG/prepare.$set.log" speechunits prepare-data --corpus librispeech \
+            --corpus-dir "$CORPORA/LibriSpeech" --split "$set" --alignments "$ALIGNMENTS" --out "$data_root/$set"
+        done ;;
+      fsc)
+        run_logged "$LOG/synth.fsc.log" speechunits synth-corpus --layout fsc --out "$CORPORA" \
+          --num-speakers "$fsc_speakers" --utts-per-speaker "$fsc_utts_per_speaker" --seed "$seed" --nj "$nj"
+        for split in train valid test; do
+          run_logged "$LOG/prepare.fsc_$split.log" speechunits prepare-data --corpus fsc \
+            --corpus-dir "$CORPORA/fluent_speech_commands_dataset" --split "$split" --out "$data_root/fsc_$split"
+        done ;;
+      ljspeech)
+        run_logged "$LOG/synth.ljspeech.log" speechunits synth-corpus --layout ljspeech --out "$CORPORA" \
+          --num-utts "$lj_utts" --seed "$seed" --nj "$nj"
+        run_logged "$LOG/prepare.ljspeech.log" speechunits prepare-data --corpus ljspeech \
+          --corpus-dir "$CORPORA/LJSpeech-1.1" --split all --out "$data_root/ljspeech" ;;
+      *)
+        echo "$0: unknown layout '$layout' in --layouts (expected librispeech, fsc, ljspeech)" >&2
+        exit 1 ;;
+    esac
+  done
+  echo "stage 0: corpora in $(cd "$CORPORA" && pwd)"
+  echo "stage 0: data dirs in $(cd "$data_root" && pwd):"
+  for d in "$data_root"/*/manifest.jsonl; do
+    if [[ -f "$d" ]]; then echo "  $(dirname "$d")  ($(wc -l < "$d") utterances)"; fi
+  done
+fi
+
+if (( stop_stage >= 1 )); then
+  ../../recipes/sylber.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" \
+    --data-root "$data_root" --exp-dir "$exp_root/sylber" --dev-sets dev-clean --test-sets test-clean \
+    --alignments "$ALIGNMENTS" --tune-shift "$tune_shift"
+fi
