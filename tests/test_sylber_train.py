@@ -113,3 +113,28 @@ def test_exported_model_carries_its_thresholds(tmp_path: Path) -> None:
     seg = Segmenter(model, device="cpu")
     assert seg.norm_threshold == pytest.approx(5.0) and seg.merge_threshold == pytest.approx(0.85)
     assert Segmenter(model, device="cpu", norm_threshold=2.0).norm_threshold == 2.0
+
+
+def test_logmel_teacher_stage1(tmp_path: Path) -> None:
+    data, segments = make_corpus(tmp_path, n=4)
+    out = tmp_path / "s1"
+    assert main(["train-sylber", "--out-dir", str(out), "--device", "cpu",
+                 *overrides(data, **{"task.segments": segments, "task.teacher": "logmel", "max_steps": 2})]) == 0
+    assert (out / "model.pt").is_file() and not (out / "teacher.pt").exists()
+    with pytest.raises(ConfigError, match="stage 1 only"):
+        SylberTask(load_config(None, overrides(data, **{"task.stage": 2, "task.teacher": "logmel"})))
+
+
+def test_logmel_teacher_frames_match_the_encoder() -> None:
+    from speechunits.sylber.feature_teacher import LogMelTeacher
+    from speechunits.sylber.model import SylberConfig, SylberModel
+
+    config = SylberConfig.tiny()
+    model, teacher = SylberModel(config), LogMelTeacher(64, config.extractor_conv_layer_config)
+    wavs, lengths = torch.randn(2, 12000), torch.tensor([12000, 7000])
+    feats, frames = teacher(wavs, lengths)
+    student, student_frames = model(wavs, lengths)
+    assert feats.shape == student.shape and torch.equal(frames, student_frames)
+    assert torch.count_nonzero(feats[1, int(frames[1]):]) == 0
+    alone, _ = teacher(wavs[1:, :7000], lengths[1:])
+    assert torch.allclose(alone[0], feats[1, : int(frames[1])], atol=1e-4)  # padding does not leak in

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(config.out_dir)
         task: SylberTask = result.task  # type: ignore[assignment]
         task.export(out / "model.pt", "student")
-        task.export(out / "teacher.pt", "teacher")
+        if task.teacher is not None:
+            task.export(out / "teacher.pt", "teacher")
         print(f"train-sylber: step {result.step}; model at {out / 'model.pt'}", file=sys.stderr)
     return 0

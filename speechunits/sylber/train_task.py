@@ -11,7 +11,10 @@ segments). They differ only in where the segments come from:
   merge threshold drawn per step from ``merge_threshold_range``.
 
 The teacher is an EMA of the student (``ema_decay`` 1.0, the paper's setting, keeps it
-frozen at the initial model). Task options live under ``task:`` in the training config;
+frozen at the initial model). Without a pretrained initial model (``init``), stage 1 can
+instead regress onto a fixed log-mel teacher (``teacher: logmel``, see
+:mod:`speechunits.sylber.feature_teacher`): a random-init teacher's features carry too
+little information to learn from. Task options live under ``task:`` in the training config;
 see ``recipes/conf/sylber_stage1.yaml`` / ``sylber_stage2.yaml`` and :data:`DEFAULTS`.
 """
 
@@ -30,6 +33,7 @@ from speechunits.data.jsonl import load_manifest
 from speechunits.data.pipeline import AudioBatch, build_audio_pipeline
 from speechunits.errors import ConfigError
 from speechunits.sylber.augment import NoiseAugmenter, NoiseBank
+from speechunits.sylber.feature_teacher import LogMelTeacher
 from speechunits.sylber.losses import distillation_loss, segment_average_targets
 from speechunits.sylber.model import SylberConfig, SylberModel
 from speechunits.sylber.segment import greedy_segment_batch
@@ -47,6 +51,8 @@ DEFAULTS: dict[str, Any] = {
     "model": "base",  # base | tiny | {preset: base|tiny, <SylberConfig field>: value} (when init is None)
     "num_layers": None,  # truncate an init checkpoint (9 for Sylber on HuBERT base)
     "ema_decay": 1.0,
+    "teacher": "model",  # model (EMA of the student, the paper) | logmel (stage 1 from scratch, no SSL checkpoint)
+    "logmel_scale": 1.0,  # scale of the log-mel teacher's features
     "crop_seconds": 5.0,
     "max_batch_seconds": 500.0,  # per rank: 100 crops of 5 s
     "num_workers": 2,
@@ -71,6 +77,10 @@ def _opts(config: TrainConfig) -> dict[str, Any]:
     if opts["stage"] == 1 and not opts["segments"]:
         raise ConfigError(None, "stage 1 needs task.segments: a unit set of bootstrap segments "
                                 "(speechunits bootstrap-segments makes one)")
+    if opts["teacher"] not in ("model", "logmel"):
+        raise ConfigError(None, f"task.teacher must be 'model' or 'logmel', got {opts['teacher']!r}")
+    if opts["teacher"] == "logmel" and opts["stage"] != 1:
+        raise ConfigError(None, "task.teacher=logmel is for stage 1 only; stage 2 distils from the model itself")
     if opts["silence_stats_from"] not in ("student", "teacher"):
         raise ConfigError(None, "task.silence_stats_from must be 'student' or 'teacher'")
     lo, hi = opts["merge_threshold_range"]
@@ -132,7 +142,15 @@ class SylberTask:
         self.model = build_student(self.opts)
         self.model.train()
         self.hop = self.model.config.hop_length
-        self.teacher = EMATeacher(self.model, decay=float(self.opts["ema_decay"]))
+        self.feature_teacher: LogMelTeacher | None = None
+        self.teacher: EMATeacher | None = None
+        if self.opts["teacher"] == "logmel":
+            cfg = self.model.config
+            self.feature_teacher = LogMelTeacher(cfg.encoder_embed_dim, cfg.extractor_conv_layer_config,
+                                                 sample_rate=cfg.sample_rate, scale=float(self.opts["logmel_scale"]),
+                                                 seed=self.seed)
+        else:
+            self.teacher = EMATeacher(self.model, decay=float(self.opts["ema_decay"]))
         self.thresholder = AdaptiveNormThreshold(**self.opts["thresholder"])
         # The student's own speech/non-speech norm statistics (inside vs outside the target
         # segments): their crossing point is the norm threshold exported with the model.
@@ -213,7 +231,7 @@ class SylberTask:
     # -- step ---------------------------------------------------------------------------
     def training_step(self, batch: AudioBatch, step: int) -> tuple[Tensor, dict[str, float]]:
         wavs, lengths = batch.waveforms, batch.lengths
-        teacher_module = self.teacher.module.to(wavs.device)
+        teacher_module = self.feature_teacher if self.teacher is None else self.teacher.module.to(wavs.device)
         with torch.no_grad():
             teacher, frame_lengths = teacher_module(wavs, lengths)
         metrics: dict[str, float] = {}
@@ -236,15 +254,17 @@ class SylberTask:
         return loss, metrics
 
     def on_step_end(self, step: int) -> None:
-        self.teacher.update(self.model)
+        if self.teacher is not None:
+            self.teacher.update(self.model)
 
     # -- state --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"teacher": self.teacher.state_dict(), "thresholder": self.thresholder.state_dict(),
-                "student_norms": self.student_norms.state_dict()}
+        return {"teacher": None if self.teacher is None else self.teacher.state_dict(),
+                "thresholder": self.thresholder.state_dict(), "student_norms": self.student_norms.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.teacher.load_state_dict(state["teacher"])
+        if self.teacher is not None:
+            self.teacher.load_state_dict(state["teacher"])
         self.thresholder.load_state_dict(state["thresholder"])
         self.student_norms.load_state_dict(state["student_norms"])
 
@@ -263,5 +283,7 @@ class SylberTask:
         """Save the student (or the teacher) as a standalone model checkpoint for inference."""
         from speechunits.sylber.checkpoints import save_sylber_model
 
+        if which != "student" and self.teacher is None:
+            raise ConfigError(None, "this run's teacher is the fixed log-mel extractor, not a model to export")
         module = unwrap_model(self.model) if which == "student" else self.teacher.module
         save_sylber_model(path, module, segmentation=self.segmentation_thresholds(which))
