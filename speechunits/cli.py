@@ -20,6 +20,7 @@ from speechunits.errors import SpeechUnitsError
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth-corpus": ("speechunits.data.synth.cli", "generate a Festival/espeak-ng synthetic corpus in a real layout"),
     "prepare-data": ("speechunits.data.prepare_cli", "make Kaldi data dirs + JSONL manifests from a corpus layout"),
+    "combine-data": ("speechunits.data.combine_cli", "combine several data dirs / manifests into one"),
     "convert-manifest": ("speechunits.data.manifest_cli", "convert between Kaldi data dirs and JSONL manifests"),
     "validate-units": ("speechunits.units.cli_validate", "validate a unit set directory"),
     "merge-units": ("speechunits.units.cli_merge", "merge sharded units.JOB.jsonl files and validate"),

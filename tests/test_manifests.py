@@ -283,3 +283,20 @@ def test_failed_jsonl_write_leaves_no_partial_output(tmp_path: Path) -> None:
         write_jsonl_manifest(bad, path)
     assert read_jsonl_manifest(path) == good
     assert [p.name for p in tmp_path.iterdir()] == ["m.jsonl"]
+
+
+def test_combine_data(tmp_path: Path) -> None:
+    from speechunits.cli import main
+    from speechunits.data.jsonl import load_manifest
+    from speechunits.data.kaldi import write_kaldi_dir
+    from speechunits.data.utterance import Utterance
+
+    a = [Utterance(id="a1", audio="/x/a1.wav", text="A", speaker="s1")]
+    b = [Utterance(id="b1", audio="/x/b1.wav", text="B", speaker="s2"),
+         Utterance(id="a0", audio="/x/a0.wav", text="C", speaker="s2")]
+    write_kaldi_dir(a, tmp_path / "a")
+    write_kaldi_dir(b, tmp_path / "b")
+    assert main(["combine-data", str(tmp_path / "ab"), str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert [u.id for u in load_manifest(tmp_path / "ab")] == ["a0", "a1", "b1"]
+    assert main(["combine-data", str(tmp_path / "aa"), str(tmp_path / "a"), str(tmp_path / "a")]) == 2
+    assert not (tmp_path / "aa").exists()

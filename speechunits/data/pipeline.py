@@ -112,6 +112,65 @@ def _crop_offset(seed: int, utt_id: str, excess: int, align: int = 1) -> int:
     return align * int(np.random.default_rng([seed, zlib.crc32(utt_id.encode("utf-8"))]).integers(0, choices))
 
 
+class _BucketLoader:
+    """The decode-and-pad function fairseq2 maps over buckets.
+
+    It is a separate object holding only what decoding needs, so the fairseq2 pipeline does
+    not reference its :class:`AudioPipeline` (a cycle the garbage collector cannot break,
+    which kept fairseq2's worker threads alive until interpreter exit, where they crashed).
+    """
+
+    def __init__(self, utts: Sequence[Utterance], lengths: list[int | None], *, sample_rate: int,
+                 crop: int | None, crop_align: int, seed: int) -> None:
+        self.utts = list(utts)
+        self.lengths = lengths
+        self.sample_rate = sample_rate
+        self.crop = crop
+        self.crop_align = crop_align
+        self.seed = seed
+        self.collater = Collater(pad_value=0)
+
+    def decode(self, idx: int) -> tuple[np.ndarray, int]:
+        """Decode, check against the planned length, and crop one utterance: (wave, crop start)."""
+        utt = self.utts[idx]
+        wav = load_audio(utt.audio, self.sample_rate)
+        planned = self.lengths[idx]
+        uncropped = len(wav)
+        start = 0
+        if self.crop is not None and len(wav) > self.crop:
+            start = _crop_offset(self.seed, utt.id, len(wav) - self.crop, self.crop_align)
+            wav = wav[start : start + self.crop]
+        if len(wav) != planned:
+            raise AudioError(
+                utt.audio,
+                f"decoded {uncropped} samples at {self.sample_rate} Hz but the manifest/header gave a length "
+                f"of {planned} after cropping; the manifest is stale or the file is damaged",
+            )
+        return wav, start
+
+    def __call__(self, bucket: Sequence[int]) -> dict[str, Any]:
+        """Map function run by fairseq2 (possibly in parallel): decode and pad one bucket."""
+        ids: list[str] = []
+        wavs: list[torch.Tensor] = []
+        offsets: list[int] = []
+        failed: list[list[Any]] = []
+        for idx in bucket:
+            try:
+                wav, start = self.decode(int(idx))
+            except AudioError as err:
+                failed.append([int(idx), str(err.path) if err.path is not None else self.utts[idx].audio, err.problem])
+                continue
+            ids.append(self.utts[idx].id)
+            wavs.append(torch.from_numpy(wav))
+            offsets.append(start)
+        out: dict[str, Any] = {"ids": ids, "failed": failed, "offsets": offsets}
+        if wavs:
+            collated = self.collater(wavs)
+            out["waveforms"] = collated["seqs"].to(torch.float32)
+            out["lengths"] = torch.as_tensor(collated["seq_lens"], dtype=torch.int64)
+        return out
+
+
 class AudioPipeline:
     """Iterable of :class:`AudioBatch` for one rank; re-iterable (each pass restarts the epoch).
 
@@ -144,7 +203,8 @@ class AudioPipeline:
         self._crop_align = crop_align
         self._seed = seed
         self._on_error = on_error
-        self._collater = Collater(pad_value=0)
+        self._loader = _BucketLoader(self._utts, lengths, sample_rate=sample_rate, crop=crop_samples,
+                                     crop_align=crop_align, seed=seed)
         self._plan_skipped = plan_skipped if rank == 0 else []
         usable = [i for i, n in enumerate(lengths) if n is not None]
         buckets = pack_buckets([lengths[i] or 0 for i in usable], max_batch_samples, shuffle=shuffle, seed=seed)
@@ -152,7 +212,7 @@ class AudioPipeline:
         self._pipeline: DataPipeline = (
             read_sequence(self.buckets)
             .shard(rank, world_size, allow_uneven=not drop_remainder)
-            .map(self._load_bucket, num_parallel_calls=num_parallel_calls)
+            .map(self._loader, num_parallel_calls=num_parallel_calls)
             .prefetch(prefetch)
             .and_return()
         )
@@ -168,48 +228,14 @@ class AudioPipeline:
         """Number of buckets this rank reads (a bucket whose files are all bad yields no batch)."""
         return self._num_batches
 
-    def _decode(self, idx: int) -> tuple[np.ndarray, int]:
-        """Decode, check against the planned length, and crop one utterance: (wave, crop start)."""
-        utt = self._utts[idx]
-        wav = load_audio(utt.audio, self._sample_rate)
-        planned = self._lengths[idx]
-        uncropped = len(wav)
-        start = 0
-        if self._crop is not None and len(wav) > self._crop:
-            start = _crop_offset(self._seed, utt.id, len(wav) - self._crop, self._crop_align)
-            wav = wav[start : start + self._crop]
-        if len(wav) != planned:
-            raise AudioError(
-                utt.audio,
-                f"decoded {uncropped} samples at {self._sample_rate} Hz but the manifest/header gave a length "
-                f"of {planned} after cropping; the manifest is stale or the file is damaged",
-            )
-        return wav, start
-
-    def _load_bucket(self, bucket: Sequence[int]) -> dict[str, Any]:
-        """Map function run by fairseq2 (possibly in parallel): decode and pad one bucket."""
-        ids: list[str] = []
-        wavs: list[torch.Tensor] = []
-        offsets: list[int] = []
-        failed: list[list[Any]] = []
-        for idx in bucket:
-            try:
-                wav, start = self._decode(int(idx))
-            except AudioError as err:
-                failed.append([int(idx), str(err.path) if err.path is not None else self._utts[idx].audio, err.problem])
-                continue
-            ids.append(self._utts[idx].id)
-            wavs.append(torch.from_numpy(wav))
-            offsets.append(start)
-        out: dict[str, Any] = {"ids": ids, "failed": failed, "offsets": offsets}
-        if wavs:
-            collated = self._collater(wavs)
-            out["waveforms"] = collated["seqs"].to(torch.float32)
-            out["lengths"] = torch.as_tensor(collated["seq_lens"], dtype=torch.int64)
-        return out
+    def close(self) -> None:
+        """Release fairseq2's pipeline (and its threads) now; the object cannot be iterated after."""
+        self._pipeline = None  # type: ignore[assignment]
 
     def __iter__(self) -> Iterator[AudioBatch]:
         """One pass over this rank's batches (from the start, or from a loaded state)."""
+        if self._pipeline is None:
+            raise RuntimeError("AudioPipeline is closed")
         if not self._resuming:
             self._pipeline.reset()
         self._resuming = False

@@ -65,6 +65,9 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+NORM_STATS = ("speech_mean", "speech_var", "silence_mean", "silence_var")
+
+
 def _opts(config: TrainConfig) -> dict[str, Any]:
     unknown = sorted(set(config.task) - set(DEFAULTS))
     if unknown:
@@ -151,7 +154,10 @@ class SylberTask:
                                                  seed=self.seed)
         else:
             self.teacher = EMATeacher(self.model, decay=float(self.opts["ema_decay"]))
-        self.thresholder = AdaptiveNormThreshold(**self.opts["thresholder"])
+        # Stage 2 starts the running norm statistics from those the init model was exported
+        # with (its own feature scale), unless the config gives them.
+        start = {k: v for k, v in getattr(self.model, "segmentation_defaults", {}).items() if k in NORM_STATS}
+        self.thresholder = AdaptiveNormThreshold(**{**start, **self.opts["thresholder"]})
         # The student's own speech/non-speech norm statistics (inside vs outside the target
         # segments): their crossing point is the norm threshold exported with the model.
         self.student_norms = AdaptiveNormThreshold(decay=float(self.opts["export_stats_decay"]))
@@ -176,7 +182,10 @@ class SylberTask:
             seed=self.seed * 100_003 + epoch, num_parallel_calls=int(self.opts["num_workers"]),
             drop_remainder=self.dist.world_size > 1,
         )
-        yield from pipe
+        try:
+            yield from pipe
+        finally:
+            pipe.close()  # stop fairseq2's threads now, not at interpreter exit
 
     def num_items(self, batch: AudioBatch) -> int:
         return int(batch.lengths.shape[0])
@@ -276,8 +285,10 @@ class SylberTask:
         The merge threshold is the middle of the training range.
         """
         lo, hi = self.opts["merge_threshold_range"]
-        norm = self.student_norms.threshold if which == "student" else self.thresholder.threshold
-        return {"norm_threshold": float(norm), "merge_threshold": float((lo + hi) / 2)}
+        stats = self.student_norms if which == "student" else self.thresholder
+        out = {"norm_threshold": float(stats.threshold), "merge_threshold": float((lo + hi) / 2)}
+        out.update({k: float(getattr(stats, k)) for k in NORM_STATS})
+        return out
 
     def export(self, path: str | Path, which: str = "student") -> None:
         """Save the student (or the teacher) as a standalone model checkpoint for inference."""

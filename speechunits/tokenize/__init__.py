@@ -1,0 +1,13 @@
+"""Sharded, resumable corpus tokenization with a Sylber model (``speechunits tokenize``).
+
+:mod:`speechunits.tokenize.job` holds one job's loop (:func:`run_job`),
+:mod:`speechunits.tokenize.overlap` the worker thread that overlaps segmentation with the next
+forward pass, :mod:`speechunits.tokenize.cli` the command (local jobs, merge, provenance).
+"""
+
+from __future__ import annotations
+
+from speechunits.tokenize.job import JobReport, TokenizeSettings, run_job
+from speechunits.tokenize.overlap import OverlapWorker
+
+__all__ = ["JobReport", "OverlapWorker", "TokenizeSettings", "run_job"]

@@ -1,0 +1,418 @@
+"""One tokenization job: a shard of a corpus -> syllable segments (+ embeddings) in a unit set.
+
+Per job (``job`` of ``nj``; utterances sorted by id and dealt round-robin):
+
+1. **Resume.** A :class:`~speechunits.units.UnitSetWriter` with ``resume=True`` reads back what
+   a killed run of the same config left in ``units.J.partial.jsonl``; those ids
+   (``writer.done_ids``) are skipped. A partial shard written under a *different* config
+   (``tokenize.J.json`` records the config hash) is deleted first, so changing a parameter
+   redoes the work instead of mixing outputs.
+2. **Audio.** The remaining utterances go through the fairseq2 pipeline of
+   :func:`speechunits.data.pipeline.build_audio_pipeline`: parallel decoding, length-sorted
+   buckets of at most ``batch_seconds`` padded audio, prefetch. An utterance longer than
+   ``batch_seconds`` is not dropped: it runs alone afterwards.
+3. **Encoder.** Each batch runs once through the (padding-invariant) model under
+   ``torch.inference_mode()`` (bf16 autocast on CUDA); each row is trimmed to its exact
+   frame length.
+4. **Segmentation + writing** (greedy segmentation, segment means, ``writer.add``) run on a
+   worker thread (:class:`~speechunits.tokenize.overlap.OverlapWorker`) while the main thread
+   runs the next batch's forward pass. Embeddings are stored float16 by the writer.
+5. **Finish.** ``bad_utts.J.txt`` (``id<TAB>reason`` of utterances with bad audio, or features
+   the segmenter rejects), then ``units.J.jsonl`` (the writer's exit), then the job record
+   ``tokenize.J.json`` with ``finished: true``.
+
+Test hook: the environment variable ``SPEECHUNITS_TOKENIZE_BATCH_DELAY`` (seconds) sleeps after
+each batch is written, so a test can kill a job mid-way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from speechunits.audio import audio_info
+from speechunits.data.pipeline import build_audio_pipeline, resampled_length
+from speechunits.data.utterance import Utterance
+from speechunits.device import inference_context, resolve_device
+from speechunits.errors import AudioError, ConfigError
+from speechunits.io_utils import atomic_write_json, atomic_write_text, sha256_file, sha256_json
+from speechunits.provenance import PROVENANCE_NAME, is_complete
+from speechunits.sylber.bootstrap_cli import shard_of
+from speechunits.sylber.model import SylberModel
+from speechunits.sylber.segment import greedy_segment, segment_means
+from speechunits.tokenize.overlap import OverlapWorker
+
+logger = logging.getLogger(__name__)
+
+VERB = "tokenize"
+SEGMENTER = "sylber-greedy"
+DELAY_ENV = "SPEECHUNITS_TOKENIZE_BATCH_DELAY"
+
+
+@dataclass(frozen=True)
+class TokenizeSettings:
+    """Everything one tokenization run needs (the CLI flags)."""
+
+    model: Path
+    data: Path
+    out: Path
+    nj: int = 1
+    norm_threshold: float = 2.6
+    merge_threshold: float = 0.8
+    reset_count: bool = False
+    embeddings: bool = True
+    batch_seconds: float = 60.0
+    num_workers: int = 2
+    device: str = "auto"
+    threads: int | None = None
+
+    def check(self) -> None:
+        """ConfigError for values no job can honour."""
+        problems = []
+        if self.nj < 1:
+            problems.append(f"--nj must be >= 1, got {self.nj}")
+        if not self.batch_seconds > 0:
+            problems.append(f"--batch-seconds must be > 0, got {self.batch_seconds}")
+        if self.num_workers < 1:
+            problems.append(f"--num-workers must be >= 1, got {self.num_workers}")
+        if self.threads is not None and self.threads < 1:
+            problems.append(f"--threads must be >= 1, got {self.threads}")
+        if not (self.norm_threshold >= 0 and -1 <= self.merge_threshold <= 1):
+            problems.append(f"need --norm-threshold >= 0 and -1 <= --merge-threshold <= 1, got "
+                            f"{self.norm_threshold}, {self.merge_threshold}")
+        if problems:
+            raise ConfigError(None, "; ".join(problems))
+
+
+@dataclass
+class JobReport:
+    """What one job did in this run (``utterances`` excludes those finished by earlier runs)."""
+
+    job: int
+    nj: int
+    utterances: int = 0
+    already_done: int = 0
+    bad: int = 0
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    skipped_complete: bool = False
+    bad_lines: list[str] = field(default_factory=list)
+
+    @property
+    def utt_per_second(self) -> float:
+        return self.utterances / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    @property
+    def real_time_factor(self) -> float:
+        """Audio seconds per wall second (higher is faster)."""
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+# ------------------------------------------------------------------ config / provenance
+def model_sha256(path: Path) -> str:
+    """SHA-256 of a checkpoint file, or of the (name, sha256) list of a checkpoint directory."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return sha256_json([[p.relative_to(path).as_posix(), sha256_file(p)] for p in files])
+    return sha256_file(path)
+
+
+def data_fingerprint(utts: list[Utterance]) -> str:
+    """Hash of what decides the output per utterance: ids, audio, speaker, text."""
+    return sha256_json([[u.id, u.audio, u.speaker, u.text] for u in sorted(utts, key=lambda u: u.id)])
+
+
+def producer(settings: TokenizeSettings, model: SylberModel, model_hash: str) -> dict[str, Any]:
+    """The ``producer`` block of ``meta.json``."""
+    return {
+        "segmenter": SEGMENTER,
+        "model": {"path": str(settings.model), "sha256": model_hash, "config": model.config.to_dict()},
+        "norm_threshold": settings.norm_threshold,
+        "merge_threshold": settings.merge_threshold,
+        "reset_count": settings.reset_count,
+    }
+
+
+def effective_config(settings: TokenizeSettings, model: SylberModel, model_hash: str,
+                     utts: list[Utterance]) -> dict[str, Any]:
+    """The config whose hash decides whether existing outputs are reusable.
+
+    Batch size, workers, threads and device are left out: they do not change the result
+    (beyond float rounding).
+    """
+    return {
+        "verb": VERB,
+        "producer": producer(settings, model, model_hash),
+        "embeddings": settings.embeddings,
+        "nj": settings.nj,
+        "data": {"path": str(settings.data.resolve()), "utterances": len(utts), "sha256": data_fingerprint(utts)},
+    }
+
+
+def job_record_path(out: Path, job: int) -> Path:
+    return out / f"tokenize.{job}.json"
+
+
+def read_job_record(out: Path, job: int) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(job_record_path(out, job).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def job_done(out: Path, job: int, cfg_hash: str) -> bool:
+    """True when job ``job`` finished under config ``cfg_hash`` and its shard files are in place."""
+    rec = read_job_record(out, job)
+    return (rec is not None and rec.get("config_hash") == cfg_hash and bool(rec.get("finished"))
+            and (out / f"units.{job}.jsonl").is_file() and (out / f"bad_utts.{job}.txt").is_file())
+
+
+def job_files(out: Path, job: int) -> list[Path]:
+    """Every file job ``job`` may leave in ``out`` (partial and finished shard files)."""
+    emb = out / "embeddings"
+    return [out / f"units.{job}.partial.jsonl", out / f"meta.{job}.partial.json", emb / f"shard.{job}.partial.raw",
+            out / f"units.{job}.jsonl", out / f"meta.{job}.json", emb / f"index.{job}.json",
+            out / f"bad_utts.{job}.txt", job_record_path(out, job)]
+
+
+def remove_files(paths: list[Path]) -> None:
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def invalidate_provenance(out: Path) -> None:
+    """Work is about to change ``out``: it is no longer a complete output of any config."""
+    with contextlib.suppress(FileNotFoundError):
+        (out / PROVENANCE_NAME).unlink()
+
+
+def release_pipeline(pipeline: Any) -> None:
+    """Destroy the fairseq2 pipeline inside an AudioPipeline now.
+
+    AudioPipeline holds its fairseq2 DataPipeline, whose map function is a bound method of the
+    AudioPipeline: a reference cycle the garbage collector cannot break (fairseq2n objects are
+    not GC-tracked), so the pipeline (with its parallel-map and prefetch threads) would live
+    until interpreter shutdown, where fairseq2n 0.8.1 segfaults (exit status 139 after all work
+    is done). Dropping the reference destroys it deterministically.
+    """
+    close = getattr(pipeline, "close", None)
+    if callable(close):
+        close()
+    elif hasattr(pipeline, "_pipeline"):
+        pipeline._pipeline = None  # noqa: SLF001 - see the docstring; AudioPipeline has no close()
+
+
+# ------------------------------------------------------------------ model
+def load_model(path: Path, device: torch.device) -> SylberModel:
+    from speechunits.sylber.checkpoints import load_sylber_model
+
+    return load_sylber_model(path, map_location="cpu").to(device).eval()
+
+
+def min_samples(model: SylberModel) -> int:
+    """Fewest samples giving one output frame (the conv stack's receptive field)."""
+    need = 1
+    for _, kernel, stride in reversed(model.config.extractor_conv_layer_config):
+        need = (need - 1) * stride + kernel
+    return need
+
+
+# ------------------------------------------------------------------ the job
+class TokenizeJob:
+    """One job's loop (see the module docstring). Use :func:`run_job` unless you hold a model."""
+
+    def __init__(self, settings: TokenizeSettings, job: int, model: SylberModel, model_hash: str,
+                 utts: list[Utterance], *, progress: bool = True) -> None:
+        if not 0 <= job < settings.nj:
+            raise ConfigError(None, f"need 0 <= --job < --nj, got --job {job} --nj {settings.nj}")
+        self.settings = settings
+        self.job = job
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.model_hash = model_hash
+        self.utts = utts
+        self.progress = progress
+        self.sample_rate = int(model.config.sample_rate)
+        self.budget = int(settings.batch_seconds * self.sample_rate)
+        self.min_samples = min_samples(model)
+        self.effective = effective_config(settings, model, model_hash, utts)
+        self.cfg_hash = sha256_json(self.effective)
+        self.delay = float(os.environ.get(DELAY_ENV, "0") or 0)
+
+    # ---------------------------------------------------------------- driver
+    def run(self) -> JobReport:
+        s, out, job = self.settings, self.settings.out, self.job
+        report = JobReport(job=job, nj=s.nj)
+        if is_complete(out, self.effective) or job_done(out, job, self.cfg_hash):
+            report.skipped_complete = True
+            return report
+        out.mkdir(parents=True, exist_ok=True)
+        invalidate_provenance(out)
+        rec = read_job_record(out, job)
+        if rec is not None and rec.get("config_hash") != self.cfg_hash:
+            logger.warning("job %d: removing a shard made with a different config", job)
+            remove_files(job_files(out, job))
+        atomic_write_json(job_record_path(out, job), {"config_hash": self.cfg_hash, "finished": False})
+        from speechunits.units import UnitSetWriter
+
+        writer = UnitSetWriter(
+            out, kind="syllable", sample_rate=self.sample_rate, hop=int(self.model.config.hop_length), job=job,
+            nj=s.nj, producer=producer(s, self.model, self.model_hash), source_manifest=str(s.data),
+            embedding_dim=self.model.embed_dim if s.embeddings else None, resume=True,
+        )
+        shard = shard_of(self.utts, job, s.nj)
+        remaining = [u for u in shard if u.id not in writer.done_ids]
+        report.already_done = len(shard) - len(remaining)
+        start = time.perf_counter()
+        bar = tqdm(total=len(remaining), desc=f"{VERB} job {job}/{s.nj}", unit="utt", file=sys.stderr,
+                   disable=not self.progress, mininterval=1.0 if sys.stderr.isatty() else 30.0)
+        with writer, OverlapWorker(max_pending=2, name=f"tokenize{job}") as worker:
+            self._writer = writer
+            if remaining:
+                long_utts = self._run_pipeline(remaining, s.batch_seconds, worker, report, bar, start)
+                for utt, seconds in long_utts:
+                    logger.warning("utterance %s (%.1f s) is longer than --batch-seconds; running it alone",
+                                   utt.id, seconds)
+                    self._run_pipeline([utt], seconds + 1.0, worker, report, bar, start)
+            report.bad = len(report.bad_lines)
+            atomic_write_text(out / f"bad_utts.{job}.txt", "".join(line + "\n" for line in report.bad_lines))
+        report.wall_seconds = time.perf_counter() - start
+        bar.close()
+        atomic_write_json(job_record_path(out, job), {
+            "config_hash": self.cfg_hash, "finished": True, "utterances": len(shard), "bad": report.bad,
+        })
+        logger.info("job %d/%d: %d utterances (%d done before), %d bad, %.1f s audio in %.1f s: %.1f utt/s, "
+                    "%.1fx real time", job, s.nj, report.utterances, report.already_done, report.bad,
+                    report.audio_seconds, report.wall_seconds, report.utt_per_second, report.real_time_factor)
+        return report
+
+    def _run_pipeline(self, utts: list[Utterance], batch_seconds: float,
+                      worker: OverlapWorker[tuple[int, float, list[str]]], report: JobReport, bar: tqdm,
+                      start: float) -> list[tuple[Utterance, float]]:
+        """Tokenize ``utts`` in batches of ``batch_seconds``; returns the utterances too long for a batch."""
+        by_id = {u.id: u for u in utts}
+        pipeline = build_audio_pipeline(utts, sample_rate=self.sample_rate, max_batch_seconds=batch_seconds,
+                                        num_parallel_calls=self.settings.num_workers, prefetch=2, on_error="report")
+
+        def account(results: Any) -> None:
+            for n, seconds, bad in results:
+                report.utterances += n
+                report.audio_seconds += seconds
+                report.bad_lines.extend(bad)
+                bar.update(n + len(bad))
+            wall = max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix_str(f"{report.utterances / wall:.2f} utt/s, RTF {report.audio_seconds / wall:.1f}x",
+                                refresh=False)
+
+        try:
+            for batch in pipeline:
+                feats, frame_lengths = self._forward(batch.waveforms, batch.lengths)
+                items = [(by_id[i], int(n), int(f)) for i, n, f in zip(batch.ids, batch.lengths.tolist(), frame_lengths)]
+                account(worker.submit(self._write_batch, items, feats))
+                if self.delay > 0:
+                    account(worker.drain())
+                    time.sleep(self.delay)
+            account(worker.drain())
+        finally:
+            release_pipeline(pipeline)
+        long_utts: list[tuple[Utterance, float]] = []
+        for skipped in pipeline.skipped:
+            utt = by_id[skipped.id]
+            seconds = self._too_long(utt)
+            if seconds is None:
+                report.bad_lines.append(f"{utt.id}\t{skipped.reason}")
+                bar.update(1)
+            else:
+                long_utts.append((utt, seconds))
+        return long_utts
+
+    def _too_long(self, utt: Utterance) -> float | None:
+        """Seconds of an utterance the pipeline skipped for exceeding the batch budget (None: bad audio)."""
+        try:
+            if utt.num_samples is not None and utt.sample_rate is not None:
+                n, sr = int(utt.num_samples), int(utt.sample_rate)
+            else:
+                info = audio_info(utt.audio)
+                n, sr = info.num_samples, info.sample_rate
+        except AudioError:
+            return None
+        length = resampled_length(n, sr, self.sample_rate)
+        return length / self.sample_rate if length > self.budget else None
+
+    def _forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[np.ndarray, list[int]]:
+        """Padded (B, T, D) float32 features on the CPU and each row's frame count."""
+        if waveforms.shape[1] < self.min_samples:  # a batch of very short utterances
+            waveforms = torch.nn.functional.pad(waveforms, (0, self.min_samples - waveforms.shape[1]))
+        x = waveforms.to(self.device, non_blocking=True)
+        lens = lengths.to(self.device, non_blocking=True)
+        with inference_context(self.device, autocast=True):
+            feats, frame_lengths = self.model(x, lens)
+        return feats.float().cpu().numpy(), [int(n) for n in frame_lengths.cpu().tolist()]
+
+    def _write_batch(self, items: list[tuple[Utterance, int, int]], feats: np.ndarray) -> tuple[int, float, list[str]]:
+        """Worker thread: segment, average, write each utterance; returns (written, audio s, bad lines)."""
+        s = self.settings
+        written, seconds, bad = 0, 0.0, []
+        dim = feats.shape[2]
+        for row, (utt, num_samples, frames) in enumerate(items):
+            states = feats[row, :frames]
+            try:
+                seg = greedy_segment(states, s.norm_threshold, s.merge_threshold, reset_count=s.reset_count)
+            except ValueError as err:  # non-finite features
+                bad.append(f"{utt.id}\t{utt.audio}: model features rejected by the segmenter ({err})")
+                continue
+            emb = None
+            if s.embeddings:
+                emb = segment_means(states, seg) if len(seg) else np.zeros((0, dim), np.float32)
+            self._writer.add(id=utt.id, audio=utt.audio, num_samples=num_samples, sample_rate=self.sample_rate,
+                             starts=seg[:, 0].tolist(), ends=seg[:, 1].tolist(), speaker=utt.speaker,
+                             text=utt.text, embeddings=emb)
+            written += 1
+            seconds += num_samples / self.sample_rate
+        return written, seconds, bad
+
+
+def run_job(settings: TokenizeSettings, job: int, *, model: SylberModel | None = None,
+            utts: list[Utterance] | None = None, model_hash: str | None = None,
+            progress: bool = True) -> JobReport:
+    """Run job ``job`` of ``settings.nj`` (loads the model and manifest, hashes the checkpoint, unless given)."""
+    from speechunits.data.jsonl import load_manifest
+
+    settings.check()
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    device = resolve_device(settings.device)
+    if model is None:
+        model = load_model(settings.model, device)
+    else:
+        model = model.to(device).eval()
+    if utts is None:
+        utts = load_manifest(settings.data, require_text=False)
+    model_hash = model_hash or model_sha256(settings.model)
+    return TokenizeJob(settings, job, model, model_hash, utts, progress=progress).run()
+
+
+__all__ = [
+    "DELAY_ENV",
+    "JobReport",
+    "TokenizeJob",
+    "TokenizeSettings",
+    "effective_config",
+    "job_done",
+    "job_files",
+    "model_sha256",
+    "producer",
+    "run_job",
+]

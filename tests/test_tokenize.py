@@ -1,0 +1,322 @@
+"""``speechunits tokenize``: output == Segmenter, resume after SIGKILL, --nj 2 == --nj 1, bad audio."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from speechunits.data.jsonl import write_jsonl_manifest
+from speechunits.data.utterance import Utterance
+from speechunits.sylber.checkpoints import save_sylber_model
+from speechunits.sylber.model import SylberConfig, SylberModel
+from speechunits.sylber.segment import segment_means
+from speechunits.sylber.segmenter import Segmenter
+from speechunits.tokenize import OverlapWorker
+from speechunits.tokenize import cli as tok_cli
+from speechunits.tokenize.job import DELAY_ENV
+from speechunits.units import iter_embeddings, read_units, validate_unit_set
+
+SR = 16000
+REPO = Path(__file__).resolve().parents[1]
+NORM, MERGE = 0.0, 0.9  # norm threshold replaced by a percentile of the model's norms (see `corpus`)
+
+
+def _model() -> SylberModel:
+    """Tiny model with randomised layer norms, so frame norms and directions vary."""
+    torch.manual_seed(0)
+    m = SylberModel(SylberConfig.tiny())
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if "layer_norm" in name:
+                w = name.endswith("weight")
+                p.copy_(torch.randn_like(p) * (0.8 if w else 0.5) + (1.0 if w else 0.0))
+    return m.eval()
+
+
+def _speechlike(seconds: float, seed: int) -> np.ndarray:
+    """Tone bursts of different pitches separated by near-silence."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    wav = 0.001 * rng.standard_normal(n)
+    pos = int(0.1 * SR)
+    while pos < n - 1600:
+        t = np.arange(min(int(rng.uniform(0.08, 0.25) * SR), n - pos)) / SR
+        wav[pos: pos + len(t)] += (0.3 * np.sin(2 * np.pi * rng.uniform(100, 300) * t) * np.hanning(len(t))
+                                   + 0.05 * rng.standard_normal(len(t)))
+        pos += len(t) + int(rng.uniform(0.0, 0.15) * SR)
+    return wav.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Checkpoint + 8 short wavs (0.6-2 s, one at 8 kHz) + a JSONL manifest + thresholds."""
+    root = tmp_path_factory.mktemp("tok")
+    model = _model()
+    ckpt = root / "tiny.pt"
+    save_sylber_model(ckpt, model)
+    utts = []
+    for i in range(8):
+        sr = 8000 if i == 3 else SR
+        wav = _speechlike(0.6 + 0.2 * i, i)
+        if sr != SR:
+            wav = wav[::2]
+        path = root / "wav" / f"u{i:02d}.wav"
+        path.parent.mkdir(exist_ok=True)
+        sf.write(path, wav, sr)
+        utts.append(Utterance(id=f"spk{i % 2}-u{i:02d}", audio=str(path), text=f"text {i}", speaker=f"spk{i % 2}"))
+    manifest = root / "data.jsonl"
+    write_jsonl_manifest(utts, manifest)
+    seg = Segmenter(model, device="cpu", norm_threshold=0.0, merge_threshold=MERGE)
+    h = seg(_speechlike(2.0, 0)).hidden_states
+    norm = float(np.percentile(np.linalg.norm(h, axis=1), 30))
+    return {"root": root, "ckpt": ckpt, "manifest": manifest, "utts": utts, "norm": norm, "model": model}
+
+
+def _args(corpus: dict, out: Path, **kw: object) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    tok_cli.add_arguments(parser)
+    argv = ["--model", str(corpus["ckpt"]), "--data", str(kw.pop("data", corpus["manifest"])), "--out", str(out),
+            "--device", "cpu", "--norm-threshold", repr(corpus["norm"]), "--merge-threshold", repr(MERGE),
+            "--batch-seconds", str(kw.pop("batch_seconds", 5.0)), "--num-workers", "2", "--threads", "1"]
+    for k, v in kw.items():
+        argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
+    return parser.parse_args(argv)
+
+
+def _cmd(corpus: dict, out: Path, **kw: object) -> list[str]:
+    ns = _args(corpus, out, **kw)
+    argv = [sys.executable, "-m", "speechunits.tokenize.cli", "--model", str(ns.model), "--data", str(ns.data),
+            "--out", str(ns.out), "--device", "cpu", "--norm-threshold", repr(ns.norm_threshold),
+            "--merge-threshold", repr(ns.merge_threshold), "--batch-seconds", repr(ns.batch_seconds),
+            "--threads", "1", "--nj", str(ns.nj)]
+    return argv + (["--job", str(ns.job)] if ns.job is not None else [])
+
+
+def _lines(out: Path) -> list[dict]:
+    return [json.loads(ln) for ln in (out / "units.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def single(corpus: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The corpus tokenized in-process with --nj 1."""
+    out = tmp_path_factory.mktemp("single") / "units"
+    assert tok_cli.run(_args(corpus, out)) == 0
+    return out
+
+
+def test_output_equals_segmenter(corpus: dict, single: Path) -> None:
+    report = validate_unit_set(single)
+    assert report.num_utterances == len(corpus["utts"])
+    meta = json.loads((single / "meta.json").read_text())
+    prod = meta["producer"]
+    assert prod["segmenter"] == "sylber-greedy"
+    assert prod["norm_threshold"] == corpus["norm"] and prod["merge_threshold"] == MERGE
+    assert len(prod["model"]["sha256"]) == 64 and prod["model"]["config"]["num_layers"] == 2
+    assert meta["embedding_dim"] == 64
+    assert (single / "provenance.json").is_file() and (single / "bad_utts.txt").read_text() == ""
+    seg = Segmenter(corpus["model"], device="cpu", norm_threshold=corpus["norm"], merge_threshold=MERGE)
+    records = {r.id: r for r in read_units(single)}
+    embs = dict(iter_embeddings(single))
+    total = 0
+    for utt in corpus["utts"]:
+        rec, ref = records[utt.id], seg(utt.audio)
+        got = np.stack([rec.starts, rec.ends], axis=1).reshape(-1, 2)
+        np.testing.assert_array_equal(got, ref.segments_frames, err_msg=utt.id)
+        assert rec.num_samples == ref.num_samples and rec.text == utt.text and rec.speaker == utt.speaker
+        emb = np.asarray(embs[utt.id])
+        assert emb.dtype == np.float16 and emb.shape == ref.embeddings.shape
+        np.testing.assert_allclose(emb.astype(np.float32), segment_means(ref.hidden_states, ref.segments_frames),
+                                   rtol=2e-3, atol=2e-3)
+        total += len(got)
+    assert total > 3 * len(corpus["utts"])  # the test data really gives several segments per utterance
+
+
+def test_complete_output_is_skipped_and_new_config_redoes(corpus: dict, tmp_path: Path) -> None:
+    out = tmp_path / "u"
+    assert tok_cli.run(_args(corpus, out, no_embeddings=True)) == 0
+    assert not (out / "embeddings").exists() and json.loads((out / "meta.json").read_text())["embedding_dim"] is None
+    stamp = (out / "provenance.json").stat().st_mtime_ns
+    time.sleep(0.01)
+    assert tok_cli.run(_args(corpus, out, no_embeddings=True)) == 0
+    assert (out / "provenance.json").stat().st_mtime_ns == stamp  # skipped
+    before = _lines(out)
+    higher = corpus["norm"] * 1.3
+    assert tok_cli.run(_args({**corpus, "norm": higher}, out, no_embeddings=True)) == 0
+    assert (out / "provenance.json").stat().st_mtime_ns != stamp
+    after = _lines(out)
+    assert [r["id"] for r in after] == [r["id"] for r in before]
+    frames = lambda recs: sum(e - s for r in recs for s, e in zip(r["starts"], r["ends"]))  # noqa: E731
+    assert frames(after) < frames(before)  # fewer speech frames
+    assert json.loads((out / "meta.json").read_text())["producer"]["norm_threshold"] == higher
+
+
+def test_partial_shard_of_other_config_is_discarded(corpus: dict, single: Path, tmp_path: Path) -> None:
+    """A partial job left by a different config is removed, not mixed into the new output."""
+    out = tmp_path / "u"
+    env = {**os.environ, DELAY_ENV: "30"}
+    proc = subprocess.Popen(_cmd({**corpus, "norm": corpus["norm"] * 1.3}, out), cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_lines(out / "units.0.partial.jsonl", 1, proc)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert tok_cli.run(_args(corpus, out)) == 0
+    assert _lines(out) == _lines(single)
+
+
+def _wait_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.is_file() and path.read_bytes().count(b"\n") >= n:
+            return
+        assert proc.poll() is None, f"job exited early with {proc.returncode}"
+        time.sleep(0.05)
+    raise AssertionError(f"{path} did not reach {n} lines in {timeout} s")
+
+
+def test_kill_and_rerun(corpus: dict, single: Path, tmp_path: Path) -> None:
+    """SIGKILL a job mid-way; the rerun skips finished ids and loses nothing."""
+    out = tmp_path / "u"
+    env = {**os.environ, DELAY_ENV: "30"}  # one batch (<= 2 utterances) written, then a long sleep
+    proc = subprocess.Popen(_cmd(corpus, out, nj=2, job=1, batch_seconds=1.5), cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_lines(out / "units.1.partial.jsonl", 1, proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    partial = [json.loads(ln)["id"] for ln in (out / "units.1.partial.jsonl").read_text().splitlines()]
+    assert 1 <= len(partial) < 4 and not (out / "units.1.jsonl").exists()
+    # rerun job 1 in-process: the finished ids are not redone
+    from speechunits.tokenize.job import run_job
+
+    report = run_job(tok_cli.settings_from_args(_args(corpus, out, nj=2, batch_seconds=1.5)), 1, progress=False)
+    assert report.already_done == len(partial) and report.utterances == 4 - len(partial)
+    run_job(tok_cli.settings_from_args(_args(corpus, out, nj=2, batch_seconds=1.5)), 0, progress=False)
+    # every shard is finished: the whole command only merges (and launches nothing)
+    assert tok_cli.run(_args(corpus, out, nj=2, batch_seconds=1.5)) == 0
+    assert not (out / "log").exists()
+    assert validate_unit_set(out).num_utterances == len(corpus["utts"])
+    ids = [r["id"] for r in _lines(out)]
+    assert ids == sorted({u.id for u in corpus["utts"]})  # each once, none lost
+    assert _lines(out) == _lines(single)
+    assert not list(out.glob("*.partial.*")) and not list(out.glob("tokenize.*.json"))
+
+
+@pytest.mark.slow
+def test_local_jobs_equal_single_job(corpus: dict, single: Path, tmp_path: Path) -> None:
+    out = tmp_path / "u"
+    assert tok_cli.run(_args(corpus, out, nj=2)) == 0
+    assert (out / "log" / "tokenize.0.log").is_file() and (out / "log" / "tokenize.1.log").is_file()
+    assert (out / "units.jsonl").read_text() == (single / "units.jsonl").read_text()
+    a, b = dict(iter_embeddings(out)), dict(iter_embeddings(single))
+    for utt in corpus["utts"]:  # other batch companions: float rounding differs by up to 1 float16 ulp
+        np.testing.assert_allclose(np.asarray(a[utt.id], np.float32), np.asarray(b[utt.id], np.float32),
+                                   rtol=2e-3, atol=2e-3)
+
+
+def test_failed_local_job_names_its_log(corpus: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "u"
+    out.mkdir()
+    # a partial shard of job 1 from "another producer" without a job record: the writer refuses it
+    (out / "units.1.partial.jsonl").write_text("")
+    (out / "meta.1.partial.json").write_text(json.dumps({
+        "format": "speechunits.units/1", "kind": "frame", "sample_rate": SR, "hop": 320, "job": 1, "nj": 2}))
+    from speechunits.tokenize.job import run_job
+
+    run_job(tok_cli.settings_from_args(_args(corpus, out, nj=2)), 0, progress=False)  # job 0 is done
+    assert tok_cli.run(_args(corpus, out, nj=2)) == 1  # launches job 1 only, which fails
+    err = capsys.readouterr().err
+    assert "running 1 local job(s)" in err
+    assert "job 1 failed" in err and str(out / "log" / "tokenize.1.log") in err
+    assert "job 0 failed" not in err
+
+
+def test_bad_audio_is_reported_and_skipped(corpus: dict, single: Path, tmp_path: Path) -> None:
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    empty = bad_dir / "empty.wav"
+    empty.write_bytes(b"")
+    nan = bad_dir / "nan.wav"
+    wav = _speechlike(1.0, 9)
+    wav[100:200] = np.nan
+    sf.write(nan, wav, SR, subtype="FLOAT")
+    trunc = bad_dir / "trunc.wav"
+    sf.write(trunc, _speechlike(1.0, 10), SR)
+    trunc.write_bytes(trunc.read_bytes()[:4000])  # header still claims 1 s
+    utts = list(corpus["utts"]) + [Utterance(id="zbad-empty", audio=str(empty)), Utterance(id="zbad-nan", audio=str(nan)),
+                                   Utterance(id="zbad-trunc", audio=str(trunc)),
+                                   Utterance(id="zbad-missing", audio=str(bad_dir / "missing.wav"))]
+    manifest = tmp_path / "data.jsonl"
+    write_jsonl_manifest(utts, manifest)
+    out = tmp_path / "u"
+    from speechunits.tokenize.job import run_job
+
+    reports = [run_job(tok_cli.settings_from_args(_args(corpus, out, data=manifest, nj=2)), j, progress=False)
+               for j in range(2)]  # the two jobs in-process; the command then merges them
+    assert sum(r.bad for r in reports) == 4 and all(r.bad for r in reports)
+    assert tok_cli.run(_args(corpus, out, data=manifest, nj=2)) == 0
+    bad = dict(ln.split("\t", 1) for ln in (out / "bad_utts.txt").read_text().splitlines())
+    assert sorted(bad) == ["zbad-empty", "zbad-missing", "zbad-nan", "zbad-trunc"]
+    assert "NaN" in bad["zbad-nan"] and "empty.wav" in bad["zbad-empty"] and "trunc.wav" in bad["zbad-trunc"]
+    assert (out / "units.jsonl").read_text() == (single / "units.jsonl").read_text()
+
+
+def test_long_utterance_runs_alone(corpus: dict, single: Path, tmp_path: Path) -> None:
+    """An utterance longer than --batch-seconds is tokenized alone, not dropped."""
+    out = tmp_path / "u"
+    assert tok_cli.run(_args(corpus, out, batch_seconds=1.0)) == 0  # utterances up to 2 s
+    assert (out / "bad_utts.txt").read_text() == ""
+    assert _lines(out) == _lines(single)
+
+
+def test_overlap_worker_order_bound_and_errors() -> None:
+    import threading
+
+    running = []
+    gate = threading.Event()
+
+    def task(x: int) -> int:
+        running.append(x)
+        gate.wait(5)
+        return x * 10
+
+    with OverlapWorker(max_pending=2) as w:
+        assert list(w.submit(task, 1)) == [] and list(w.submit(task, 2)) == []
+        assert w.num_pending == 2
+        gate.set()
+        assert list(w.submit(task, 3)) == [10]  # the bound makes the oldest result come back
+        assert list(w.drain()) == [20, 30]
+    with OverlapWorker(max_pending=1) as w:
+        list(w.submit(lambda: 1 / 0))
+        with pytest.raises(ZeroDivisionError):
+            list(w.drain())
+
+
+def test_dispatcher_and_option_errors(corpus: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture) -> None:
+    """Through `speechunits tokenize` (registry entry added here until the lead adds it)."""
+    import speechunits.cli as top
+
+    monkeypatch.setitem(top.COMMANDS, "tokenize", ("speechunits.tokenize.cli", "tokenize a corpus"))
+    base = ["tokenize", "--model", str(corpus["ckpt"]), "--data", str(corpus["manifest"]), "--out", str(tmp_path / "u")]
+    assert top.main(base + ["--nj", "2", "--job", "2"]) == 2
+    assert "--job" in capsys.readouterr().err
+    assert top.main(base + ["--batch-seconds", "0"]) == 2
+    assert "--batch-seconds" in capsys.readouterr().err
+    assert top.main(["tokenize", "--model", str(tmp_path / "nope.pt"), "--data", str(corpus["manifest"]),
+                     "--out", str(tmp_path / "u")]) == 2
+    assert "nope.pt" in capsys.readouterr().err
+    assert not (tmp_path / "u").exists()
