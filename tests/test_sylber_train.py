@@ -110,6 +110,9 @@ def test_exported_model_carries_its_thresholds(tmp_path: Path) -> None:
     task.export(tmp_path / "m.pt")
     model = load_sylber_model(tmp_path / "m.pt")
     assert model.segmentation_defaults["norm_threshold"] == pytest.approx(5.0)
+    from speechunits.sylber.checkpoints import segmentation_defaults
+
+    assert segmentation_defaults(tmp_path / "m.pt")["norm_threshold"] == pytest.approx(5.0)
     seg = Segmenter(model, device="cpu")
     assert seg.norm_threshold == pytest.approx(5.0) and seg.merge_threshold == pytest.approx(0.85)
     assert Segmenter(model, device="cpu", norm_threshold=2.0).norm_threshold == 2.0
@@ -138,3 +141,16 @@ def test_logmel_teacher_frames_match_the_encoder() -> None:
     assert torch.count_nonzero(feats[1, int(frames[1]):]) == 0
     alone, _ = teacher(wavs[1:, :7000], lengths[1:])
     assert torch.allclose(alone[0], feats[1, : int(frames[1])], atol=1e-4)  # padding does not leak in
+
+
+def test_stage2_starts_from_the_init_models_norm_statistics(tmp_path: Path) -> None:
+    data, segments = make_corpus(tmp_path, n=3)
+    task = SylberTask(load_config(None, overrides(data, **{"task.segments": segments})))
+    task.student_norms.load_state_dict({**task.student_norms.state_dict(), "speech_mean": 9.0, "silence_mean": 1.0,
+                                        "speech_var": 1.0, "silence_var": 1.0})
+    task.export(tmp_path / "m.pt")
+    stage2 = SylberTask(load_config(None, overrides(data, **{"task.stage": 2, "task.init": tmp_path / "m.pt"})))
+    assert stage2.thresholder.threshold == pytest.approx(5.0)
+    given = SylberTask(load_config(None, overrides(data, **{"task.stage": 2, "task.init": tmp_path / "m.pt",
+                                                            "task.thresholder.speech_mean": 5.0})))
+    assert given.thresholder.speech_mean == 5.0

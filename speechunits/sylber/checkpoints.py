@@ -545,6 +545,16 @@ def _unwrap(obj: dict[str, Any], path: Path) -> tuple[dict[str, Any], str, dict[
     raise CheckpointError(path, f"unrecognised checkpoint layout (top-level keys {sorted(map(str, obj))[:10]})")
 
 
+def segmentation_defaults(path: str | PathLike[str]) -> dict[str, float]:
+    """Thresholds recorded in one of our model files (``save_sylber_model``); {} for other layouts."""
+    path = Path(path)
+    if path.is_dir() or not path.is_file():
+        return {}
+    obj = _torch_load(path, "cpu")
+    seg = obj.get("segmentation") if isinstance(obj, dict) else None
+    return {str(k): float(v) for k, v in seg.items()} if isinstance(seg, dict) else {}
+
+
 def save_sylber_model(
     path: str | PathLike[str], model: SylberModel, segmentation: dict[str, float] | None = None
 ) -> None:

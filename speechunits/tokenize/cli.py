@@ -38,8 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto spreads local jobs over GPUs)")
     parser.add_argument("--batch-seconds", type=float, default=60.0,
                         help="padded audio seconds per encoder batch (default 60)")
-    parser.add_argument("--norm-threshold", type=float, default=2.6, help="speech frame norm threshold (default 2.6)")
-    parser.add_argument("--merge-threshold", type=float, default=0.8, help="cosine merge threshold (default 0.8)")
+    parser.add_argument("--norm-threshold", type=float, default=None,
+                        help="speech frame norm threshold (default: the checkpoint's, else 2.6)")
+    parser.add_argument("--merge-threshold", type=float, default=None,
+                        help="cosine merge threshold (default: the checkpoint's, else 0.8)")
     parser.add_argument("--reset-count", action="store_true", help="corrected greedy variant (reference quirk off)")
     parser.add_argument("--num-workers", type=int, default=2, help="parallel audio decoding calls per job (default 2)")
     parser.add_argument("--no-embeddings", action="store_true", help="write segments only (no embeddings/)")
@@ -48,8 +50,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
+    from speechunits.sylber.checkpoints import segmentation_defaults
+    from speechunits.sylber.segmenter import DEFAULT_THRESHOLDS
     from speechunits.tokenize.job import TokenizeSettings
 
+    if not Path(args.model).exists():
+        raise ConfigError(Path(args.model), "model checkpoint does not exist")
+    recorded = {**DEFAULT_THRESHOLDS, **segmentation_defaults(args.model)}
+    if args.norm_threshold is None:
+        args.norm_threshold = recorded["norm_threshold"]
+    if args.merge_threshold is None:
+        args.merge_threshold = recorded["merge_threshold"]
     settings = TokenizeSettings(
         model=Path(args.model).resolve(), data=Path(args.data).resolve(), out=Path(args.out).resolve(), nj=args.nj,
         norm_threshold=args.norm_threshold, merge_threshold=args.merge_threshold, reset_count=args.reset_count,
