@@ -4,19 +4,33 @@
 # Called by egs/<corpus>/run.sh from that directory, after its stage 0 (data prep) wrote
 # Kaldi data dirs <data-root>/<set>/. Relative paths are relative to the caller's cwd.
 # Every stage calls a `speechunits` command; those skip outputs that are already complete
-# for the same configuration (provenance.json), so rerunning a stage is cheap.
+# for the same configuration (provenance.json) and training resumes from its last
+# checkpoint, so rerunning a stage is cheap and a killed stage continues where it stopped.
 set -euo pipefail
 
 UTILS="$(cd "$(dirname "${BASH_SOURCE[0]}")/../utils" && pwd)"
+RECIPES="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # Options (--name value, Kaldi style; see utils/parse_options.sh)
 stage=1            # first stage to run
 stop_stage=100     # last stage to run
-nj=2               # parallel jobs for segmentation
+nj=2               # parallel jobs for segmentation / tokenization
+ngpu=0             # >1: train with torchrun on this many GPUs (DDP)
+device=auto        # auto | cpu | cuda: device for training and tokenization
 data_root=data     # holds one Kaldi data dir per set: <data-root>/<set>/
-exp_dir=exp/sylber # outputs: units, logs, RESULTS.md
-dev_sets=""        # space-separated data dir names segmented in stage 1 (shift tuning in 6)
-test_sets=""       # space-separated data dir names segmented in stage 1 and scored in 6
+exp_dir=exp/sylber # outputs: segments, models, units, logs, RESULTS.md
+train_set=""       # data dir name of the training audio (stages 1-3, k-means in 5)
+dev_sets=""        # space-separated data dir names (shift tuning in 6)
+test_sets=""       # space-separated data dir names scored in 6
+stage1_config="$RECIPES/conf/sylber_stage1.yaml"  # training config of stage 2 (Sylber stage 1)
+stage2_config="$RECIPES/conf/sylber_stage2.yaml"  # training config of stage 3 (Sylber stage 2)
+stage1_opts=""     # extra KEY=VALUE overrides for Sylber stage 1 (e.g. "max_steps=1000")
+stage2_opts=""     # extra KEY=VALUE overrides for Sylber stage 2
+init=""            # local HuBERT checkpoint (fairseq .pt / HF dir) to start stage 1 from
+sylber_ckpt=""     # released Sylber checkpoint: skips training (stages 2-3) and is tokenized instead
+batch_seconds=60   # padded audio seconds per encoder batch when tokenizing
+num_clusters=0     # k of the k-means codebook (stage 5); 0 skips stage 5
+cluster_opts=""    # extra flags for `speechunits cluster` (e.g. "--max-samples 1000000 --metric cosine")
 alignments=""      # dir searched for <utt-id>.TextGrid references (stage 6; empty: skip 6)
 tier=syllables     # TextGrid tier holding the reference syllables
 tolerance=0.05     # boundary tolerance in seconds (stage 6)
@@ -25,11 +39,19 @@ bootstrap_opts=""  # extra flags for `speechunits bootstrap-segments` (see its -
 
 help_message="Usage: recipes/sylber.sh [options]   (normally called by egs/<corpus>/run.sh)
 Stages:
-  1  bootstrap segments: speechunits bootstrap-segments on each dev and test set
-       -> <exp-dir>/bootstrap/<set>/ (unit set, kind syllable, segments only)
-  6  evaluate: speechunits eval-boundaries of the stage-1 units of each test set against
-       the TextGrids under --alignments -> <exp-dir>/eval/*.json and <exp-dir>/RESULTS.md
-(Stages 2-5 -- training stage 1/2, tokenization, k-means -- are not implemented yet.)"
+  1  bootstrap segments: speechunits bootstrap-segments on the train, dev and test sets
+       -> <exp-dir>/bootstrap/<set>/ (unit sets of segments)
+  2  Sylber stage 1: speechunits train-sylber (regression onto segment-averaged teacher
+       features, bootstrap segments) -> <exp-dir>/stage1/model.pt
+  3  Sylber stage 2: speechunits train-sylber (online greedy segments from the teacher,
+       adaptive norm threshold) -> <exp-dir>/stage2/model.pt
+  4  tokenize dev and test sets (and the train set when --num-clusters > 0) with the stage-1
+       and final models -> <exp-dir>/units/<model>/<set>/ (segments + embeddings)
+  5  k-means codebook on the train set's final-model embeddings, then quantize every
+       tokenized set -> <exp-dir>/kmeans<k>.pt, units filled in place
+  6  evaluate: speechunits eval-boundaries of every system (bootstrap, stage 1, stage 2)
+       on the test sets -> <exp-dir>/eval/*.json, <exp-dir>/RESULTS.md + scores.png
+With --sylber-ckpt the released model replaces stages 2-3 (its units are named 'sylber')."
 
 . "$UTILS/parse_options.sh"
 . "$UTILS/stages.sh"
@@ -44,59 +66,127 @@ if [[ -z "$dev_sets$test_sets" ]]; then
   exit 1
 fi
 log_dir="$exp_dir/log"
+eval_sets="$dev_sets $test_sets"
 
-for set in $dev_sets $test_sets; do
+need() {  # PATH STAGE-THAT-MAKES-IT: fail clearly when an input of a later stage is missing
+  if [[ ! -e "$1" ]]; then
+    echo "$0: missing $1; it is made by stage $2 (rerun with --stage $2)" >&2
+    exit 1
+  fi
+}
+
+for set in $train_set $eval_sets; do
   if (( stage <= 1 && 1 <= stop_stage )) && [[ ! -f "$data_root/$set/provenance.json" ]]; then
     echo "$0: data dir $data_root/$set is missing or incomplete; run stage 0 of the egs/<corpus>/run.sh first" >&2
     exit 1
   fi
 done
 
-if stage_begin 1 "bootstrap syllable segments of: $dev_sets $test_sets"; then
-  for set in $dev_sets $test_sets; do
+# The models whose units are tokenized and scored (name:checkpoint).
+if [[ -n "$sylber_ckpt" ]]; then
+  models="sylber:$sylber_ckpt"
+  final=sylber
+elif [[ -n "$train_set" ]]; then
+  models="stage1:$exp_dir/stage1/model.pt stage2:$exp_dir/stage2/model.pt"
+  final=stage2
+else
+  models=""
+  final=""
+  echo "$0: no --train-set and no --sylber-ckpt: only the bootstrap segmenter is run and scored (stages 1 and 6)"
+fi
+
+train() {  # OUT CONFIG OVERRIDES...: speechunits train-sylber, under torchrun when --ngpu > 1
+  local out="$1" config="$2"; shift 2
+  local cmd=(speechunits train-sylber --config "$config" --out-dir "$out" --resume auto)
+  [[ "$device" != auto ]] && cmd+=(--device "$device")
+  if (( ngpu > 1 )); then
+    cmd=(python -m torch.distributed.run --standalone --nproc_per_node "$ngpu" -m speechunits "${cmd[@]:1}")
+  fi
+  run_logged "$log_dir/$(basename "$out").log" "${cmd[@]}" "$@"
+}
+
+if stage_begin 1 "bootstrap syllable segments of: $train_set $eval_sets"; then
+  for set in $train_set $eval_sets; do
     out="$exp_dir/bootstrap/$set"
     # shellcheck disable=SC2086
     bootstrap=(speechunits bootstrap-segments --data "$data_root/$set" --out "$out" --nj "$nj" $bootstrap_opts)
     # each job skips at once when $out is already complete for this configuration
     run_jobs "$nj" "$log_dir/bootstrap.$set.JOB.log" "${bootstrap[@]}" --job JOB
     run_logged "$log_dir/bootstrap.$set.log" "${bootstrap[@]}"   # merges and validates the shards
-    echo "stage 1: units of $set in $out"
+    echo "stage 1: segments of $set in $out"
   done
 fi
 
-if stage_begin 6 "evaluate boundaries of: $test_sets"; then
+if [[ -z "$sylber_ckpt" && -n "$train_set" ]] && stage_begin 2 "Sylber stage 1 training on $train_set"; then
+  need "$exp_dir/bootstrap/$train_set/units.jsonl" 1
+  # shellcheck disable=SC2086
+  train "$exp_dir/stage1" "$stage1_config" task.data="$data_root/$train_set" \
+    task.segments="$exp_dir/bootstrap/$train_set" ${init:+task.init="$init"} $stage1_opts
+fi
+
+if [[ -z "$sylber_ckpt" && -n "$train_set" ]] && stage_begin 3 "Sylber stage 2 training on $train_set"; then
+  need "$exp_dir/stage1/model.pt" 2
+  # shellcheck disable=SC2086
+  train "$exp_dir/stage2" "$stage2_config" task.data="$data_root/$train_set" \
+    task.init="$exp_dir/stage1/model.pt" $stage2_opts
+fi
+
+if [[ -n "$models" ]] && stage_begin 4 "tokenize $eval_sets with the models ($models)"; then
+  tok_sets="$eval_sets"
+  if (( num_clusters > 0 )) && [[ -n "$train_set" ]]; then tok_sets="$train_set $tok_sets"; fi
+  for m in $models; do
+    name="${m%%:*}" ckpt="${m#*:}"
+    need "$ckpt" "$([[ $name == stage1 ]] && echo 2 || echo 3)"
+    for set in $tok_sets; do
+      # stage-1 units are only scored, never clustered: skip its train set
+      [[ "$name" != "$final" && "$set" == "$train_set" && " $eval_sets " != *" $set "* ]] && continue
+      run_logged "$log_dir/tokenize.$name.$set.log" speechunits tokenize --model "$ckpt" \
+        --data "$data_root/$set" --out "$exp_dir/units/$name/$set" --nj "$nj" --device "$device" \
+        --batch-seconds "$batch_seconds"
+    done
+  done
+fi
+
+if [[ -n "$models" && -n "$train_set" ]] && (( num_clusters > 0 )) && stage_begin 5 "k-means ($num_clusters clusters) and quantization"; then
+  need "$exp_dir/units/$final/$train_set/units.jsonl" 4
+  codebook="$exp_dir/kmeans$num_clusters.pt"
+  # shellcheck disable=SC2086
+  run_logged "$log_dir/cluster.log" speechunits cluster --units "$exp_dir/units/$final/$train_set" \
+    --k "$num_clusters" --out "$codebook" --device "$device" $cluster_opts
+  for set in $train_set $eval_sets; do
+    run_logged "$log_dir/quantize.$set.log" speechunits quantize --units "$exp_dir/units/$final/$set" \
+      --codebook "$codebook"
+  done
+fi
+
+if stage_begin 6 "evaluate boundaries on: $test_sets"; then
   if [[ -z "$alignments" ]]; then
     echo "stage 6: skipped, no --alignments given (reference TextGrids are needed to score boundaries)"
   else
-    results="$exp_dir/RESULTS.md"
-    tmp_results="$results.tmp.$$"
-    trap 'rm -f "$tmp_results"' EXIT
-    {
-      echo "# Sylber boundary evaluation ($exp_dir)"
-      echo
-      echo "Units: acoustic bootstrap segmenter (stage 1). References: tier '$tier' of the TextGrids"
-      echo "under $alignments. Tolerance $tolerance s. Written by recipes/sylber.sh stage 6 on $(date '+%F %T')."
-    } > "$tmp_results"
+    systems="bootstrap:$exp_dir/bootstrap"
+    for m in $models; do systems="$systems ${m%%:*}:$exp_dir/units/${m%%:*}"; done
+    dev_first="${dev_sets%% *}"
     for set in $test_sets; do
-      units="$exp_dir/bootstrap/$set"
-      ref="$alignments"
-      [[ -d "$alignments/$set" ]] && ref="$alignments/$set"
-      eval_cmd=(speechunits eval-boundaries --units "$units" --alignments "$ref" --tier "$tier"
-                --tolerance "$tolerance" --json "$exp_dir/eval/bootstrap.$set.json")
-      if [[ "$tune_shift" == true ]]; then
-        dev_first="${dev_sets%% *}"
-        if [[ -z "$dev_first" ]]; then
-          echo "$0: --tune-shift true needs --dev-sets" >&2
-          exit 1
+      ref="$alignments"   # searched recursively for <utt-id>.TextGrid (dev and test sets alike)
+      rows=()
+      for s in $systems; do
+        name="${s%%:*}" dir="${s#*:}"
+        [[ -f "$dir/$set/units.jsonl" ]] || { echo "stage 6: no $name units of $set ($dir/$set); not scored"; continue; }
+        eval_cmd=(speechunits eval-boundaries --units "$dir/$set" --alignments "$ref" --tier "$tier"
+                  --tolerance "$tolerance" --json "$exp_dir/eval/$name.$set.json")
+        if [[ "$tune_shift" == true ]]; then
+          [[ -n "$dev_first" ]] || { echo "$0: --tune-shift true needs --dev-sets" >&2; exit 1; }
+          eval_cmd+=(--tune-shift-on "$dir/$dev_first")
         fi
-        eval_cmd+=(--tune-shift-on "$exp_dir/bootstrap/$dev_first")
-      fi
-      table="$exp_dir/eval/bootstrap.$set.txt"
-      run_logged "$log_dir/eval.$set.log" save_stdout "$table" "${eval_cmd[@]}"
-      { echo; echo "## $set"; echo; echo '```'; cat "$table"; echo '```'; } >> "$tmp_results"
+        run_logged "$log_dir/eval.$name.$set.log" "${eval_cmd[@]}"
+        rows+=("$name=$exp_dir/eval/$name.$set.json")
+      done
+      run_logged "$log_dir/results.$set.log" speechunits results-table --out "$exp_dir/RESULTS.$set.md" \
+        --plot "$exp_dir/scores.$set.png" --title "Syllable boundaries on $set ($exp_dir)" \
+        --notes "Written by recipes/sylber.sh stage 6 on $(date '+%F %T'). References: tier '$tier' under $ref." \
+        "${rows[@]}"
     done
-    mv "$tmp_results" "$results"
-    echo "stage 6: results in $results"
-    cat "$results"
+    cat "$exp_dir"/RESULTS.*.md > "$exp_dir/RESULTS.md.tmp.$$" && mv "$exp_dir/RESULTS.md.tmp.$$" "$exp_dir/RESULTS.md"
+    echo "stage 6: results in $exp_dir/RESULTS.md"
   fi
 fi

@@ -20,18 +20,31 @@ test_sets="test-clean"       # LibriSpeech split names (space-separated)
 data_root=data               # Kaldi data dirs: <data-root>/<split>/
 exp_root=exp                 # logs and model outputs: <exp-root>/...
 tune_shift=false             # stage 6: tune the boundary shift on the first dev set
+ngpu=1                       # GPUs for training (>1: DDP with torchrun)
+device=auto                  # auto | cpu | cuda for training and tokenization
+init=""                      # local HuBERT base checkpoint (fairseq .pt or HF dir) to start Sylber stage 1 from
+sylber_ckpt=""               # released Sylber checkpoint (.ckpt / HF dir): skips training stages 2-3
+num_clusters=10000           # k-means codebook size (stage 5; 0 skips it)
+cluster_opts="--max-samples 2000000 --batch-size 50000"  # extra `speechunits cluster` flags
+stage1_opts=""               # KEY=VALUE overrides of recipes/conf/sylber_stage1.yaml
+stage2_opts=""               # KEY=VALUE overrides of recipes/conf/sylber_stage2.yaml
 
 help_message="Usage: bash egs/librispeech/run.sh [options]
 Stages:
   0  data prep: speechunits prepare-data for every train/dev/test split
        -> <data-root>/<split>/ (Kaldi files, manifest.jsonl, provenance.json)
-  1  bootstrap segments of the dev and test splits (recipes/sylber.sh)
-       -> <exp-root>/sylber/bootstrap/<split>/
-  6  boundary evaluation of the test splits against --alignments (recipes/sylber.sh)
-       -> <exp-root>/sylber/RESULTS.md"
+       (several --train-sets are combined into <data-root>/train)
+  1  bootstrap segments of the train, dev and test sets        (recipes/sylber.sh, as are 2-6)
+  2  Sylber stage 1 training (recipes/conf/sylber_stage1.yaml; --init HuBERT checkpoint)
+  3  Sylber stage 2 training (recipes/conf/sylber_stage2.yaml)
+  4  tokenization of train/dev/test with the stage-1 and stage-2 models
+  5  k-means codebook (--num-clusters) and quantization
+  6  boundary evaluation of the test splits against --alignments -> <exp-root>/sylber/RESULTS.md
+  e.g. bash egs/librispeech/run.sh --stage 3   resumes at stage 3 (training resumes from its last checkpoint)"
 
 . ../../utils/parse_options.sh
 . ../../utils/stages.sh
+. ../../utils/path.sh
 
 if [[ $# -ne 0 ]]; then
   echo "$0: unexpected arguments: $*" >&2
@@ -48,8 +61,21 @@ if stage_begin 0 "data prep of LibriSpeech splits: $train_sets $dev_sets $test_s
   done
 fi
 
+train_set="$train_sets"
+if [[ "$train_sets" == *" "* ]]; then
+  train_set=train
+  if (( stage <= 0 && 0 <= stop_stage )); then
+    # shellcheck disable=SC2046
+    run_logged "$exp_root/data/log/combine.log" speechunits combine-data "$data_root/train" \
+      $(for s in $train_sets; do echo "$data_root/$s"; done)
+  fi
+fi
+
 if (( stop_stage >= 1 )); then
   ../../recipes/sylber.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" \
-    --data-root "$data_root" --exp-dir "$exp_root/sylber" \
-    --dev-sets "$dev_sets" --test-sets "$test_sets" --alignments "$alignments" --tune-shift "$tune_shift"
+    --ngpu "$ngpu" --device "$device" --data-root "$data_root" --exp-dir "$exp_root/sylber" \
+    --train-set "$train_set" --dev-sets "$dev_sets" --test-sets "$test_sets" \
+    --init "$init" --sylber-ckpt "$sylber_ckpt" --num-clusters "$num_clusters" --cluster-opts "$cluster_opts" \
+    --stage1-opts "$stage1_opts" --stage2-opts "$stage2_opts" \
+    --alignments "$alignments" --tune-shift "$tune_shift"
 fi

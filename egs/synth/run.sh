@@ -23,17 +23,28 @@ test_utts=""              # default from conf/sizes.sh
 fsc_speakers=""           # default from conf/sizes.sh
 fsc_utts_per_speaker=""   # default from conf/sizes.sh
 lj_utts=""                # default from conf/sizes.sh
-tune_shift=false          # stage 6: tune the boundary shift on dev-clean
+tune_shift=true           # stage 6: tune the boundary shift on dev-clean (never on the test set)
+stage1_config=conf/sylber_stage1_small.yaml  # Sylber stage 1 training config (stage 2 of this recipe)
+stage2_config=conf/sylber_stage2_small.yaml  # Sylber stage 2 training config (stage 3)
+stage1_opts=""            # KEY=VALUE overrides, e.g. "max_steps=50"
+stage2_opts=""            # KEY=VALUE overrides
+num_clusters=500          # k-means codebook size (stage 5; 0 skips it)
+device=auto               # auto | cpu | cuda
 
 help_message="Usage: bash egs/synth/run.sh [options]
 Stages:
   0  data prep: speechunits synth-corpus (LibriSpeech-shaped train-clean-100/dev-clean/test-clean
      with syllable TextGrids, FSC-shaped, LJSpeech-shaped) into <data-root>/corpora, then
      speechunits prepare-data for every split into <data-root>/<set>
-  1  bootstrap segments of dev-clean and test-clean (recipes/sylber.sh)
+  1  bootstrap segments of train-clean-100, dev-clean and test-clean   (recipes/sylber.sh, as are 2-6)
        -> <exp-root>/sylber/bootstrap/<set>/
-  6  boundary evaluation of test-clean against the synthetic syllable alignments
-     (recipes/sylber.sh) -> <exp-root>/sylber/RESULTS.md"
+  2  Sylber stage 1 training on train-clean-100 (conf/sylber_stage1_small.yaml: log-mel teacher,
+     bootstrap segments) -> <exp-root>/sylber/stage1/model.pt
+  3  Sylber stage 2 training (conf/sylber_stage2_small.yaml) -> <exp-root>/sylber/stage2/model.pt
+  4  tokenization of dev-clean/test-clean (and train-clean-100) with both models
+  5  k-means (--num-clusters) on the stage-2 train units, quantization
+  6  boundary evaluation of test-clean (held-out speakers and sentences) against the synthetic
+     syllable alignments for bootstrap / stage 1 / stage 2 -> <exp-root>/sylber/RESULTS.md"
 
 . ../../utils/parse_options.sh
 . ../../utils/stages.sh
@@ -43,7 +54,7 @@ if [[ $# -ne 0 ]]; then
   echo "$0: unexpected arguments: $*" >&2
   exit 1
 fi
-user_paths "$CALLER_DIR" data_root exp_root   # relative paths on the command line: from the caller's cwd
+user_paths "$CALLER_DIR" data_root exp_root stage1_config stage2_config   # relative paths on the command line: from the caller's cwd
 
 SIZES=conf/sizes.sh
 [[ "$tiny" == true ]] && SIZES=conf/sizes_tiny.sh
@@ -92,6 +103,8 @@ fi
 
 if (( stop_stage >= 1 )); then
   ../../recipes/sylber.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" \
-    --data-root "$data_root" --exp-dir "$exp_root/sylber" --dev-sets dev-clean --test-sets test-clean \
+    --device "$device" --data-root "$data_root" --exp-dir "$exp_root/sylber" --train-set train-clean-100 \
+    --dev-sets dev-clean --test-sets test-clean --stage1-config "$stage1_config" --stage2-config "$stage2_config" \
+    --stage1-opts "$stage1_opts" --stage2-opts "$stage2_opts" --num-clusters "$num_clusters" \
     --alignments "$ALIGNMENTS" --tune-shift "$tune_shift"
 fi

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Class-incremental SLU (COCONUT) on Fluent Speech Commands (real corpus on disk; nothing is downloaded).
+#   bash egs/fsc/run.sh --corpus-dir /data/fluent_speech_commands_dataset
+#   bash egs/fsc/run.sh --corpus-dir ... --benchmark fsc-3 --methods "ft coconut" --device cuda
+# Works from any directory (relative paths given as options are taken from the caller's
+# directory, the defaults from this one); outputs go to egs/fsc/{data,exp} unless overridden.
+set -euo pipefail
+CALLER_DIR="$PWD"
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+. ../db.sh
+
+stage=0                      # first stage to run
+stop_stage=100               # last stage to run
+corpus_dir="$FSC"            # fluent_speech_commands_dataset dir (default: $SPEECHUNITS_FSC via egs/db.sh)
+slu_config=../../recipes/conf/slu_cil_fsc.yaml  # experiment config (model, losses, memory, training)
+benchmark=fsc-6              # fsc-3 | fsc-6 | fsc-10
+methods="ft er er_kd coconut coconut_kd joint"  # methods to run (same seeds and memory budget)
+nj=1                         # methods trained in parallel
+device=""                    # cpu | cuda (empty: CUDA when available)
+overrides=""                 # extra config overrides (key=value ...)
+data_root=data               # Kaldi data dirs: <data-root>/{train,valid,test}
+exp_root=exp                 # outputs: <exp-root>/slu_cil_<benchmark>/
+
+help_message="Usage: bash egs/fsc/run.sh --corpus-dir DIR [options]
+Stages:
+  0  data prep: speechunits prepare-data for train/valid/test -> <data-root>/<split>/
+  1  class split and BPE tokenizer (recipes/slu_cil.sh)
+  2  every method through all tasks (recipes/slu_cil.sh) -> <exp-root>/slu_cil_<benchmark>/<method>/
+  3  comparison table -> <exp-root>/slu_cil_<benchmark>/RESULTS.md"
+
+. ../../utils/parse_options.sh
+. ../../utils/stages.sh
+
+if [[ $# -ne 0 ]]; then
+  echo "$0: unexpected arguments: $*" >&2
+  exit 1
+fi
+user_paths "$CALLER_DIR" corpus_dir slu_config data_root exp_root
+
+LAYOUT="fluent_speech_commands_dataset/
+  data/train_data.csv valid_data.csv test_data.csv   columns: ,path,speakerId,transcription,action,object,location
+  wavs/speakers/<speakerId>/<uuid>.wav                (paths in the CSVs are relative to this dir)"
+
+if stage_begin 0 "data prep of FSC train/valid/test"; then
+  . ../../utils/path.sh
+  require_corpus FSC "$corpus_dir" "$LAYOUT" || exit 1
+  for split in train valid test; do
+    if [[ ! -f "$corpus_dir/data/${split}_data.csv" ]]; then
+      echo "error: $corpus_dir/data/${split}_data.csv not found; expected layout:" >&2
+      echo "$LAYOUT" | sed 's/^/  /' >&2
+      exit 1
+    fi
+  done
+  for split in train valid test; do
+    run_logged "$exp_root/data/log/prepare.$split.log" speechunits prepare-data --corpus fsc \
+      --corpus-dir "$corpus_dir" --split "$split" --out "$data_root/$split"
+  done
+fi
+
+if (( stop_stage >= 1 )); then
+  ../../recipes/slu_cil.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" \
+    --slu-config "$slu_config" --data-root "$data_root" --train-set train --valid-set valid --test-set test \
+    --exp-dir "$exp_root/slu_cil_$benchmark" --methods "$methods" --nj "$nj" --device "$device" \
+    --overrides "benchmark=$benchmark $overrides"
+fi
