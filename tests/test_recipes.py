@@ -256,14 +256,14 @@ def test_synth_recipe_all_stages_tiny(tmp_path: Path) -> None:
     data, exp = tmp_path / "data", tmp_path / "exp"
     short = "max_steps=2 save_every=1 task.crop_seconds=1.0 task.max_batch_seconds=4.0"
     args = ["--tiny", "true", "--layouts", "librispeech", "--data-root", str(data), "--exp-root", str(exp),
-            "--stage1-opts", short, "--stage2-opts", short, "--num-clusters", "4", "--device", "cpu"]
+            "--stage1-opts", short, "--stage2-opts", short, "--num-clusters", "2", "--device", "cpu"]
     r = bash(SYNTH_RUN, *args, cwd=tmp_path, timeout=1200)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     sylber = exp / "sylber"
     for name in ("stage1", "stage2"):
         assert (sylber / name / "model.pt").is_file()
         validate_unit_set(sylber / "units" / name / "test-clean")
-    assert read_meta(sylber / "units" / "stage2" / "test-clean").vocab_size == 4
+    assert read_meta(sylber / "units" / "stage2" / "test-clean").vocab_size == 2
     results = (sylber / "RESULTS.md").read_text()
     for row in ("| bootstrap |", "| stage1 |", "| stage2 |"):
         assert row in results

@@ -134,20 +134,20 @@ def test_overfits_four_examples() -> None:
 TINY_W2V = dict(
     extractor_conv_layer_config=[(16, 10, 5), (16, 3, 2), (16, 2, 2)],
     encoder_embed_dim=32,
-    encoder_pos_conv_kernel=8,
-    encoder_pos_conv_groups=4,
-    encoder_num_layers=2,
-    encoder_num_heads=4,
-    encoder_ff_interm_features=64,
-    encoder_layer_drop=0.0,
-)
+    pos_conv_kernel=8,
+    pos_conv_groups=4,
+    num_layers=2,
+    num_heads=4,
+    ffn_dim=64,
+    layer_drop=0.0,
+)  # SylberConfig fields
 
 
 def test_wav2vec2_encoder_checkpoint_and_frozen_front_end(tmp_path) -> None:
     torch.manual_seed(0)
     src = Wav2Vec2Encoder(TINY_W2V, freeze_feature_extractor=False)
     ckpt = tmp_path / "w2v.pt"
-    torch.save({"model": src.model.state_dict()}, ckpt)
+    torch.save(src.model.state_dict(), ckpt)  # a bare torchaudio-layout state dict
     enc = Wav2Vec2Encoder(TINY_W2V, checkpoint=ckpt, freeze_feature_extractor=True)
     for k, v in src.model.state_dict().items():
         assert torch.equal(enc.model.state_dict()[k], v), k
@@ -155,12 +155,12 @@ def test_wav2vec2_encoder_checkpoint_and_frozen_front_end(tmp_path) -> None:
     audio, lens = tones(SPEC[:2])
     tin, tout = decoder_io(TARGETS[:2])
     model.train()
-    assert not enc.model.feature_extractor.training
+    assert enc.model.training and not enc.model.feature_extractor.training
     model.loss(model(audio, lens, tin), tout).backward()
     assert all(p.grad is None for p in enc.model.feature_extractor.parameters())
     assert any(p.grad is not None for p in enc.model.encoder.parameters())
     # a checkpoint of another shape is an error naming the file
-    other = dict(TINY_W2V, encoder_num_layers=3)
+    other = dict(TINY_W2V, num_layers=3)
     with pytest.raises(CheckpointError, match="w2v.pt"):
         Wav2Vec2Encoder(other, checkpoint=ckpt)
     (tmp_path / "junk.pt").write_bytes(b"junk")
@@ -168,8 +168,18 @@ def test_wav2vec2_encoder_checkpoint_and_frozen_front_end(tmp_path) -> None:
         Wav2Vec2Encoder(TINY_W2V, checkpoint=tmp_path / "junk.pt")
 
 
+def test_wav2vec2_encoder_padding_invariant() -> None:
+    torch.manual_seed(2)
+    enc = Wav2Vec2Encoder(TINY_W2V).eval()
+    audio, lens = tones(SPEC)
+    batch, batch_lens = enc(audio, lens)
+    alone, alone_lens = enc(*tones(SPEC[1:2]))
+    assert int(batch_lens[1]) == int(alone_lens[0])
+    assert torch.allclose(batch[1, : int(alone_lens[0])], alone[0], atol=1e-4)
+
+
 def _to_fairseq(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """torchaudio keys -> fairseq HuBERT keys (the inverse of the loader's mapping), plus heads."""
+    """torchaudio keys -> fairseq HuBERT keys, plus the pretraining heads the loader drops."""
     rules = [
         (r"feature_extractor\.conv_layers\.0\.layer_norm\.", "feature_extractor.conv_layers.0.2."),
         (r"feature_extractor\.conv_layers\.(\d+)\.conv\.", r"feature_extractor.conv_layers.\1.0."),
@@ -205,10 +215,19 @@ def test_wav2vec2_encoder_loads_fairseq_layout(tmp_path) -> None:
     torch.manual_seed(1)
     src = Wav2Vec2Encoder(TINY_W2V)
     ckpt = tmp_path / "hubert_fairseq.pt"
-    torch.save({"model": _to_fairseq(src.model.state_dict())}, ckpt)
+    cfg = {"model": {"encoder_layers": 2, "encoder_embed_dim": 32, "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 4,
+                     "conv_feature_layers": "[(16, 10, 5), (16, 3, 2), (16, 2, 2)]", "conv_pos": 8, "conv_pos_groups": 4}}
+    torch.save({"cfg": cfg, "model": _to_fairseq(src.model.state_dict())}, ckpt)
+    # the last layer truncated away
     enc = Wav2Vec2Encoder(TINY_W2V, checkpoint=ckpt, num_layers=1)
-    assert len(enc.model.encoder.transformer.layers) == 1
+    assert len(enc.model.encoder.transformer.layers) == 1 and enc.output_dim == 32
     assert torch.equal(enc.model.encoder.transformer.layers[0].attention.k_proj.weight, src.model.encoder.transformer.layers[0].attention.k_proj.weight)
+    # an unknown key is refused, not silently ignored
+    bad = _to_fairseq(src.model.state_dict())
+    bad["encoder.layers.0.extra.weight"] = torch.zeros(2)
+    torch.save({"cfg": cfg, "model": bad}, ckpt)
+    with pytest.raises(CheckpointError, match="hubert_fairseq.pt"):
+        Wav2Vec2Encoder(TINY_W2V, checkpoint=ckpt)
 
 
 class Rec:

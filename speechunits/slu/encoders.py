@@ -3,9 +3,10 @@ with ``features`` of shape (B, T, ``output_dim``) and exposes ``output_dim``.
 
 * :class:`MelConformerEncoder` — log-mel (torchaudio ``MelSpectrogram``), 4x conv
   subsampling, ``torchaudio.models.Conformer``; trained from scratch.
-* :class:`Wav2Vec2Encoder` — a torchaudio ``Wav2Vec2Model`` (wav2vec2 / HuBERT shape),
-  optionally initialised from a local checkpoint (:func:`load_wav2vec2_state_dict`), with
-  an option to freeze the CNN front end (COCONUT freezes it).
+* :class:`Wav2Vec2Encoder` — a wav2vec2 / HuBERT-shaped model (the Sylber encoder class,
+  torchaudio ``Wav2Vec2Model`` keys), optionally initialised from a local checkpoint through
+  :func:`speechunits.sylber.checkpoints.load_sylber_model`, with an option to freeze the CNN
+  front end (COCONUT freezes it).
 * :class:`UnitEncoder` — embeddings of discrete unit ids (a ``speechunits.units`` unit
   set), with optional per-token log-duration and continuous embedding inputs, followed by
   a Transformer encoder. :func:`unit_batch` builds its inputs from ``UnitRecord``-like
@@ -17,13 +18,16 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
 import torchaudio
 from torch import Tensor, nn
 
-from speechunits.errors import CheckpointError, UnitFormatError
+from speechunits.errors import ConfigError, UnitFormatError
+from speechunits.sylber.checkpoints import load_sylber_model
+from speechunits.sylber.model import SylberConfig, SylberModel
 
 PathLike = str | os.PathLike[str]
 
@@ -118,112 +122,60 @@ class MelConformerEncoder(nn.Module):
 
 
 # --- (b) wav2vec2 / HuBERT ----------------------------------------------------------
-WAV2VEC2_BASE: dict[str, Any] = dict(
-    extractor_mode="group_norm",
-    extractor_conv_layer_config=None,
-    extractor_conv_bias=False,
-    encoder_embed_dim=768,
-    encoder_projection_dropout=0.1,
-    encoder_pos_conv_kernel=128,
-    encoder_pos_conv_groups=16,
-    encoder_num_layers=12,
-    encoder_num_heads=12,
-    encoder_attention_dropout=0.1,
-    encoder_ff_interm_features=3072,
-    encoder_ff_interm_dropout=0.0,
-    encoder_dropout=0.1,
-    encoder_layer_norm_first=False,
-    encoder_layer_drop=0.05,
-    aux_num_out=None,
-)
-"""wav2vec2-base / HuBERT-base configuration (torchaudio ``wav2vec2_model`` arguments)."""
-
-_DROPPED_FAIRSEQ = ("label_embs_concat", "mask_emb", "final_proj", "quantizer", "project_q")
+WAV2VEC2_BASE: dict[str, Any] = {"num_layers": 12}
+"""wav2vec2-base / HuBERT-base: :class:`~speechunits.sylber.model.SylberConfig` fields over its
+defaults (same conv front end, post-LN 768-d transformer; 12 layers instead of Sylber's 9)."""
 
 
-def _fairseq_to_torchaudio(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Map fairseq wav2vec2/HuBERT keys to torchaudio's, explicitly (pretraining heads dropped)."""
-    from torchaudio.models.wav2vec2.utils.import_fairseq import _map_key
-
-    out: dict[str, Tensor] = {}
-    for key, value in state.items():
-        bare = key.removeprefix("w2v_model.")
-        if bare.startswith(_DROPPED_FAIRSEQ):
-            continue
-        new = _map_key(key)
-        if new is None:
-            continue
-        new = new.replace("pos_conv_embed.conv.weight_g", "pos_conv_embed.conv.parametrizations.weight.original0")
-        new = new.replace("pos_conv_embed.conv.weight_v", "pos_conv_embed.conv.parametrizations.weight.original1")
-        out[new] = value
-    return out
-
-
-def load_wav2vec2_state_dict(path: PathLike) -> dict[str, Tensor]:
-    """Read a local wav2vec2/HuBERT checkpoint into torchaudio ``Wav2Vec2Model`` key layout.
-
-    Accepts a torch file holding the state dict itself or under ``model`` /
-    ``state_dict`` / ``encoder``; keys in torchaudio layout are used as they are, fairseq
-    layout (``encoder.layers.N.self_attn...``, ``post_extract_proj``) is mapped key by key.
-    """
+def _sylber_config(config: Mapping[str, Any] | SylberConfig) -> SylberConfig:
+    if isinstance(config, SylberConfig):
+        return config
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-        raise CheckpointError(path, f"cannot read a torch checkpoint ({err})") from err
-    if isinstance(blob, Mapping):
-        for key in ("model", "state_dict", "encoder"):
-            if key in blob and isinstance(blob[key], Mapping):
-                blob = blob[key]
-                break
-    if not isinstance(blob, Mapping) or not all(isinstance(v, Tensor) for v in blob.values()):
-        raise CheckpointError(path, "expected a state dict of tensors (or one under 'model'/'state_dict')")
-    state = dict(blob)
-    if any(k.startswith("feature_extractor.conv_layers.") and ".conv." in k for k in state):
-        return state
-    if any(k.startswith(("encoder.layers.", "w2v_model.", "post_extract_proj")) for k in state):
-        try:
-            return _fairseq_to_torchaudio(state)
-        except ValueError as err:
-            raise CheckpointError(path, f"unexpected key in a fairseq wav2vec2/HuBERT checkpoint ({err})") from err
-    raise CheckpointError(path, f"keys match neither torchaudio nor fairseq wav2vec2 layout (first: {next(iter(state), None)})")
+        return SylberConfig.from_dict({**WAV2VEC2_BASE, **dict(config)})
+    except (TypeError, ValueError) as err:
+        raise ConfigError(None, f"invalid wav2vec2 encoder config {dict(config)} ({err})") from err
 
 
 class Wav2Vec2Encoder(nn.Module):
-    """A torchaudio ``Wav2Vec2Model`` as SLU encoder (last transformer layer output, 50 Hz).
+    """A wav2vec2/HuBERT-shaped encoder (:class:`~speechunits.sylber.model.SylberModel`, the
+    torchaudio ``Wav2Vec2Model`` layout) as SLU encoder: last transformer layer output, 50 Hz.
 
     Args:
-        config: ``wav2vec2_model`` keyword arguments (default :data:`WAV2VEC2_BASE`).
-        checkpoint: optional local checkpoint (:func:`load_wav2vec2_state_dict`), loaded
-            strictly: a missing or unexpected key is a CheckpointError.
+        config: ``SylberConfig`` fields over :data:`WAV2VEC2_BASE` (or a ``SylberConfig``).
+            With a ``checkpoint`` and no ``config``, the architecture comes from the file.
+        checkpoint: optional local checkpoint (fairseq ``.pt``, Hugging Face directory,
+            torchaudio state dict, Lightning ``.ckpt``), read by
+            :func:`speechunits.sylber.checkpoints.load_sylber_model`: explicit key maps, every
+            key checked (a missing, unknown or mis-shaped key is a CheckpointError).
         freeze_feature_extractor: freeze the CNN front end (no gradients, eval mode).
         num_layers: keep only the first ``num_layers`` transformer layers.
+        normalize_waveform: override the per-utterance input normalisation.
     """
 
     def __init__(
         self,
-        config: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | SylberConfig | None = None,
         checkpoint: PathLike | None = None,
         freeze_feature_extractor: bool = True,
         num_layers: int | None = None,
+        normalize_waveform: bool | None = None,
     ) -> None:
         super().__init__()
-        cfg = dict(WAV2VEC2_BASE)
-        cfg.update(config or {})
-        self.model = torchaudio.models.wav2vec2_model(**cfg)
         if checkpoint is not None:
-            state = load_wav2vec2_state_dict(checkpoint)
-            state = {k: v for k, v in state.items() if not k.startswith("aux.")}
-            missing, unexpected = self.model.load_state_dict(state, strict=False)
-            if missing or unexpected:
-                raise CheckpointError(
-                    checkpoint, f"checkpoint does not match the encoder config: missing {missing[:5]}, unexpected {unexpected[:5]}"
-                )
-        if num_layers is not None:
-            del self.model.encoder.transformer.layers[num_layers:]
+            cfg = None if config is None else _sylber_config(config)
+            self.model = load_sylber_model(checkpoint, config=cfg, num_layers=num_layers, normalize_waveform=normalize_waveform)
+            self.model.train()
+        else:
+            cfg = _sylber_config(config or {})
+            if num_layers is not None:
+                cfg = replace(cfg, num_layers=int(num_layers))
+            if normalize_waveform is not None:
+                cfg = replace(cfg, normalize_waveform=bool(normalize_waveform))
+            self.model = SylberModel(cfg)
         self.freeze_feature_extractor = freeze_feature_extractor
         if freeze_feature_extractor:
             self.model.feature_extractor.requires_grad_(False)
-        self.output_dim = int(cfg["encoder_embed_dim"])
+        self.output_dim = int(self.model.embed_dim)
 
     def train(self, mode: bool = True) -> Wav2Vec2Encoder:
         super().train(mode)
@@ -232,11 +184,9 @@ class Wav2Vec2Encoder(nn.Module):
         return self
 
     def forward(self, audio: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_feature_extractor):
-            feats, out_lens = self.model.feature_extractor(audio, lengths)
-        x = self.model.encoder(feats, out_lens)
-        assert out_lens is not None
-        return x, out_lens
+        # With a frozen front end neither its inputs nor its weights need gradients, so
+        # autograd records nothing there.
+        return self.model(audio, lengths)
 
 
 # --- (c) unit tokens ----------------------------------------------------------------

@@ -1,0 +1,179 @@
+"""The class-incremental protocol end to end on a handful of tone "utterances": a 2-task
+split, rehearsal with herding, teacher hypotheses for seq-KD, skip/resume of finished and
+interrupted tasks, the joint upper bound, the CLI entry points and the comparison table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from speechunits.audio import write_audio
+from speechunits.data.kaldi import write_kaldi_dir
+from speechunits.data.utterance import Utterance
+from speechunits.errors import ConfigError
+from speechunits.slu import cli, results_cli
+from speechunits.slu import metrics as M
+from speechunits.slu import protocol as P
+from speechunits.train.loop import Trainer
+
+torch.set_num_threads(1)
+
+# label -> (transcript, tone Hz, train count); different counts fix the frequency order
+CLASSES = {
+    "activate_lights_none": ("lights on", 300.0, 6),
+    "change language_German_none": ("speak german", 700.0, 5),
+    "deactivate_music_none": ("music off", 1500.0, 4),
+    "bring_shoes_none": ("bring my shoes", 3000.0, 3),
+}
+
+CONFIG = """
+corpus: fsc
+benchmark: frequency
+num_tasks: 2
+seed: 0
+vocab_size: 40
+epochs_per_task: 2
+batch_size: 6
+model:
+  encoder: {type: mel_conformer, n_mels: 40, d_model: 32, num_layers: 1, num_heads: 4, ffn_dim: 64, kernel_size: 7, dropout: 0.0}
+  d_model: 32
+  num_layers: 1
+  num_heads: 4
+  ffn_dim: 64
+  dropout: 0.0
+  proj_dim: 16
+  proj_hidden: 32
+memory: {budget: 4, selection: herding}
+decode: {beam_size: 1, max_len: 8, batch_size: 8}
+train: {lr: 3.0e-3, precision: fp32, progress: false, tensorboard: false, log_every: 1, save_every: 1000, keep_last: 1}
+"""
+
+
+def _write_split(root, name: str, counts: dict[str, int], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    utts = []
+    for label, (text, freq, _) in CLASSES.items():
+        action, obj, loc = label.split("_")
+        for k in range(counts[label]):
+            n = int(rng.integers(3200, 4800))
+            wav = 0.3 * np.sin(2 * np.pi * freq * np.arange(n) / 16000) + 0.01 * rng.standard_normal(n)
+            path = root / "wavs" / name / f"{action.replace(' ', '')}-{obj}-{k}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_audio(path, wav.astype(np.float32), 16000)
+            utts.append(Utterance(f"{name}-{path.stem}", str(path), text, "spk1",
+                                  extra={"action": action, "object": obj, "location": loc, "intent": label}))
+    write_kaldi_dir(utts, root / name)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("slu_data")
+    _write_split(root, "train", {k: v[2] for k, v in CLASSES.items()}, 0)
+    _write_split(root, "valid", {k: 1 for k in CLASSES}, 1)
+    _write_split(root, "test", {k: 2 for k in CLASSES}, 2)
+    (root / "conf.yaml").write_text(CONFIG)
+    return root
+
+
+def _cfg(data_dir, *over: str) -> P.CILConfig:
+    return P.load_cil_config(data_dir / "conf.yaml", list(over))
+
+
+def test_config_errors(data_dir) -> None:
+    with pytest.raises(ConfigError, match="conf.yaml.*benchmark"):
+        P.load_cil_config(data_dir / "conf.yaml", ["benchmark=fsc-7"])
+    with pytest.raises(ConfigError, match="<command line>"):
+        P.load_cil_config(data_dir / "conf.yaml", ["no_such_key=1"])
+    with pytest.raises(ConfigError, match="train: .*schedule"):
+        P.load_cil_config(data_dir / "conf.yaml", ["train.schedule=zigzag"])
+    with pytest.raises(ConfigError, match="losses"):
+        P.load_cil_config(data_dir / "conf.yaml", ["+losses.typo=1"])
+
+
+def test_prepare_split_and_tokenizer(data_dir, tmp_path) -> None:
+    data = P.prepare_experiment(_cfg(data_dir), data_dir, tmp_path)
+    # frequency order, first task one class larger on a remainder; the space of FSC's
+    # "change language" becomes '-' so the label is one intent token
+    assert data.split.tasks == (("activate_lights_none", "change-language_German_none"), ("deactivate_music_none", "bring_shoes_none"))
+    assert json.loads((tmp_path / "split.json").read_text())["tasks"][1] == ["deactivate_music_none", "bring_shoes_none"]
+    assert set(data.tokenizer.intents) == set(data.split.classes)
+    assert len(data.train) == 18 and len(data.test) == 8 and len(data.valid) == 4
+    # a different split for the same experiment dir is refused
+    with pytest.raises(ConfigError, match="split.json"):
+        P.prepare_experiment(_cfg(data_dir, "num_tasks=4"), data_dir, tmp_path)
+
+
+def test_protocol_er_kd_end_to_end_skip_and_resume(data_dir, tmp_path, monkeypatch) -> None:
+    cfg = _cfg(data_dir)
+    fits: list[str] = []
+    real_fit = Trainer.fit
+
+    def counting_fit(self):
+        fits.append(str(self.out_dir.name))
+        return real_fit(self)
+
+    monkeypatch.setattr(Trainer, "fit", counting_fit)
+    # interrupted inside task 1: nothing is scored for it, and the run says so
+    res = P.run_protocol(cfg, "coconut_kd", data_dir, tmp_path, device="cpu")
+    assert fits == ["task0", "task1"]
+    method_dir = tmp_path / "coconut_kd"
+    r0 = json.loads((method_dir / "task0" / "result.json").read_text())
+    r1 = json.loads((method_dir / "task1" / "result.json").read_text())
+    # memory after task 0: budget 4 over the 2 seen classes, herding order, task-0 classes only
+    assert r0["memory_counts"] == {"activate_lights_none": 2, "change-language_German_none": 2}
+    assert math.isnan(res["accuracy_matrix"][0][1]) and len(res["accuracy_matrix"]) == 2
+    a = np.array([[np.nan if v is None else v for v in row] for row in json.loads((method_dir / "results.json").read_text())["accuracy_matrix"]])
+    assert res["forgetting"] == pytest.approx(M.forgetting(a)) and res["aia"] == pytest.approx(M.average_incremental_accuracy(a, res["test_sizes"]))
+    assert r1["test"]["num"] == 8 and r0["test"]["num"] == 4  # all seen classes' test items
+    assert 0.0 <= res["wer"] and (method_dir / "accuracy.png").stat().st_size > 0
+    # task 1 had the memory in its data and a teacher (NSPT and KD were logged)
+    log = [json.loads(line) for line in (method_dir / "task1" / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/nspt" in rec for rec in log) and any("train/kd" in rec for rec in log)
+    assert not any("train/nspt" in rec for rec in (json.loads(x) for x in (method_dir / "task0" / "metrics.jsonl").read_text().splitlines()))
+    # rerun: both tasks complete -> nothing trained, same results
+    fits.clear()
+    again = P.run_protocol(cfg, "coconut_kd", data_dir, tmp_path, device="cpu")
+    assert fits == []
+    np.testing.assert_allclose(np.array(again["accuracy_matrix"], dtype=float), np.array(res["accuracy_matrix"], dtype=float))
+    # changing a training parameter redoes the work
+    fits.clear()
+    P.run_protocol(_cfg(data_dir, "losses.kd=0.5"), "coconut_kd", data_dir, tmp_path, device="cpu")
+    assert fits == ["task0", "task1"] or fits == ["task1"]
+
+
+def test_interrupted_task_resumes(data_dir, tmp_path) -> None:
+    cfg = _cfg(data_dir, "train.stop_after=1")
+    res = P.run_protocol(cfg, "er", data_dir, tmp_path, device="cpu")
+    assert res == {} and not (tmp_path / "er" / "task0" / "result.json").exists()
+    full = P.run_protocol(_cfg(data_dir), "er", data_dir, tmp_path, device="cpu")
+    assert len(full["accuracy_matrix"]) == 2 and (tmp_path / "er" / "task1" / "result.json").is_file()
+    # resumed, not restarted: one run, whose metrics continue after the interruption
+    steps = [json.loads(x)["step"] for x in (tmp_path / "er" / "task0" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[0] == 1
+
+
+def test_cli_joint_and_comparison(data_dir, tmp_path, capsys) -> None:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    common = ["--config", str(data_dir / "conf.yaml"), "--data-dir", str(data_dir), "--out-dir", str(tmp_path), "--threads", "1"]
+    assert cli.run(parser.parse_args(common + ["--prepare-only"])) == 0
+    assert "2 tasks, 4 classes" in capsys.readouterr().out
+    assert cli.run(parser.parse_args(common + ["--method", "joint", "epochs_per_task=1", "joint_epochs=3"])) == 0
+    joint = json.loads((tmp_path / "joint" / "results.json").read_text())
+    assert joint["num_tasks"] == 1 and joint["forgetting"] is None and joint["aia"] == joint["last"]
+    assert not (tmp_path / "joint" / "task1").exists()
+    assert cli.run(parser.parse_args(common + ["--method", "ft", "epochs_per_task=1"])) == 0
+    rparser = argparse.ArgumentParser()
+    results_cli.add_arguments(rparser)
+    capsys.readouterr()
+    assert results_cli.run(rparser.parse_args(["--exp", str(tmp_path), "--out", str(tmp_path / "cmp")])) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "| method | aia | last | forgetting | bwt | wer |"
+    assert [line.split("|")[1].strip() for line in table[2:]] == ["ft", "joint"]
+    assert "| - |" in table[3]  # joint has no forgetting
+    assert (tmp_path / "cmp" / "RESULTS.md").is_file() and (tmp_path / "cmp" / "accuracy.png").is_file()
