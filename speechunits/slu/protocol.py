@@ -38,10 +38,10 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from tqdm import tqdm
 
 from speechunits.data.jsonl import load_manifest
+from speechunits.config import load_structured
 from speechunits.errors import CheckpointError, ConfigError, ManifestError
 from speechunits.io_utils import atomic_write_json, atomic_write_text, sha256_json
 from speechunits.provenance import is_complete, write_provenance
@@ -127,25 +127,7 @@ class CILConfig:
 
 def load_cil_config(path: PathLike | None = None, overrides: Sequence[str] = ()) -> CILConfig:
     """Defaults <- YAML ``path`` <- ``key=value`` overrides; ConfigError names the source."""
-    merged = OmegaConf.structured(CILConfig)
-    layers: list[tuple[str, Any]] = []
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(p, "config file not found")
-        layers.append((str(p), lambda: OmegaConf.load(p)))
-    if overrides:
-        bad = [o for o in overrides if "=" not in o]
-        if bad:
-            raise ConfigError("<command line>", f"expected key=value overrides, found {bad}")
-        layers.append(("<command line>", lambda: OmegaConf.from_dotlist(list(overrides))))
-    for source, make in layers:
-        try:
-            merged = OmegaConf.merge(merged, make())
-        except OmegaConfBaseException as err:
-            raise ConfigError(source, str(err).splitlines()[0]) from err
-    cfg = OmegaConf.to_object(merged)
-    assert isinstance(cfg, CILConfig)
+    cfg = load_structured(CILConfig, path, overrides)
     _validate(cfg, str(path) if path is not None else "<config>")
     return cfg
 

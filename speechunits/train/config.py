@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
+from speechunits.config import load_structured
 from speechunits.errors import ConfigError
 
 SCHEDULES = ("cosine", "linear", "constant")
@@ -121,27 +121,7 @@ def load_config(
     Raises :class:`ConfigError` naming the file (or ``<command line>``) for unknown keys, wrong
     types and invalid values.
     """
-    merged = OmegaConf.structured(TrainConfig)
-    layers: list[tuple[str | None, Any]] = []
-    if base is not None:
-        layers.append((None, lambda: OmegaConf.create(dict(base))))
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(p, "config file not found")
-        layers.append((str(p), lambda: OmegaConf.load(p)))
-    if overrides:
-        bad = [o for o in overrides if "=" not in o]
-        if bad:
-            raise ConfigError("<command line>", f"expected key=value overrides, found {bad}")
-        layers.append(("<command line>", lambda: OmegaConf.from_dotlist(list(overrides))))
-    for source, make in layers:
-        try:
-            merged = OmegaConf.merge(merged, make())
-        except OmegaConfBaseException as err:
-            raise ConfigError(source, str(err).splitlines()[0]) from err
-    cfg = OmegaConf.to_object(merged)
-    assert isinstance(cfg, TrainConfig)
+    cfg = load_structured(TrainConfig, path, overrides, base)
     return _validate(cfg, str(path) if path is not None else "<config>")
 
 
