@@ -33,7 +33,7 @@ STAMP := $(VENV)/.installed-$(PYPROJECT_SHA)
 
 help:
 	@echo "make install    system packages ($(APT_PACKAGES)), $(VENV), pip install -e '.[test]'"
-	@echo "make demo       install + bash egs/synth/run.sh (synthetic data -> bootstrap units -> boundary scores)"
+	@echo "make demo       install + bash egs/synth/run.sh (synthetic corpora -> Sylber training -> units -> scores)"
 	@echo "make test       install + full test suite (slow tests included)"
 	@echo "make test-fast  install + tests not marked slow"
 	@echo "make clean      remove egs/*/data and egs/*/exp"

@@ -50,7 +50,8 @@ Stages:
   5  k-means codebook on the train set's final-model embeddings, then quantize every
        tokenized set -> <exp-dir>/kmeans<k>.pt, units filled in place
   6  evaluate: speechunits eval-boundaries of every system (bootstrap, stage 1, stage 2)
-       on the test sets -> <exp-dir>/eval/*.json, <exp-dir>/RESULTS.md + scores.png
+       on the test sets -> <exp-dir>/eval/*.json, <exp-dir>/RESULTS.<set>.md + scores.<set>.png,
+       gathered in <exp-dir>/RESULTS.md
 With --sylber-ckpt the released model replaces stages 2-3 (its units are named 'sylber')."
 
 . "$UTILS/parse_options.sh"
@@ -186,7 +187,8 @@ if stage_begin 6 "evaluate boundaries on: $test_sets"; then
         --notes "Written by recipes/sylber.sh stage 6 on $(date '+%F %T'). References: tier '$tier' under $ref." \
         "${rows[@]}"
     done
-    cat "$exp_dir"/RESULTS.*.md > "$exp_dir/RESULTS.md.tmp.$$" && mv "$exp_dir/RESULTS.md.tmp.$$" "$exp_dir/RESULTS.md"
+    for set in $test_sets; do cat "$exp_dir/RESULTS.$set.md"; echo; done > "$exp_dir/RESULTS.md.tmp.$$"
+    mv "$exp_dir/RESULTS.md.tmp.$$" "$exp_dir/RESULTS.md"
     echo "stage 6: results in $exp_dir/RESULTS.md"
   fi
 fi

@@ -154,3 +154,22 @@ def test_stage2_starts_from_the_init_models_norm_statistics(tmp_path: Path) -> N
     given = SylberTask(load_config(None, overrides(data, **{"task.stage": 2, "task.init": tmp_path / "m.pt",
                                                             "task.thresholder.speech_mean": 5.0})))
     assert given.thresholder.speech_mean == 5.0
+
+
+def test_resuming_onto_a_different_init_model_is_refused(tmp_path: Path) -> None:
+    data, segments = make_corpus(tmp_path, n=3)
+    s1 = tmp_path / "s1"
+    assert main(["train-sylber", "--out-dir", str(s1), "--device", "cpu",
+                 *overrides(data, **{"task.segments": segments, "max_steps": 1})]) == 0
+    init = tmp_path / "init.pt"
+    init.write_bytes((s1 / "model.pt").read_bytes())
+    s2 = tmp_path / "s2"
+    base = ["train-sylber", "--out-dir", str(s2), "--device", "cpu"]
+    assert main([*base, *overrides(data, **{"task.stage": 2, "task.init": init, "max_steps": 2})]) == 0
+    from speechunits.sylber.checkpoints import load_sylber_model, save_sylber_model
+
+    model = load_sylber_model(init)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    save_sylber_model(init, model)  # stage 1 retrained: same path, new content
+    assert main([*base, *overrides(data, **{"task.stage": 2, "task.init": init, "max_steps": 2})]) == 2

@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from speechunits.io_utils import sha256_file
 from speechunits.sylber.train_task import SylberTask
 from speechunits.train.launch import add_train_arguments, config_from_args, run_training
 
@@ -28,6 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train, then export the student and teacher models for inference."""
     config = config_from_args(args)
+    init = config.task.get("init")
+    if init and Path(str(init)).is_file():
+        # the init checkpoint's content, not just its path, is part of the run's identity:
+        # resuming onto a different stage-1 model is refused (see the Trainer's config check)
+        config.task["init_sha256"] = sha256_file(str(init))
     result = run_training(SylberTask, config, device=args.device)
     if result.dist.is_main:
         out = Path(config.out_dir)

@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "data": None,  # Kaldi data dir or JSONL manifest of the training audio
     "segments": None,  # stage 1: unit set directory with the bootstrap segments
     "init": None,  # checkpoint to start the student (and teacher) from; None: random init
+    "init_sha256": None,  # set by train-sylber: content hash of ``init`` (a changed init model is a new run)
     "model": "base",  # base | tiny | {preset: base|tiny, <SylberConfig field>: value} (when init is None)
     "num_layers": None,  # truncate an init checkpoint (9 for Sylber on HuBERT base)
     "ema_decay": 1.0,

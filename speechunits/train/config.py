@@ -1,7 +1,7 @@
 """Training configuration: the :class:`TrainConfig` dataclass, YAML loading and CLI overrides.
 
 A config is a YAML file (optional) merged onto the dataclass defaults, then ``key=value``
-overrides (omegaconf dot-list syntax, e.g. ``lr=1e-4 task.crop_s=5``). Unknown keys are an
+overrides (omegaconf dot-list syntax, e.g. ``lr=1e-4 task.crop_seconds=5``). Unknown keys are an
 error; task-specific options live under the free-form ``task`` mapping.
 """
 

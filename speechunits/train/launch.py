@@ -38,7 +38,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-dir", help="run directory (config key out_dir)")
     parser.add_argument("--resume", help="auto (latest complete checkpoint in out_dir) | never | PATH")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="force the device (default: CUDA when available)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. lr=5e-5 task.crop_s=5")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. lr=5e-5 task.crop_seconds=5")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
