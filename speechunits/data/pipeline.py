@@ -105,6 +105,14 @@ def pack_buckets(lengths: Sequence[int], max_batch_samples: int, *, shuffle: boo
     return buckets
 
 
+def stored_length(utt: Utterance) -> tuple[int, int]:
+    """(samples, sample rate) of an utterance: from the manifest when recorded, else the audio header."""
+    if utt.num_samples is not None and utt.sample_rate is not None:
+        return int(utt.num_samples), int(utt.sample_rate)
+    info = audio_info(utt.audio)
+    return info.num_samples, info.sample_rate
+
+
 def _crop_offset(seed: int, utt_id: str, excess: int, align: int = 1) -> int:
     """A crop start in ``[0, excess]``, a multiple of ``align``, fixed by (seed, utterance id)
     whatever the thread order."""
@@ -271,11 +279,7 @@ def _planned_lengths(
     skipped: list[SkippedUtterance] = []
     for utt in tqdm(utts, desc="audio lengths", unit="utt", file=sys.stderr, disable=None):
         try:
-            if utt.num_samples is not None and utt.sample_rate is not None:
-                n, sr = int(utt.num_samples), int(utt.sample_rate)
-            else:
-                info = audio_info(utt.audio)
-                n, sr = info.num_samples, info.sample_rate
+            n, sr = stored_length(utt)
         except AudioError as err:
             if on_error == "raise":
                 raise

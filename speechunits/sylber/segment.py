@@ -73,14 +73,7 @@ def as_states(states: Any, name: str = "states") -> np.ndarray:
     arr = _to_numpy(states)
     if arr.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D (frames, dim) array, got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise TypeError(f"{name}: expected floating-point features, got dtype {arr.dtype}")
-    if arr.shape[1] == 0:
-        raise ValueError(f"{name}: feature dimension is 0 (shape {arr.shape})")
-    if arr.dtype != np.float32:
-        with np.errstate(over="ignore"):
-            arr = arr.astype(np.float32)
-    arr = np.ascontiguousarray(arr)
+    arr = _float32_features(arr, name)
     if not np.isfinite(arr).all():
         bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
         raise ValueError(f"{name}: non-finite value (NaN/inf, or too large for float32) at frame {bad}")
@@ -469,15 +462,20 @@ def greedy_segment_batch(
     raise ValueError(f"states: expected a list of 2-D arrays, a flat 2-D array or a padded 3-D array, got shape {arr.shape}")
 
 
-def _as_padded(arr: np.ndarray) -> np.ndarray:
+def _float32_features(arr: np.ndarray, name: str) -> np.ndarray:
+    """C-contiguous float32 copy/view of floating features whose last axis is the feature dim."""
     if not np.issubdtype(arr.dtype, np.floating):
-        raise TypeError(f"states: expected floating-point features, got dtype {arr.dtype}")
-    if arr.shape[2] == 0:
-        raise ValueError(f"states: feature dimension is 0 (shape {arr.shape})")
+        raise TypeError(f"{name}: expected floating-point features, got dtype {arr.dtype}")
+    if arr.shape[-1] == 0:
+        raise ValueError(f"{name}: feature dimension is 0 (shape {arr.shape})")
     if arr.dtype != np.float32:
         with np.errstate(over="ignore"):
             arr = arr.astype(np.float32)
     return np.ascontiguousarray(arr)
+
+
+def _as_padded(arr: np.ndarray) -> np.ndarray:
+    return _float32_features(arr, "states")
 
 
 def _check_many(nt: np.ndarray, mt: np.ndarray) -> None:

@@ -41,8 +41,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from speechunits.audio import audio_info
-from speechunits.data.pipeline import build_audio_pipeline, resampled_length
+from speechunits.data.pipeline import build_audio_pipeline, resampled_length, stored_length
 from speechunits.data.utterance import Utterance
 from speechunits.device import inference_context, resolve_device
 from speechunits.errors import AudioError, ConfigError
@@ -341,11 +340,7 @@ class TokenizeJob:
     def _too_long(self, utt: Utterance) -> float | None:
         """Seconds of an utterance the pipeline skipped for exceeding the batch budget (None: bad audio)."""
         try:
-            if utt.num_samples is not None and utt.sample_rate is not None:
-                n, sr = int(utt.num_samples), int(utt.sample_rate)
-            else:
-                info = audio_info(utt.audio)
-                n, sr = info.num_samples, info.sample_rate
+            n, sr = stored_length(utt)
         except AudioError:
             return None
         length = resampled_length(n, sr, self.sample_rate)
