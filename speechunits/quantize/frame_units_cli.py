@@ -1,0 +1,344 @@
+"""``speechunits frame-units``: k-means frame units (HuBERT-style) of a corpus, end to end.
+
+Example::
+
+    speechunits frame-units --model hubert_base_ls960.pt --layer 6 --data data/train \\
+        --out exp/hubert6_km500 --k 500 --max-frames 1000000 --metric euclidean --device auto
+    speechunits frame-units --model hubert_base_ls960.pt --layer 6 --data data/test \\
+        --out exp/hubert6_km500_test --codebook exp/hubert6_km500/codebook.pt
+
+The output of transformer layer ``--layer`` (1-based; the model is loaded truncated to that
+many layers) is computed in length-bucketed batches of at most ``--batch-seconds`` of padded
+audio; each row is trimmed to its own frame count (padding never reaches the features).
+
+* **Pass 1** (``--k`` only): a reservoir sample of at most ``--max-frames`` frames
+  (Algorithm R over per-utterance blocks, deterministic for ``--seed``) is clustered with
+  :func:`speechunits.quantize.kmeans.kmeans` and saved atomically as ``OUT/codebook.pt``
+  (+ ``codebook.pt.json``). A codebook already there from the same model, layer, corpus and
+  k-means settings is reused (a run killed during pass 2 does not redo pass 1).
+* **Pass 2**: the features are extracted again (never all held in memory), every frame is
+  assigned to its nearest centroid and consecutive repeats become one token, written through
+  :func:`speechunits.quantize.frame_units.write_frame_units` as a ``kind="frame"`` unit set at
+  ``sample_rate / hop`` (16000/320 for HuBERT) with ``vocab_size = k``.
+
+Utterances with unreadable audio, too short for one frame, or with non-finite features are
+left out and listed in ``OUT/bad_utts.txt`` (``<id>\\t<reason>``); utterances longer than a
+whole batch run alone afterwards. ``provenance.json`` is written last: an output that is
+complete for the same model (SHA-256), layer, corpus and codebook settings is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from speechunits.data.pipeline import build_audio_pipeline, resampled_length, stored_length
+from speechunits.data.utterance import Utterance
+from speechunits.device import inference_context, resolve_device
+from speechunits.errors import AudioError, CheckpointError, ConfigError, ManifestError
+from speechunits.io_utils import atomic_write_text, sha256_json
+from speechunits.provenance import is_complete, write_provenance
+from speechunits.quantize.codebook import Codebook, load_codebook, save_codebook, sidecar_path
+from speechunits.quantize.frame_units import FrameItem, write_frame_units
+from speechunits.quantize.kmeans import METRICS, kmeans
+from speechunits.quantize.sampling import reservoir_sample
+from speechunits.sylber.model import SylberModel
+from speechunits.tokenize.job import data_fingerprint, invalidate_provenance, min_samples, model_sha256
+
+logger = logging.getLogger(__name__)
+
+VERB = "frame-units"
+CODEBOOK_NAME = "codebook.pt"
+BAD_NAME = "bad_utts.txt"
+DEFAULT_MAX_FRAMES = 1_000_000
+
+
+# ------------------------------------------------------------------ arguments
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, type=Path, help="encoder checkpoint (HuBERT/Sylber, any layout "
+                                                                  "load_sylber_model reads)")
+    parser.add_argument("--layer", required=True, type=int, help="transformer layer whose output is quantized "
+                                                                 "(1-based, e.g. 6 for HuBERT base)")
+    parser.add_argument("--data", required=True, type=Path, help="Kaldi data dir or JSONL manifest")
+    parser.add_argument("--out", required=True, type=Path, help="unit set directory to write")
+    book = parser.add_mutually_exclusive_group(required=True)
+    book.add_argument("--codebook", type=Path, default=None, help="existing codebook (.pt/.npy with .json sidecar)")
+    book.add_argument("--k", type=int, default=None, help=f"train a k-means codebook of this size first "
+                                                          f"(saved as OUT/{CODEBOOK_NAME})")
+    km = parser.add_argument_group("k-means (with --k)")
+    km.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES,
+                    help=f"at most this many frames are sampled for k-means (default {DEFAULT_MAX_FRAMES}; "
+                         "memory: max_frames x dim x 4 bytes)")
+    km.add_argument("--metric", choices=METRICS, default="euclidean", help="distance (default: euclidean, as HuBERT)")
+    km.add_argument("--seed", type=int, default=0, help="seed of the frame sample and of k-means")
+    km.add_argument("--iters", type=int, default=100, help="k-means iterations at most (default 100)")
+    km.add_argument("--kmeans-batch-size", type=int, default=None,
+                    help="mini-batch k-means with this many rows per step (default: full Lloyd iterations)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (model, k-means, assignment)")
+    parser.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio per batch (default 60)")
+    parser.add_argument("--num-workers", type=int, default=2, help="parallel audio decoding calls (default 2)")
+    parser.add_argument("--force", action="store_true", help="redo even if the output is complete")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """ConfigError for option values no run can honour."""
+    problems = []
+    if args.layer < 1:
+        problems.append(f"--layer must be >= 1 (1-based transformer layer), got {args.layer}")
+    if args.k is not None and args.k < 1:
+        problems.append(f"--k must be >= 1, got {args.k}")
+    if args.max_frames < 1:
+        problems.append(f"--max-frames must be >= 1, got {args.max_frames}")
+    if args.iters < 1:
+        problems.append(f"--iters must be >= 1, got {args.iters}")
+    if args.kmeans_batch_size is not None and args.kmeans_batch_size < 1:
+        problems.append(f"--kmeans-batch-size must be >= 1, got {args.kmeans_batch_size}")
+    if not args.batch_seconds > 0:
+        problems.append(f"--batch-seconds must be > 0, got {args.batch_seconds}")
+    if args.num_workers < 1:
+        problems.append(f"--num-workers must be >= 1, got {args.num_workers}")
+    if problems:
+        raise ConfigError(None, "; ".join(problems))
+
+
+def kmeans_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The options that determine a trained codebook (stored in its sidecar, compared on rerun).
+
+    ``batch_seconds`` is one of them: Algorithm R depends on the order of the frame stream, and
+    utterances longer than a batch are run after all the others, so the batch size changes
+    which frames are sampled.
+    """
+    return {"k": args.k, "max_frames": args.max_frames, "metric": args.metric, "seed": args.seed,
+            "iters": args.iters, "kmeans_batch_size": args.kmeans_batch_size, "batch_seconds": args.batch_seconds}
+
+
+# ------------------------------------------------------------------ model
+def load_layer_model(path: Path, layer: int, device: torch.device) -> SylberModel:
+    """The encoder truncated to ``layer`` transformer layers, in eval mode on ``device``."""
+    from speechunits.sylber.checkpoints import load_sylber_model
+
+    try:
+        model = load_sylber_model(path, map_location="cpu", num_layers=layer)
+    except CheckpointError as err:
+        if "missing keys" in err.problem:
+            raise CheckpointError(path, f"{err.problem} (does the checkpoint have --layer {layer} "
+                                        "transformer layers?)") from None
+        raise
+    return model.to(device).eval()
+
+
+class LayerFeatures:
+    """Layer ``layer`` features of a corpus, one utterance at a time: ``(utt, num_samples, (T, D) float32)``.
+
+    Each iteration is one full pass (a fresh pipeline); :attr:`bad` then holds the
+    ``id<TAB>reason`` lines of the utterances left out in that pass.
+    """
+
+    def __init__(self, model: SylberModel, layer: int, utts: list[Utterance], *, batch_seconds: float,
+                 num_workers: int = 2, desc: str = VERB, progress: bool = True) -> None:
+        self.model = model
+        self.layer = layer
+        self.utts = utts
+        self.batch_seconds = batch_seconds
+        self.num_workers = num_workers
+        self.desc = desc
+        self.progress = progress
+        self.device = next(model.parameters()).device
+        self.sample_rate = int(model.config.sample_rate)
+        self.min_samples = min_samples(model)
+        self.bad: list[str] = []
+
+    def __iter__(self) -> Iterator[tuple[Utterance, int, np.ndarray]]:
+        self.bad = []
+        bar = tqdm(total=len(self.utts), desc=self.desc, unit="utt", file=sys.stderr, disable=not self.progress,
+                   leave=False)
+        try:
+            long_utts = yield from self._pass(self.utts, self.batch_seconds, bar)
+            for utt, seconds in long_utts:
+                logger.warning("utterance %s (%.1f s) is longer than --batch-seconds; running it alone", utt.id, seconds)
+                yield from self._pass([utt], seconds + 1.0, bar)
+        finally:
+            bar.close()
+
+    def _pass(self, utts: list[Utterance], batch_seconds: float,
+              bar: tqdm) -> Iterator[tuple[Utterance, int, np.ndarray]]:
+        """Features of ``utts``; returns (via StopIteration) the utterances too long for a batch."""
+        by_id = {u.id: u for u in utts}
+        pipeline = build_audio_pipeline(utts, sample_rate=self.sample_rate, max_batch_seconds=batch_seconds,
+                                        num_parallel_calls=self.num_workers, on_error="report")
+        try:
+            for batch in pipeline:
+                feats, frame_lengths = self._forward(batch.waveforms, batch.lengths)
+                for row, (uid, num_samples) in enumerate(zip(batch.ids, batch.lengths.tolist())):
+                    bar.update(1)
+                    utt, frames = by_id[uid], frame_lengths[row]
+                    rows = feats[row, :frames]
+                    if frames == 0:
+                        self.bad.append(f"{uid}\t{utt.audio}: {num_samples} samples are shorter than the model's "
+                                        f"receptive field ({self.min_samples} samples): no frames")
+                    elif not np.isfinite(rows).all():
+                        self.bad.append(f"{uid}\t{utt.audio}: non-finite features from layer {self.layer}")
+                    else:
+                        yield utt, int(num_samples), rows
+        finally:
+            pipeline.close()
+        long_utts: list[tuple[Utterance, float]] = []
+        for skipped in pipeline.skipped:
+            seconds = self._too_long(by_id[skipped.id], batch_seconds)
+            if seconds is None:
+                self.bad.append(f"{skipped.id}\t{skipped.reason}")
+                bar.update(1)
+            else:
+                long_utts.append((by_id[skipped.id], seconds))
+        return long_utts
+
+    def _too_long(self, utt: Utterance, batch_seconds: float) -> float | None:
+        """Seconds of an utterance skipped for exceeding the batch budget (None: it was bad audio)."""
+        try:
+            n, sr = stored_length(utt)
+        except AudioError:
+            return None
+        length = resampled_length(n, sr, self.sample_rate)
+        return length / self.sample_rate if length > int(batch_seconds * self.sample_rate) else None
+
+    def _forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[np.ndarray, list[int]]:
+        """Padded ``(B, T, D)`` float32 layer features on the CPU and each row's frame count."""
+        if waveforms.shape[1] < self.min_samples:  # a batch of very short utterances
+            waveforms = torch.nn.functional.pad(waveforms, (0, self.min_samples - waveforms.shape[1]))
+        x = waveforms.to(self.device, non_blocking=True)
+        lens = lengths.to(self.device, non_blocking=True)
+        with inference_context(self.device, autocast=False):
+            layers, frame_lengths = self.model.extract_features(x, lens, num_layers=self.layer)
+        return layers[self.layer - 1].float().cpu().numpy(), [int(n) for n in frame_lengths.cpu().tolist()]
+
+
+# ------------------------------------------------------------------ passes
+def reusable_codebook(path: Path, source_hash: str, settings: dict[str, Any]) -> Codebook | None:
+    """The codebook at ``path`` when it was trained on the same features with the same settings."""
+    if not (path.is_file() and sidecar_path(path).is_file()):
+        return None
+    try:
+        book = load_codebook(path)
+    except CheckpointError:
+        return None
+    if book.meta.get("source_hash") == source_hash and book.meta.get("settings") == settings:
+        return book
+    return None
+
+
+def fit_codebook(features: LayerFeatures, path: Path, settings: dict[str, Any], *, source_hash: str,
+                 device: torch.device, data: Path, progress: bool = True) -> Codebook:
+    """Pass 1: reservoir-sample frames, fit k-means, save the codebook at ``path`` (atomically)."""
+    sample, total = reservoir_sample((rows for _utt, _n, rows in features), settings["max_frames"],
+                                     seed=settings["seed"])
+    if total == 0:
+        raise AudioError(data, f"no usable frames: none of the {len(features.utts)} utterances could be used "
+                               f"(reasons in {path.parent / BAD_NAME})")
+    k = settings["k"]
+    if k > sample.shape[0]:
+        raise ConfigError(data, f"--k {k} is more than the {sample.shape[0]} frames available for k-means")
+    result = kmeans(sample, k, metric=settings["metric"], iters=settings["iters"], seed=settings["seed"],
+                    batch_size=settings["kmeans_batch_size"], device=device, progress=progress)
+    extra = {"settings": settings, "num_vectors": int(sample.shape[0]), "total_vectors": int(total),
+             "n_iter": result.n_iter, "converged": result.converged, "reseeded": result.reseeded,
+             "device": str(device), "features": "frames"}
+    return save_codebook(path, result.centroids, metric=settings["metric"], seed=settings["seed"],
+                         inertia=result.inertia, source_hash=source_hash, extra=extra)
+
+
+def frame_items(features: LayerFeatures) -> Iterator[FrameItem]:
+    """Pass 2 input: one :class:`FrameItem` per usable utterance, streamed."""
+    for utt, num_samples, rows in features:
+        yield FrameItem(id=utt.id, audio=utt.audio, num_samples=num_samples, sample_rate=features.sample_rate,
+                        features=rows, speaker=utt.speaker, text=utt.text)
+
+
+def write_bad(out: Path, lines: list[str]) -> Path:
+    """``OUT/bad_utts.txt``: one ``id<TAB>reason`` line per left-out utterance, sorted by id."""
+    path = out / BAD_NAME
+    atomic_write_text(path, "".join(line + "\n" for line in sorted(lines)))
+    return path
+
+
+# ------------------------------------------------------------------ driver
+def run(args: argparse.Namespace) -> int:
+    """Make (or reuse) the codebook, then write the frame unit set."""
+    from speechunits.data.jsonl import load_manifest
+
+    check_args(args)
+    out: Path = args.out
+    progress = not args.quiet
+    if not args.model.exists():
+        raise CheckpointError(args.model, "checkpoint does not exist")
+    utts = load_manifest(args.data, require_text=False)
+    if not utts:
+        raise ManifestError(args.data, "the corpus has no utterances")
+    model_hash = model_sha256(args.model)
+    book: Codebook | None = None
+    if args.codebook is not None:
+        book = load_codebook(args.codebook)
+        book_cfg: dict[str, Any] = {"path": str(args.codebook.resolve()), "hash": book.hash}
+    else:
+        book_cfg = {"train": kmeans_settings(args)}
+    effective = {
+        "verb": VERB, "model": {"path": str(args.model.resolve()), "sha256": model_hash}, "layer": args.layer,
+        "data": {"path": str(args.data.resolve()), "utterances": len(utts), "sha256": data_fingerprint(utts)},
+        "codebook": book_cfg,
+    }
+    if not args.force and is_complete(out, effective):
+        print(f"{VERB}: {out} is complete for this config; nothing to do (--force to redo)", file=sys.stderr)
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    invalidate_provenance(out)
+
+    device = resolve_device(args.device)
+    model = load_layer_model(args.model, args.layer, device)
+    features = LayerFeatures(model, args.layer, utts, batch_seconds=args.batch_seconds, num_workers=args.num_workers,
+                             progress=progress)
+    if book is None:
+        settings = kmeans_settings(args)
+        source = sha256_json({"model": model_hash, "layer": args.layer, "data": effective["data"]["sha256"]})
+        path = out / CODEBOOK_NAME
+        book = None if args.force else reusable_codebook(path, source, settings)
+        if book is not None:
+            print(f"{VERB}: reusing {path} (k={book.k}, hash {book.hash[:12]})", file=sys.stderr)
+        else:
+            features.desc = f"{VERB} pass 1/2 (sample frames)"
+            try:
+                book = fit_codebook(features, path, settings, source_hash=source, device=device, data=args.data,
+                                    progress=progress)
+            except AudioError:
+                write_bad(out, features.bad)
+                raise
+    if book.dim != model.embed_dim:
+        raise ConfigError(book.path, f"codebook dim {book.dim} != layer {args.layer} feature dim {model.embed_dim} "
+                                     f"of {args.model}")
+
+    features.desc = f"{VERB} {'pass 2/2 ' if args.k is not None else ''}(assign)"
+    producer = {"features": "encoder-layer",
+                "model": {"path": str(args.model), "sha256": model_hash, "config": model.config.to_dict()},
+                "layer": args.layer}
+    report = write_frame_units(out, frame_items(features), book, sample_rate=features.sample_rate,
+                               hop=int(model.config.hop_length), producer=producer, source_manifest=str(args.data),
+                               device=str(device), progress=False)
+    bad_path = write_bad(out, features.bad)
+    if report.num_utterances == 0:
+        raise AudioError(args.data, f"none of the {len(utts)} utterances could be used (reasons in {bad_path})")
+    inputs = [args.data, args.model] + ([args.codebook] if args.codebook is not None else [])
+    write_provenance(out, effective, inputs=inputs)
+    print(report.summary(), file=sys.stderr)
+    if features.bad:
+        print(f"{VERB}: skipped {len(features.bad)} utterance(s); see {bad_path}", file=sys.stderr)
+    return 0
+
+
+__all__ = ["BAD_NAME", "CODEBOOK_NAME", "LayerFeatures", "add_arguments", "fit_codebook", "run"]
