@@ -113,6 +113,16 @@ def stored_length(utt: Utterance) -> tuple[int, int]:
     return info.num_samples, info.sample_rate
 
 
+def seconds_over_budget(utt: Utterance, sample_rate: int, budget_samples: int) -> float | None:
+    """Duration of an utterance longer than one batch's budget (None: it fits, or its audio is bad)."""
+    try:
+        n, sr = stored_length(utt)
+    except AudioError:
+        return None
+    length = resampled_length(n, sr, sample_rate)
+    return length / sample_rate if length > budget_samples else None
+
+
 def _crop_offset(seed: int, utt_id: str, excess: int, align: int = 1) -> int:
     """A crop start in ``[0, excess]``, a multiple of ``align``, fixed by (seed, utterance id)
     whatever the thread order."""

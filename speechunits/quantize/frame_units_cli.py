@@ -40,9 +40,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from speechunits.data.pipeline import build_audio_pipeline, resampled_length, stored_length
+from speechunits.data.pipeline import build_audio_pipeline, seconds_over_budget
 from speechunits.data.utterance import Utterance
-from speechunits.device import inference_context, resolve_device
+from speechunits.device import resolve_device
 from speechunits.errors import AudioError, CheckpointError, ConfigError, ManifestError
 from speechunits.io_utils import atomic_write_text, sha256_json
 from speechunits.provenance import is_complete, write_provenance
@@ -50,8 +50,9 @@ from speechunits.quantize.codebook import Codebook, load_codebook, save_codebook
 from speechunits.quantize.frame_units import FrameItem, write_frame_units
 from speechunits.quantize.kmeans import METRICS, kmeans
 from speechunits.quantize.sampling import reservoir_sample
+from speechunits.sylber.encode import encode_padded
 from speechunits.sylber.model import SylberModel
-from speechunits.tokenize.job import data_fingerprint, invalidate_provenance, min_samples, model_sha256
+from speechunits.tokenize.job import data_fingerprint, invalidate_provenance, model_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ class LayerFeatures:
         self.progress = progress
         self.device = next(model.parameters()).device
         self.sample_rate = int(model.config.sample_rate)
-        self.min_samples = min_samples(model)
+        self.min_samples = model.receptive_field
         self.bad: list[str] = []
 
     def __iter__(self) -> Iterator[tuple[Utterance, int, np.ndarray]]:
@@ -177,7 +178,8 @@ class LayerFeatures:
                                         num_parallel_calls=self.num_workers, on_error="report")
         try:
             for batch in pipeline:
-                feats, frame_lengths = self._forward(batch.waveforms, batch.lengths)
+                feats, frame_lengths = encode_padded(self.model, batch.waveforms, batch.lengths, self.device,
+                                                             layer=self.layer, autocast=False)
                 for row, (uid, num_samples) in enumerate(zip(batch.ids, batch.lengths.tolist())):
                     bar.update(1)
                     utt, frames = by_id[uid], frame_lengths[row]
@@ -193,32 +195,13 @@ class LayerFeatures:
             pipeline.close()
         long_utts: list[tuple[Utterance, float]] = []
         for skipped in pipeline.skipped:
-            seconds = self._too_long(by_id[skipped.id], batch_seconds)
+            seconds = seconds_over_budget(by_id[skipped.id], self.sample_rate, int(batch_seconds * self.sample_rate))
             if seconds is None:
                 self.bad.append(f"{skipped.id}\t{skipped.reason}")
                 bar.update(1)
             else:
                 long_utts.append((by_id[skipped.id], seconds))
         return long_utts
-
-    def _too_long(self, utt: Utterance, batch_seconds: float) -> float | None:
-        """Seconds of an utterance skipped for exceeding the batch budget (None: it was bad audio)."""
-        try:
-            n, sr = stored_length(utt)
-        except AudioError:
-            return None
-        length = resampled_length(n, sr, self.sample_rate)
-        return length / self.sample_rate if length > int(batch_seconds * self.sample_rate) else None
-
-    def _forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[np.ndarray, list[int]]:
-        """Padded ``(B, T, D)`` float32 layer features on the CPU and each row's frame count."""
-        if waveforms.shape[1] < self.min_samples:  # a batch of very short utterances
-            waveforms = torch.nn.functional.pad(waveforms, (0, self.min_samples - waveforms.shape[1]))
-        x = waveforms.to(self.device, non_blocking=True)
-        lens = lengths.to(self.device, non_blocking=True)
-        with inference_context(self.device, autocast=False):
-            layers, frame_lengths = self.model.extract_features(x, lens, num_layers=self.layer)
-        return layers[self.layer - 1].float().cpu().numpy(), [int(n) for n in frame_lengths.cpu().tolist()]
 
 
 # ------------------------------------------------------------------ passes

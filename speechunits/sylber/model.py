@@ -161,6 +161,14 @@ class SylberModel(nn.Module):
     def embed_dim(self) -> int:
         return self.config.encoder_embed_dim
 
+    @property
+    def receptive_field(self) -> int:
+        """Fewest input samples that give one output frame (the conv stack's receptive field)."""
+        need = 1
+        for _, kernel, stride in reversed(self.config.extractor_conv_layer_config):
+            need = (need - 1) * stride + kernel
+        return need
+
     def frame_lengths(self, num_samples: int | Tensor) -> int | Tensor:
         """Exact number of output frames for ``num_samples`` input samples (int or tensor)."""
         if isinstance(num_samples, Tensor):

@@ -108,10 +108,7 @@ class Segmenter:
 
     def _min_samples(self) -> int:
         """Fewest samples that give one output frame (the conv stack's receptive field)."""
-        need = 1
-        for _, kernel, stride in reversed(self.model.config.extractor_conv_layer_config):
-            need = (need - 1) * stride + kernel
-        return need
+        return self.model.receptive_field
 
     def load(self, item: AudioInput, sample_rate: int | None = None) -> np.ndarray:
         """A float32 mono waveform at the model's rate from a path, numpy array or tensor."""

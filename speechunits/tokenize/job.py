@@ -41,13 +41,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from speechunits.data.pipeline import build_audio_pipeline, resampled_length, stored_length
+from speechunits.data.pipeline import build_audio_pipeline, seconds_over_budget
 from speechunits.data.utterance import Utterance
-from speechunits.device import inference_context, resolve_device
-from speechunits.errors import AudioError, ConfigError
+from speechunits.device import resolve_device
+from speechunits.errors import ConfigError
 from speechunits.io_utils import atomic_write_json, atomic_write_text, sha256_file, sha256_json
 from speechunits.provenance import PROVENANCE_NAME, is_complete
 from speechunits.sylber.bootstrap_cli import shard_of
+from speechunits.sylber.encode import encode_padded
 from speechunits.sylber.model import SylberModel
 from speechunits.sylber.segment import greedy_segment, segment_means
 from speechunits.tokenize.overlap import OverlapWorker
@@ -220,14 +221,6 @@ def load_model(path: Path, device: torch.device) -> SylberModel:
     return load_sylber_model(path, map_location="cpu").to(device).eval()
 
 
-def min_samples(model: SylberModel) -> int:
-    """Fewest samples giving one output frame (the conv stack's receptive field)."""
-    need = 1
-    for _, kernel, stride in reversed(model.config.extractor_conv_layer_config):
-        need = (need - 1) * stride + kernel
-    return need
-
-
 # ------------------------------------------------------------------ the job
 class TokenizeJob:
     """One job's loop (see the module docstring). Use :func:`run_job` unless you hold a model."""
@@ -245,7 +238,6 @@ class TokenizeJob:
         self.progress = progress
         self.sample_rate = int(model.config.sample_rate)
         self.budget = int(settings.batch_seconds * self.sample_rate)
-        self.min_samples = min_samples(model)
         self.effective = effective_config(settings, model, model_hash, utts)
         self.cfg_hash = sha256_json(self.effective)
         self.delay = float(os.environ.get(DELAY_ENV, "0") or 0)
@@ -317,7 +309,7 @@ class TokenizeJob:
 
         try:
             for batch in pipeline:
-                feats, frame_lengths = self._forward(batch.waveforms, batch.lengths)
+                feats, frame_lengths = encode_padded(self.model, batch.waveforms, batch.lengths, self.device)
                 items = [(by_id[i], int(n), int(f)) for i, n, f in zip(batch.ids, batch.lengths.tolist(), frame_lengths)]
                 account(worker.submit(self._write_batch, items, feats))
                 if self.delay > 0:
@@ -329,7 +321,7 @@ class TokenizeJob:
         long_utts: list[tuple[Utterance, float]] = []
         for skipped in pipeline.skipped:
             utt = by_id[skipped.id]
-            seconds = self._too_long(utt)
+            seconds = seconds_over_budget(utt, self.sample_rate, self.budget)
             if seconds is None:
                 report.bad_lines.append(f"{utt.id}\t{skipped.reason}")
                 bar.update(1)
@@ -337,24 +329,6 @@ class TokenizeJob:
                 long_utts.append((utt, seconds))
         return long_utts
 
-    def _too_long(self, utt: Utterance) -> float | None:
-        """Seconds of an utterance the pipeline skipped for exceeding the batch budget (None: bad audio)."""
-        try:
-            n, sr = stored_length(utt)
-        except AudioError:
-            return None
-        length = resampled_length(n, sr, self.sample_rate)
-        return length / self.sample_rate if length > self.budget else None
-
-    def _forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[np.ndarray, list[int]]:
-        """Padded (B, T, D) float32 features on the CPU and each row's frame count."""
-        if waveforms.shape[1] < self.min_samples:  # a batch of very short utterances
-            waveforms = torch.nn.functional.pad(waveforms, (0, self.min_samples - waveforms.shape[1]))
-        x = waveforms.to(self.device, non_blocking=True)
-        lens = lengths.to(self.device, non_blocking=True)
-        with inference_context(self.device, autocast=True):
-            feats, frame_lengths = self.model(x, lens)
-        return feats.float().cpu().numpy(), [int(n) for n in frame_lengths.cpu().tolist()]
 
     def _write_batch(self, items: list[tuple[Utterance, int, int]], feats: np.ndarray) -> tuple[int, float, list[str]]:
         """Worker thread: segment, average, write each utterance; returns (written, audio s, bad lines)."""
