@@ -173,3 +173,33 @@ def test_resuming_onto_a_different_init_model_is_refused(tmp_path: Path) -> None
         next(model.parameters()).add_(1.0)
     save_sylber_model(init, model)  # stage 1 retrained: same path, new content
     assert main([*base, *overrides(data, **{"task.stage": 2, "task.init": init, "max_steps": 2})]) == 2
+
+
+@pytest.mark.slow
+def test_stage2_under_torchrun_two_ranks(tmp_path: Path) -> None:
+    """DDP (gloo, 2 CPU ranks): the adaptive threshold is all-reduced, rank 0 exports the model."""
+    import os
+    import subprocess
+    import sys
+
+    data, segments = make_corpus(tmp_path, n=6)
+    s1 = tmp_path / "s1"
+    assert main(["train-sylber", "--out-dir", str(s1), "--device", "cpu",
+                 *overrides(data, **{"task.segments": segments, "max_steps": 1})]) == 0
+    s2 = tmp_path / "s2"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "speechunits", "train-sylber", "--out-dir", str(s2), "--device", "cpu",
+           *overrides(data, **{"task.stage": 2, "task.init": s1 / "model.pt", "max_steps": 2,
+                               "task.thresholder.decay": 0.5, "task.max_batch_seconds": 3.0,
+                               "ddp_find_unused": "true"})]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (s2 / "model.pt").is_file()
+    from speechunits.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    state = load_checkpoint(latest_checkpoint(s2))
+    assert state["world_size"] == 2 and state["step"] == 2
+    thr = state["task"]["thresholder"]
+    start = SylberTask(load_config(None, overrides(data, **{"task.stage": 2, "task.init": s1 / "model.pt"}))).thresholder
+    assert thr["speech_mean"] != start.speech_mean  # updated from both ranks' statistics

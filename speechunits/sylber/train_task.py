@@ -146,6 +146,11 @@ class SylberTask:
         self.model = build_student(self.opts)
         self.model.train()
         self.hop = self.model.config.hop_length
+        self.frame_rate = self.model.frame_rate  # the Trainer later wraps self.model in DDP
+        if self.dist.world_size > 1 and self.model.config.layer_drop > 0 and not config.ddp_find_unused:
+            # each rank drops different layers, so DDP must not wait for their gradients
+            raise ConfigError(None, f"layer_drop={self.model.config.layer_drop} under DDP needs ddp_find_unused=true "
+                                    "(or task.model layer_drop 0)")
         self.feature_teacher: LogMelTeacher | None = None
         self.teacher: EMATeacher | None = None
         if self.opts["teacher"] == "logmel":
@@ -259,7 +264,7 @@ class SylberTask:
             self._update_thresholder(teacher, student, valid, metrics["norm_threshold"])
         self._update_student_norms(student, segments, valid)
         metrics["student_norm_threshold"] = self.student_norms.threshold
-        seconds = float(frame_lengths.sum()) / self.model.frame_rate
+        seconds = float(frame_lengths.sum()) / self.frame_rate
         metrics["tokens_per_second"] = sum(len(s) for s in segments) / max(seconds, 1e-9)
         return loss, metrics
 
