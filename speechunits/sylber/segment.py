@@ -208,6 +208,25 @@ def _process_boundary(
 
 
 @njit(cache=True, fastmath=False, nogil=True)
+def _close_segment(
+    x: np.ndarray, n2: np.ndarray, starts: np.ndarray, ends: np.ndarray, merged: np.ndarray,
+    nseg: int, s: int, e: int, split_open: bool, mt: float, carried: int, cur_sum: np.ndarray,
+    nxt_sum: np.ndarray, a: np.ndarray, b: np.ndarray,
+) -> tuple[int, int]:  # pragma: no cover - compiled
+    """Append segment [s, e); if it began at a mid-speech split, settle that boundary now.
+
+    Returns (number of segments, index of the segment whose frame sum is in ``cur_sum``).
+    """
+    starts[nseg] = s
+    ends[nseg] = e
+    nseg += 1
+    if split_open:
+        carried = _process_boundary(x, n2, starts, ends, merged, nseg - 2, s, mt, carried,
+                                    cur_sum, nxt_sum, a, b)
+    return nseg, carried
+
+
+@njit(cache=True, fastmath=False, nogil=True)
 def _segment_core(
     x: np.ndarray, nt: float, mt: float, reset_count: bool, out: np.ndarray, out_off: int
 ) -> int:  # pragma: no cover - compiled
@@ -242,12 +261,8 @@ def _segment_core(
         n2[i] = _dot(xi, xi)
         if not (math.sqrt(n2[i] + eps) >= nt):
             if s > -1:
-                starts[nseg] = s
-                ends[nseg] = i
-                nseg += 1
-                if split_open:
-                    carried = _process_boundary(x, n2, starts, ends, merged, nseg - 2, s, mt, carried,
-                                                cur_sum, nxt_sum, a, b)
+                nseg, carried = _close_segment(x, n2, starts, ends, merged, nseg, s, i, split_open, mt, carried,
+                                               cur_sum, nxt_sum, a, b)
             s = -1
             cnt = 0
             split_open = False
@@ -272,21 +287,13 @@ def _segment_core(
                 curr[k] = np.float64(xi[k])
             c2 = n2[i]
             cnt = 1 if reset_count else cnt + 1
-            starts[nseg] = s
-            ends[nseg] = i
-            nseg += 1
-            if split_open:
-                carried = _process_boundary(x, n2, starts, ends, merged, nseg - 2, s, mt, carried,
-                                            cur_sum, nxt_sum, a, b)
+            nseg, carried = _close_segment(x, n2, starts, ends, merged, nseg, s, i, split_open, mt, carried,
+                                           cur_sum, nxt_sum, a, b)
             s = i
             split_open = True
     if s > -1:
-        starts[nseg] = s
-        ends[nseg] = T
-        nseg += 1
-        if split_open:
-            carried = _process_boundary(x, n2, starts, ends, merged, nseg - 2, s, mt, carried,
-                                        cur_sum, nxt_sum, a, b)
+        nseg, carried = _close_segment(x, n2, starts, ends, merged, nseg, s, T, split_open, mt, carried,
+                                       cur_sum, nxt_sum, a, b)
 
     n = 0
     for j in range(nseg):
