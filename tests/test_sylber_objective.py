@@ -21,6 +21,14 @@ def test_segment_average_targets_by_hand() -> None:
     assert torch.equal(target, expected)
 
 
+def test_segment_average_targets_rescaled_to_a_common_norm() -> None:
+    teacher = torch.tensor([[[3.0, 0.0], [3.0, 8.0], [0.0, 0.0], [1.0, 0.0], [1.0, 0.0]]])
+    target = segment_average_targets(teacher, [np.array([[0, 2], [3, 5]])], target_norm=10.0)
+    # means (3, 4) and (1, 0): same directions, norm 10 each; silence stays 0
+    expected = torch.tensor([[[6.0, 8.0], [6.0, 8.0], [0.0, 0.0], [10.0, 0.0], [10.0, 0.0]]])
+    assert torch.allclose(target, expected)
+
+
 def test_distillation_loss_ignores_padding() -> None:
     student = torch.tensor([[[1.0, 1.0], [0.0, 0.0], [100.0, 100.0]]])
     target = torch.zeros_like(student)

@@ -143,6 +143,56 @@ def test_logmel_teacher_frames_match_the_encoder() -> None:
     assert torch.allclose(alone[0], feats[1, : int(frames[1])], atol=1e-4)  # padding does not leak in
 
 
+def test_logmel_teacher_speech_statistics_and_deltas_by_hand() -> None:
+    from speechunits.sylber.feature_teacher import masked_standardise, time_derivative
+
+    x = torch.tensor([[[0.0], [10.0], [2.0], [4.0], [99.0]]])
+    speech = torch.tensor([[False, False, True, True, False]])
+    # statistics of frames 2 and 3 only: mean 3, std 1
+    assert torch.allclose(masked_standardise(x, speech)[0, :, 0], torch.tensor([-3.0, 7.0, -1.0, 1.0, 96.0]))
+    valid = torch.tensor([[True, True, True, True, False]])
+    # central differences inside, one-sided at the first and last valid frame, 0 on padding
+    d = time_derivative(torch.tensor([[[1.0], [3.0], [7.0], [8.0], [50.0]]]), valid)[0, :, 0]
+    assert torch.allclose(d[:4], torch.tensor([2.0, 3.0, 2.5, 1.0]))
+
+
+def test_logmel_teacher_standardises_over_the_speech_frames() -> None:
+    from speechunits.sylber.feature_teacher import LogMelTeacher
+    from speechunits.sylber.model import SylberConfig
+
+    config = SylberConfig.tiny()
+    teacher = LogMelTeacher(128, config.extractor_conv_layer_config, n_mels=80, deltas=False)
+    gen = torch.Generator().manual_seed(0)
+    wav = 1e-3 * torch.randn(1, 16000, generator=gen)
+    wav[0, 4000:12000] += torch.randn(8000, generator=gen) * torch.linspace(0.1, 1.0, 8000)  # every band varies
+    _, frames = teacher(wav)
+    speech = torch.zeros(1, int(frames[0]), dtype=torch.bool)
+    speech[0, 15:35] = True
+    feats, _ = teacher(wav, speech_mask=speech)
+    # 128 >= 80 mels: the projection is an isometry, so the speech frames' mean is 0 and their
+    # mean squared norm is n_mels (each standardised mel band contributes 1)
+    assert torch.allclose(feats[0, speech[0]].mean(0), torch.zeros(128), atol=1e-3)
+    assert feats[0, speech[0]].pow(2).sum(-1).mean().item() == pytest.approx(80.0, rel=1e-3)
+    unmasked, _ = teacher(wav)
+    assert not torch.allclose(unmasked, feats)
+
+
+def test_stage2_can_pin_the_init_checkpoints_norm_threshold(tmp_path: Path) -> None:
+    from speechunits.sylber.checkpoints import save_sylber_model
+    from speechunits.sylber.model import SylberConfig, SylberModel
+
+    data, _ = make_corpus(tmp_path, n=2)
+    save_sylber_model(tmp_path / "tuned.pt", SylberModel(SylberConfig.tiny()),
+                      segmentation={"norm_threshold": 1.25, "merge_threshold": 0.7})
+    task = SylberTask(load_config(None, overrides(data, **{"task.stage": 2, "task.init": tmp_path / "tuned.pt",
+                                                           "task.thresholder_start": "threshold"})))
+    assert task.thresholder.threshold == pytest.approx(1.25)
+    save_sylber_model(tmp_path / "plain.pt", SylberModel(SylberConfig.tiny()))
+    with pytest.raises(ConfigError, match="records a norm threshold"):
+        SylberTask(load_config(None, overrides(data, **{"task.stage": 2, "task.init": tmp_path / "plain.pt",
+                                                        "task.thresholder_start": "threshold"})))
+
+
 def test_stage2_starts_from_the_init_models_norm_statistics(tmp_path: Path) -> None:
     data, segments = make_corpus(tmp_path, n=3)
     task = SylberTask(load_config(None, overrides(data, **{"task.segments": segments})))

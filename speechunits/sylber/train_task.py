@@ -35,7 +35,7 @@ from speechunits.errors import ConfigError
 from speechunits.sylber.augment import NoiseAugmenter, NoiseBank
 from speechunits.sylber.feature_teacher import LogMelTeacher
 from speechunits.sylber.losses import distillation_loss, segment_average_targets
-from speechunits.sylber.model import SylberConfig, SylberModel
+from speechunits.sylber.model import SylberConfig, SylberModel, conv_output_lengths
 from speechunits.sylber.segment import greedy_segment_batch
 from speechunits.sylber.thresholder import AdaptiveNormThreshold
 from speechunits.train.config import TrainConfig
@@ -54,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
     "ema_decay": 1.0,
     "teacher": "model",  # model (EMA of the student, the paper) | logmel (stage 1 from scratch, no SSL checkpoint)
     "logmel_scale": 1.0,  # scale of the log-mel teacher's features
+    "logmel_deltas": True,  # log-mel teacher: append time derivatives
+    "target_norm": None,  # rescale every segment-mean target to this L2 norm (None: the paper's plain mean)
+    "logmel_standardise": "speech",  # log-mel teacher: statistics over the segments' frames (speech) | all frames (utterance)
     "crop_seconds": 5.0,
     "max_batch_seconds": 500.0,  # per rank: 100 crops of 5 s
     "num_workers": 2,
@@ -61,6 +64,8 @@ DEFAULTS: dict[str, Any] = {
     "noise_dir": None,
     "merge_threshold_range": [0.8, 0.9],
     "thresholder": {},  # AdaptiveNormThreshold options (start statistics, decay, fixed)
+    "thresholder_start": "stats",  # stage 2: stats (adapt from the init model's norm statistics) |
+    #   threshold (pin the norm threshold the init checkpoint records, e.g. a dev-tuned one)
     "silence_stats_from": "student",  # student (reference stage 2) | teacher
     "export_stats_decay": 0.99,  # EMA decay of the student-norm statistics behind the exported threshold
 }
@@ -85,6 +90,10 @@ def _opts(config: TrainConfig) -> dict[str, Any]:
         raise ConfigError(None, f"task.teacher must be 'model' or 'logmel', got {opts['teacher']!r}")
     if opts["teacher"] == "logmel" and opts["stage"] != 1:
         raise ConfigError(None, "task.teacher=logmel is for stage 1 only; stage 2 distils from the model itself")
+    if opts["logmel_standardise"] not in ("speech", "utterance"):
+        raise ConfigError(None, f"task.logmel_standardise must be 'speech' or 'utterance', got {opts['logmel_standardise']!r}")
+    if opts["thresholder_start"] not in ("stats", "threshold"):
+        raise ConfigError(None, f"task.thresholder_start must be 'stats' or 'threshold', got {opts['thresholder_start']!r}")
     if opts["silence_stats_from"] not in ("student", "teacher"):
         raise ConfigError(None, "task.silence_stats_from must be 'student' or 'teacher'")
     lo, hi = opts["merge_threshold_range"]
@@ -129,6 +138,15 @@ def load_segments(unit_dir: str | Path, frame_rate: float) -> dict[str, np.ndarr
     return _unit_set_segments(Path(unit_dir))
 
 
+def segment_mask(segments: list[np.ndarray], num_frames: int) -> Tensor:
+    """(B, num_frames) bool: True on the frames inside a segment of each utterance."""
+    mask = torch.zeros(len(segments), num_frames, dtype=torch.bool)
+    for b, seg in enumerate(segments):
+        for start, end in np.asarray(seg, dtype=np.int64).reshape(-1, 2):
+            mask[b, int(start):int(end)] = True
+    return mask
+
+
 def crop_segments(segments: np.ndarray, frame_offset: int, num_frames: int) -> np.ndarray:
     """Segments shifted by ``-frame_offset`` and clipped to ``[0, num_frames)``; empty ones dropped."""
     seg = np.asarray(segments, dtype=np.int64).reshape(-1, 2) - frame_offset
@@ -157,12 +175,19 @@ class SylberTask:
             cfg = self.model.config
             self.feature_teacher = LogMelTeacher(cfg.encoder_embed_dim, cfg.extractor_conv_layer_config,
                                                  sample_rate=cfg.sample_rate, scale=float(self.opts["logmel_scale"]),
-                                                 seed=self.seed)
+                                                 deltas=bool(self.opts["logmel_deltas"]), seed=self.seed)
         else:
             self.teacher = EMATeacher(self.model, decay=float(self.opts["ema_decay"]))
         # Stage 2 starts the running norm statistics from those the init model was exported
         # with (its own feature scale), unless the config gives them.
-        start = {k: v for k, v in getattr(self.model, "segmentation_defaults", {}).items() if k in NORM_STATS}
+        recorded = getattr(self.model, "segmentation_defaults", {})
+        start = {k: v for k, v in recorded.items() if k in NORM_STATS}
+        if self.opts["thresholder_start"] == "threshold":
+            if "norm_threshold" not in recorded:
+                raise ConfigError(self.opts["init"], "task.thresholder_start=threshold needs an init checkpoint that "
+                                                     "records a norm threshold (one exported by train-sylber or "
+                                                     "tune-segmentation)")
+            start["fixed"] = float(recorded["norm_threshold"])
         self.thresholder = AdaptiveNormThreshold(**{**start, **self.opts["thresholder"]})
         # The student's own speech/non-speech norm statistics (inside vs outside the target
         # segments): their crossing point is the norm threshold exported with the model.
@@ -215,10 +240,7 @@ class SylberTask:
         return segments, norm_thr, merge
 
     def _update_student_norms(self, student: Tensor, segments: list[np.ndarray], valid: Tensor) -> None:
-        inside = torch.zeros_like(valid)
-        for b, seg in enumerate(segments):
-            for start, end in np.asarray(seg, dtype=np.int64).reshape(-1, 2):
-                inside[b, int(start):int(end)] = True
+        inside = segment_mask(segments, valid.shape[1]).to(valid.device)
         norms = student.detach().float().norm(dim=-1)
         speech, silence = valid & inside, valid & ~inside
         stats = torch.stack([speech.sum(), norms[speech].sum(), norms[speech].pow(2).sum(),
@@ -246,19 +268,25 @@ class SylberTask:
     # -- step ---------------------------------------------------------------------------
     def training_step(self, batch: AudioBatch, step: int) -> tuple[Tensor, dict[str, float]]:
         wavs, lengths = batch.waveforms, batch.lengths
-        teacher_module = self.feature_teacher if self.teacher is None else self.teacher.module.to(wavs.device)
-        with torch.no_grad():
-            teacher, frame_lengths = teacher_module(wavs, lengths)
         metrics: dict[str, float] = {}
-        if self.opts["stage"] == 1:
+        if self.feature_teacher is not None:  # stage 1 only: segments first, they set the teacher's statistics
+            frame_lengths = conv_output_lengths(lengths, self.feature_teacher.conv_layers).to(wavs.device)
             segments = self._file_segments(batch, frame_lengths)
+            mask = segment_mask(segments, int(frame_lengths.max())).to(wavs.device)
+            speech = mask if self.opts["logmel_standardise"] == "speech" else None
+            teacher, _ = self.feature_teacher(wavs, lengths, speech_mask=speech)
         else:
-            segments, norm_thr, merge = self._online_segments(teacher, frame_lengths, step)
-            metrics.update(norm_threshold=norm_thr, merge_threshold=merge)
+            with torch.no_grad():
+                teacher, frame_lengths = self.teacher.module.to(wavs.device)(wavs, lengths)
+            if self.opts["stage"] == 1:
+                segments = self._file_segments(batch, frame_lengths)
+            else:
+                segments, norm_thr, merge = self._online_segments(teacher, frame_lengths, step)
+                metrics.update(norm_threshold=norm_thr, merge_threshold=merge)
         noisy = self.augmenter(wavs.cpu(), self._generator(step), lengths.cpu()).to(wavs.device)
         student, _ = self.model(noisy, lengths)
         valid = torch.arange(student.shape[1], device=student.device)[None, :] < frame_lengths[:, None]
-        target = segment_average_targets(teacher.float(), segments)
+        target = segment_average_targets(teacher.float(), segments, self.opts["target_norm"])
         loss = distillation_loss(student, target, valid)
         if self.opts["stage"] == 2:
             self._update_thresholder(teacher, student, valid, metrics["norm_threshold"])
