@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "segment": ("speechunits.sylber.segment_cli", "segment audio files into syllables with a Sylber model"),
     "bootstrap-segments": ("speechunits.sylber.bootstrap_cli", "syllable segments from the acoustic bootstrap segmenter"),
     "eval-boundaries": ("speechunits.eval.boundaries_cli", "boundary P/R/F1/R-value, token rate and purity"),
+    "tune-segmentation": ("speechunits.eval.tune_cli", "pick segmentation thresholds of a model on a labelled dev set"),
     "results-table": ("speechunits.eval.report_cli", "RESULTS.md table and plot from eval-boundaries reports"),
     "train-sylber": ("speechunits.sylber.train_cli", "train Sylber (stage 1 from given segments, stage 2 self-distillation)"),
     "tokenize": ("speechunits.tokenize.cli", "tokenize a corpus into syllable units (sharded, resumable)"),

@@ -163,15 +163,16 @@ class Segmenter:
         wav = self.load(audio, sample_rate)
         return self._results([wav], self.encode([wav]))[0]
 
-    def segment_many(
+    def encode_many(
         self,
         items: Iterable[AudioInput],
         sample_rate: int | None = None,
         *,
         batch_seconds: float = 60.0,
         progress: bool = False,
-    ) -> list[SegmentationResult]:
-        """Segment many utterances, in input order, batching by length.
+        desc: str = "encode",
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Waveforms and last-layer features of many utterances, in input order, batched by length.
 
         A batch holds utterances of similar length whose padded size stays within
         ``batch_seconds`` of audio (a longer utterance runs alone).
@@ -185,12 +186,24 @@ class Segmenter:
                 batches[-1].append(i)
             else:
                 batches.append([i])
-        results: list[SegmentationResult | None] = [None] * len(waves)
-        bar = tqdm(total=len(waves), desc="segment", unit="utt", file=sys.stderr, disable=not progress)
+        states: list[np.ndarray] = [np.zeros((0, 0), np.float32)] * len(waves)
+        bar = tqdm(total=len(waves), desc=desc, unit="utt", file=sys.stderr, disable=not progress)
         for idx in batches:
-            group = [waves[i] for i in idx]
-            for i, r in zip(idx, self._results(group, self.encode(group))):
-                results[i] = r
+            for i, h in zip(idx, self.encode([waves[i] for i in idx])):
+                states[i] = h
             bar.update(len(idx))
         bar.close()
-        return [r for r in results if r is not None]
+        return waves, states
+
+    def segment_many(
+        self,
+        items: Iterable[AudioInput],
+        sample_rate: int | None = None,
+        *,
+        batch_seconds: float = 60.0,
+        progress: bool = False,
+    ) -> list[SegmentationResult]:
+        """Segment many utterances, in input order (batched as :meth:`encode_many` does)."""
+        waves, states = self.encode_many(items, sample_rate, batch_seconds=batch_seconds, progress=progress,
+                                         desc="segment")
+        return self._results(waves, states)
