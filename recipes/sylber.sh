@@ -35,6 +35,7 @@ alignments=""      # dir searched for <utt-id>.TextGrid references (stage 6; emp
 tier=syllables     # TextGrid tier holding the reference syllables
 tolerance=0.05     # boundary tolerance in seconds (stage 6)
 tune_shift=false   # true: pick the boundary shift on the first dev set, then apply it
+tune_thresholds=false  # true: pick each trained model's norm/merge thresholds on the first dev set (needs --alignments)
 bootstrap_opts=""  # extra flags for `speechunits bootstrap-segments` (see its --help)
 
 help_message="Usage: recipes/sylber.sh [options]   (normally called by egs/<corpus>/run.sh)
@@ -45,6 +46,9 @@ Stages:
        features, bootstrap segments) -> <exp-dir>/stage1/model.pt
   3  Sylber stage 2: speechunits train-sylber (online greedy segments from the teacher,
        adaptive norm threshold) -> <exp-dir>/stage2/model.pt
+     With --tune-thresholds true, stages 2 and 3 end with speechunits tune-segmentation on the
+       first dev set -> <exp-dir>/stage<N>/model.tuned.pt (+ tune.json, tune.png); stage 3
+       starts from, and stages 4-6 use, the tuned checkpoints.
   4  tokenize dev and test sets (and the train set when --num-clusters > 0) with the stage-1
        and final models -> <exp-dir>/units/<model>/<set>/ (segments + embeddings)
   5  k-means codebook on the train set's final-model embeddings, then quantize every
@@ -69,6 +73,11 @@ fi
 log_dir="$exp_dir/log"
 eval_sets="$dev_sets $test_sets"
 
+if [[ "$tune_thresholds" == true && ( -z "$alignments" || -z "$dev_sets" ) ]]; then
+  echo "$0: --tune-thresholds true needs --alignments and --dev-sets (thresholds are picked on a labelled dev set)" >&2
+  exit 1
+fi
+
 need() {  # PATH STAGE-THAT-MAKES-IT: fail clearly when an input of a later stage is missing
   if [[ ! -e "$1" ]]; then
     echo "$0: missing $1; it is made by stage $2 (rerun with --stage $2)" >&2
@@ -88,7 +97,9 @@ if [[ -n "$sylber_ckpt" ]]; then
   models="sylber:$sylber_ckpt"
   final=sylber
 elif [[ -n "$train_set" ]]; then
-  models="stage1:$exp_dir/stage1/model.pt stage2:$exp_dir/stage2/model.pt"
+  suffix=""
+  [[ "$tune_thresholds" == true ]] && suffix=".tuned"
+  models="stage1:$exp_dir/stage1/model$suffix.pt stage2:$exp_dir/stage2/model$suffix.pt"
   final=stage2
 else
   models=""
@@ -118,18 +129,29 @@ if stage_begin 1 "bootstrap syllable segments of: $train_set $eval_sets"; then
   done
 fi
 
+tune_model() {  # DIR: with --tune-thresholds true, DIR/model.tuned.pt = DIR/model.pt with dev-tuned thresholds
+  local dir="$1"
+  [[ "$tune_thresholds" == true ]] || return 0
+  [[ "$dir/model.tuned.pt" -nt "$dir/model.pt" ]] && { echo "$dir/model.tuned.pt is up to date"; return 0; }
+  run_logged "$log_dir/tune.$(basename "$dir").log" speechunits tune-segmentation --model "$dir/model.pt" \
+    --data "$data_root/${dev_sets%% *}" --alignments "$alignments" --tier "$tier" --tolerance "$tolerance" \
+    --device "$device" --json "$dir/tune.json" --plot "$dir/tune.png" --export "$dir/model.tuned.pt"
+}
+
 if [[ -z "$sylber_ckpt" && -n "$train_set" ]] && stage_begin 2 "Sylber stage 1 training on $train_set"; then
   need "$exp_dir/bootstrap/$train_set/units.jsonl" 1
   # shellcheck disable=SC2086
   train "$exp_dir/stage1" "$stage1_config" task.data="$data_root/$train_set" \
     task.segments="$exp_dir/bootstrap/$train_set" ${init:+task.init="$init"} $stage1_opts
+  tune_model "$exp_dir/stage1"
 fi
 
 if [[ -z "$sylber_ckpt" && -n "$train_set" ]] && stage_begin 3 "Sylber stage 2 training on $train_set"; then
-  need "$exp_dir/stage1/model.pt" 2
+  need "$exp_dir/stage1/model$suffix.pt" 2
   # shellcheck disable=SC2086
   train "$exp_dir/stage2" "$stage2_config" task.data="$data_root/$train_set" \
-    task.init="$exp_dir/stage1/model.pt" $stage2_opts
+    task.init="$exp_dir/stage1/model$suffix.pt" $stage2_opts
+  tune_model "$exp_dir/stage2"
 fi
 
 if [[ -n "$models" ]] && stage_begin 4 "tokenize $eval_sets with the models ($models)"; then

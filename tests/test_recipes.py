@@ -6,6 +6,7 @@ than the recipe's, so the tests also check that the recipes work from any direct
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -251,6 +252,7 @@ def test_synth_stage0_tiny_and_rerun_skips(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_synth_recipe_all_stages_tiny(tmp_path: Path) -> None:
     """Every stage of egs/synth on tiny corpora and a few training steps; RESULTS.md has three rows."""
+    from speechunits.sylber.checkpoints import load_sylber_model
     from speechunits.units import read_meta, validate_unit_set
 
     data, exp = tmp_path / "data", tmp_path / "exp"
@@ -262,16 +264,23 @@ def test_synth_recipe_all_stages_tiny(tmp_path: Path) -> None:
     sylber = exp / "sylber"
     for name in ("stage1", "stage2"):
         assert (sylber / name / "model.pt").is_file()
+        tuned = json.loads((sylber / name / "tune.json").read_text())  # thresholds picked on dev-clean
+        assert tuned["data"].endswith("dev-clean") and (sylber / name / "tune.png").is_file()
+        model = load_sylber_model(sylber / name / "model.tuned.pt")
+        assert model.segmentation_defaults["norm_threshold"] == pytest.approx(tuned["best"]["norm_threshold"])
         validate_unit_set(sylber / "units" / name / "test-clean")
+        producer = read_meta(sylber / "units" / name / "test-clean").producer
+        assert producer["model"]["path"].endswith("model.tuned.pt")
+        assert producer["norm_threshold"] == pytest.approx(tuned["best"]["norm_threshold"])
     assert read_meta(sylber / "units" / "stage2" / "test-clean").vocab_size == 2
     results = (sylber / "RESULTS.md").read_text()
     for row in ("| bootstrap |", "| stage1 |", "| stage2 |"):
         assert row in results
     # resuming at stage 3 (as users do) finds the finished training and redoes nothing
-    mtime = (sylber / "stage2" / "model.pt").stat().st_mtime_ns
+    mtimes = {p: p.stat().st_mtime_ns for p in (sylber / "stage2" / "model.pt", sylber / "stage2" / "model.tuned.pt")}
     r2 = bash(SYNTH_RUN, *args, "--stage", "3", "--stop-stage", "3", cwd=tmp_path, timeout=600)
     assert r2.returncode == 0, r2.stdout[-4000:] + r2.stderr[-4000:]
     assert "stage 0:" not in r2.stdout
     ckpts = sorted((sylber / "stage2" / "checkpoints").glob("*"))
     assert ckpts, "training checkpoints kept for resume"
-    del mtime
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes

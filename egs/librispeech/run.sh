@@ -20,6 +20,7 @@ test_sets="test-clean"       # LibriSpeech split names (space-separated)
 data_root=data               # Kaldi data dirs: <data-root>/<split>/
 exp_root=exp                 # logs and model outputs: <exp-root>/...
 tune_shift=false             # stage 6: tune the boundary shift on the first dev set
+tune_thresholds=false        # stages 2-3: pick each model's norm/merge thresholds on the first dev set (needs --alignments)
 ngpu=1                       # GPUs for training (>1: DDP with torchrun)
 device=auto                  # auto | cpu | cuda for training and tokenization
 init=""                      # local HuBERT base checkpoint (fairseq .pt or HF dir) to start Sylber stage 1 from
@@ -77,5 +78,5 @@ if (( stop_stage >= 1 )); then
     --train-set "$train_set" --dev-sets "$dev_sets" --test-sets "$test_sets" \
     --init "$init" --sylber-ckpt "$sylber_ckpt" --num-clusters "$num_clusters" --cluster-opts "$cluster_opts" \
     --stage1-opts "$stage1_opts" --stage2-opts "$stage2_opts" \
-    --alignments "$alignments" --tune-shift "$tune_shift"
+    --alignments "$alignments" --tune-shift "$tune_shift" --tune-thresholds "$tune_thresholds"
 fi

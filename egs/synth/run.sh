@@ -24,6 +24,7 @@ fsc_speakers=""           # default from conf/sizes.sh
 fsc_utts_per_speaker=""   # default from conf/sizes.sh
 lj_utts=""                # default from conf/sizes.sh
 tune_shift=true           # stage 6: tune the boundary shift on dev-clean (never on the test set)
+tune_thresholds=true      # stages 2-3: pick each model's norm/merge thresholds on dev-clean (never on the test set)
 stage1_config=conf/sylber_stage1_small.yaml  # Sylber stage 1 training config (stage 2 of this recipe)
 stage2_config=conf/sylber_stage2_small.yaml  # Sylber stage 2 training config (stage 3)
 stage1_opts=""            # KEY=VALUE overrides, e.g. "max_steps=50"
@@ -106,5 +107,5 @@ if (( stop_stage >= 1 )); then
     --device "$device" --data-root "$data_root" --exp-dir "$exp_root/sylber" --train-set train-clean-100 \
     --dev-sets dev-clean --test-sets test-clean --stage1-config "$stage1_config" --stage2-config "$stage2_config" \
     --stage1-opts "$stage1_opts" --stage2-opts "$stage2_opts" --num-clusters "$num_clusters" \
-    --alignments "$ALIGNMENTS" --tune-shift "$tune_shift"
+    --alignments "$ALIGNMENTS" --tune-shift "$tune_shift" --tune-thresholds "$tune_thresholds"
 fi
