@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from speechunits.eval.boundaries import BoundaryScores, evaluate_boundaries, segment_boundaries, tune_shift
+from speechunits.eval.boundaries import BoundaryScores, segment_boundaries, tune_shift
 from speechunits.sylber.segment import greedy_segment_batch
 
 METRICS = ("f1", "r_value")
@@ -63,16 +63,11 @@ def sweep_thresholds(
     points = []
     for nt in norm_grid:
         for mt in merge_grid:
-            segs = greedy_segment_batch(feats, norm_threshold=float(nt), merge_threshold=float(mt),
-                                        reset_count=reset_count)
-            pred = {u: segment_boundaries(np.asarray(s).reshape(-1, 2), frame_rate) for u, s in zip(ids, segs)}
-            if len(shift_grid) == 1:
-                shift = float(shift_grid[0])
-                scores = evaluate_boundaries(pred, {u: refs[u] for u in ids}, tolerance, shift)
-            else:
-                shift, _ = tune_shift(pred, {u: refs[u] for u in ids}, shift_grid, tolerance)
-                scores = evaluate_boundaries(pred, {u: refs[u] for u in ids}, tolerance, shift)
-            tokens = sum(len(np.asarray(s).reshape(-1, 2)) for s in segs)
+            segs = [np.asarray(s).reshape(-1, 2) for s in greedy_segment_batch(
+                feats, norm_threshold=float(nt), merge_threshold=float(mt), reset_count=reset_count)]
+            pred = {u: segment_boundaries(s, frame_rate) for u, s in zip(ids, segs)}
+            shift, scores = tune_shift(pred, refs, shift_grid, tolerance)  # one shift: just scored there
+            tokens = sum(len(s) for s in segs)
             points.append(SweepPoint(float(nt), float(mt), float(shift), scores, tokens / max(seconds, 1e-9)))
     return points
 
