@@ -128,6 +128,21 @@ def test_logmel_teacher_stage1(tmp_path: Path) -> None:
         SylberTask(load_config(None, overrides(data, **{"task.stage": 2, "task.teacher": "logmel"})))
 
 
+def test_rerunning_a_finished_run_keeps_the_exported_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data, segments = make_corpus(tmp_path, n=3)
+    out = tmp_path / "s1"
+    args = ["train-sylber", "--out-dir", str(out), "--device", "cpu", "--resume", "auto",
+            *overrides(data, **{"task.segments": segments, "max_steps": 2})]
+    assert main(args) == 0
+    before = (out / "model.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "already at step 2" in capsys.readouterr().err
+    assert (out / "model.pt").stat().st_mtime_ns == before  # later recipe stages stay up to date
+    (out / "model.pt").unlink()  # killed between the last checkpoint and the export: export again
+    assert main(args) == 0 and (out / "model.pt").is_file()
+
+
 def test_logmel_teacher_frames_match_the_encoder() -> None:
     from speechunits.sylber.feature_teacher import LogMelTeacher
     from speechunits.sylber.model import SylberConfig, SylberModel

@@ -35,8 +35,12 @@ def run(args: argparse.Namespace) -> int:
         # resuming onto a different stage-1 model is refused (see the Trainer's config check)
         config.task["init_sha256"] = sha256_file(str(init))
     result = run_training(SylberTask, config, device=args.device)
-    if result.dist.is_main:
-        out = Path(config.out_dir)
+    out = Path(config.out_dir)
+    if result.dist.is_main and result.start_step == result.step and (out / "model.pt").is_file():
+        # resumed a finished run: the exported model already is this state; rewriting it would
+        # make every later recipe stage look out of date
+        print(f"train-sylber: already at step {result.step}; keeping {out / 'model.pt'}", file=sys.stderr)
+    elif result.dist.is_main:
         task: SylberTask = result.task  # type: ignore[assignment]
         task.export(out / "model.pt", "student")
         if task.teacher is not None:

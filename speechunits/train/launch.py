@@ -30,6 +30,7 @@ class TrainResult:
     metrics: dict[str, float]
     task: TrainTask
     dist: DistInfo
+    start_step: int = 0  # the step this invocation resumed at (== step: the run was already finished)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +64,6 @@ def run_training(task_factory: TaskFactory, config: TrainConfig, device: str | N
         task = task_factory(config, info)
         trainer = Trainer(task, config, dist=info)
         metrics: dict[str, Any] = trainer.fit()
-        return TrainResult(step=trainer.step, metrics=metrics, task=task, dist=info)
+        return TrainResult(step=trainer.step, metrics=metrics, task=task, dist=info, start_step=trainer.start_step)
     finally:
         shutdown_distributed()

@@ -171,6 +171,7 @@ class Trainer:
         )
         self.scheduler = build_scheduler(self.optimizer, config.schedule, config.warmup_steps, config.max_steps, config.min_lr_ratio)
         self.step = 0
+        self.start_step = 0  # where fit() began (after a resume)
         self.epoch = 0
         self.batch_in_epoch = 0
         self.resumed_from: Path | None = None
@@ -280,6 +281,7 @@ class Trainer:
         cfg, main = self.config, self.dist.is_main
         found = self._find_resume()
         rng_to_restore = self._load_state(*found) if found else None
+        self.start_step = self.step
         if main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             ckpt.remove_stale_temporaries(self.out_dir)
