@@ -12,50 +12,24 @@ from speechunits.audio import write_audio
 from speechunits.device import autocast_context, resolve_device
 from speechunits.errors import AudioError, ConfigError
 from speechunits.sylber import Segmenter as ExportedSegmenter
-from speechunits.sylber.model import SylberConfig, SylberModel
 from speechunits.sylber.segment import greedy_segment
 from speechunits.sylber.segmenter import SegmentationResult, Segmenter
+from synthetic_inputs import randomised_tiny_model, speechlike
 
 SR = 16000
 
 
-def _model() -> SylberModel:
-    """A tiny model whose layer norms are randomised so frame norms and directions vary."""
-    torch.manual_seed(0)
-    m = SylberModel(SylberConfig.tiny())
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if "layer_norm" in name:
-                p.copy_(torch.randn_like(p) * (0.8 if name.endswith("weight") else 0.5) + (1.0 if name.endswith("weight") else 0.0))
-    return m.eval()
-
-
-def _speechlike(seconds: float, seed: int) -> np.ndarray:
-    """Tone bursts with different pitches separated by near-silence."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SR)
-    wav = 0.001 * rng.standard_normal(n)
-    pos = int(0.1 * SR)
-    while pos < n - 1600:
-        dur = int(rng.uniform(0.08, 0.25) * SR)
-        t = np.arange(min(dur, n - pos)) / SR
-        f0 = rng.uniform(100, 300)
-        wav[pos: pos + len(t)] += 0.3 * np.sin(2 * np.pi * f0 * t) * np.hanning(len(t)) + 0.05 * rng.standard_normal(len(t))
-        pos += len(t) + int(rng.uniform(0.0, 0.15) * SR)
-    return wav.astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def segmenter() -> Segmenter:
-    seg = Segmenter(_model(), device="cpu", norm_threshold=0.0, merge_threshold=0.9)
+    seg = Segmenter(randomised_tiny_model(), device="cpu", norm_threshold=0.0, merge_threshold=0.9)
     # thresholds picked from the model's own norms so that the test data gives several segments
-    h = seg(_speechlike(2.0, 0)).hidden_states
+    h = seg(speechlike(2.0, 0)).hidden_states
     seg.norm_threshold = float(np.percentile(np.linalg.norm(h, axis=1), 30))
     return seg
 
 
 def test_result_fields(segmenter: Segmenter) -> None:
-    wav = _speechlike(1.5, 1)
+    wav = speechlike(1.5, 1)
     r = segmenter(wav)
     assert isinstance(r, SegmentationResult)
     T = segmenter.model.frame_lengths(len(wav))
@@ -72,7 +46,7 @@ def test_result_fields(segmenter: Segmenter) -> None:
 
 
 def test_segment_many_equals_per_item(segmenter: Segmenter) -> None:
-    waves = [_speechlike(d, i) for i, d in enumerate([1.3, 0.4, 2.1, 0.9, 1.7, 0.02])]
+    waves = [speechlike(d, i) for i, d in enumerate([1.3, 0.4, 2.1, 0.9, 1.7, 0.02])]
     single = [segmenter(w) for w in waves]
     batched = segmenter.segment_many(waves, batch_seconds=4.0)
     assert sum(r.num_segments for r in single) >= 6
@@ -85,7 +59,7 @@ def test_segment_many_equals_per_item(segmenter: Segmenter) -> None:
 
 
 def test_paths_stereo_and_resampling(segmenter: Segmenter, tmp_path: Path) -> None:
-    wav = _speechlike(1.0, 3)
+    wav = speechlike(1.0, 3)
     path = tmp_path / "a.wav"
     write_audio(path, wav, SR, subtype="FLOAT")
     from_path = segmenter(path)
@@ -99,7 +73,7 @@ def test_paths_stereo_and_resampling(segmenter: Segmenter, tmp_path: Path) -> No
 
 
 def test_thresholds_are_live_attributes(segmenter: Segmenter) -> None:
-    wav = _speechlike(1.5, 4)
+    wav = speechlike(1.5, 4)
     old = segmenter.merge_threshold
     try:
         segmenter.merge_threshold = -1.0  # everything merges inside speech runs
@@ -127,10 +101,10 @@ def test_bad_audio(segmenter: Segmenter, tmp_path: Path) -> None:
 def test_loads_checkpoint_path_and_export(tmp_path: Path) -> None:
     from speechunits.sylber.checkpoints import save_sylber_model
 
-    m = _model()
+    m = randomised_tiny_model()
     save_sylber_model(tmp_path / "m.pt", m)
     seg = ExportedSegmenter(tmp_path / "m.pt", device="cpu", norm_threshold=1.0)
-    wav = _speechlike(0.8, 5)
+    wav = speechlike(0.8, 5)
     ref = Segmenter(m, device="cpu", norm_threshold=1.0)
     np.testing.assert_allclose(seg(wav).hidden_states, ref(wav).hidden_states, atol=1e-6)
 

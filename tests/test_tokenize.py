@@ -14,61 +14,34 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from speechunits.data.jsonl import write_jsonl_manifest
 from speechunits.data.utterance import Utterance
 from speechunits.sylber.checkpoints import save_sylber_model
-from speechunits.sylber.model import SylberConfig, SylberModel
 from speechunits.sylber.segment import segment_means
 from speechunits.sylber.segmenter import Segmenter
 from speechunits.tokenize import OverlapWorker
 from speechunits.tokenize import cli as tok_cli
 from speechunits.tokenize.job import DELAY_ENV
 from speechunits.units import iter_embeddings, read_units, validate_unit_set
+from synthetic_inputs import randomised_tiny_model, speechlike
 
 SR = 16000
 REPO = Path(__file__).resolve().parents[1]
 NORM, MERGE = 0.0, 0.9  # norm threshold replaced by a percentile of the model's norms (see `corpus`)
 
 
-def _model() -> SylberModel:
-    """Tiny model with randomised layer norms, so frame norms and directions vary."""
-    torch.manual_seed(0)
-    m = SylberModel(SylberConfig.tiny())
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if "layer_norm" in name:
-                w = name.endswith("weight")
-                p.copy_(torch.randn_like(p) * (0.8 if w else 0.5) + (1.0 if w else 0.0))
-    return m.eval()
-
-
-def _speechlike(seconds: float, seed: int) -> np.ndarray:
-    """Tone bursts of different pitches separated by near-silence."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SR)
-    wav = 0.001 * rng.standard_normal(n)
-    pos = int(0.1 * SR)
-    while pos < n - 1600:
-        t = np.arange(min(int(rng.uniform(0.08, 0.25) * SR), n - pos)) / SR
-        wav[pos: pos + len(t)] += (0.3 * np.sin(2 * np.pi * rng.uniform(100, 300) * t) * np.hanning(len(t))
-                                   + 0.05 * rng.standard_normal(len(t)))
-        pos += len(t) + int(rng.uniform(0.0, 0.15) * SR)
-    return wav.astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Checkpoint + 8 short wavs (0.6-2 s, one at 8 kHz) + a JSONL manifest + thresholds."""
     root = tmp_path_factory.mktemp("tok")
-    model = _model()
+    model = randomised_tiny_model()
     ckpt = root / "tiny.pt"
     save_sylber_model(ckpt, model)
     utts = []
     for i in range(8):
         sr = 8000 if i == 3 else SR
-        wav = _speechlike(0.6 + 0.2 * i, i)
+        wav = speechlike(0.6 + 0.2 * i, i)
         if sr != SR:
             wav = wav[::2]
         path = root / "wav" / f"u{i:02d}.wav"
@@ -78,7 +51,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
     manifest = root / "data.jsonl"
     write_jsonl_manifest(utts, manifest)
     seg = Segmenter(model, device="cpu", norm_threshold=0.0, merge_threshold=MERGE)
-    h = seg(_speechlike(2.0, 0)).hidden_states
+    h = seg(speechlike(2.0, 0)).hidden_states
     norm = float(np.percentile(np.linalg.norm(h, axis=1), 30))
     return {"root": root, "ckpt": ckpt, "manifest": manifest, "utts": utts, "norm": norm, "model": model}
 
@@ -250,11 +223,11 @@ def test_bad_audio_is_reported_and_skipped(corpus: dict, single: Path, tmp_path:
     empty = bad_dir / "empty.wav"
     empty.write_bytes(b"")
     nan = bad_dir / "nan.wav"
-    wav = _speechlike(1.0, 9)
+    wav = speechlike(1.0, 9)
     wav[100:200] = np.nan
     sf.write(nan, wav, SR, subtype="FLOAT")
     trunc = bad_dir / "trunc.wav"
-    sf.write(trunc, _speechlike(1.0, 10), SR)
+    sf.write(trunc, speechlike(1.0, 10), SR)
     trunc.write_bytes(trunc.read_bytes()[:4000])  # header still claims 1 s
     utts = list(corpus["utts"]) + [Utterance(id="zbad-empty", audio=str(empty)), Utterance(id="zbad-nan", audio=str(nan)),
                                    Utterance(id="zbad-trunc", audio=str(trunc)),

@@ -1,0 +1,37 @@
+"""Inputs shared by the Segmenter and tokenize tests: a tiny model and speech-like tone bursts."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from speechunits.sylber.model import SylberConfig, SylberModel
+
+SR = 16000
+
+
+def randomised_tiny_model() -> SylberModel:
+    """A tiny model whose layer norms are randomised so frame norms and directions vary."""
+    torch.manual_seed(0)
+    m = SylberModel(SylberConfig.tiny())
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if "layer_norm" in name:
+                w = name.endswith("weight")
+                p.copy_(torch.randn_like(p) * (0.8 if w else 0.5) + (1.0 if w else 0.0))
+    return m.eval()
+
+
+def speechlike(seconds: float, seed: int) -> np.ndarray:
+    """Tone bursts of different pitches separated by near-silence (float32 at 16 kHz)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    wav = 0.001 * rng.standard_normal(n)
+    pos = int(0.1 * SR)
+    while pos < n - 1600:
+        dur = int(rng.uniform(0.08, 0.25) * SR)
+        t = np.arange(min(dur, n - pos)) / SR
+        f0 = rng.uniform(100, 300)
+        wav[pos: pos + len(t)] += 0.3 * np.sin(2 * np.pi * f0 * t) * np.hanning(len(t)) + 0.05 * rng.standard_normal(len(t))
+        pos += len(t) + int(rng.uniform(0.0, 0.15) * SR)
+    return wav.astype(np.float32)
