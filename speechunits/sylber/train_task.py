@@ -239,8 +239,7 @@ class SylberTask:
                                         merge_threshold=merge)
         return segments, norm_thr, merge
 
-    def _update_student_norms(self, student: Tensor, segments: list[np.ndarray], valid: Tensor) -> None:
-        inside = segment_mask(segments, valid.shape[1]).to(valid.device)
+    def _update_student_norms(self, student: Tensor, inside: Tensor, valid: Tensor) -> None:
         norms = student.detach().float().norm(dim=-1)
         speech, silence = valid & inside, valid & ~inside
         stats = torch.stack([speech.sum(), norms[speech].sum(), norms[speech].pow(2).sum(),
@@ -269,11 +268,12 @@ class SylberTask:
     def training_step(self, batch: AudioBatch, step: int) -> tuple[Tensor, dict[str, float]]:
         wavs, lengths = batch.waveforms, batch.lengths
         metrics: dict[str, float] = {}
+        inside: Tensor | None = None  # (B, T) frames inside a target segment
         if self.feature_teacher is not None:  # stage 1 only: segments first, they set the teacher's statistics
             frame_lengths = conv_output_lengths(lengths, self.feature_teacher.conv_layers).to(wavs.device)
             segments = self._file_segments(batch, frame_lengths)
-            mask = segment_mask(segments, int(frame_lengths.max())).to(wavs.device)
-            speech = mask if self.opts["logmel_standardise"] == "speech" else None
+            inside = segment_mask(segments, int(frame_lengths.max())).to(wavs.device)
+            speech = inside if self.opts["logmel_standardise"] == "speech" else None
             teacher, _ = self.feature_teacher(wavs, lengths, speech_mask=speech)
         else:
             with torch.no_grad():
@@ -290,7 +290,9 @@ class SylberTask:
         loss = distillation_loss(student, target, valid)
         if self.opts["stage"] == 2:
             self._update_thresholder(teacher, student, valid, metrics["norm_threshold"])
-        self._update_student_norms(student, segments, valid)
+        if inside is None:
+            inside = segment_mask(segments, student.shape[1]).to(student.device)
+        self._update_student_norms(student, inside, valid)
         metrics["student_norm_threshold"] = self.student_norms.threshold
         seconds = float(frame_lengths.sum()) / self.frame_rate
         metrics["tokens_per_second"] = sum(len(s) for s in segments) / max(seconds, 1e-9)
