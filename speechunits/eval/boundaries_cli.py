@@ -37,7 +37,7 @@ from speechunits.sylber.segment_sources import (
     index_files,
     record_field,
     record_segments,
-    textgrid_syllables,
+    textgrid_syllable_spans,
 )
 
 
@@ -69,8 +69,7 @@ def load_eval_set(
         if utt not in grids:
             out.missing.append(utt)
             continue
-        sylls = textgrid_syllables(grids[utt], tier)
-        ref_iv = np.asarray([(iv.start, iv.end) for iv in sylls], dtype=np.float64).reshape(-1, 2)
+        sylls, ref_iv = textgrid_syllable_spans(grids[utt], tier)
         seg = record_segments(rec)
         out.pred[utt] = segment_boundaries(seg, frame_rate)
         out.ref[utt] = interval_boundaries(ref_iv)

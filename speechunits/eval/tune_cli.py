@@ -14,7 +14,7 @@ import math
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,9 +22,12 @@ from speechunits.data.jsonl import load_manifest
 from speechunits.errors import AlignmentError, ConfigError
 from speechunits.eval.boundaries import DEFAULT_SHIFT_GRID, DEFAULT_TOLERANCE, interval_boundaries
 from speechunits.eval.boundaries_cli import parse_grid
-from speechunits.eval.threshold_sweep import METRICS, best_point, plot_sweep, sweep_thresholds
+from speechunits.eval.threshold_sweep import METRICS, SweepPoint, best_point, plot_sweep, sweep_thresholds
 from speechunits.io_utils import atomic_write_json
-from speechunits.sylber.segment_sources import index_files, textgrid_syllables
+from speechunits.sylber.segment_sources import index_files, textgrid_syllable_spans
+
+if TYPE_CHECKING:
+    from speechunits.sylber.model import SylberModel
 
 DEFAULT_NORM_FACTORS = tuple(round(f, 2) for f in np.arange(0.4, 1.41, 0.1))
 """Default norm grid: these multiples of the checkpoint's own norm threshold."""
@@ -62,8 +65,7 @@ def _references(args: argparse.Namespace) -> tuple[list[Any], dict[str, np.ndarr
         if utt.id not in grids:
             missing.append(utt.id)
             continue
-        sylls = textgrid_syllables(grids[utt.id], args.tier)
-        refs[utt.id] = interval_boundaries(np.asarray([(iv.start, iv.end) for iv in sylls], np.float64).reshape(-1, 2))
+        refs[utt.id] = interval_boundaries(textgrid_syllable_spans(grids[utt.id], args.tier)[1])
         kept.append(utt)
         if args.max_utts and len(kept) >= args.max_utts:
             break
@@ -73,8 +75,8 @@ def _references(args: argparse.Namespace) -> tuple[list[Any], dict[str, np.ndarr
     return kept, refs, missing
 
 
-def tune(args: argparse.Namespace) -> dict[str, Any]:
-    """Encode, sweep and return the JSON-ready report (``best`` and every grid point)."""
+def tune(args: argparse.Namespace) -> tuple[dict[str, Any], list[SweepPoint], SylberModel]:
+    """Encode and sweep; the JSON-ready report (``best`` and every grid point), the points, the model."""
     from speechunits.sylber.segmenter import Segmenter
 
     if not (args.tolerance > 0 and math.isfinite(args.tolerance)):
@@ -95,20 +97,19 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
     points = sweep(norm_grid, merge_grid)
     best = best_point(points, args.metric)
     default = sweep([base], [segmenter.merge_threshold])[0]
-    return {
+    report = {
         "model": str(args.model), "data": str(args.data), "alignments": str(args.alignments), "tier": args.tier,
         "tolerance": args.tolerance, "metric": args.metric, "utterances": len(utts), "seconds": seconds,
         "missing_alignments": len(missing), "missing_ids": missing[:100],
         "checkpoint_defaults": default.as_dict(),
         "best": best.as_dict(), "grid": [p.as_dict() for p in points],
-        "_points": points, "_model": segmenter.model,
     }
+    return report, points, segmenter.model
 
 
 def run(args: argparse.Namespace) -> int:
     """Tune, print the best pair against the checkpoint's defaults, write what was asked for."""
-    report = tune(args)
-    points, model = report.pop("_points"), report.pop("_model")
+    report, points, model = tune(args)
     best, d = report["best"], report["checkpoint_defaults"]
     print(f"tune-segmentation: {report['utterances']} utterances of {args.data}, {len(points)} threshold pairs")
     for what, p in (("checkpoint defaults", d), (f"best by {args.metric}", best)):

@@ -171,8 +171,7 @@ class FileSegmentSource:
         return check_segments(self._textgrid_frames(path), path)
 
     def _textgrid_frames(self, path: Path) -> np.ndarray:
-        spans = [(iv.start, iv.end) for iv in textgrid_syllables(path, self.tier, self.skip_labels)]
-        return seconds_to_frames(np.asarray(spans, dtype=np.float64).reshape(-1, 2))
+        return seconds_to_frames(textgrid_syllable_spans(path, self.tier, self.skip_labels)[1])
 
 
 def textgrid_syllables(
@@ -186,6 +185,14 @@ def textgrid_syllables(
         raise AlignmentError(path, f"no tier named {tier!r}; tiers found: {sorted(tiers)}")
     skip = {s.lower() for s in skip_labels}
     return [iv for iv in tiers[tier] if iv.label.strip().lower() not in skip]
+
+
+def textgrid_syllable_spans(
+    path: str | os.PathLike[str], tier: str = "syllables", skip_labels: Iterable[str] = DEFAULT_SKIP_LABELS
+) -> tuple[list[Any], np.ndarray]:
+    """:func:`textgrid_syllables` and their (N, 2) float64 ``[start, end)`` seconds."""
+    sylls = textgrid_syllables(path, tier, skip_labels)
+    return sylls, np.asarray([(iv.start, iv.end) for iv in sylls], dtype=np.float64).reshape(-1, 2)
 
 
 def _unit_set_segments(unit_dir: Path) -> dict[str, np.ndarray]:

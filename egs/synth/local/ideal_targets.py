@@ -25,7 +25,7 @@ from speechunits.eval.boundaries import evaluate_boundaries, interval_boundaries
 from speechunits.sylber.feature_teacher import LogMelTeacher
 from speechunits.sylber.losses import segment_average_targets
 from speechunits.sylber.segment import greedy_segment
-from speechunits.sylber.segment_sources import index_files, textgrid_syllables
+from speechunits.sylber.segment_sources import index_files, textgrid_syllable_spans
 from speechunits.sylber.train_task import load_segments, segment_mask
 
 CONV = [[64, 10, 5], [64, 3, 2], [64, 3, 2], [64, 3, 2], [64, 3, 2], [64, 2, 2], [64, 2, 2]]
@@ -44,8 +44,7 @@ def main() -> None:
     utts = load_manifest(args.data, require_text=False)
     segments = load_segments(args.segments, 50.0)
     grids = index_files(args.alignments, ".TextGrid")
-    refs = {u.id: interval_boundaries(np.array([(iv.start, iv.end) for iv in textgrid_syllables(grids[u.id])]))
-            for u in utts}
+    refs = {u.id: interval_boundaries(textgrid_syllable_spans(grids[u.id])[1]) for u in utts}
     waves = {u.id: torch.as_tensor(load_audio(u.audio))[None] for u in utts}
     merges = [float(m) for m in args.merge_thresholds.split(",")]
     boot = evaluate_boundaries({u: segment_boundaries(segments[u], 50.0) for u in refs}, refs, 0.05, args.shift)
