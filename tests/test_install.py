@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng sox libsndfile1".split()
 
-pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make not installed")
+pytestmark = pytest.mark.make
 
 
 def stub(bin_dir: Path, name: str, body: str) -> None:

@@ -17,7 +17,7 @@ from speechunits.cli import main as cli_main
 from speechunits.data.alignments import is_silence, read_textgrid
 from speechunits.data.corpora import load_fsc, load_librispeech, load_ljspeech
 from speechunits.data.synth import layouts, synthesize_fsc, synthesize_librispeech
-from speechunits.data.synth.cli import parse_splits
+from speechunits.data.synth.synth_cli import parse_splits
 from speechunits.data.synth.festival import FestivalRequest, prosody_commands, scheme_string, synthesize_batch
 from speechunits.data.synth.text import librispeech_transcript, unique_sentences
 from speechunits.data.synth.voices import Speaker
@@ -28,8 +28,6 @@ SPLITS = {"train-clean-100": 4, "dev-clean": 2}
 
 @pytest.fixture(scope="module")
 def libri(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("festival") is None:
-        pytest.skip("festival not installed")
     out = tmp_path_factory.mktemp("synth") / "corpus"
     synthesize_librispeech(out, SPLITS, seed=3, nj=1)
     return out
