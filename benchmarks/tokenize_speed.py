@@ -1,7 +1,7 @@
 """Benchmark: ``speechunits tokenize`` (one job) vs a straightforward per-utterance loop, on the CPU.
 
 Both variants use the same randomly initialised HuBERT-base-sized Sylber model
-(``SylberConfig()``: 7 conv layers, 9 transformer layers, d = 768; seed 0), the same
+(``EncoderConfig()``: 7 conv layers, 9 transformer layers, d = 768; seed 0), the same
 thresholds, the same torch thread count and the same audio:
 
 * **pipeline**: :func:`speechunits.tokenize.job.run_job` in-process, ``nj = 1``: fairseq2
@@ -86,11 +86,11 @@ def worker_loop(args: argparse.Namespace) -> dict:
     from speechunits.audio import load_audio
     from speechunits.data.jsonl import load_manifest
     from speechunits.errors import AudioError
-    from speechunits.sylber.checkpoints import load_sylber_model
+    from speechunits.encoders.checkpoints import load_encoder
     from speechunits.sylber.segment import greedy_segment, segment_means
 
     torch.set_num_threads(args.threads)
-    model = load_sylber_model(args.ckpt, map_location="cpu").eval()
+    model = load_encoder(args.ckpt, map_location="cpu").eval()
     utts = load_manifest(args.manifest, require_text=False)
     sr = int(model.config.sample_rate)
     results: list[tuple[str, np.ndarray, np.ndarray]] = []
@@ -161,12 +161,12 @@ def prepare_audio(args: argparse.Namespace, work: Path) -> tuple[Path, float, in
 def make_model(work: Path) -> Path:
     import torch
 
-    from speechunits.sylber.checkpoints import save_sylber_model
-    from speechunits.sylber.model import SylberConfig, SylberModel
+    from speechunits.encoders.checkpoints import save_encoder
+    from speechunits.encoders.model import EncoderConfig, SpeechEncoder
 
     torch.manual_seed(0)
     ckpt = work / "sylber-base-random.pt"
-    save_sylber_model(ckpt, SylberModel(SylberConfig()).eval())
+    save_encoder(ckpt, SpeechEncoder(EncoderConfig()).eval())
     return ckpt
 
 
@@ -203,7 +203,7 @@ def table(runs: dict[str, list[dict]], audio_s: float, n_utts: int, args: argpar
     lines = [
         "# Tokenization speed: `speechunits tokenize` vs a per-utterance loop (CPU)",
         "",
-        f"Model: randomly initialised `SylberConfig()` (HuBERT-base conv front end + 9 transformer layers, d=768). "
+        f"Model: randomly initialised `EncoderConfig()` (HuBERT-base conv front end + 9 transformer layers, d=768). "
         f"Audio: {n_utts} utterances, {audio_s / 60:.1f} min ({audio_s:.0f} s). "
         f"torch threads: {args.threads}; batch seconds: {args.batch_seconds}; decode workers: {args.num_workers}; "
         f"repeats: {args.repeats} (variants run back to back, alternating; median shown).",

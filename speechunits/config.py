@@ -1,4 +1,4 @@
-"""Structured YAML configs with ``key=value`` overrides (omegaconf), one loader for all tools."""
+"""Structured YAML configs with ``key=value`` overrides (omegaconf), one loader for all tools; value grids."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -47,3 +48,16 @@ def load_structured(
     cfg = OmegaConf.to_object(merged)
     assert isinstance(cfg, schema)
     return cfg
+
+
+def parse_grid(text: str, option: str = "--grid") -> tuple[float, ...]:
+    """``"MIN:MAX:STEP"`` (MAX inclusive) or a comma list -> the grid of values of ``option``."""
+    try:
+        if ":" in text:
+            lo, hi, step = (float(v) for v in text.split(":"))
+            if step <= 0 or hi < lo:
+                raise ValueError
+            return tuple(round(v, 6) for v in np.arange(lo, hi + step / 2, step))
+        return tuple(float(v) for v in text.split(","))
+    except ValueError as err:
+        raise ConfigError(None, f"{option}: expected MIN:MAX:STEP or a comma list of numbers, got {text!r}") from err

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from speechunits.errors import ConfigError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -66,7 +68,31 @@ def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def sha256_path(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file, or of the sorted (relative name, sha256) list of a directory's files
+    (e.g. a Hugging Face checkpoint directory)."""
+    base = Path(path)
+    if base.is_dir():
+        files = sorted(p for p in base.rglob("*") if p.is_file())
+        return sha256_json([[p.relative_to(base).as_posix(), sha256_file(p)] for p in files])
+    return sha256_file(base)
+
+
 def sha256_json(obj: Any) -> str:
     """Hex SHA-256 of the canonical JSON encoding of ``obj`` (sorted keys, no spaces)."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def index_files(root: str | os.PathLike[str], suffix: str) -> dict[str, Path]:
+    """Map ``<stem>`` -> path of every ``*<suffix>`` file under ``root`` (recursive); stems must be unique."""
+    base = Path(root)
+    if not base.is_dir():
+        raise ConfigError(base, f"expected a directory of *{suffix} files, found none")
+    index: dict[str, Path] = {}
+    for path in sorted(base.rglob(f"*{suffix}")):
+        stem = path.name[: -len(suffix)]
+        if stem in index:
+            raise ConfigError(path, f"utterance id {stem!r} appears twice (also {index[stem]})")
+        index[stem] = path
+    return index

@@ -71,6 +71,11 @@ def write_provenance(
     return out
 
 
+def invalidate_provenance(out_dir: str | os.PathLike[str]) -> None:
+    """Work is about to change ``out_dir``: it is no longer a complete output of any config."""
+    (Path(out_dir) / PROVENANCE_NAME).unlink(missing_ok=True)
+
+
 def is_complete(out_dir: str | os.PathLike[str], config: Mapping[str, Any]) -> bool:
     """True when ``out_dir`` holds a provenance record whose config hash matches ``config``."""
     path = Path(out_dir) / PROVENANCE_NAME

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from speechunits.sylber.model import SylberConfig, SylberModel
+from speechunits.encoders.model import EncoderConfig, SpeechEncoder
 
 SR = 16000
 
 
-def randomised_tiny_model() -> SylberModel:
+def randomised_tiny_model() -> SpeechEncoder:
     """A tiny model whose layer norms are randomised so frame norms and directions vary."""
     torch.manual_seed(0)
-    m = SylberModel(SylberConfig.tiny())
+    m = SpeechEncoder(EncoderConfig.tiny())
     with torch.no_grad():
         for name, p in m.named_parameters():
             if "layer_norm" in name:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from speechunits.data.alignments import seconds_to_frames
 from speechunits.data.utterance import Utterance
 from speechunits.errors import ConfigError, UnitFormatError
 from speechunits.eval.boundaries import match_boundaries, segment_boundaries
@@ -25,7 +26,6 @@ from speechunits.sylber.segment_sources import (
     SegmentSource,
     check_segments,
     make_segment_source,
-    seconds_to_frames,
 )
 
 
@@ -166,7 +166,7 @@ def test_file_source_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_seconds_to_frames_rounds_to_edges_and_drops_empty() -> None:
-    out = seconds_to_frames(np.array([[0.101, 0.289], [0.30, 0.305]]))
+    out = seconds_to_frames(np.array([[0.101, 0.289], [0.30, 0.305]]), 50.0)
     assert out.tolist() == [[5, 14]]
     assert check_segments(np.zeros((0, 2)), "x").shape == (0, 2)
 
@@ -189,7 +189,7 @@ def test_end_to_end_on_festival_speech(tmp_path: Path) -> None:
     """
     import json
 
-    pytest.importorskip("speechunits.data.synth.cli")
+    pytest.importorskip("speechunits.data.synth.synth_cli")
     pytest.importorskip("speechunits.units")
     from speechunits.cli import main
 

@@ -171,12 +171,13 @@ def test_purity_rejects_mismatched_labels() -> None:
 
 def test_cli_shift_grid_and_table() -> None:
     from speechunits.errors import ConfigError
-    from speechunits.eval.boundaries_cli import format_table, parse_grid
+    from speechunits.config import parse_grid
+    from speechunits.eval.boundaries_cli import format_table
 
     assert parse_grid("-0.01:0.01:0.005") == pytest.approx((-0.01, -0.005, 0.0, 0.005, 0.01))
     assert parse_grid("0,0.02") == (0.0, 0.02)
     with pytest.raises(ConfigError, match="shift-grid"):
-        parse_grid("a:b")
+        parse_grid("a:b", "--shift-grid")
     s = scores_from_counts(BoundaryCounts(hits=3, num_pred=4, num_ref=6))
     table = format_table({"boundaries": s.as_percent(), "utterances": 2, "missing_alignments": 1,
                           "tokens_per_second": 4.123, "ref_tokens_per_second": 5.0, "shift": -0.01,

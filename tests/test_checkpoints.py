@@ -1,7 +1,7 @@
 """Checkpoint loading in every layout: outputs equal the source model's; errors name the problem.
 
 The inverse key maps below (torchaudio names -> fairseq / HF names) are written independently
-of speechunits.sylber.checkpoints, so a wrong rename table fails these tests.
+of speechunits.encoders.checkpoints, so a wrong rename table fails these tests.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from speechunits.errors import CheckpointError
-from speechunits.sylber.checkpoints import load_sylber_model, save_sylber_model
-from speechunits.sylber.model import SylberConfig, SylberModel
+from speechunits.encoders.checkpoints import load_encoder, save_encoder
+from speechunits.encoders.model import EncoderConfig, SpeechEncoder
 
 POS = "encoder.transformer.pos_conv_embed.conv."
 
@@ -55,18 +55,18 @@ def to_hf(key: str, old_weight_norm: bool = True) -> str:
     return key.replace("encoder.transformer.", "encoder.")
 
 
-def _model(seed: int = 0, **overrides) -> SylberModel:
+def _model(seed: int = 0, **overrides) -> SpeechEncoder:
     torch.manual_seed(seed)
-    return SylberModel(SylberConfig.tiny(**overrides)).eval()
+    return SpeechEncoder(EncoderConfig.tiny(**overrides)).eval()
 
 
-def _same_outputs(a: SylberModel, b: SylberModel) -> None:
+def _same_outputs(a: SpeechEncoder, b: SpeechEncoder) -> None:
     x = torch.randn(2, 4000, generator=torch.Generator().manual_seed(5))
     with torch.inference_mode():
         torch.testing.assert_close(a(x)[0], b(x)[0], atol=1e-6, rtol=1e-6)
 
 
-def _fairseq_cfg(c: SylberConfig) -> dict:
+def _fairseq_cfg(c: EncoderConfig) -> dict:
     return {
         "model": {
             "_name": "hubert", "encoder_layers": c.num_layers, "encoder_embed_dim": c.encoder_embed_dim,
@@ -79,7 +79,7 @@ def _fairseq_cfg(c: SylberConfig) -> dict:
     }
 
 
-def _fairseq_sd(m: SylberModel) -> dict:
+def _fairseq_sd(m: SpeechEncoder) -> dict:
     sd = {to_fairseq(k): v.clone() for k, v in m.state_dict().items()}
     sd["mask_emb"] = torch.zeros(m.config.encoder_embed_dim)
     sd["label_embs_concat"] = torch.zeros(10, 8)
@@ -88,7 +88,7 @@ def _fairseq_sd(m: SylberModel) -> dict:
     return sd
 
 
-def _hf_config(c: SylberConfig) -> dict:
+def _hf_config(c: EncoderConfig) -> dict:
     return {
         "architectures": ["HubertModel"], "model_type": "hubert",
         "conv_dim": [l[0] for l in c.extractor_conv_layer_config],
@@ -105,8 +105,8 @@ def test_fairseq_pt_with_cfg(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
     m = _model()
     path = tmp_path / "hubert.pt"
     torch.save({"cfg": _fairseq_cfg(m.config), "model": _fairseq_sd(m)}, path)
-    with caplog.at_level(logging.INFO, logger="speechunits.sylber.checkpoints"):
-        loaded = load_sylber_model(path)
+    with caplog.at_level(logging.INFO, logger="speechunits.encoders.checkpoints"):
+        loaded = load_encoder(path)
     assert loaded.config.num_layers == 2 and loaded.config.num_heads == 4
     assert loaded.checkpoint_info.format == "fairseq"
     assert loaded.checkpoint_info.dropped == {"pretraining head": 4}
@@ -119,10 +119,10 @@ def test_fairseq_pt_with_legacy_args_and_truncation(tmp_path: Path) -> None:
     args = argparse.Namespace(**_fairseq_cfg(m3.config)["model"], normalize=False)
     path = tmp_path / "hubert_args.pt"
     torch.save({"args": args, "model": _fairseq_sd(m3)}, path)
-    full = load_sylber_model(path)
+    full = load_encoder(path)
     assert full.config.num_layers == 3
     _same_outputs(m3, full)
-    cut = load_sylber_model(path, num_layers=2)
+    cut = load_encoder(path, num_layers=2)
     assert cut.config.num_layers == 2 and cut.checkpoint_info.dropped["truncated layers"] == 16
     x = torch.randn(1, 3000)
     with torch.inference_mode():  # post-LN: layer 2 of the 3-layer model is the 2-layer output
@@ -141,7 +141,7 @@ def test_unknown_pickled_classes_are_stubbed(tmp_path: Path) -> None:
     path = tmp_path / "odd.ckpt"
     torch.save({"state_dict": {"net.speech_model." + to_hf(k): v for k, v in m.state_dict().items()},
                 "hyper_parameters": FakeOmegaConf()}, path)
-    loaded = load_sylber_model(path, config=m.config)
+    loaded = load_encoder(path, config=m.config)
     _same_outputs(m, loaded)
 
 
@@ -154,7 +154,7 @@ def test_hf_directory(tmp_path: Path, old_weight_norm: bool) -> None:
     sd = {to_hf(k, old_weight_norm): v.clone() for k, v in m.state_dict().items()}
     sd["masked_spec_embed"] = torch.zeros(m.config.encoder_embed_dim)
     torch.save(sd, d / "pytorch_model.bin")
-    loaded = load_sylber_model(d)
+    loaded = load_encoder(d)
     assert loaded.checkpoint_info.format == "hf" and not loaded.config.normalize_waveform
     _same_outputs(m, loaded)
 
@@ -163,39 +163,39 @@ def test_hf_directory_errors(tmp_path: Path) -> None:
     d = tmp_path / "hf"
     d.mkdir()
     with pytest.raises(CheckpointError, match="config.json"):
-        load_sylber_model(d)
-    (d / "config.json").write_text(json.dumps(_hf_config(SylberConfig.tiny())))
+        load_encoder(d)
+    (d / "config.json").write_text(json.dumps(_hf_config(EncoderConfig.tiny())))
     with pytest.raises(CheckpointError, match="neither pytorch_model.bin nor model.safetensors"):
-        load_sylber_model(d)
-    (d / "config.json").write_text(json.dumps({**_hf_config(SylberConfig.tiny()), "feat_proj_layer_norm": False}))
+        load_encoder(d)
+    (d / "config.json").write_text(json.dumps({**_hf_config(EncoderConfig.tiny()), "feat_proj_layer_norm": False}))
     torch.save({to_hf(k): v for k, v in _model().state_dict().items() if "feature_projection.layer_norm" not in k},
                d / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match="feat_proj_layer_norm"):
-        load_sylber_model(d)
+        load_encoder(d)
     (d / "pytorch_model.bin").unlink()
-    (d / "config.json").write_text(json.dumps(_hf_config(SylberConfig.tiny())))
+    (d / "config.json").write_text(json.dumps(_hf_config(EncoderConfig.tiny())))
     (d / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
     try:
         import safetensors  # noqa: F401
     except ImportError:
         with pytest.raises(CheckpointError, match="safetensors package is not installed"):
-            load_sylber_model(d)
+            load_encoder(d)
     else:
         with pytest.raises(CheckpointError):
-            load_sylber_model(d)
+            load_encoder(d)
 
 
 def test_torchaudio_state_dict_and_own_format(tmp_path: Path) -> None:
     m = _model(normalize_waveform=True)
     plain = tmp_path / "plain.pt"
     torch.save(m.state_dict(), plain)
-    loaded = load_sylber_model(plain, config=m.config)
+    loaded = load_encoder(plain, config=m.config)
     assert loaded.checkpoint_info.format == "torchaudio"
     _same_outputs(m, loaded)
     own = tmp_path / "sub" / "own.pt"
-    save_sylber_model(own, m)
+    save_encoder(own, m)
     assert not [p for p in own.parent.iterdir() if p.name != "own.pt"]  # no temporaries left
-    again = load_sylber_model(own)
+    again = load_encoder(own)
     assert again.config == m.config
     _same_outputs(m, again)
 
@@ -207,21 +207,21 @@ def test_lightning_ckpt_reference_layout(tmp_path: Path) -> None:
     sd["net.thresholder.mu"] = torch.zeros(2)
     path = tmp_path / "epoch=3.ckpt"
     torch.save({"state_dict": sd, "epoch": 3, "global_step": 10, "hyper_parameters": {"lr": 1e-4}}, path)
-    loaded = load_sylber_model(path)
+    loaded = load_encoder(path)
     info = loaded.checkpoint_info
     assert (info.format, info.scheme, info.prefix) == ("lightning", "hf", "net.speech_model.")
     assert info.dropped == {"outside prefix": 1}
     assert loaded.config.normalize_waveform
-    expect = SylberModel(SylberConfig.tiny(num_heads=1, normalize_waveform=True)).eval()
+    expect = SpeechEncoder(EncoderConfig.tiny(num_heads=1, normalize_waveform=True)).eval()
     expect.load_state_dict(m.state_dict())
     _same_outputs(expect, loaded)
     # the released sylber.ckpt: a bare HubertModel state dict, and the EMA dict
     bare = tmp_path / "sylber.ckpt"
     torch.save({to_hf(k): v for k, v in m.state_dict().items()}, bare)
-    _same_outputs(expect, load_sylber_model(bare))
+    _same_outputs(expect, load_encoder(bare))
     ema = tmp_path / "ema_dict.ckpt"
     torch.save({"ema": {to_hf(k): v for k, v in m.state_dict().items()}}, ema)
-    _same_outputs(expect, load_sylber_model(ema))
+    _same_outputs(expect, load_encoder(ema))
 
 
 def test_prefix_selection(tmp_path: Path) -> None:
@@ -231,10 +231,10 @@ def test_prefix_selection(tmp_path: Path) -> None:
     path = tmp_path / "two.ckpt"
     torch.save({"state_dict": sd}, path)
     with pytest.raises(CheckpointError, match="pass prefix="):
-        load_sylber_model(path, config=a.config)
-    _same_outputs(b, load_sylber_model(path, config=a.config, prefix="teacher.model."))
+        load_encoder(path, config=a.config)
+    _same_outputs(b, load_encoder(path, config=a.config, prefix="teacher.model."))
     with pytest.raises(CheckpointError, match="no encoder weights under prefix"):
-        load_sylber_model(path, config=a.config, prefix="nope.")
+        load_encoder(path, config=a.config, prefix="nope.")
 
 
 def test_unexpected_and_missing_keys(tmp_path: Path) -> None:
@@ -244,13 +244,13 @@ def test_unexpected_and_missing_keys(tmp_path: Path) -> None:
     path = tmp_path / "extra.pt"
     torch.save({"cfg": _fairseq_cfg(m.config), "model": sd}, path)
     with pytest.raises(CheckpointError, match=r"unexpected keys.*rel_pos_bias") as err:
-        load_sylber_model(path)
+        load_encoder(path)
     assert str(path) in str(err.value)
     sd = _fairseq_sd(m)
     del sd["encoder.layers.1.fc2.bias"]
     torch.save({"cfg": _fairseq_cfg(m.config), "model": sd}, path)
     with pytest.raises(CheckpointError, match=r"missing keys.*layers\.1\.feed_forward\.output_dense\.bias"):
-        load_sylber_model(path)
+        load_encoder(path)
 
 
 def test_shape_mismatch_names_key_and_shapes(tmp_path: Path) -> None:
@@ -259,30 +259,30 @@ def test_shape_mismatch_names_key_and_shapes(tmp_path: Path) -> None:
     torch.save(m.state_dict(), path)
     with pytest.raises(CheckpointError, match=r"shape mismatch for 'encoder\.transformer\.layers\.0\.feed_forward"
                                               r"\.intermediate_dense\.weight': checkpoint \(128, 64\), model \(96, 64\)"):
-        load_sylber_model(path, config=SylberConfig.tiny(ffn_dim=96))
+        load_encoder(path, config=EncoderConfig.tiny(ffn_dim=96))
 
 
 def test_truncated_and_foreign_files(tmp_path: Path) -> None:
     m = _model()
     good = tmp_path / "good.pt"
-    save_sylber_model(good, m)
+    save_encoder(good, m)
     data = good.read_bytes()
     cut = tmp_path / "cut.pt"
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated or not a torch checkpoint") as err:
-        load_sylber_model(cut)
+        load_encoder(cut)
     assert str(cut) in str(err.value)
     junk = tmp_path / "junk.pt"
     junk.write_text("this is not a checkpoint\n")
     with pytest.raises(CheckpointError, match="truncated or not a torch checkpoint"):
-        load_sylber_model(junk)
+        load_encoder(junk)
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
     with pytest.raises(CheckpointError, match="0 bytes"):
-        load_sylber_model(empty)
+        load_encoder(empty)
     with pytest.raises(CheckpointError, match="does not exist"):
-        load_sylber_model(tmp_path / "missing.pt")
+        load_encoder(tmp_path / "missing.pt")
     other = tmp_path / "other.pt"
     torch.save({"weights": {"fc.weight": torch.zeros(2, 2)}}, other)
     with pytest.raises(CheckpointError, match="unrecognised checkpoint layout"):
-        load_sylber_model(other)
+        load_encoder(other)

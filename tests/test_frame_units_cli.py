@@ -17,10 +17,11 @@ from speechunits.audio import load_audio
 from speechunits.data.kaldi import write_kaldi_dir
 from speechunits.data.utterance import Utterance
 from speechunits.errors import CheckpointError, ConfigError
+from speechunits.io_utils import sha256_path
 from speechunits.quantize import frame_units_cli as fu
 from speechunits.quantize.codebook import load_codebook, save_codebook
-from speechunits.sylber.checkpoints import load_sylber_model, save_sylber_model
-from speechunits.sylber.model import SylberConfig, SylberModel
+from speechunits.encoders.checkpoints import load_encoder, save_encoder
+from speechunits.encoders.model import EncoderConfig, SpeechEncoder
 from speechunits.units import read_meta, read_units, runs_to_frames, validate_unit_set
 
 SR = 16000
@@ -43,8 +44,8 @@ def _args(**kw: object) -> argparse.Namespace:
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("frame_units")
     torch.manual_seed(0)
-    model = SylberModel(SylberConfig.tiny())
-    save_sylber_model(root / "model.pt", model)
+    model = SpeechEncoder(EncoderConfig.tiny())
+    save_encoder(root / "model.pt", model)
     rng = np.random.default_rng(0)
     utts = []
     for i, (uid, (seconds, sr)) in enumerate(sorted(GOOD.items())):
@@ -81,7 +82,7 @@ def test_output_validates_with_producer(corpus: dict[str, Path]) -> None:
     assert meta.vocab_size == K == book.k
     assert report.num_utterances == len(GOOD) and report.num_quantized == len(GOOD)
     assert meta.producer["layer"] == LAYER
-    assert meta.producer["model"]["sha256"] == fu.model_sha256(corpus["model"])
+    assert meta.producer["model"]["sha256"] == sha256_path(corpus["model"])
     assert meta.producer["codebook"]["hash"] == book.hash
     assert book.meta["settings"]["max_frames"] == 60 and book.meta["num_vectors"] == 60
     assert (out / "provenance.json").is_file()
@@ -89,7 +90,7 @@ def test_output_validates_with_producer(corpus: dict[str, Path]) -> None:
 
 def test_runs_tile_and_equal_direct_assignment(corpus: dict[str, Path]) -> None:
     out = corpus["out"]
-    model = load_sylber_model(corpus["model"], num_layers=LAYER)
+    model = load_encoder(corpus["model"], num_layers=LAYER)
     book = load_codebook(out / fu.CODEBOOK_NAME)
     cent = torch.from_numpy(book.centroids)
     recs = _records(out)

@@ -252,7 +252,7 @@ def test_synth_stage0_tiny_and_rerun_skips(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_synth_recipe_all_stages_tiny(tmp_path: Path) -> None:
     """Every stage of egs/synth on tiny corpora and a few training steps; RESULTS.md has three rows."""
-    from speechunits.sylber.checkpoints import load_sylber_model
+    from speechunits.encoders.checkpoints import load_encoder
     from speechunits.units import read_meta, validate_unit_set
 
     data, exp = tmp_path / "data", tmp_path / "exp"
@@ -266,7 +266,7 @@ def test_synth_recipe_all_stages_tiny(tmp_path: Path) -> None:
         assert (sylber / name / "model.pt").is_file()
         tuned = json.loads((sylber / name / "tune.json").read_text())  # thresholds picked on dev-clean
         assert tuned["data"].endswith("dev-clean") and (sylber / name / "tune.png").is_file()
-        model = load_sylber_model(sylber / name / "model.tuned.pt")
+        model = load_encoder(sylber / name / "model.tuned.pt")
         assert model.segmentation_defaults["norm_threshold"] == pytest.approx(tuned["best"]["norm_threshold"])
         validate_unit_set(sylber / "units" / name / "test-clean")
         producer = read_meta(sylber / "units" / name / "test-clean").producer

@@ -11,8 +11,8 @@ import torch
 
 from speechunits.audio import write_audio
 from speechunits.cli import main
-from speechunits.sylber.checkpoints import save_sylber_model
-from speechunits.sylber.model import SylberConfig, SylberModel
+from speechunits.encoders.checkpoints import save_encoder
+from speechunits.encoders.model import EncoderConfig, SpeechEncoder
 
 SR = 16000
 
@@ -21,12 +21,12 @@ SR = 16000
 def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("segcli")
     torch.manual_seed(0)
-    model = SylberModel(SylberConfig.tiny())
+    model = SpeechEncoder(EncoderConfig.tiny())
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "layer_norm" in name:
                 p.add_(torch.randn_like(p) * 0.5)
-    save_sylber_model(d / "model.pt", model)
+    save_encoder(d / "model.pt", model)
     rng = np.random.default_rng(0)
     out = {"model": d / "model.pt"}
     for i, secs in enumerate([1.2, 0.7]):

@@ -99,10 +99,10 @@ def test_bad_audio(segmenter: Segmenter, tmp_path: Path) -> None:
 
 
 def test_loads_checkpoint_path_and_export(tmp_path: Path) -> None:
-    from speechunits.sylber.checkpoints import save_sylber_model
+    from speechunits.encoders.checkpoints import save_encoder
 
     m = randomised_tiny_model()
-    save_sylber_model(tmp_path / "m.pt", m)
+    save_encoder(tmp_path / "m.pt", m)
     seg = ExportedSegmenter(tmp_path / "m.pt", device="cpu", norm_threshold=1.0)
     wav = speechlike(0.8, 5)
     ref = Segmenter(m, device="cpu", norm_threshold=1.0)

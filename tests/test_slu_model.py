@@ -140,7 +140,7 @@ TINY_W2V = dict(
     num_heads=4,
     ffn_dim=64,
     layer_drop=0.0,
-)  # SylberConfig fields
+)  # EncoderConfig fields
 
 
 def test_wav2vec2_encoder_checkpoint_and_frozen_front_end(tmp_path) -> None:

@@ -16,7 +16,7 @@ from speechunits.audio import write_audio
 from speechunits.data.kaldi import write_kaldi_dir
 from speechunits.data.utterance import Utterance
 from speechunits.errors import ConfigError
-from speechunits.slu import cli, results_cli
+from speechunits.slu import cil_cli, results_cli
 from speechunits.slu import metrics as M
 from speechunits.slu import protocol as P
 from speechunits.train.loop import Trainer
@@ -159,15 +159,15 @@ def test_interrupted_task_resumes(data_dir, tmp_path) -> None:
 
 def test_cli_joint_and_comparison(data_dir, tmp_path, capsys) -> None:
     parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
+    cil_cli.add_arguments(parser)
     common = ["--config", str(data_dir / "conf.yaml"), "--data-dir", str(data_dir), "--out-dir", str(tmp_path), "--threads", "1"]
-    assert cli.run(parser.parse_args(common + ["--prepare-only"])) == 0
+    assert cil_cli.run(parser.parse_args(common + ["--prepare-only"])) == 0
     assert "2 tasks, 4 classes" in capsys.readouterr().out
-    assert cli.run(parser.parse_args(common + ["--method", "joint", "epochs_per_task=1", "joint_epochs=3"])) == 0
+    assert cil_cli.run(parser.parse_args(common + ["--method", "joint", "epochs_per_task=1", "joint_epochs=3"])) == 0
     joint = json.loads((tmp_path / "joint" / "results.json").read_text())
     assert joint["num_tasks"] == 1 and joint["forgetting"] is None and joint["aia"] == joint["last"]
     assert not (tmp_path / "joint" / "task1").exists()
-    assert cli.run(parser.parse_args(common + ["--method", "ft", "epochs_per_task=1"])) == 0
+    assert cil_cli.run(parser.parse_args(common + ["--method", "ft", "epochs_per_task=1"])) == 0
     rparser = argparse.ArgumentParser()
     results_cli.add_arguments(rparser)
     capsys.readouterr()

@@ -1,4 +1,4 @@
-"""SylberModel: exact frame lengths, padding invariance, normalisation, torchaudio equivalence."""
+"""SpeechEncoder: exact frame lengths, padding invariance, normalisation, torchaudio equivalence."""
 
 from __future__ import annotations
 
@@ -6,24 +6,24 @@ import pytest
 import torch
 import torchaudio
 
-from speechunits.sylber.model import SylberConfig, SylberModel
+from speechunits.encoders.model import EncoderConfig, SpeechEncoder
 
 
-def _model(**overrides) -> SylberModel:
+def _model(**overrides) -> SpeechEncoder:
     torch.manual_seed(0)
-    return SylberModel(SylberConfig.tiny(**overrides)).eval()
+    return SpeechEncoder(EncoderConfig.tiny(**overrides)).eval()
 
 
 def test_hubert_base_geometry() -> None:
-    cfg = SylberConfig()
+    cfg = EncoderConfig()
     assert cfg.num_layers == 9 and cfg.encoder_embed_dim == 768 and cfg.hop_length == 320
     assert cfg.frame_rate == 50.0
-    m = SylberModel.__new__(SylberModel)  # frame_lengths only needs the config
+    m = SpeechEncoder.__new__(SpeechEncoder)  # frame_lengths only needs the config
     m.__dict__["config"] = cfg
-    assert SylberModel.frame_lengths(m, 16000) == 49
-    assert SylberModel.frame_lengths(m, 400) == 1
-    assert SylberModel.frame_lengths(m, 399) == 0
-    assert SylberModel.frame_lengths(m, 16000 * 5) == 249
+    assert SpeechEncoder.frame_lengths(m, 16000) == 49
+    assert SpeechEncoder.frame_lengths(m, 400) == 1
+    assert SpeechEncoder.frame_lengths(m, 399) == 0
+    assert SpeechEncoder.frame_lengths(m, 16000 * 5) == 249
 
 
 @pytest.mark.parametrize("num_samples", [400, 401, 719, 720, 1234, 3333, 8000])
@@ -104,14 +104,14 @@ def test_extract_features_layers(layer_norm_first: bool) -> None:
 
 
 def test_config_round_trip_and_validation() -> None:
-    cfg = SylberConfig.tiny(num_layers=3)
-    assert SylberConfig.from_dict(cfg.to_dict()) == cfg
+    cfg = EncoderConfig.tiny(num_layers=3)
+    assert EncoderConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError):
-        SylberConfig.tiny(num_heads=5)
+        EncoderConfig.tiny(num_heads=5)
     with pytest.raises(ValueError):
-        SylberConfig(extractor_mode="batch_norm")
+        EncoderConfig(extractor_mode="batch_norm")
     with pytest.raises(ValueError):
-        SylberConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+        EncoderConfig.from_dict({**cfg.to_dict(), "bogus": 1})
 
 
 def test_bad_input_shapes() -> None:

@@ -77,9 +77,9 @@ def test_stage1_then_stage2(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (s2 / "metrics.jsonl").read_text().splitlines()]
     thresholds = [r["train/norm_threshold"] for r in rows if "train/norm_threshold" in r]
     assert len(thresholds) >= 2 and thresholds[0] != thresholds[-1]  # the threshold adapts
-    from speechunits.sylber.checkpoints import load_sylber_model
+    from speechunits.encoders.checkpoints import load_encoder
 
-    model = load_sylber_model(s2 / "model.pt")
+    model = load_encoder(s2 / "model.pt")
     feats, _ = model(torch.zeros(1, SR))
     assert feats.shape[-1] == 64
 
@@ -99,7 +99,7 @@ def test_stage1_needs_segments_for_every_utterance(tmp_path: Path) -> None:
 
 
 def test_exported_model_carries_its_thresholds(tmp_path: Path) -> None:
-    from speechunits.sylber.checkpoints import load_sylber_model
+    from speechunits.encoders.checkpoints import load_encoder
     from speechunits.sylber.segmenter import Segmenter
 
     data, segments = make_corpus(tmp_path, n=3)
@@ -108,9 +108,9 @@ def test_exported_model_carries_its_thresholds(tmp_path: Path) -> None:
     task.student_norms.load_state_dict({**task.student_norms.state_dict(), "speech_mean": 9.0, "silence_mean": 1.0,
                                         "speech_var": 1.0, "silence_var": 1.0})
     task.export(tmp_path / "m.pt")
-    model = load_sylber_model(tmp_path / "m.pt")
+    model = load_encoder(tmp_path / "m.pt")
     assert model.segmentation_defaults["norm_threshold"] == pytest.approx(5.0)
-    from speechunits.sylber.checkpoints import segmentation_defaults
+    from speechunits.encoders.checkpoints import segmentation_defaults
 
     assert segmentation_defaults(tmp_path / "m.pt")["norm_threshold"] == pytest.approx(5.0)
     seg = Segmenter(model, device="cpu")
@@ -145,10 +145,10 @@ def test_rerunning_a_finished_run_keeps_the_exported_model(tmp_path: Path, capsy
 
 def test_logmel_teacher_frames_match_the_encoder() -> None:
     from speechunits.sylber.feature_teacher import LogMelTeacher
-    from speechunits.sylber.model import SylberConfig, SylberModel
+    from speechunits.encoders.model import EncoderConfig, SpeechEncoder
 
-    config = SylberConfig.tiny()
-    model, teacher = SylberModel(config), LogMelTeacher(64, config.extractor_conv_layer_config)
+    config = EncoderConfig.tiny()
+    model, teacher = SpeechEncoder(config), LogMelTeacher(64, config.extractor_conv_layer_config)
     wavs, lengths = torch.randn(2, 12000), torch.tensor([12000, 7000])
     feats, frames = teacher(wavs, lengths)
     student, student_frames = model(wavs, lengths)
@@ -173,9 +173,9 @@ def test_logmel_teacher_speech_statistics_and_deltas_by_hand() -> None:
 
 def test_logmel_teacher_standardises_over_the_speech_frames() -> None:
     from speechunits.sylber.feature_teacher import LogMelTeacher
-    from speechunits.sylber.model import SylberConfig
+    from speechunits.encoders.model import EncoderConfig
 
-    config = SylberConfig.tiny()
+    config = EncoderConfig.tiny()
     teacher = LogMelTeacher(128, config.extractor_conv_layer_config, n_mels=80, deltas=False)
     gen = torch.Generator().manual_seed(0)
     wav = 1e-3 * torch.randn(1, 16000, generator=gen)
@@ -193,16 +193,16 @@ def test_logmel_teacher_standardises_over_the_speech_frames() -> None:
 
 
 def test_stage2_can_pin_the_init_checkpoints_norm_threshold(tmp_path: Path) -> None:
-    from speechunits.sylber.checkpoints import save_sylber_model
-    from speechunits.sylber.model import SylberConfig, SylberModel
+    from speechunits.encoders.checkpoints import save_encoder
+    from speechunits.encoders.model import EncoderConfig, SpeechEncoder
 
     data, _ = make_corpus(tmp_path, n=2)
-    save_sylber_model(tmp_path / "tuned.pt", SylberModel(SylberConfig.tiny()),
+    save_encoder(tmp_path / "tuned.pt", SpeechEncoder(EncoderConfig.tiny()),
                       segmentation={"norm_threshold": 1.25, "merge_threshold": 0.7})
     task = SylberTask(load_config(None, overrides(data, **{"task.stage": 2, "task.init": tmp_path / "tuned.pt",
                                                            "task.thresholder_start": "threshold"})))
     assert task.thresholder.threshold == pytest.approx(1.25)
-    save_sylber_model(tmp_path / "plain.pt", SylberModel(SylberConfig.tiny()))
+    save_encoder(tmp_path / "plain.pt", SpeechEncoder(EncoderConfig.tiny()))
     with pytest.raises(ConfigError, match="records a norm threshold"):
         SylberTask(load_config(None, overrides(data, **{"task.stage": 2, "task.init": tmp_path / "plain.pt",
                                                         "task.thresholder_start": "threshold"})))
@@ -231,12 +231,12 @@ def test_resuming_onto_a_different_init_model_is_refused(tmp_path: Path) -> None
     s2 = tmp_path / "s2"
     base = ["train-sylber", "--out-dir", str(s2), "--device", "cpu"]
     assert main([*base, *overrides(data, **{"task.stage": 2, "task.init": init, "max_steps": 2})]) == 0
-    from speechunits.sylber.checkpoints import load_sylber_model, save_sylber_model
+    from speechunits.encoders.checkpoints import load_encoder, save_encoder
 
-    model = load_sylber_model(init)
+    model = load_encoder(init)
     with torch.no_grad():
         next(model.parameters()).add_(1.0)
-    save_sylber_model(init, model)  # stage 1 retrained: same path, new content
+    save_encoder(init, model)  # stage 1 retrained: same path, new content
     assert main([*base, *overrides(data, **{"task.stage": 2, "task.init": init, "max_steps": 2})]) == 2
 
 

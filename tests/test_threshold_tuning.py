@@ -14,9 +14,9 @@ from speechunits.cli import main
 from speechunits.data.alignments import Interval, write_textgrid
 from speechunits.data.kaldi import write_kaldi_dir
 from speechunits.data.utterance import Utterance
-from speechunits.eval.threshold_sweep import best_point, plot_sweep, sweep_thresholds
-from speechunits.sylber.checkpoints import load_sylber_model, save_sylber_model
-from speechunits.sylber.model import SylberConfig, SylberModel
+from speechunits.sylber.threshold_sweep import best_point, plot_sweep, sweep_thresholds
+from speechunits.encoders.checkpoints import load_encoder, save_encoder
+from speechunits.encoders.model import EncoderConfig, SpeechEncoder
 
 SR = 16000
 
@@ -85,7 +85,7 @@ def test_tune_segmentation_cli_writes_report_plot_and_tuned_checkpoint(tmp_path:
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
     data, ali = _dev_set(tmp_path)
     torch.manual_seed(0)
-    save_sylber_model(tmp_path / "m.pt", SylberModel(SylberConfig.tiny()),
+    save_encoder(tmp_path / "m.pt", SpeechEncoder(EncoderConfig.tiny()),
                       segmentation={"norm_threshold": 3.0, "merge_threshold": 0.8, "speech_mean": 4.0})
     args = ["tune-segmentation", "--model", str(tmp_path / "m.pt"), "--data", str(data), "--alignments", str(ali),
             "--merge-grid", "0.5,0.9", "--device", "cpu", "--json", str(tmp_path / "tune.json"),
@@ -99,11 +99,11 @@ def test_tune_segmentation_cli_writes_report_plot_and_tuned_checkpoint(tmp_path:
     assert norms[0] == pytest.approx(1.2) and norms[-1] == pytest.approx(4.2) and len(report["grid"]) == 2 * len(norms)
     assert report["best"]["f1"] == max(p["f1"] for p in report["grid"])
     assert report["checkpoint_defaults"]["norm_threshold"] == 3.0 and "f1" in report["checkpoint_defaults"]
-    tuned = load_sylber_model(tmp_path / "tuned.pt")
+    tuned = load_encoder(tmp_path / "tuned.pt")
     assert tuned.segmentation_defaults["norm_threshold"] == pytest.approx(report["best"]["norm_threshold"])
     assert tuned.segmentation_defaults["merge_threshold"] == pytest.approx(report["best"]["merge_threshold"])
     assert tuned.segmentation_defaults["speech_mean"] == 4.0  # the rest of the record is kept
-    original = load_sylber_model(tmp_path / "m.pt")
+    original = load_encoder(tmp_path / "m.pt")
     assert all(torch.equal(a, b) for a, b in zip(original.state_dict().values(), tuned.state_dict().values()))
     assert (tmp_path / "tune.png").is_file()
 
@@ -111,7 +111,7 @@ def test_tune_segmentation_cli_writes_report_plot_and_tuned_checkpoint(tmp_path:
 def test_tune_segmentation_without_any_alignment_names_the_directory(tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     data, _ = _dev_set(tmp_path, n=2)
-    save_sylber_model(tmp_path / "m.pt", SylberModel(SylberConfig.tiny()))
+    save_encoder(tmp_path / "m.pt", SpeechEncoder(EncoderConfig.tiny()))
     (tmp_path / "empty").mkdir()
     args = ["tune-segmentation", "--model", str(tmp_path / "m.pt"), "--data", str(data),
             "--alignments", str(tmp_path / "empty"), "--device", "cpu", "--export", str(tmp_path / "tuned.pt")]

@@ -17,11 +17,11 @@ import soundfile as sf
 
 from speechunits.data.jsonl import write_jsonl_manifest
 from speechunits.data.utterance import Utterance
-from speechunits.sylber.checkpoints import save_sylber_model
+from speechunits.encoders.checkpoints import save_encoder
 from speechunits.sylber.segment import segment_means
 from speechunits.sylber.segmenter import Segmenter
 from speechunits.tokenize import OverlapWorker
-from speechunits.tokenize import cli as tok_cli
+from speechunits.tokenize import tokenize_cli as tok_cli
 from speechunits.tokenize.job import DELAY_ENV
 from speechunits.units import iter_embeddings, read_units, validate_unit_set
 from synthetic_inputs import randomised_tiny_model, speechlike
@@ -37,7 +37,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("tok")
     model = randomised_tiny_model()
     ckpt = root / "tiny.pt"
-    save_sylber_model(ckpt, model)
+    save_encoder(ckpt, model)
     utts = []
     for i in range(8):
         sr = 8000 if i == 3 else SR
@@ -69,7 +69,7 @@ def _args(corpus: dict, out: Path, **kw: object) -> argparse.Namespace:
 
 def _cmd(corpus: dict, out: Path, **kw: object) -> list[str]:
     ns = _args(corpus, out, **kw)
-    argv = [sys.executable, "-m", "speechunits.tokenize.cli", "--model", str(ns.model), "--data", str(ns.data),
+    argv = [sys.executable, "-m", "speechunits.tokenize.tokenize_cli", "--model", str(ns.model), "--data", str(ns.data),
             "--out", str(ns.out), "--device", "cpu", "--norm-threshold", repr(ns.norm_threshold),
             "--merge-threshold", repr(ns.merge_threshold), "--batch-seconds", repr(ns.batch_seconds),
             "--threads", "1", "--nj", str(ns.nj)]
@@ -283,7 +283,7 @@ def test_dispatcher_and_option_errors(corpus: dict, tmp_path: Path, monkeypatch:
     """Through `speechunits tokenize` (registry entry added here until the lead adds it)."""
     import speechunits.cli as top
 
-    monkeypatch.setitem(top.COMMANDS, "tokenize", ("speechunits.tokenize.cli", "tokenize a corpus"))
+    monkeypatch.setitem(top.COMMANDS, "tokenize", ("speechunits.tokenize.tokenize_cli", "tokenize a corpus"))
     base = ["tokenize", "--model", str(corpus["ckpt"]), "--data", str(corpus["manifest"]), "--out", str(tmp_path / "u")]
     assert top.main(base + ["--nj", "2", "--job", "2"]) == 2
     assert "--job" in capsys.readouterr().err

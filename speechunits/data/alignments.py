@@ -15,17 +15,21 @@ from __future__ import annotations
 import bisect
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from speechunits.errors import AlignmentError
 from speechunits.io_utils import atomic_write_bytes, atomic_write_text
 
 PathLike = str | os.PathLike[str]
 
-SILENCE_LABELS: frozenset[str] = frozenset({"", "sil", "sp", "pau", "<eps>"})
-"""Labels that mean silence (compare after ``strip().lower()``)."""
+SILENCE_LABELS: frozenset[str] = frozenset({"", "sil", "sp", "spn", "pau", "<sil>", "<eps>", "#", "h#"})
+"""Labels that mean silence or non-speech to every consumer (compare after ``strip().lower()``):
+Festival's ``pau``, Kaldi/MFA's ``sil``/``sp``/``spn`` (spoken noise) and ``<eps>``, TIMIT's
+``h#``, ``#`` and ``<sil>`` of other aligners."""
 
 TOLERANCE = 1e-6
 """Seconds two boundaries may differ by and still count as the same (rounded writers)."""
@@ -201,6 +205,34 @@ def read_textgrid(path: PathLike) -> dict[str, list[Interval]]:
                 p, f"unknown tier class {kind.value!r}: expected \"IntervalTier\" or \"TextTier\"", kind.line
             )
     return tiers
+
+
+# --------------------------------------------------------------------------- reference syllables
+
+
+def textgrid_syllables(path: PathLike, tier: str = "syllables",
+                       skip_labels: Iterable[str] = SILENCE_LABELS) -> list[Interval]:
+    """The non-silence intervals of one TextGrid tier: the reference syllables of an utterance."""
+    tiers = read_textgrid(path)
+    if tier not in tiers:
+        raise AlignmentError(path, f"no tier named {tier!r}; tiers found: {sorted(tiers)}")
+    skip = {s.strip().lower() for s in skip_labels}
+    return [iv for iv in tiers[tier] if iv.label.strip().lower() not in skip]
+
+
+def textgrid_syllable_spans(path: PathLike, tier: str = "syllables",
+                            skip_labels: Iterable[str] = SILENCE_LABELS) -> tuple[list[Interval], np.ndarray]:
+    """:func:`textgrid_syllables` and their (N, 2) float64 ``[start, end)`` seconds."""
+    sylls = textgrid_syllables(path, tier, skip_labels)
+    return sylls, np.asarray([(iv.start, iv.end) for iv in sylls], dtype=np.float64).reshape(-1, 2)
+
+
+def seconds_to_frames(intervals: np.ndarray, frame_rate: float) -> np.ndarray:
+    """(N, 2) seconds -> (M, 2) int64 ``[start, end)`` frames (nearest frame edge); spans that
+    collapse to zero frames are dropped."""
+    arr = np.asarray(intervals, dtype=np.float64).reshape(-1, 2)
+    frames = np.rint(arr * frame_rate).astype(np.int64)
+    return frames[frames[:, 1] > frames[:, 0]]
 
 
 # --------------------------------------------------------------------------- TextGrid writing

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from speechunits.io_utils import sha256_json
+
 
 @dataclass
 class Utterance:
@@ -55,3 +57,8 @@ class Utterance:
             duration=d.get("duration"),
             extra=extra,
         )
+
+
+def manifest_fingerprint(utts: list[Utterance]) -> str:
+    """Hash of what decides a corpus job's output per utterance: ids, audio, speaker, text."""
+    return sha256_json([[u.id, u.audio, u.speaker, u.text] for u in sorted(utts, key=lambda u: u.id)])

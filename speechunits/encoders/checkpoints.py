@@ -1,6 +1,6 @@
-"""Load Sylber / HuBERT encoders from local checkpoint files with explicit key maps.
+"""Load HuBERT / wav2vec2-shaped encoders (and Sylber's) from local checkpoint files with explicit key maps.
 
-Supported layouts (detected from the file, see :func:`load_sylber_model`):
+Supported layouts (detected from the file, see :func:`load_encoder`):
 
 ``fairseq``
     HuBERT ``.pt``: ``{"cfg" | "args": ..., "model": state_dict}`` with fairseq names
@@ -10,8 +10,8 @@ Supported layouts (detected from the file, see :func:`load_sylber_model`):
     A Hugging Face HubertModel directory (``config.json`` + ``pytorch_model.bin`` or
     ``model.safetensors``), or a bare HF state dict in a file.
 ``torchaudio``
-    ``model.state_dict()`` of torchaudio's Wav2Vec2Model / our :class:`SylberModel`, optionally
-    wrapped as ``{"state_dict": ..., "config": ...}`` (what :func:`save_sylber_model` writes).
+    ``model.state_dict()`` of torchaudio's Wav2Vec2Model / our :class:`SpeechEncoder`, optionally
+    wrapped as ``{"state_dict": ..., "config": ...}`` (what :func:`save_encoder` writes).
 ``lightning``
     A Lightning ``.ckpt`` ``{"state_dict": ..., ...}`` of the reference trainer.
 
@@ -58,11 +58,13 @@ import torch
 
 from speechunits.errors import CheckpointError
 from speechunits.io_utils import atomic_path
-from speechunits.sylber.model import SylberConfig, SylberModel
+from speechunits.encoders.model import EncoderConfig, SpeechEncoder
 
 _LOG = logging.getLogger(__name__)
 
-FORMAT_TAG = "speechunits.sylber/1"
+FORMAT_TAG = "speechunits.encoder/1"
+"""Written by :func:`save_encoder`. Files of older versions carry another tag; they are recognised
+by their ``config`` dict, which every version writes."""
 
 # ---------------------------------------------------------------------------------------------
 # explicit rename tables: (regex over the source key, replacement giving the torchaudio key)
@@ -271,7 +273,7 @@ def _eval_layer_spec(spec: str, path: Path) -> list[tuple[int, int, int]]:
 
 
 def _fairseq_config(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
-    """SylberConfig fields from a fairseq checkpoint's ``cfg`` (or legacy ``args``)."""
+    """EncoderConfig fields from a fairseq checkpoint's ``cfg`` (or legacy ``args``)."""
     raw = _plain(ckpt.get("cfg")) if ckpt.get("cfg") is not None else _plain(ckpt.get("args"))
     if not isinstance(raw, dict):
         return {}
@@ -299,7 +301,7 @@ def _fairseq_config(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def _hf_config(hf: dict[str, Any]) -> dict[str, Any]:
-    """SylberConfig fields from a Hugging Face HubertConfig dict."""
+    """EncoderConfig fields from a Hugging Face HubertConfig dict."""
     out: dict[str, Any] = {}
     if all(k in hf for k in ("conv_dim", "conv_kernel", "conv_stride")):
         out["extractor_conv_layer_config"] = list(zip(hf["conv_dim"], hf["conv_kernel"], hf["conv_stride"]))
@@ -318,13 +320,13 @@ def _hf_config(hf: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def infer_config(sd: dict[str, torch.Tensor], path: Path, base: SylberConfig | None = None) -> dict[str, Any]:
-    """SylberConfig fields read off the shapes of a torchaudio-named state dict.
+def infer_config(sd: dict[str, torch.Tensor], path: Path, base: EncoderConfig | None = None) -> dict[str, Any]:
+    """EncoderConfig fields read off the shapes of a torchaudio-named state dict.
 
     Strides and heads are not in the weights: strides come from ``base`` (HuBERT base by
     default) when its kernels match, heads from ``base`` when the width matches, else width/64.
     """
-    base = base or SylberConfig()
+    base = base or EncoderConfig()
     out: dict[str, Any] = {}
     conv = []
     i = 0
@@ -425,7 +427,7 @@ def rename_state_dict(
     return out, dropped
 
 
-def _fit_to_model(model: SylberModel, sd: dict[str, torch.Tensor], path: Path, dropped: dict[str, int]) -> None:
+def _fit_to_model(model: SpeechEncoder, sd: dict[str, torch.Tensor], path: Path, dropped: dict[str, int]) -> None:
     """Truncate extra layers, check keys and shapes exactly, then load strictly."""
     n = model.config.num_layers
     extra = [k for k in sd if (m := _LAYER_RE.match(k)) and int(m.group(1)) >= n]
@@ -456,16 +458,16 @@ def _fit_to_model(model: SylberModel, sd: dict[str, torch.Tensor], path: Path, d
 # ---------------------------------------------------------------------------------------------
 # public API
 # ---------------------------------------------------------------------------------------------
-def load_sylber_model(
+def load_encoder(
     path: str | PathLike[str],
     *,
-    config: SylberConfig | None = None,
+    config: EncoderConfig | None = None,
     map_location: Any = "cpu",
     prefix: str | None = None,
     num_layers: int | None = None,
     normalize_waveform: bool | None = None,
-) -> SylberModel:
-    """Build a :class:`SylberModel` from a local checkpoint in any supported layout.
+) -> SpeechEncoder:
+    """Build a :class:`SpeechEncoder` from a local checkpoint in any supported layout.
 
     Config precedence: ``config`` (used as is) > the config stored in the file (fairseq
     ``cfg``, HF ``config.json``, our wrapper) > inference from weight shapes.
@@ -503,14 +505,14 @@ def load_sylber_model(
         fields_ = infer_config(renamed, path)
         fields_.update(file_cfg)
         try:
-            config = SylberConfig(**fields_)
+            config = EncoderConfig(**fields_)
         except (TypeError, ValueError) as err:
             raise CheckpointError(path, f"invalid model config {fields_} ({err})") from err
     if num_layers is not None:
         config = replace(config, num_layers=int(num_layers))
     if normalize_waveform is not None:
         config = replace(config, normalize_waveform=bool(normalize_waveform))
-    model = SylberModel(config)
+    model = SpeechEncoder(config)
     _fit_to_model(model, renamed, path, dropped)
     model.segmentation_defaults = seg_defaults
     model.checkpoint_info = CheckpointInfo(str(path), fmt, scheme, pref, dropped)  # type: ignore[assignment]
@@ -533,7 +535,7 @@ def _unwrap(obj: dict[str, Any], path: Path) -> tuple[dict[str, Any], str, dict[
     if isinstance(obj.get("state_dict"), dict):
         if obj.get("format") == FORMAT_TAG or isinstance(obj.get("config"), dict):
             try:
-                cfg = SylberConfig.from_dict(dict(obj["config"])).__dict__ if obj.get("config") else {}
+                cfg = EncoderConfig.from_dict(dict(obj["config"])).__dict__ if obj.get("config") else {}
             except (TypeError, ValueError) as err:
                 raise CheckpointError(path, f"invalid stored config ({err})") from err
             return obj["state_dict"], "torchaudio", dict(cfg)
@@ -546,7 +548,7 @@ def _unwrap(obj: dict[str, Any], path: Path) -> tuple[dict[str, Any], str, dict[
 
 
 def segmentation_defaults(path: str | PathLike[str]) -> dict[str, float]:
-    """Thresholds recorded in one of our model files (``save_sylber_model``); {} for other layouts."""
+    """Thresholds recorded in one of our model files (``save_encoder``); {} for other layouts."""
     path = Path(path)
     if path.is_dir() or not path.is_file():
         return {}
@@ -555,14 +557,14 @@ def segmentation_defaults(path: str | PathLike[str]) -> dict[str, float]:
     return {str(k): float(v) for k, v in seg.items()} if isinstance(seg, dict) else {}
 
 
-def save_sylber_model(
-    path: str | PathLike[str], model: SylberModel, segmentation: dict[str, float] | None = None
+def save_encoder(
+    path: str | PathLike[str], model: SpeechEncoder, segmentation: dict[str, float] | None = None
 ) -> None:
     """Write ``{"format", "config", "state_dict"[, "segmentation"]}`` atomically.
 
     ``segmentation`` holds the thresholds this model should be segmented with (e.g. the
-    adaptive norm threshold reached in training); :func:`load_sylber_model` exposes them as
-    ``model.segmentation_defaults`` and :class:`~speechunits.sylber.segmenter.Segmenter`
+    adaptive norm threshold reached in training); :func:`load_encoder` exposes them as
+    ``model.segmentation_defaults`` and Sylber's ``Segmenter``
     uses them unless told otherwise.
     """
     payload: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""Run a Sylber encoder on one padded batch and hand the features back to numpy."""
+"""Run an encoder on one padded batch and hand the features back to numpy."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import numpy as np
 import torch
 
 from speechunits.device import inference_context
-from speechunits.sylber.model import SylberModel
+from speechunits.encoders.model import SpeechEncoder
 
 
 def encode_padded(
-    model: SylberModel,
+    model: SpeechEncoder,
     waveforms: torch.Tensor,
     lengths: torch.Tensor,
     device: torch.device,

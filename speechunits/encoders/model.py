@@ -1,9 +1,11 @@
-"""The Sylber encoder: a HuBERT-base conv front end plus a (truncated) transformer, at 50 Hz.
+"""A HuBERT/wav2vec2-shaped speech encoder: a conv front end plus a (truncated) transformer, at 50 Hz.
+
+It is the backbone of Sylber, of frame units (HuBERT k-means) and of the wav2vec2 SLU encoder.
 
 Built from torchaudio's wav2vec2 components (``torchaudio.models.wav2vec2_model``), so the
-state-dict keys of :class:`SylberModel` are exactly those of torchaudio's ``Wav2Vec2Model``
+state-dict keys of :class:`SpeechEncoder` are exactly those of torchaudio's ``Wav2Vec2Model``
 (``feature_extractor.conv_layers.0.conv.weight``, ``encoder.transformer.layers.3.attention.q_proj.weight``
-...). :mod:`speechunits.sylber.checkpoints` maps fairseq / Hugging Face / Lightning names onto them.
+...). :mod:`speechunits.encoders.checkpoints` maps fairseq / Hugging Face / Lightning names onto them.
 
 Padding: the forward pass takes per-utterance ``lengths`` and is *padding-invariant*: the
 group norm of the first conv layer (per-channel statistics over time in HuBERT base) is
@@ -26,8 +28,8 @@ HUBERT_BASE_CONV = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
 
 
 @dataclass
-class SylberConfig:
-    """Architecture of the encoder. Defaults: HuBERT base truncated to 9 layers."""
+class EncoderConfig:
+    """Architecture of the encoder. Defaults: HuBERT base truncated to 9 layers (Sylber's backbone)."""
 
     extractor_conv_layer_config: list[tuple[int, int, int]] = field(default_factory=lambda: list(HUBERT_BASE_CONV))
     extractor_mode: str = "group_norm"  # "group_norm" (HuBERT base) or "layer_norm"
@@ -57,7 +59,7 @@ class SylberConfig:
             raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
 
     @classmethod
-    def tiny(cls, **overrides: Any) -> SylberConfig:
+    def tiny(cls, **overrides: Any) -> EncoderConfig:
         """A few-thousand-parameter model with the same structure, for tests."""
         base: dict[str, Any] = dict(
             extractor_conv_layer_config=[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2,
@@ -86,12 +88,12 @@ class SylberConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SylberConfig:
+    def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ValueError."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown SylberConfig keys: {unknown}")
+            raise ValueError(f"unknown EncoderConfig keys: {unknown}")
         return cls(**data)
 
 
@@ -121,12 +123,12 @@ def _masked_group_norm(x: Tensor, norm: nn.GroupNorm, lengths: Tensor) -> Tensor
     return out.to(x.dtype)
 
 
-class SylberModel(nn.Module):
+class SpeechEncoder(nn.Module):
     """HuBERT-style encoder returning the last layer's features at 50 Hz."""
 
-    def __init__(self, config: SylberConfig | None = None) -> None:
+    def __init__(self, config: EncoderConfig | None = None) -> None:
         super().__init__()
-        self.config = config or SylberConfig()
+        self.config = config or EncoderConfig()
         c = self.config
         w2v = torchaudio.models.wav2vec2_model(
             extractor_mode=c.extractor_mode,
@@ -146,8 +148,8 @@ class SylberModel(nn.Module):
             encoder_layer_drop=c.layer_drop,
             aux_num_out=None,
         )
-        # Thresholds recommended for segmenting this model's features (set when loaded from
-        # a checkpoint that records them); empty means the Sylber defaults.
+        # Segmentation thresholds recorded with this model's checkpoint (set by load_encoder;
+        # empty when the file records none): Sylber's Segmenter uses them by default.
         self.segmentation_defaults: dict[str, float] = {}
         # Keep torchaudio's sub-module names so state dicts match Wav2Vec2Model's exactly.
         self.feature_extractor = w2v.feature_extractor

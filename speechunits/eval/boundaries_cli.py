@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from speechunits.config import parse_grid
+from speechunits.data.alignments import textgrid_syllable_spans
 from speechunits.errors import AlignmentError, ConfigError
 from speechunits.eval.boundaries import (
     DEFAULT_SHIFT_GRID,
@@ -31,14 +33,7 @@ from speechunits.eval.boundaries import (
     tune_shift,
 )
 from speechunits.eval.purity import PurityAccumulator, PurityScores
-from speechunits.io_utils import atomic_write_json
-from speechunits.sylber.segment_sources import (
-    frame_rate_of,
-    index_files,
-    record_field,
-    record_segments,
-    textgrid_syllable_spans,
-)
+from speechunits.io_utils import atomic_write_json, index_files
 
 
 @dataclass
@@ -61,39 +56,26 @@ def load_eval_set(
     from speechunits.units import read_meta, read_units
 
     meta = read_meta(unit_dir)
-    frame_rate = frame_rate_of(meta)
+    frame_rate = meta.frame_rate_hz
     grids = index_files(alignments, ".TextGrid")
     out = EvalSet()
     for rec in read_units(unit_dir):
-        utt = record_field(rec, "id")
+        utt = rec.id
         if utt not in grids:
             out.missing.append(utt)
             continue
         sylls, ref_iv = textgrid_syllable_spans(grids[utt], tier)
-        seg = record_segments(rec)
+        seg = rec.segments
         out.pred[utt] = segment_boundaries(seg, frame_rate)
         out.ref[utt] = interval_boundaries(ref_iv)
-        out.seconds += record_field(rec, "num_samples") / record_field(rec, "sample_rate")
+        out.seconds += rec.duration
         out.pred_tokens += len(seg)
         out.ref_tokens += len(sylls)
-        units = record_field(rec, "units", None)
+        units = rec.units
         if units is not None:
             out.purity = out.purity or PurityAccumulator()
             out.purity.add(ref_iv, [iv.label for iv in sylls], seg / frame_rate, units)
     return out
-
-
-def parse_grid(text: str) -> tuple[float, ...]:
-    """``"MIN:MAX:STEP"`` (seconds, MAX inclusive) or a comma list -> shift grid."""
-    try:
-        if ":" in text:
-            lo, hi, step = (float(v) for v in text.split(":"))
-            if step <= 0 or hi < lo:
-                raise ValueError
-            return tuple(round(v, 6) for v in np.arange(lo, hi + step / 2, step))
-        return tuple(float(v) for v in text.split(","))
-    except ValueError as err:
-        raise ConfigError(None, f"--shift-grid: expected MIN:MAX:STEP or a comma list of seconds, got {text!r}") from err
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -107,7 +89,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         dev = load_eval_set(args.tune_shift_on, args.alignments, args.tier)
         if not dev.ref:
             raise AlignmentError(args.alignments, f"no alignments for the dev units {args.tune_shift_on}")
-        shift, _ = tune_shift(dev.pred, dev.ref, parse_grid(args.shift_grid), args.tolerance)
+        shift, _ = tune_shift(dev.pred, dev.ref, parse_grid(args.shift_grid, "--shift-grid"), args.tolerance)
         tuned_on = {"units": str(args.tune_shift_on), "utterances": len(dev.ref), "missing": len(dev.missing)}
     scores = evaluate_boundaries(test.pred, test.ref, args.tolerance, shift)
     report: dict[str, Any] = {

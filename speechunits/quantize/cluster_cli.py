@@ -18,9 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+from speechunits.device import resolve_device
 from speechunits.errors import CheckpointError
 from speechunits.quantize.codebook import load_codebook, save_codebook, sidecar_path
-from speechunits.quantize.kmeans import METRICS, kmeans, resolve_device
+from speechunits.quantize.kmeans import METRICS, kmeans
 from speechunits.quantize.sampling import METHODS, embeddings_hash, sample_embeddings
 
 

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from speechunits.device import resolve_device
 from speechunits.errors import CheckpointError, ConfigError
 from speechunits.io_utils import atomic_path, atomic_write_json
-from speechunits.quantize.kmeans import as_tensor, assign_chunked, check_metric, prepare, resolve_device
+from speechunits.quantize.kmeans import as_tensor, assign_chunked, check_metric, prepare
 
 PathLike = str | os.PathLike[str]
 SUFFIXES = (".pt", ".npy")

@@ -41,18 +41,17 @@ import torch
 from tqdm import tqdm
 
 from speechunits.data.pipeline import build_audio_pipeline, seconds_over_budget
-from speechunits.data.utterance import Utterance
+from speechunits.data.utterance import Utterance, manifest_fingerprint
 from speechunits.device import resolve_device
 from speechunits.errors import AudioError, CheckpointError, ConfigError, ManifestError
-from speechunits.io_utils import atomic_write_text, sha256_json
-from speechunits.provenance import is_complete, write_provenance
+from speechunits.io_utils import atomic_write_text, sha256_json, sha256_path
+from speechunits.provenance import invalidate_provenance, is_complete, write_provenance
 from speechunits.quantize.codebook import Codebook, load_codebook, save_codebook, sidecar_path
 from speechunits.quantize.frame_units import FrameItem, write_frame_units
 from speechunits.quantize.kmeans import METRICS, kmeans
 from speechunits.quantize.sampling import reservoir_sample
-from speechunits.sylber.encode import encode_padded
-from speechunits.sylber.model import SylberModel
-from speechunits.tokenize.job import data_fingerprint, invalidate_provenance, model_sha256
+from speechunits.encoders.encode import encode_padded
+from speechunits.encoders.model import SpeechEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ DEFAULT_MAX_FRAMES = 1_000_000
 # ------------------------------------------------------------------ arguments
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, type=Path, help="encoder checkpoint (HuBERT/Sylber, any layout "
-                                                                  "load_sylber_model reads)")
+                                                                  "load_encoder reads)")
     parser.add_argument("--layer", required=True, type=int, help="transformer layer whose output is quantized "
                                                                  "(1-based, e.g. 6 for HuBERT base)")
     parser.add_argument("--data", required=True, type=Path, help="Kaldi data dir or JSONL manifest")
@@ -123,12 +122,12 @@ def kmeans_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ model
-def load_layer_model(path: Path, layer: int, device: torch.device) -> SylberModel:
+def load_layer_model(path: Path, layer: int, device: torch.device) -> SpeechEncoder:
     """The encoder truncated to ``layer`` transformer layers, in eval mode on ``device``."""
-    from speechunits.sylber.checkpoints import load_sylber_model
+    from speechunits.encoders.checkpoints import load_encoder
 
     try:
-        model = load_sylber_model(path, map_location="cpu", num_layers=layer)
+        model = load_encoder(path, map_location="cpu", num_layers=layer)
     except CheckpointError as err:
         if "missing keys" in err.problem:
             raise CheckpointError(path, f"{err.problem} (does the checkpoint have --layer {layer} "
@@ -144,7 +143,7 @@ class LayerFeatures:
     ``id<TAB>reason`` lines of the utterances left out in that pass.
     """
 
-    def __init__(self, model: SylberModel, layer: int, utts: list[Utterance], *, batch_seconds: float,
+    def __init__(self, model: SpeechEncoder, layer: int, utts: list[Utterance], *, batch_seconds: float,
                  num_workers: int = 2, desc: str = VERB, progress: bool = True) -> None:
         self.model = model
         self.layer = layer
@@ -265,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
     utts = load_manifest(args.data, require_text=False)
     if not utts:
         raise ManifestError(args.data, "the corpus has no utterances")
-    model_hash = model_sha256(args.model)
+    model_hash = sha256_path(args.model)
     book: Codebook | None = None
     if args.codebook is not None:
         book = load_codebook(args.codebook)
@@ -274,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
         book_cfg = {"train": kmeans_settings(args)}
     effective = {
         "verb": VERB, "model": {"path": str(args.model.resolve()), "sha256": model_hash}, "layer": args.layer,
-        "data": {"path": str(args.data.resolve()), "utterances": len(utts), "sha256": data_fingerprint(utts)},
+        "data": {"path": str(args.data.resolve()), "utterances": len(utts), "sha256": manifest_fingerprint(utts)},
         "codebook": book_cfg,
     }
     if not args.force and is_complete(out, effective):

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from speechunits.device import resolve_device
 from speechunits.errors import ConfigError
 
 METRICS = ("euclidean", "cosine")
@@ -50,19 +51,6 @@ class KMeansResult:
         k, dim = self.centroids.shape
         return {"k": k, "dim": dim, "metric": self.metric, "seed": self.seed, "inertia": self.inertia,
                 "n_iter": self.n_iter, "converged": self.converged, "reseeded": self.reseeded}
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ConfigError(None, f"--device: invalid device {device!r} ({err})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(None, f"--device: {device!r} requested but CUDA is not available")
-    return dev
 
 
 def check_metric(metric: str) -> str:

@@ -5,7 +5,7 @@ with ``features`` of shape (B, T, ``output_dim``) and exposes ``output_dim``.
   subsampling, ``torchaudio.models.Conformer``; trained from scratch.
 * :class:`Wav2Vec2Encoder` — a wav2vec2 / HuBERT-shaped model (the Sylber encoder class,
   torchaudio ``Wav2Vec2Model`` keys), optionally initialised from a local checkpoint through
-  :func:`speechunits.sylber.checkpoints.load_sylber_model`, with an option to freeze the CNN
+  :func:`speechunits.encoders.checkpoints.load_encoder`, with an option to freeze the CNN
   front end (COCONUT freezes it).
 * :class:`UnitEncoder` — embeddings of discrete unit ids (a ``speechunits.units`` unit
   set), with optional per-token log-duration and continuous embedding inputs, followed by
@@ -26,8 +26,8 @@ import torchaudio
 from torch import Tensor, nn
 
 from speechunits.errors import ConfigError, UnitFormatError
-from speechunits.sylber.checkpoints import load_sylber_model
-from speechunits.sylber.model import SylberConfig, SylberModel
+from speechunits.encoders.checkpoints import load_encoder
+from speechunits.encoders.model import EncoderConfig, SpeechEncoder
 
 PathLike = str | os.PathLike[str]
 
@@ -123,29 +123,29 @@ class MelConformerEncoder(nn.Module):
 
 # --- (b) wav2vec2 / HuBERT ----------------------------------------------------------
 WAV2VEC2_BASE: dict[str, Any] = {"num_layers": 12}
-"""wav2vec2-base / HuBERT-base: :class:`~speechunits.sylber.model.SylberConfig` fields over its
+"""wav2vec2-base / HuBERT-base: :class:`~speechunits.encoders.model.EncoderConfig` fields over its
 defaults (same conv front end, post-LN 768-d transformer; 12 layers instead of Sylber's 9)."""
 
 
-def _sylber_config(config: Mapping[str, Any] | SylberConfig) -> SylberConfig:
-    if isinstance(config, SylberConfig):
+def _sylber_config(config: Mapping[str, Any] | EncoderConfig) -> EncoderConfig:
+    if isinstance(config, EncoderConfig):
         return config
     try:
-        return SylberConfig.from_dict({**WAV2VEC2_BASE, **dict(config)})
+        return EncoderConfig.from_dict({**WAV2VEC2_BASE, **dict(config)})
     except (TypeError, ValueError) as err:
         raise ConfigError(None, f"invalid wav2vec2 encoder config {dict(config)} ({err})") from err
 
 
 class Wav2Vec2Encoder(nn.Module):
-    """A wav2vec2/HuBERT-shaped encoder (:class:`~speechunits.sylber.model.SylberModel`, the
+    """A wav2vec2/HuBERT-shaped encoder (:class:`~speechunits.encoders.model.SpeechEncoder`, the
     torchaudio ``Wav2Vec2Model`` layout) as SLU encoder: last transformer layer output, 50 Hz.
 
     Args:
-        config: ``SylberConfig`` fields over :data:`WAV2VEC2_BASE` (or a ``SylberConfig``).
+        config: ``EncoderConfig`` fields over :data:`WAV2VEC2_BASE` (or a ``EncoderConfig``).
             With a ``checkpoint`` and no ``config``, the architecture comes from the file.
         checkpoint: optional local checkpoint (fairseq ``.pt``, Hugging Face directory,
             torchaudio state dict, Lightning ``.ckpt``), read by
-            :func:`speechunits.sylber.checkpoints.load_sylber_model`: explicit key maps, every
+            :func:`speechunits.encoders.checkpoints.load_encoder`: explicit key maps, every
             key checked (a missing, unknown or mis-shaped key is a CheckpointError).
         freeze_feature_extractor: freeze the CNN front end (no gradients, eval mode).
         num_layers: keep only the first ``num_layers`` transformer layers.
@@ -154,7 +154,7 @@ class Wav2Vec2Encoder(nn.Module):
 
     def __init__(
         self,
-        config: Mapping[str, Any] | SylberConfig | None = None,
+        config: Mapping[str, Any] | EncoderConfig | None = None,
         checkpoint: PathLike | None = None,
         freeze_feature_extractor: bool = True,
         num_layers: int | None = None,
@@ -163,7 +163,7 @@ class Wav2Vec2Encoder(nn.Module):
         super().__init__()
         if checkpoint is not None:
             cfg = None if config is None else _sylber_config(config)
-            self.model = load_sylber_model(checkpoint, config=cfg, num_layers=num_layers, normalize_waveform=normalize_waveform)
+            self.model = load_encoder(checkpoint, config=cfg, num_layers=num_layers, normalize_waveform=normalize_waveform)
             self.model.train()
         else:
             cfg = _sylber_config(config or {})
@@ -171,7 +171,7 @@ class Wav2Vec2Encoder(nn.Module):
                 cfg = replace(cfg, num_layers=int(num_layers))
             if normalize_waveform is not None:
                 cfg = replace(cfg, normalize_waveform=bool(normalize_waveform))
-            self.model = SylberModel(cfg)
+            self.model = SpeechEncoder(cfg)
         self.freeze_feature_extractor = freeze_feature_extractor
         if freeze_feature_extractor:
             self.model.feature_extractor.requires_grad_(False)

@@ -1,4 +1,6 @@
-"""Sylber: syllabic speech units (model, greedy segmentation, Segmenter inference API).
+"""Sylber: syllabic speech units (greedy segmentation, bootstrap segmenter, training task, Segmenter API).
+
+The encoder itself is general and lives in :mod:`speechunits.encoders`.
 
 Exports are lazy so ``import speechunits.sylber.segment`` does not pull in torch.
 """
@@ -10,10 +12,6 @@ from typing import Any
 _EXPORTS = {
     "Segmenter": "speechunits.sylber.segmenter",
     "SegmentationResult": "speechunits.sylber.segmenter",
-    "SylberModel": "speechunits.sylber.model",
-    "SylberConfig": "speechunits.sylber.model",
-    "load_sylber_model": "speechunits.sylber.checkpoints",
-    "save_sylber_model": "speechunits.sylber.checkpoints",
     "greedy_segment": "speechunits.sylber.segment",
     "greedy_segment_batch": "speechunits.sylber.segment",
 }

@@ -24,7 +24,7 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
-from speechunits.sylber.model import conv_output_lengths
+from speechunits.encoders.model import conv_output_lengths
 
 MIN_STAT_FRAMES = 4
 """Fewer speech frames than this in an utterance: its statistics come from all valid frames."""
@@ -55,7 +55,7 @@ def time_derivative(x: Tensor, valid: Tensor) -> Tensor:
 class LogMelTeacher(nn.Module):
     """``forward(waveforms, lengths, speech_mask=None) -> (features (B, T, dim), frame_lengths)``.
 
-    Same frame grid as :class:`SylberModel`. With ``speech_mask`` (B, T), each utterance is
+    Same frame grid as :class:`SpeechEncoder`. With ``speech_mask`` (B, T), each utterance is
     standardised over its speech frames; without it, over all its valid frames.
     """
 

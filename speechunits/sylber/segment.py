@@ -43,6 +43,8 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
+from speechunits.sylber.thresholds import DEFAULT_MERGE_THRESHOLD, DEFAULT_NORM_THRESHOLD
+
 NORM_EPS = 1e-8
 """Added to squared norms before the square root, as in the reference's cosine similarity."""
 
@@ -361,8 +363,8 @@ def _means(x: np.ndarray, segments: np.ndarray) -> np.ndarray:  # pragma: no cov
 
 def greedy_segment(
     states: Any,
-    norm_threshold: float = 2.6,
-    merge_threshold: float = 0.8,
+    norm_threshold: float = DEFAULT_NORM_THRESHOLD,
+    merge_threshold: float = DEFAULT_MERGE_THRESHOLD,
     *,
     reset_count: bool = False,
 ) -> np.ndarray:
@@ -411,8 +413,8 @@ def _lengths_array(lengths: Any, n: int, max_len: int | None, name: str = "lengt
 def greedy_segment_batch(
     states: Any,
     lengths: Any = None,
-    norm_threshold: float | Sequence[float] | np.ndarray = 2.6,
-    merge_threshold: float | Sequence[float] | np.ndarray = 0.8,
+    norm_threshold: float | Sequence[float] | np.ndarray = DEFAULT_NORM_THRESHOLD,
+    merge_threshold: float | Sequence[float] | np.ndarray = DEFAULT_MERGE_THRESHOLD,
     *,
     reset_count: bool = False,
 ) -> list[np.ndarray]:

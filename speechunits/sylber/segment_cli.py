@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from speechunits.audio import load_audio
 from speechunits.errors import ConfigError, SpeechUnitsError
 from speechunits.io_utils import atomic_write_text
+from speechunits.sylber.thresholds import add_threshold_arguments
 
 if TYPE_CHECKING:
     from speechunits.sylber.segmenter import SegmentationResult
@@ -32,11 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("json", "tsv"), default="json")
     parser.add_argument("--plot", default=None, help="write a segmentation figure (PNG/PDF/SVG) for the single FILE")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--norm-threshold", type=float, default=None,
-                        help="speech/non-speech frame-norm threshold (default: the checkpoint's, else 2.6)")
-    parser.add_argument("--merge-threshold", type=float, default=None,
-                        help="cosine merge threshold (default: the checkpoint's, else 0.8)")
-    parser.add_argument("--reset-count", action="store_true", help="corrected greedy variant (reference quirk off)")
+    add_threshold_arguments(parser)
     parser.add_argument("--batch-seconds", type=float, default=60.0, help="audio per model batch")
 
 

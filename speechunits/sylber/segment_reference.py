@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from speechunits.sylber.segment import NORM_EPS, _check_thresholds, as_states
+from speechunits.sylber.thresholds import DEFAULT_MERGE_THRESHOLD, DEFAULT_NORM_THRESHOLD
 
 __all__ = ["greedy_segment_reference", "lane_dot_rows"]
 
@@ -66,8 +67,8 @@ def _sq_norms(x: np.ndarray) -> np.ndarray:
 
 def greedy_segment_reference(
     states: Any,
-    norm_threshold: float = 2.6,
-    merge_threshold: float = 0.8,
+    norm_threshold: float = DEFAULT_NORM_THRESHOLD,
+    merge_threshold: float = DEFAULT_MERGE_THRESHOLD,
     *,
     reset_count: bool = False,
 ) -> np.ndarray:

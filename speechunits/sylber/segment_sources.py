@@ -34,13 +34,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from speechunits.data.alignments import SILENCE_LABELS, seconds_to_frames, textgrid_syllable_spans
 from speechunits.data.utterance import Utterance
-from speechunits.errors import AlignmentError, ConfigError, UnitFormatError
+from speechunits.errors import ConfigError, UnitFormatError
+from speechunits.io_utils import index_files
 from speechunits.sylber.bootstrap import FRAME_RATE, SAMPLE_RATE, BootstrapConfig, bootstrap_segments
-
-DEFAULT_SKIP_LABELS: frozenset[str] = frozenset({"", "sil", "sp", "spn", "pau", "<sil>", "#", "h#"})
-"""Interval labels treated as silence when reading TextGrid tiers."""
-
 
 @runtime_checkable
 class SegmentSource(Protocol):
@@ -49,13 +47,6 @@ class SegmentSource(Protocol):
     def segments(self, utt: Utterance) -> np.ndarray:
         """``[start, end)`` frames, sorted, non-overlapping."""
         ...
-
-
-def seconds_to_frames(intervals: np.ndarray, frame_rate: float = FRAME_RATE) -> np.ndarray:
-    """(N, 2) seconds -> (M, 2) int64 frames (nearest frame edge), empty spans dropped."""
-    arr = np.asarray(intervals, dtype=np.float64).reshape(-1, 2)
-    frames = np.rint(arr * frame_rate).astype(np.int64)
-    return frames[frames[:, 1] > frames[:, 0]]
 
 
 def check_segments(segments: np.ndarray, where: str | os.PathLike[str]) -> np.ndarray:
@@ -79,20 +70,6 @@ def check_segments(segments: np.ndarray, where: str | os.PathLike[str]) -> np.nd
         raise UnitFormatError(where, f"segments {i} and {i + 1} ({seg[i].tolist()}, {seg[i + 1].tolist()}) "
                                      "are unsorted or overlap")
     return seg
-
-
-def index_files(root: str | os.PathLike[str], suffix: str) -> dict[str, Path]:
-    """Map ``<stem>`` -> path of every ``*<suffix>`` file under ``root`` (recursive); stems must be unique."""
-    base = Path(root)
-    if not base.is_dir():
-        raise ConfigError(base, f"expected a directory of *{suffix} files, found none")
-    index: dict[str, Path] = {}
-    for path in sorted(base.rglob(f"*{suffix}")):
-        stem = path.name[: -len(suffix)]
-        if stem in index:
-            raise ConfigError(path, f"utterance id {stem!r} appears twice (also {index[stem]})")
-        index[stem] = path
-    return index
 
 
 class AcousticSegmentSource:
@@ -130,7 +107,7 @@ class FileSegmentSource:
         kind: str = "npy",
         unit: str = "frames",
         tier: str = "syllables",
-        skip_labels: Iterable[str] = DEFAULT_SKIP_LABELS,
+        skip_labels: Iterable[str] = SILENCE_LABELS,
     ) -> None:
         if kind not in {"npy", "textgrid", "units"}:
             raise ConfigError(None, f"segment file kind must be npy, textgrid or units, got {kind!r}")
@@ -147,7 +124,7 @@ class FileSegmentSource:
             elif self.kind == "textgrid":
                 self._index = index_files(self.root, ".TextGrid")
             else:
-                self._index = _unit_set_segments(self.root)
+                self._index = unit_set_segments(self.root)
         return self._index
 
     def segments(self, utt: Utterance) -> np.ndarray:
@@ -166,72 +143,27 @@ class FileSegmentSource:
             if self.unit == "seconds":
                 if arr.size and (arr.ndim != 2 or arr.shape[1] != 2):
                     raise UnitFormatError(path, f"expected an (N, 2) array of [start, end) seconds, found {arr.shape}")
-                arr = seconds_to_frames(arr)
+                arr = seconds_to_frames(arr, FRAME_RATE)
             return check_segments(arr, path)
         return check_segments(self._textgrid_frames(path), path)
 
     def _textgrid_frames(self, path: Path) -> np.ndarray:
-        return seconds_to_frames(textgrid_syllable_spans(path, self.tier, self.skip_labels)[1])
+        return seconds_to_frames(textgrid_syllable_spans(path, self.tier, self.skip_labels)[1], FRAME_RATE)
 
 
-def textgrid_syllables(
-    path: str | os.PathLike[str], tier: str = "syllables", skip_labels: Iterable[str] = DEFAULT_SKIP_LABELS
-) -> list[Any]:
-    """The non-silence intervals (``.start``, ``.end`` in s, ``.label``) of one TextGrid tier."""
-    from speechunits.data.alignments import read_textgrid
-
-    tiers = read_textgrid(path)
-    if tier not in tiers:
-        raise AlignmentError(path, f"no tier named {tier!r}; tiers found: {sorted(tiers)}")
-    skip = {s.lower() for s in skip_labels}
-    return [iv for iv in tiers[tier] if iv.label.strip().lower() not in skip]
-
-
-def textgrid_syllable_spans(
-    path: str | os.PathLike[str], tier: str = "syllables", skip_labels: Iterable[str] = DEFAULT_SKIP_LABELS
-) -> tuple[list[Any], np.ndarray]:
-    """:func:`textgrid_syllables` and their (N, 2) float64 ``[start, end)`` seconds."""
-    sylls = textgrid_syllables(path, tier, skip_labels)
-    return sylls, np.asarray([(iv.start, iv.end) for iv in sylls], dtype=np.float64).reshape(-1, 2)
-
-
-def _unit_set_segments(unit_dir: Path) -> dict[str, np.ndarray]:
+def unit_set_segments(unit_dir: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """All utterances' segments of a unit set, rescaled to the 50 Hz grid when needed."""
     from speechunits.units import read_meta, read_units
 
-    rate = frame_rate_of(read_meta(unit_dir))
+    unit_dir = Path(unit_dir)
+    rate = read_meta(unit_dir).frame_rate_hz
     out: dict[str, np.ndarray] = {}
     for rec in read_units(unit_dir):
-        seg = record_segments(rec)
+        seg = rec.segments
         if rate != FRAME_RATE:
-            seg = seconds_to_frames(seg / rate)
-        out[record_field(rec, "id")] = check_segments(seg, unit_dir / "units.jsonl")
+            seg = seconds_to_frames(seg / rate, FRAME_RATE)
+        out[rec.id] = check_segments(seg, unit_dir / "units.jsonl")
     return out
-
-
-def record_field(rec: Any, name: str, *default: Any) -> Any:
-    """A field of a unit record, whether the reader yields mappings or objects."""
-    if isinstance(rec, Mapping):
-        return rec.get(name, *default) if default else rec[name]
-    return getattr(rec, name, *default)
-
-
-def record_segments(rec: Any) -> np.ndarray:
-    """(N, 2) int64 [start, end) frames of a unit record (its ``starts``/``ends``)."""
-    starts = np.asarray(record_field(rec, "starts"), dtype=np.int64)
-    ends = np.asarray(record_field(rec, "ends"), dtype=np.int64)
-    return np.stack((starts, ends), axis=1).reshape(-1, 2)
-
-
-def frame_rate_of(meta: Any) -> float:
-    """Frame rate (Hz) recorded in a unit set's meta (a number or ``"16000/320"``)."""
-    rate = record_field(meta, "frame_rate", None)
-    if rate is None:
-        raise UnitFormatError(None, "unit set meta has no frame_rate")
-    if isinstance(rate, str) and "/" in rate:
-        num, den = rate.split("/", 1)
-        return float(num) / float(den)
-    return float(rate)
 
 
 class ModelSegmentSource:

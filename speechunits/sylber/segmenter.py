@@ -6,7 +6,7 @@
 
 ``segment_many`` batches utterances by length, runs the encoder once per batch and trims each
 utterance's padding with the model's exact frame lengths; because the encoder is
-padding-invariant (see :mod:`speechunits.sylber.model`) the results equal per-item calls.
+padding-invariant (see :mod:`speechunits.encoders.model`) the results equal per-item calls.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from tqdm import tqdm
 from speechunits.audio import load_audio, resample, validate_waveform
 from speechunits.device import autocast_context, resolve_device
 from speechunits.errors import AudioError
-from speechunits.sylber.model import SylberModel
+from speechunits.encoders.model import SpeechEncoder
 from speechunits.sylber.segment import greedy_segment_batch, segment_means, segments_to_seconds
+from speechunits.sylber.thresholds import pick_thresholds
 
 AudioInput = Union[str, "os.PathLike[str]", np.ndarray, torch.Tensor]
 
@@ -57,25 +58,23 @@ def _mono(wav: np.ndarray, name: str) -> np.ndarray:
     return wav.mean(axis=axis)
 
 
-DEFAULT_THRESHOLDS = {"norm_threshold": 2.6, "merge_threshold": 0.8}
-
-
 class Segmenter:
-    """Sylber syllable segmenter around a :class:`SylberModel`.
+    """Sylber syllable segmenter around a :class:`SpeechEncoder`.
 
     Args:
-        checkpoint: a model, or a checkpoint path for :func:`speechunits.sylber.checkpoints.load_sylber_model`.
+        checkpoint: a model, or a checkpoint path for :func:`speechunits.encoders.checkpoints.load_encoder`.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         norm_threshold, merge_threshold, reset_count: greedy segmentation settings (attributes,
             settable after construction). ``None`` takes the thresholds recorded in the
-            checkpoint (``model.segmentation_defaults``), else Sylber's 2.6 / 0.8.
+            checkpoint (``model.segmentation_defaults``), else Sylber's defaults
+            (:mod:`speechunits.sylber.thresholds`).
         autocast: bf16 autocast on CUDA (ignored on the CPU).
-        load_kwargs: passed to ``load_sylber_model`` (``config``, ``prefix``, ``num_layers`` ...).
+        load_kwargs: passed to ``load_encoder`` (``config``, ``prefix``, ``num_layers`` ...).
     """
 
     def __init__(
         self,
-        checkpoint: str | os.PathLike[str] | SylberModel,
+        checkpoint: str | os.PathLike[str] | SpeechEncoder,
         *,
         device: str | torch.device = "auto",
         norm_threshold: float | None = None,
@@ -85,16 +84,15 @@ class Segmenter:
         **load_kwargs: Any,
     ) -> None:
         self.device = resolve_device(device)
-        if isinstance(checkpoint, SylberModel):
+        if isinstance(checkpoint, SpeechEncoder):
             model = checkpoint
         else:
-            from speechunits.sylber.checkpoints import load_sylber_model
+            from speechunits.encoders.checkpoints import load_encoder
 
-            model = load_sylber_model(checkpoint, map_location="cpu", **load_kwargs)
+            model = load_encoder(checkpoint, map_location="cpu", **load_kwargs)
         self.model = model.to(self.device).eval()
-        defaults = {**DEFAULT_THRESHOLDS, **getattr(model, "segmentation_defaults", {})}
-        self.norm_threshold = float(defaults["norm_threshold"] if norm_threshold is None else norm_threshold)
-        self.merge_threshold = float(defaults["merge_threshold"] if merge_threshold is None else merge_threshold)
+        self.norm_threshold, self.merge_threshold = pick_thresholds(model.segmentation_defaults, norm_threshold,
+                                                                    merge_threshold)
         self.reset_count = bool(reset_count)
         self.autocast = bool(autocast)
 

@@ -35,7 +35,7 @@ from speechunits.errors import ConfigError
 from speechunits.sylber.augment import NoiseAugmenter, NoiseBank
 from speechunits.sylber.feature_teacher import LogMelTeacher
 from speechunits.sylber.losses import distillation_loss, segment_average_targets
-from speechunits.sylber.model import SylberConfig, SylberModel, conv_output_lengths
+from speechunits.encoders.model import EncoderConfig, SpeechEncoder, conv_output_lengths
 from speechunits.sylber.segment import greedy_segment_batch
 from speechunits.sylber.thresholder import AdaptiveNormThreshold
 from speechunits.train.config import TrainConfig
@@ -49,7 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "segments": None,  # stage 1: unit set directory with the bootstrap segments
     "init": None,  # checkpoint to start the student (and teacher) from; None: random init
     "init_sha256": None,  # set by train-sylber: content hash of ``init`` (a changed init model is a new run)
-    "model": "base",  # base | tiny | {preset: base|tiny, <SylberConfig field>: value} (when init is None)
+    "model": "base",  # base | tiny | {preset: base|tiny, <EncoderConfig field>: value} (when init is None)
     "num_layers": None,  # truncate an init checkpoint (9 for Sylber on HuBERT base)
     "ema_decay": 1.0,
     "teacher": "model",  # model (EMA of the student, the paper) | logmel (stage 1 from scratch, no SSL checkpoint)
@@ -102,40 +102,40 @@ def _opts(config: TrainConfig) -> dict[str, Any]:
     return opts
 
 
-def build_student(opts: dict[str, Any]) -> SylberModel:
+def build_student(opts: dict[str, Any]) -> SpeechEncoder:
     """The student: loaded from ``init`` or freshly initialised from ``model``."""
     if opts["init"]:
-        from speechunits.sylber.checkpoints import load_sylber_model
+        from speechunits.encoders.checkpoints import load_encoder
 
-        model = load_sylber_model(opts["init"], num_layers=opts["num_layers"])
+        model = load_encoder(opts["init"], num_layers=opts["num_layers"])
         return model.train()
     spec = opts["model"]
     if spec == "base":
-        config = SylberConfig()
+        config = EncoderConfig()
     elif spec == "tiny":
-        config = SylberConfig.tiny()
+        config = EncoderConfig.tiny()
     elif isinstance(spec, dict):
         spec = dict(spec)
         preset = spec.pop("preset", "base")
-        known = {f.name for f in fields(SylberConfig)}
+        known = {f.name for f in fields(EncoderConfig)}
         unknown = sorted(set(spec) - known)
         if unknown or preset not in ("base", "tiny"):
             raise ConfigError(None, f"bad task.model: unknown fields {unknown} or preset {preset!r}; "
                                     f"known fields: {sorted(known)}, presets: base, tiny")
-        base = SylberConfig.tiny() if preset == "tiny" else SylberConfig()
-        config = SylberConfig.from_dict({**base.to_dict(), **spec})
+        base = EncoderConfig.tiny() if preset == "tiny" else EncoderConfig()
+        config = EncoderConfig.from_dict({**base.to_dict(), **spec})
     else:
         raise ConfigError(None, f"task.model must be 'base', 'tiny' or a mapping, got {spec!r}")
-    return SylberModel(config)
+    return SpeechEncoder(config)
 
 
 def load_segments(unit_dir: str | Path, frame_rate: float) -> dict[str, np.ndarray]:
     """Every utterance's (N, 2) [start, end) segments of a unit set, on the model's frame grid."""
-    from speechunits.sylber.segment_sources import FRAME_RATE, _unit_set_segments
+    from speechunits.sylber.segment_sources import FRAME_RATE, unit_set_segments
 
     if abs(frame_rate - FRAME_RATE) > 1e-9:
         raise ConfigError(unit_dir, f"model frame rate {frame_rate} Hz differs from the segment grid {FRAME_RATE} Hz")
-    return _unit_set_segments(Path(unit_dir))
+    return unit_set_segments(unit_dir)
 
 
 def segment_mask(segments: list[np.ndarray], num_frames: int) -> Tensor:
@@ -328,9 +328,9 @@ class SylberTask:
 
     def export(self, path: str | Path, which: str = "student") -> None:
         """Save the student (or the teacher) as a standalone model checkpoint for inference."""
-        from speechunits.sylber.checkpoints import save_sylber_model
+        from speechunits.encoders.checkpoints import save_encoder
 
         if which != "student" and self.teacher is None:
             raise ConfigError(None, "this run's teacher is the fixed log-mel extractor, not a model to export")
         module = unwrap_model(self.model) if which == "student" else self.teacher.module
-        save_sylber_model(path, module, segmentation=self.segmentation_thresholds(which))
+        save_encoder(path, module, segmentation=self.segmentation_thresholds(which))

@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from speechunits.config import parse_grid
+from speechunits.data.alignments import textgrid_syllable_spans
 from speechunits.data.jsonl import load_manifest
 from speechunits.errors import AlignmentError, ConfigError
 from speechunits.eval.boundaries import DEFAULT_SHIFT_GRID, DEFAULT_TOLERANCE, interval_boundaries
-from speechunits.eval.boundaries_cli import parse_grid
-from speechunits.eval.threshold_sweep import METRICS, SweepPoint, best_point, plot_sweep, sweep_thresholds
-from speechunits.io_utils import atomic_write_json
-from speechunits.sylber.segment_sources import index_files, textgrid_syllable_spans
+from speechunits.sylber.threshold_sweep import METRICS, SweepPoint, best_point, plot_sweep, sweep_thresholds
+from speechunits.io_utils import atomic_write_json, index_files
 
 if TYPE_CHECKING:
-    from speechunits.sylber.model import SylberModel
+    from speechunits.encoders.model import SpeechEncoder
 
 DEFAULT_NORM_FACTORS = tuple(round(f, 2) for f in np.arange(0.4, 1.41, 0.1))
 """Default norm grid: these multiples of the checkpoint's own norm threshold."""
@@ -35,7 +35,7 @@ DEFAULT_NORM_FACTORS = tuple(round(f, 2) for f in np.arange(0.4, 1.41, 0.1))
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``speechunits tune-segmentation``."""
-    parser.add_argument("--model", required=True, type=Path, help="Sylber checkpoint (any layout load_sylber_model reads)")
+    parser.add_argument("--model", required=True, type=Path, help="Sylber checkpoint (any layout load_encoder reads)")
     parser.add_argument("--data", required=True, type=Path, help="dev Kaldi data dir or JSONL manifest")
     parser.add_argument("--alignments", required=True, type=Path,
                         help="directory searched recursively for <utt id>.TextGrid")
@@ -75,7 +75,7 @@ def _references(args: argparse.Namespace) -> tuple[list[Any], dict[str, np.ndarr
     return kept, refs, missing
 
 
-def tune(args: argparse.Namespace) -> tuple[dict[str, Any], list[SweepPoint], SylberModel]:
+def tune(args: argparse.Namespace) -> tuple[dict[str, Any], list[SweepPoint], SpeechEncoder]:
     """Encode and sweep; the JSON-ready report (``best`` and every grid point), the points, the model."""
     from speechunits.sylber.segmenter import Segmenter
 
@@ -86,13 +86,13 @@ def tune(args: argparse.Namespace) -> tuple[dict[str, Any], list[SweepPoint], Sy
     waves, states = segmenter.encode_many([u.audio for u in utts], batch_seconds=args.batch_seconds,
                                           progress=True, desc="tune: encode")
     base = segmenter.norm_threshold
-    norm_grid = parse_grid(args.norm_grid) if args.norm_grid else tuple(round(f * base, 4) for f in DEFAULT_NORM_FACTORS)
-    merge_grid = parse_grid(args.merge_grid)
+    norm_grid = parse_grid(args.norm_grid, "--norm-grid") if args.norm_grid else tuple(round(f * base, 4) for f in DEFAULT_NORM_FACTORS)
+    merge_grid = parse_grid(args.merge_grid, "--merge-grid")
     if any(not 0.0 <= m < 1.0 for m in merge_grid) or any(n <= 0 for n in norm_grid):
         raise ConfigError(None, "merge thresholds must lie in [0, 1) and norm thresholds be positive")
     seconds = sum(len(w) for w in waves) / segmenter.sample_rate
     sweep = partial(sweep_thresholds, {u.id: h for u, h in zip(utts, states)}, refs, frame_rate=segmenter.frame_rate,
-                    seconds=seconds, shift_grid=parse_grid(args.shift_grid), tolerance=args.tolerance,
+                    seconds=seconds, shift_grid=parse_grid(args.shift_grid, "--shift-grid"), tolerance=args.tolerance,
                     reset_count=args.reset_count)
     points = sweep(norm_grid, merge_grid)
     best = best_point(points, args.metric)
@@ -124,11 +124,11 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         plot_sweep(points, args.plot, args.metric, title=f"{args.metric} on {args.data.name} ({args.model.name})")
     if args.export is not None:
-        from speechunits.sylber.checkpoints import save_sylber_model
+        from speechunits.encoders.checkpoints import save_encoder
 
         segmentation = {**getattr(model, "segmentation_defaults", {}),
                         "norm_threshold": best["norm_threshold"], "merge_threshold": best["merge_threshold"]}
-        save_sylber_model(args.export, model.cpu(), segmentation=segmentation)
+        save_encoder(args.export, model.cpu(), segmentation=segmentation)
         print(f"  tuned checkpoint: {args.export}")
     return 0
 

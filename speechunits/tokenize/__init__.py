@@ -2,7 +2,7 @@
 
 :mod:`speechunits.tokenize.job` holds one job's loop (:func:`run_job`),
 :mod:`speechunits.tokenize.overlap` the worker thread that overlaps segmentation with the next
-forward pass, :mod:`speechunits.tokenize.cli` the command (local jobs, merge, provenance).
+forward pass, :mod:`speechunits.tokenize.tokenize_cli` the command (local jobs, merge, provenance).
 """
 
 from __future__ import annotations

@@ -42,15 +42,16 @@ import torch
 from tqdm import tqdm
 
 from speechunits.data.pipeline import build_audio_pipeline, seconds_over_budget
-from speechunits.data.utterance import Utterance
+from speechunits.data.utterance import Utterance, manifest_fingerprint
 from speechunits.device import resolve_device
 from speechunits.errors import ConfigError
-from speechunits.io_utils import atomic_write_json, atomic_write_text, sha256_file, sha256_json
-from speechunits.provenance import PROVENANCE_NAME, is_complete
+from speechunits.io_utils import atomic_write_json, atomic_write_text, sha256_json, sha256_path
+from speechunits.provenance import invalidate_provenance, is_complete
 from speechunits.sylber.bootstrap_cli import shard_of
-from speechunits.sylber.encode import encode_padded
-from speechunits.sylber.model import SylberModel
+from speechunits.encoders.encode import encode_padded
+from speechunits.encoders.model import SpeechEncoder
 from speechunits.sylber.segment import greedy_segment, segment_means
+from speechunits.sylber.thresholds import DEFAULT_MERGE_THRESHOLD, DEFAULT_NORM_THRESHOLD
 from speechunits.tokenize.overlap import OverlapWorker
 
 logger = logging.getLogger(__name__)
@@ -68,8 +69,8 @@ class TokenizeSettings:
     data: Path
     out: Path
     nj: int = 1
-    norm_threshold: float = 2.6
-    merge_threshold: float = 0.8
+    norm_threshold: float = DEFAULT_NORM_THRESHOLD
+    merge_threshold: float = DEFAULT_MERGE_THRESHOLD
     reset_count: bool = False
     embeddings: bool = True
     batch_seconds: float = 60.0
@@ -120,20 +121,7 @@ class JobReport:
 
 
 # ------------------------------------------------------------------ config / provenance
-def model_sha256(path: Path) -> str:
-    """SHA-256 of a checkpoint file, or of the (name, sha256) list of a checkpoint directory."""
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
-        return sha256_json([[p.relative_to(path).as_posix(), sha256_file(p)] for p in files])
-    return sha256_file(path)
-
-
-def data_fingerprint(utts: list[Utterance]) -> str:
-    """Hash of what decides the output per utterance: ids, audio, speaker, text."""
-    return sha256_json([[u.id, u.audio, u.speaker, u.text] for u in sorted(utts, key=lambda u: u.id)])
-
-
-def producer(settings: TokenizeSettings, model: SylberModel, model_hash: str) -> dict[str, Any]:
+def producer(settings: TokenizeSettings, model: SpeechEncoder, model_hash: str) -> dict[str, Any]:
     """The ``producer`` block of ``meta.json``."""
     return {
         "segmenter": SEGMENTER,
@@ -144,7 +132,7 @@ def producer(settings: TokenizeSettings, model: SylberModel, model_hash: str) ->
     }
 
 
-def effective_config(settings: TokenizeSettings, model: SylberModel, model_hash: str,
+def effective_config(settings: TokenizeSettings, model: SpeechEncoder, model_hash: str,
                      utts: list[Utterance]) -> dict[str, Any]:
     """The config whose hash decides whether existing outputs are reusable.
 
@@ -156,7 +144,7 @@ def effective_config(settings: TokenizeSettings, model: SylberModel, model_hash:
         "producer": producer(settings, model, model_hash),
         "embeddings": settings.embeddings,
         "nj": settings.nj,
-        "data": {"path": str(settings.data.resolve()), "utterances": len(utts), "sha256": data_fingerprint(utts)},
+        "data": {"path": str(settings.data.resolve()), "utterances": len(utts), "sha256": manifest_fingerprint(utts)},
     }
 
 
@@ -192,12 +180,6 @@ def remove_files(paths: list[Path]) -> None:
             p.unlink()
 
 
-def invalidate_provenance(out: Path) -> None:
-    """Work is about to change ``out``: it is no longer a complete output of any config."""
-    with contextlib.suppress(FileNotFoundError):
-        (out / PROVENANCE_NAME).unlink()
-
-
 def release_pipeline(pipeline: Any) -> None:
     """Destroy the fairseq2 pipeline inside an AudioPipeline now.
 
@@ -215,17 +197,17 @@ def release_pipeline(pipeline: Any) -> None:
 
 
 # ------------------------------------------------------------------ model
-def load_model(path: Path, device: torch.device) -> SylberModel:
-    from speechunits.sylber.checkpoints import load_sylber_model
+def load_model(path: Path, device: torch.device) -> SpeechEncoder:
+    from speechunits.encoders.checkpoints import load_encoder
 
-    return load_sylber_model(path, map_location="cpu").to(device).eval()
+    return load_encoder(path, map_location="cpu").to(device).eval()
 
 
 # ------------------------------------------------------------------ the job
 class TokenizeJob:
     """One job's loop (see the module docstring). Use :func:`run_job` unless you hold a model."""
 
-    def __init__(self, settings: TokenizeSettings, job: int, model: SylberModel, model_hash: str,
+    def __init__(self, settings: TokenizeSettings, job: int, model: SpeechEncoder, model_hash: str,
                  utts: list[Utterance], *, progress: bool = True) -> None:
         if not 0 <= job < settings.nj:
             raise ConfigError(None, f"need 0 <= --job < --nj, got --job {job} --nj {settings.nj}")
@@ -353,7 +335,7 @@ class TokenizeJob:
         return written, seconds, bad
 
 
-def run_job(settings: TokenizeSettings, job: int, *, model: SylberModel | None = None,
+def run_job(settings: TokenizeSettings, job: int, *, model: SpeechEncoder | None = None,
             utts: list[Utterance] | None = None, model_hash: str | None = None,
             progress: bool = True) -> JobReport:
     """Run job ``job`` of ``settings.nj`` (loads the model and manifest, hashes the checkpoint, unless given)."""
@@ -369,7 +351,7 @@ def run_job(settings: TokenizeSettings, job: int, *, model: SylberModel | None =
         model = model.to(device).eval()
     if utts is None:
         utts = load_manifest(settings.data, require_text=False)
-    model_hash = model_hash or model_sha256(settings.model)
+    model_hash = model_hash or sha256_path(settings.model)
     return TokenizeJob(settings, job, model, model_hash, utts, progress=progress).run()
 
 
@@ -381,7 +363,6 @@ __all__ = [
     "effective_config",
     "job_done",
     "job_files",
-    "model_sha256",
     "producer",
     "run_job",
 ]

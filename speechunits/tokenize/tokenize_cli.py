@@ -2,7 +2,7 @@
 
 ``--job J`` runs shard J of ``--nj`` only (one task of a cluster array). Without ``--job``,
 the unfinished shards run as local jobs (``--nj 1``: in this process; ``--nj N > 1``: N
-subprocesses ``python -m speechunits.tokenize.cli ... --job j``, each with
+subprocesses ``python -m speechunits.tokenize.tokenize_cli ... --job j``, each with
 ``cores // N`` torch threads, logging to ``UNIT_DIR/log/tokenize.J.log``), then the shards
 are merged and validated, ``bad_utts.J.txt`` are gathered into ``bad_utts.txt`` and
 ``provenance.json`` is written last. After a cluster array, the same command without
@@ -24,6 +24,7 @@ from typing import Any
 
 from speechunits.errors import ConfigError, SpeechUnitsError
 from speechunits.io_utils import atomic_write_text
+from speechunits.sylber.thresholds import add_threshold_arguments
 
 VERB = "tokenize"
 
@@ -38,11 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto spreads local jobs over GPUs)")
     parser.add_argument("--batch-seconds", type=float, default=60.0,
                         help="padded audio seconds per encoder batch (default 60)")
-    parser.add_argument("--norm-threshold", type=float, default=None,
-                        help="speech frame norm threshold (default: the checkpoint's, else 2.6)")
-    parser.add_argument("--merge-threshold", type=float, default=None,
-                        help="cosine merge threshold (default: the checkpoint's, else 0.8)")
-    parser.add_argument("--reset-count", action="store_true", help="corrected greedy variant (reference quirk off)")
+    add_threshold_arguments(parser)
     parser.add_argument("--num-workers", type=int, default=2, help="parallel audio decoding calls per job (default 2)")
     parser.add_argument("--no-embeddings", action="store_true", help="write segments only (no embeddings/)")
     parser.add_argument("--threads", type=int, default=None,
@@ -50,17 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
-    from speechunits.sylber.checkpoints import segmentation_defaults
-    from speechunits.sylber.segmenter import DEFAULT_THRESHOLDS
+    from speechunits.encoders.checkpoints import segmentation_defaults
+    from speechunits.sylber.thresholds import pick_thresholds
     from speechunits.tokenize.job import TokenizeSettings
 
     if not Path(args.model).exists():
         raise ConfigError(Path(args.model), "model checkpoint does not exist")
-    recorded = {**DEFAULT_THRESHOLDS, **segmentation_defaults(args.model)}
-    if args.norm_threshold is None:
-        args.norm_threshold = recorded["norm_threshold"]
-    if args.merge_threshold is None:
-        args.merge_threshold = recorded["merge_threshold"]
+    args.norm_threshold, args.merge_threshold = pick_thresholds(
+        segmentation_defaults(args.model), args.norm_threshold, args.merge_threshold)
     settings = TokenizeSettings(
         model=Path(args.model).resolve(), data=Path(args.data).resolve(), out=Path(args.out).resolve(), nj=args.nj,
         norm_threshold=args.norm_threshold, merge_threshold=args.merge_threshold, reset_count=args.reset_count,
@@ -77,7 +71,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
 def job_argv(settings: Any, job: int, threads: int, device: str) -> list[str]:
     """Command line of local job ``job``."""
-    argv = [sys.executable, "-m", "speechunits.tokenize.cli", "--model", str(settings.model), "--data",
+    argv = [sys.executable, "-m", "speechunits.tokenize.tokenize_cli", "--model", str(settings.model), "--data",
             str(settings.data), "--out", str(settings.out), "--nj", str(settings.nj), "--job", str(job),
             "--device", device, "--batch-seconds", repr(settings.batch_seconds),
             "--norm-threshold", repr(settings.norm_threshold), "--merge-threshold", repr(settings.merge_threshold),
@@ -164,13 +158,12 @@ def run(args: argparse.Namespace) -> int:
     """Tokenize (the unfinished shards of) a corpus; without ``--job`` also merge and validate."""
     from speechunits.data.jsonl import load_manifest
     from speechunits.device import resolve_device
-    from speechunits.provenance import is_complete
+    from speechunits.io_utils import sha256_path
+    from speechunits.provenance import invalidate_provenance, is_complete
     from speechunits.tokenize.job import (
         effective_config,
-        invalidate_provenance,
         job_done,
         load_model,
-        model_sha256,
         run_job,
     )
 
@@ -186,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(settings.device)
     model = load_model(settings.model, device)
     utts = load_manifest(settings.data, require_text=False)
-    model_hash = model_sha256(settings.model)
+    model_hash = sha256_path(settings.model)
     effective = effective_config(settings, model, model_hash, utts)
     if is_complete(settings.out, effective):
         print(f"{VERB}: {settings.out} is complete for this config; nothing to do", file=sys.stderr)
@@ -231,7 +224,7 @@ def logging_setup() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m speechunits.tokenize.cli`` (how local jobs are started): errors as one line, exit 2."""
+    """``python -m speechunits.tokenize.tokenize_cli`` (how local jobs are started): errors as one line, exit 2."""
     parser = argparse.ArgumentParser(prog=f"speechunits {VERB}", description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from speechunits.errors import UnitFormatError
 from speechunits.units.meta import UnitSetMeta
 
@@ -53,6 +55,12 @@ class UnitRecord:
     def duration(self) -> float:
         """Audio duration in seconds."""
         return self.num_samples / self.sample_rate
+
+    @property
+    def segments(self) -> np.ndarray:
+        """(N, 2) int64 ``[start, end)`` frames of the tokens."""
+        return np.stack((np.asarray(self.starts, dtype=np.int64), np.asarray(self.ends, dtype=np.int64)),
+                        axis=1).reshape(-1, 2)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict in field order; optional fields that are None are omitted."""

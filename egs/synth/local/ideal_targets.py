@@ -20,12 +20,13 @@ import numpy as np
 import torch
 
 from speechunits.audio import load_audio
+from speechunits.data.alignments import textgrid_syllable_spans
 from speechunits.data.jsonl import load_manifest
 from speechunits.eval.boundaries import evaluate_boundaries, interval_boundaries, segment_boundaries
+from speechunits.io_utils import index_files
 from speechunits.sylber.feature_teacher import LogMelTeacher
 from speechunits.sylber.losses import segment_average_targets
 from speechunits.sylber.segment import greedy_segment
-from speechunits.sylber.segment_sources import index_files, textgrid_syllable_spans
 from speechunits.sylber.train_task import load_segments, segment_mask
 
 CONV = [[64, 10, 5], [64, 3, 2], [64, 3, 2], [64, 3, 2], [64, 3, 2], [64, 2, 2], [64, 2, 2]]
