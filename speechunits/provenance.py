@@ -2,7 +2,7 @@
 
 A stage's output directory is *complete* only when ``provenance.json`` exists in it and the
 hash of the stored effective config equals the hash of the config asked for now. Changing a
-parameter therefore redoes the work (DESIGN.md section 6).
+parameter therefore redoes the work (``docs/architecture.md``, Conventions).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The unit-token format (DESIGN.md section 3; full spec in ``docs/unit-format.md``).
+"""The unit-token format (spec: ``docs/unit-format.md``).
 
 A unit set is a directory with ``meta.json``, ``units.jsonl`` (one utterance per line, sorted
 by id) and optional ``embeddings/`` (float16 ``.npy`` shards + ``index.json``).

@@ -1,4 +1,4 @@
-"""The defined conversions of the unit format, one place each (DESIGN.md section 3).
+"""The defined conversions of the unit format, one place each (``docs/unit-format.md``, section 7).
 
 * frames <-> runs: per-frame ids and (units, starts, ends) with consecutive repeats merged;
 * segments -> frame grid: token spans painted on a frame grid, gaps filled with a silence id

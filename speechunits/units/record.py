@@ -1,6 +1,6 @@
 """One line of ``units.jsonl``: the :class:`UnitRecord` and its parse/serialise/validate rules.
 
-Every rule of DESIGN.md section 3 that concerns a single utterance lives in
+Every rule of the unit format (``docs/unit-format.md``, section 2) that concerns a single utterance lives in
 :func:`check_record`; the reader, the writer, the merger and the validator all call it, so
 a record the writer accepts is exactly a record the reader accepts.
 """
