@@ -19,6 +19,7 @@ from speechunits.errors import ConfigError
 from speechunits.slu import cli, results_cli
 from speechunits.slu import metrics as M
 from speechunits.slu import protocol as P
+from speechunits.slu.config import CILConfig, load_cil_config
 from speechunits.train.loop import Trainer
 
 torch.set_num_threads(1)
@@ -80,19 +81,19 @@ def data_dir(tmp_path_factory):
     return root
 
 
-def _cfg(data_dir, *over: str) -> P.CILConfig:
-    return P.load_cil_config(data_dir / "conf.yaml", list(over))
+def _cfg(data_dir, *over: str) -> CILConfig:
+    return load_cil_config(data_dir / "conf.yaml", list(over))
 
 
 def test_config_errors(data_dir) -> None:
     with pytest.raises(ConfigError, match="conf.yaml.*benchmark"):
-        P.load_cil_config(data_dir / "conf.yaml", ["benchmark=fsc-7"])
+        load_cil_config(data_dir / "conf.yaml", ["benchmark=fsc-7"])
     with pytest.raises(ConfigError, match="<command line>"):
-        P.load_cil_config(data_dir / "conf.yaml", ["no_such_key=1"])
+        load_cil_config(data_dir / "conf.yaml", ["no_such_key=1"])
     with pytest.raises(ConfigError, match="train: .*schedule"):
-        P.load_cil_config(data_dir / "conf.yaml", ["train.schedule=zigzag"])
+        load_cil_config(data_dir / "conf.yaml", ["train.schedule=zigzag"])
     with pytest.raises(ConfigError, match="losses"):
-        P.load_cil_config(data_dir / "conf.yaml", ["+losses.typo=1"])
+        load_cil_config(data_dir / "conf.yaml", ["+losses.typo=1"])
 
 
 def test_prepare_split_and_tokenizer(data_dir, tmp_path) -> None:
