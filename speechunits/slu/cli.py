@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from speechunits.errors import ConfigError
     from speechunits.slu.metrics import results_table
     from speechunits.slu.config import load_cil_config
-    from speechunits.slu.protocol import TABLE_COLUMNS, prepare_experiment, run_protocol
+    from speechunits.slu.experiment import prepare_experiment
+    from speechunits.slu.protocol import TABLE_COLUMNS, run_protocol
 
     cfg = load_cil_config(args.config, args.overrides or [])
     if args.threads:
