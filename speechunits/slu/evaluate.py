@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 from tqdm import tqdm
 
 from speechunits.slu import metrics as M
@@ -29,8 +30,19 @@ from speechunits.slu.tokenizer import SLUTokenizer, normalize_transcript
 from speechunits.slu.train_task import AudioCache
 
 
-def _length_order(examples: Sequence[SLUExample], audio: AudioCache) -> list[int]:
-    return sorted(range(len(examples)), key=lambda i: (audio.num_samples(examples[i]), examples[i].id))
+def _batches_by_length(
+    examples: Sequence[SLUExample], audio: AudioCache, batch_size: int, device: torch.device, desc: str | None = None
+) -> Iterator[tuple[list[int], Tensor, Tensor]]:
+    """Batches of similar-length examples: their indices into ``examples`` and their padded
+    audio and lengths on ``device``; a progress bar named ``desc`` when given."""
+    order = sorted(range(len(examples)), key=lambda i: (audio.num_samples(examples[i]), examples[i].id))
+    starts: Iterable[int] = range(0, len(order), batch_size)
+    if desc is not None:
+        starts = tqdm(starts, desc=desc, unit="batch", file=sys.stderr, disable=len(order) <= batch_size or None)
+    for start in starts:
+        idx = order[start : start + batch_size]
+        wav, lens = pad_audio([audio[examples[i]] for i in idx])
+        yield idx, wav.to(device), lens.to(device)
 
 
 @torch.no_grad()
@@ -38,14 +50,9 @@ def decode_examples(
     model: SLUModel, examples: Sequence[SLUExample], audio: AudioCache, decode: DecodeConfig, device: torch.device, desc: str = "decode"
 ) -> list[list[int]]:
     """Hypotheses (ids, no bos/eos) in the order of ``examples``; batches of similar length."""
-    order = _length_order(examples, audio)
     hyps: list[list[int]] = [[] for _ in examples]
     model.eval()
-    bs = decode.batch_size
-    for start in tqdm(range(0, len(order), bs), desc=desc, unit="batch", file=sys.stderr, disable=len(order) <= bs or None):
-        idx = order[start : start + bs]
-        wav, lens = pad_audio([audio[examples[i]] for i in idx])
-        wav, lens = wav.to(device), lens.to(device)
+    for idx, wav, lens in _batches_by_length(examples, audio, decode.batch_size, device, desc):
         if decode.beam_size == 1:
             out = model.greedy_decode(wav, lens, max_len=decode.max_len)
         else:
@@ -58,13 +65,10 @@ def decode_examples(
 @torch.no_grad()
 def pooled_features(model: SLUModel, examples: Sequence[SLUExample], audio: AudioCache, batch_size: int, device: torch.device) -> np.ndarray:
     """Mean-pooled encoder outputs (N, d_model) in the order of ``examples`` (herding features)."""
-    order = _length_order(examples, audio)
     feats = np.zeros((len(examples), model.d_model), dtype=np.float32)
     model.eval()
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        wav, lens = pad_audio([audio[examples[i]] for i in idx])
-        feats[idx] = model.pooled_audio(wav.to(device), lens.to(device)).float().cpu().numpy()
+    for idx, wav, lens in _batches_by_length(examples, audio, batch_size, device):
+        feats[idx] = model.pooled_audio(wav, lens).float().cpu().numpy()
     return feats
 
 
