@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from speechunits.slu.metrics import results_table
     from speechunits.slu.config import load_cil_config
     from speechunits.slu.experiment import prepare_experiment
-    from speechunits.slu.protocol import TABLE_COLUMNS, run_protocol
+    from speechunits.slu.protocol import run_protocol
+    from speechunits.slu.results import TABLE_COLUMNS
 
     cfg = load_cil_config(args.config, args.overrides or [])
     if args.threads:

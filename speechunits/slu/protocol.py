@@ -27,24 +27,22 @@ split are shared by all methods of an experiment: ``<out>/tokenizer/bpe.model`` 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from speechunits.errors import CheckpointError, ManifestError
-from speechunits.io_utils import atomic_write_json, atomic_write_text, sha256_json
-from speechunits.slu import metrics as M
+from speechunits.errors import CheckpointError
+from speechunits.io_utils import atomic_write_json, sha256_json
 from speechunits.slu.config import CILConfig, config_dict
 from speechunits.slu.encoders import ENCODERS
 from speechunits.slu.evaluate import decode_examples, evaluate, pooled_features
 from speechunits.slu.experiment import CILData, prepare_experiment
 from speechunits.slu.memory import RehearsalMemory
+from speechunits.slu.results import float_or_nan, json_safe, summarize_method, write_method_results
 from speechunits.slu.model import SLUModel
 from speechunits.slu.objective import CoconutObjective, CoconutWeights
 from speechunits.slu.tasks import ClassIncrementalSplit
@@ -57,7 +55,6 @@ from speechunits.train.loop import Trainer
 PathLike = str | os.PathLike[str]
 
 RESULT_NAME = "result.json"
-RESULTS_NAME = "results.json"
 
 
 # --------------------------------------------------------------------------- model
@@ -77,20 +74,6 @@ def coconut_weights(cfg: CILConfig, method: MethodSpec) -> CoconutWeights:
 
 
 # --------------------------------------------------------------------------- the runner
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, float) and math.isnan(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    return x
-
-
-def _nan(x: Any) -> float:
-    return math.nan if x is None else float(x)
-
-
 def task_train_config(cfg: CILConfig, method: MethodSpec, t: int, classes: Sequence[str], num_examples: int,
                       memory_ids: Sequence[str], task_dir: Path) -> TrainConfig:
     """The Trainer config of task ``t``: ``cfg.train`` + run dir, step count and identity."""
@@ -165,9 +148,9 @@ def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist
         if done is not None:
             print(f"[{method.name}] task {t}: complete, skipped ({result_path})", file=sys.stderr)
             memory.load_state_dict(done["memory"])
-            rows.append([_nan(v) for v in done["test"]["row"]])
+            rows.append([float_or_nan(v) for v in done["test"]["row"]])
             if done.get("valid"):
-                valid_rows.append([_nan(v) for v in done["valid"]["row"]])
+                valid_rows.append([float_or_nan(v) for v in done["valid"]["row"]])
             last_eval = done["test"]
             prev_weights = None if t + 1 == len(tasks) else _final_weights(task_dir)
             continue
@@ -213,7 +196,7 @@ def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist
         print(f"[{method.name}] task {t}: test accuracy on seen classes {test_eval['accuracy']:.4f}, WER {test_eval['wer']:.4f}"
               + (f"; valid {valid_eval['accuracy']:.4f}" if valid_eval else ""), file=sys.stderr)
         if dist.is_main:
-            atomic_write_json(result_path, _json_safe({"config_hash": run_hash, "method": method.name, "task": t,
+            atomic_write_json(result_path, json_safe({"config_hash": run_hash, "method": method.name, "task": t,
                                                        "classes": list(classes), "test": test_eval, "valid": valid_eval,
                                                        "memory": memory.state_dict(), "memory_counts": memory.counts()}))
     results = summarize_method(method.name, run_split, rows, valid_rows, last_eval, split)
@@ -242,85 +225,3 @@ def _load_result(path: Path, run_hash: str) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return stored if stored.get("config_hash") == run_hash else None
-
-
-def _square(rows: Sequence[Sequence[float]]) -> np.ndarray:
-    t = len(rows)
-    a = np.full((t, t), np.nan)
-    for i, row in enumerate(rows):
-        a[i, : i + 1] = [_nan(v) if v is not None else math.nan for v in list(row)[: i + 1]]
-    return a
-
-
-def summarize_method(name: str, run_split: ClassIncrementalSplit, rows: Sequence[Sequence[float]],
-                     valid_rows: Sequence[Sequence[float]], last_eval: Mapping[str, Any], split: ClassIncrementalSplit) -> dict[str, Any]:
-    """results.json content: matrix, metrics (with metrics.py), WER after the last task."""
-    a = _square(rows)
-    sizes = list(last_eval.get("sizes") or [1] * a.shape[0])
-    summary = M.summarize(a, sizes)
-    if a.shape[0] < 2:  # joint: one task, nothing to forget
-        summary["bwt"] = summary["forgetting"] = math.nan
-    out: dict[str, Any] = {
-        "method": name,
-        "benchmark": split.name,
-        "num_tasks": a.shape[0],
-        "accuracy_matrix": a.tolist(),
-        "test_sizes": sizes,
-        "step_accuracies": M.step_accuracies(a, sizes),
-        **summary,
-        "wer": float(last_eval.get("wer", math.nan)),
-    }
-    if valid_rows and len(valid_rows) == len(rows):
-        va = _square(valid_rows)
-        out["valid_accuracy_matrix"] = va.tolist()
-        out["valid_step_accuracies"] = M.step_accuracies(va)
-        out["valid_aia"] = M.average_incremental_accuracy(va)
-    return out
-
-
-TABLE_COLUMNS = ("aia", "last", "forgetting", "bwt", "wer")
-
-
-def write_method_results(method_dir: Path, results: Mapping[str, Any]) -> None:
-    atomic_write_json(method_dir / RESULTS_NAME, _json_safe(dict(results)))
-    table = M.results_table({results["method"]: results}, columns=TABLE_COLUMNS)
-    atomic_write_text(method_dir / "RESULTS.md", f"# {results['method']} on {results['benchmark']}\n\n{table}")
-    M.plot_step_accuracies({results["method"]: results["step_accuracies"]}, method_dir / "accuracy.png", title=str(results["benchmark"]))
-
-
-# --------------------------------------------------------------------------- comparison
-def find_method_results(paths: Sequence[PathLike]) -> dict[str, dict[str, Any]]:
-    """``results.json`` of each path (a method dir, or an experiment dir holding method dirs)."""
-    found: dict[str, dict[str, Any]] = {}
-    for p in map(Path, paths):
-        files = [p / RESULTS_NAME] if (p / RESULTS_NAME).is_file() else sorted(p.glob(f"*/{RESULTS_NAME}"))
-        if not files:
-            raise ManifestError(p, f"no {RESULTS_NAME} here or in its subdirectories (run speechunits slu-cil first)")
-        for f in files:
-            res = json.loads(f.read_text(encoding="utf-8"))
-            name = str(res.get("method", f.parent.name))
-            key = name if name not in found else f"{name} ({f.parent})"
-            found[key] = {k: (_nan(v) if k in TABLE_COLUMNS else v) for k, v in res.items()}
-    return found
-
-
-METHOD_ORDER = ("ft", "er", "er_kd", "coconut", "coconut_kd", "joint")
-
-
-def comparison(paths: Sequence[PathLike], out_dir: PathLike | None = None) -> str:
-    """Markdown table over methods (known methods in a fixed order); with ``out_dir`` also
-    writes ``RESULTS.md`` and ``accuracy.png`` (accuracy on seen classes after each task)."""
-    found = find_method_results(paths)
-    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-    ordered = dict(sorted(found.items(), key=lambda kv: (rank.get(kv[0].split(" ")[0], len(rank)), kv[0])))
-    table = M.results_table(ordered, columns=TABLE_COLUMNS)
-    bench = {str(r.get("benchmark")) for r in ordered.values()}
-    if out_dir is not None:
-        out = Path(out_dir)
-        note = ("Columns: average incremental accuracy (AIA), accuracy on all classes after the last task (last), "
-                "Chaudhry forgetting, backward transfer (BWT), WER of the transcript after the last task; all in %.\n")
-        atomic_write_text(out / "RESULTS.md", f"# Class-incremental SLU: {', '.join(sorted(bench))}\n\n{table}\n{note}")
-        curves = {k: v["step_accuracies"] for k, v in ordered.items() if len(v.get("step_accuracies", [])) > 1}
-        if curves:
-            M.plot_step_accuracies(curves, out / "accuracy.png", title=", ".join(sorted(bench)))
-    return table
