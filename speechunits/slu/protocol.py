@@ -118,8 +118,8 @@ def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist
     data = data or prepare_experiment(cfg, data_dir, out)
     audio = audio or AudioCache()
     split = data.split
-    tasks = [split.classes] if method.joint else list(split.tasks)
     run_split = ClassIncrementalSplit(f"{split.name}-joint", (tuple(split.classes),)) if method.joint else split
+    tasks = run_split.tasks
     class_index = data.class_index
     weights = coconut_weights(cfg, method)
     method_dir = out / method.name
@@ -181,7 +181,7 @@ def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist
             print(f"[{method.name}] task {t}: stopped at step {trainer.step}/{train_cfg.max_steps}; rerun to resume", file=sys.stderr)
             return {}
 
-        seen = set(run_split.seen_classes(0 if method.joint else t))
+        seen = set(run_split.seen_classes(t))
         model = objective.model
         test_eval = evaluate(model, [ex for ex in data.test if ex.label in seen], data.tokenizer, run_split, audio, cfg.decode, device, desc=f"test task{t}")
         valid_eval = evaluate(model, [ex for ex in data.valid if ex.label in seen], data.tokenizer, run_split, audio, cfg.decode, device, desc=f"valid task{t}") if data.valid else None
@@ -199,7 +199,7 @@ def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist
             atomic_write_json(result_path, json_safe({"config_hash": run_hash, "method": method.name, "task": t,
                                                        "classes": list(classes), "test": test_eval, "valid": valid_eval,
                                                        "memory": memory.state_dict(), "memory_counts": memory.counts()}))
-    results = summarize_method(method.name, run_split, rows, valid_rows, last_eval, split)
+    results = summarize_method(method.name, rows, valid_rows, last_eval, split)
     if dist.is_main:
         write_method_results(method_dir, results)
     return results

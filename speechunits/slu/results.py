@@ -58,9 +58,10 @@ def _square(rows: Sequence[Sequence[float | None]]) -> np.ndarray:
     return a
 
 
-def summarize_method(name: str, run_split: ClassIncrementalSplit, rows: Sequence[Sequence[float]],
-                     valid_rows: Sequence[Sequence[float]], last_eval: Mapping[str, Any], split: ClassIncrementalSplit) -> dict[str, Any]:
-    """results.json content: matrix, metrics (with metrics.py), WER after the last task."""
+def summarize_method(name: str, rows: Sequence[Sequence[float]], valid_rows: Sequence[Sequence[float]],
+                     last_eval: Mapping[str, Any], split: ClassIncrementalSplit) -> dict[str, Any]:
+    """results.json content: matrix, metrics (with metrics.py), WER after the last task;
+    ``benchmark`` is the name of the experiment's ``split`` (also for the joint run)."""
     a = _square(rows)
     sizes = list(last_eval.get("sizes") or [1] * a.shape[0])
     summary = M.summarize(a, sizes)
