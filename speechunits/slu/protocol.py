@@ -1,4 +1,4 @@
-"""The class-incremental SLU protocol: train a method through a sequence of tasks and score it.
+"""The class-incremental SLU task loop: train a method through a sequence of tasks and score it.
 
 For each task ``t`` of the benchmark (``fsc-6``, ``slurp-3``, ... or the training classes by
 frequency cut into ``num_tasks``):
@@ -8,22 +8,25 @@ frequency cut into ``num_tasks``):
    methods with NSPT or seq-KD the previous-task model is frozen as teacher, and for seq-KD
    its hypotheses on the memory utterances are decoded once, as extra targets;
 3. training with the shared :class:`~speechunits.train.Trainer` into
-   ``<out>/<method>/task<t>/`` (checkpoints, logs; resumable: ``resume=auto``);
-4. evaluation on the test (and valid) examples of all classes seen so far: decoding
-   (greedy, or beam search when ``decode.beam_size > 1``), intent = the text before the first
-   ``_SEP``, one row of the accuracy matrix (:func:`~speechunits.slu.metrics.accuracy_row`),
-   and the WER of the transcript part;
+   ``<out>/<method>/task<t>/`` (checkpoints, logs; resumable: ``resume=auto``; checkpoints
+   of another configuration are set aside and the task is trained anew);
+4. evaluation on the test (and valid) examples of all classes seen so far
+   (:func:`~speechunits.slu.evaluate.evaluate`): decoding (greedy, or beam search when
+   ``decode.beam_size > 1``), intent = the text before the first ``_SEP``, one row of the
+   accuracy matrix (:func:`~speechunits.slu.metrics.accuracy_row`), and the WER of the
+   transcript part;
 5. the memory takes the new classes (random or iCaRL herding on mean-pooled encoder
    outputs) and is trimmed to the budget;
 6. ``task<t>/result.json`` is written last: a rerun skips every task that has one for the
    same configuration.
 
 At the end ``<out>/<method>/results.json`` holds the matrix, AIA, last accuracy, BWT,
-forgetting and WER, with ``RESULTS.md`` and ``accuracy.png``. The tokenizer and the class
-split are shared by all methods of an experiment: ``<out>/tokenizer/bpe.model`` and
-``<out>/split.json`` (built once, from the training split of all classes).
+forgetting and WER, with ``RESULTS.md`` and ``accuracy.png`` (:mod:`speechunits.slu.results`).
+The tokenizer and the class split are shared by all methods of an experiment:
+``<out>/tokenizer/bpe.model`` and ``<out>/split.json`` (built once, from the training split of
+all classes, by :func:`~speechunits.slu.experiment.prepare_experiment`). The configuration
+schema is :mod:`speechunits.slu.config`.
 """
-
 from __future__ import annotations
 
 import json
@@ -42,9 +45,9 @@ from speechunits.slu.encoders import ENCODERS
 from speechunits.slu.evaluate import decode_examples, evaluate, pooled_features
 from speechunits.slu.experiment import CILData, prepare_experiment
 from speechunits.slu.memory import RehearsalMemory
-from speechunits.slu.results import float_or_nan, json_safe, summarize_method, write_method_results
 from speechunits.slu.model import SLUModel
 from speechunits.slu.objective import CoconutObjective, CoconutWeights
+from speechunits.slu.results import float_or_nan, json_safe, summarize_method, write_method_results
 from speechunits.slu.tasks import ClassIncrementalSplit
 from speechunits.slu.train_task import AudioCache, MethodSpec, SLUTrainTask, method_spec
 from speechunits.train import checkpoint as ckpt
@@ -57,7 +60,7 @@ PathLike = str | os.PathLike[str]
 RESULT_NAME = "result.json"
 
 
-# --------------------------------------------------------------------------- model
+# --------------------------------------------------------------------------- one task's model and Trainer config
 def build_objective(cfg: CILConfig, vocab_size: int, weights: CoconutWeights) -> CoconutObjective:
     """Model (encoder + decoder) with projection heads, as configured."""
     enc_cfg = dict(cfg.model.encoder)
@@ -70,10 +73,10 @@ def build_objective(cfg: CILConfig, vocab_size: int, weights: CoconutWeights) ->
 
 
 def coconut_weights(cfg: CILConfig, method: MethodSpec) -> CoconutWeights:
+    """The configured loss weights, with the losses ``method`` does not use set to 0."""
     return method.weights(CoconutWeights(**dict(cfg.losses)))
 
 
-# --------------------------------------------------------------------------- the runner
 def task_train_config(cfg: CILConfig, method: MethodSpec, t: int, classes: Sequence[str], num_examples: int,
                       memory_ids: Sequence[str], task_dir: Path) -> TrainConfig:
     """The Trainer config of task ``t``: ``cfg.train`` + run dir, step count and identity."""
@@ -86,13 +89,7 @@ def task_train_config(cfg: CILConfig, method: MethodSpec, t: int, classes: Seque
     return load_config(None, (), base=base)
 
 
-def _final_weights(task_dir: Path) -> dict[str, torch.Tensor]:
-    found = ckpt.load_latest_valid(task_dir, map_location="cpu")
-    if found is None:
-        raise CheckpointError(task_dir, "finished task has no loadable checkpoint")
-    return found[1]["model"]
-
-
+# --------------------------------------------------------------------------- the task loop
 def run_protocol(
     cfg: CILConfig,
     method_name: str,
@@ -141,8 +138,7 @@ def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist
         mem_ids = [str(k) for k in memory.keys()]
         examples = new + [by_id[k] for k in mem_ids]
         train_cfg = task_train_config(cfg, method, t, classes, len(examples), mem_ids, task_dir)
-        run_hash = sha256_json({"train": training_relevant(config_to_dict(train_cfg)), "decode": config_dict(cfg)["decode"],
-                                "memory": config_dict(cfg)["memory"], "eval_valid": cfg.eval_valid})
+        run_hash = _record_hash(cfg, train_cfg)
         result_path = task_dir / RESULT_NAME
         done = _load_result(result_path, run_hash)
         if done is not None:
@@ -205,6 +201,7 @@ def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist
     return results
 
 
+# --------------------------------------------------------------------------- per-task checkpoints and records
 def _restart_if_changed(train_cfg: TrainConfig, task_dir: Path) -> None:
     """A checkpoint left by another configuration is set aside (``resume=never``: the Trainer
     moves it to ``replaced-*``) instead of refusing to resume: a changed parameter redoes
@@ -217,7 +214,16 @@ def _restart_if_changed(train_cfg: TrainConfig, task_dir: Path) -> None:
         train_cfg.resume = "never"
 
 
+def _record_hash(cfg: CILConfig, train_cfg: TrainConfig) -> str:
+    """What a task record is valid for: the training-relevant Trainer config (which holds the
+    task's identity), decoding, the memory settings and whether valid was scored."""
+    full = config_dict(cfg)
+    return sha256_json({"train": training_relevant(config_to_dict(train_cfg)), "decode": full["decode"],
+                        "memory": full["memory"], "eval_valid": cfg.eval_valid})
+
+
 def _load_result(path: Path, run_hash: str) -> dict[str, Any] | None:
+    """The task record at ``path`` if it was written for ``run_hash``; else None (the task is run)."""
     if not path.is_file():
         return None
     try:
@@ -225,3 +231,11 @@ def _load_result(path: Path, run_hash: str) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return stored if stored.get("config_hash") == run_hash else None
+
+
+def _final_weights(task_dir: Path) -> dict[str, torch.Tensor]:
+    """Model state of a finished task's last valid checkpoint (where the next task starts)."""
+    found = ckpt.load_latest_valid(task_dir, map_location="cpu")
+    if found is None:
+        raise CheckpointError(task_dir, "finished task has no loadable checkpoint")
+    return found[1]["model"]
