@@ -19,6 +19,8 @@ from speechunits.errors import ConfigError
 from speechunits.slu import cil_cli, results_cli
 from speechunits.slu import metrics as M
 from speechunits.slu import protocol as P
+from speechunits.slu.config import CILConfig, load_cil_config
+from speechunits.slu.experiment import prepare_experiment
 from speechunits.train.loop import Trainer
 
 torch.set_num_threads(1)
@@ -80,23 +82,23 @@ def data_dir(tmp_path_factory):
     return root
 
 
-def _cfg(data_dir, *over: str) -> P.CILConfig:
-    return P.load_cil_config(data_dir / "conf.yaml", list(over))
+def _cfg(data_dir, *over: str) -> CILConfig:
+    return load_cil_config(data_dir / "conf.yaml", list(over))
 
 
 def test_config_errors(data_dir) -> None:
     with pytest.raises(ConfigError, match="conf.yaml.*benchmark"):
-        P.load_cil_config(data_dir / "conf.yaml", ["benchmark=fsc-7"])
+        load_cil_config(data_dir / "conf.yaml", ["benchmark=fsc-7"])
     with pytest.raises(ConfigError, match="<command line>"):
-        P.load_cil_config(data_dir / "conf.yaml", ["no_such_key=1"])
+        load_cil_config(data_dir / "conf.yaml", ["no_such_key=1"])
     with pytest.raises(ConfigError, match="train: .*schedule"):
-        P.load_cil_config(data_dir / "conf.yaml", ["train.schedule=zigzag"])
+        load_cil_config(data_dir / "conf.yaml", ["train.schedule=zigzag"])
     with pytest.raises(ConfigError, match="losses"):
-        P.load_cil_config(data_dir / "conf.yaml", ["+losses.typo=1"])
+        load_cil_config(data_dir / "conf.yaml", ["+losses.typo=1"])
 
 
 def test_prepare_split_and_tokenizer(data_dir, tmp_path) -> None:
-    data = P.prepare_experiment(_cfg(data_dir), data_dir, tmp_path)
+    data = prepare_experiment(_cfg(data_dir), data_dir, tmp_path)
     # frequency order, first task one class larger on a remainder; the space of FSC's
     # "change language" becomes '-' so the label is one intent token
     assert data.split.tasks == (("activate_lights_none", "change-language_German_none"), ("deactivate_music_none", "bring_shoes_none"))
@@ -105,7 +107,7 @@ def test_prepare_split_and_tokenizer(data_dir, tmp_path) -> None:
     assert len(data.train) == 18 and len(data.test) == 8 and len(data.valid) == 4
     # a different split for the same experiment dir is refused
     with pytest.raises(ConfigError, match="split.json"):
-        P.prepare_experiment(_cfg(data_dir, "num_tasks=4"), data_dir, tmp_path)
+        prepare_experiment(_cfg(data_dir, "num_tasks=4"), data_dir, tmp_path)
 
 
 def test_protocol_er_kd_end_to_end_skip_and_resume(data_dir, tmp_path, monkeypatch) -> None:

@@ -4,7 +4,11 @@ Modules: ``tokenizer`` (BPE targets ``<intent> _SEP <transcript>``), ``data`` (c
 SLU examples, padding collate), ``encoders`` (log-mel conformer, wav2vec2/HuBERT, unit
 tokens), ``model`` (encoder + pre-LN Transformer decoder, greedy/beam decoding),
 ``tasks`` (class-incremental splits), ``memory`` (rehearsal buffer, iCaRL herding),
-``losses`` (NSPT, multimodal supervised InfoNCE, projection heads, seq-KD targets) and
-``metrics`` (accuracy matrix, AIA, BWT, forgetting, WER, tables and plots).
+``losses`` (NSPT, multimodal supervised InfoNCE, projection heads, seq-KD targets),
+``objective`` (the COCONUT loss of a batch), ``train_task`` (methods, the Trainer adapter)
+and ``metrics`` (accuracy matrix, AIA, BWT, forgetting, WER, tables and plots).
+The experiment: ``config`` (schema and validation), ``experiment`` (examples, class split,
+tokenizer), ``evaluate`` (decoding and scoring), ``protocol`` (the task loop) and
+``results`` (per-method summaries, the comparison over methods).
 See docs/slu.md.
 """

@@ -29,7 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from speechunits.errors import ConfigError
     from speechunits.slu.metrics import results_table
-    from speechunits.slu.protocol import TABLE_COLUMNS, load_cil_config, prepare_experiment, run_protocol
+    from speechunits.slu.config import load_cil_config
+    from speechunits.slu.experiment import prepare_experiment
+    from speechunits.slu.protocol import run_protocol
+    from speechunits.slu.results import TABLE_COLUMNS
 
     cfg = load_cil_config(args.config, args.overrides or [])
     if args.threads:

@@ -11,6 +11,8 @@ with ``features`` of shape (B, T, ``output_dim``) and exposes ``output_dim``.
   set), with optional per-token log-duration and continuous embedding inputs, followed by
   a Transformer encoder. :func:`unit_batch` builds its inputs from ``UnitRecord``-like
   objects (fields ``units``, ``starts``, ``ends``).
+
+:data:`ENCODERS` names them for experiment configs (``model.encoder.type``).
 """
 
 from __future__ import annotations
@@ -260,3 +262,7 @@ def unit_batch(records: Sequence[Any], pad_id: int) -> dict[str, Tensor]:
         units_t[i, : len(s)] = s
         dur_t[i, : len(d)] = d
     return {"units": units_t, "lengths": lengths, "durations": dur_t}
+
+
+ENCODERS: dict[str, type[nn.Module]] = {"mel_conformer": MelConformerEncoder, "wav2vec2": Wav2Vec2Encoder, "units": UnitEncoder}
+"""The encoder types an experiment config names (``model.encoder.type``), by name."""

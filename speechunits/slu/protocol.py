@@ -1,4 +1,4 @@
-"""The class-incremental SLU protocol: train a method through a sequence of tasks and score it.
+"""The class-incremental SLU task loop: train a method through a sequence of tasks and score it.
 
 For each task ``t`` of the benchmark (``fsc-6``, ``slurp-3``, ... or the training classes by
 frequency cut into ``num_tasks``):
@@ -8,58 +8,47 @@ frequency cut into ``num_tasks``):
    methods with NSPT or seq-KD the previous-task model is frozen as teacher, and for seq-KD
    its hypotheses on the memory utterances are decoded once, as extra targets;
 3. training with the shared :class:`~speechunits.train.Trainer` into
-   ``<out>/<method>/task<t>/`` (checkpoints, logs; resumable: ``resume=auto``);
-4. evaluation on the test (and valid) examples of all classes seen so far: decoding
-   (greedy, or beam search when ``decode.beam_size > 1``), intent = the text before the first
-   ``_SEP``, one row of the accuracy matrix (:func:`~speechunits.slu.metrics.accuracy_row`),
-   and the WER of the transcript part;
+   ``<out>/<method>/task<t>/`` (checkpoints, logs; resumable: ``resume=auto``; checkpoints
+   of another configuration are set aside and the task is trained anew);
+4. evaluation on the test (and valid) examples of all classes seen so far
+   (:func:`~speechunits.slu.evaluate.evaluate`): decoding (greedy, or beam search when
+   ``decode.beam_size > 1``), intent = the text before the first ``_SEP``, one row of the
+   accuracy matrix (:func:`~speechunits.slu.metrics.accuracy_row`), and the WER of the
+   transcript part;
 5. the memory takes the new classes (random or iCaRL herding on mean-pooled encoder
    outputs) and is trimmed to the budget;
 6. ``task<t>/result.json`` is written last: a rerun skips every task that has one for the
    same configuration.
 
 At the end ``<out>/<method>/results.json`` holds the matrix, AIA, last accuracy, BWT,
-forgetting and WER, with ``RESULTS.md`` and ``accuracy.png``. The tokenizer and the class
-split are shared by all methods of an experiment: ``<out>/tokenizer/bpe.model`` and
-``<out>/split.json`` (built once, from the training split of all classes).
+forgetting and WER, with ``RESULTS.md`` and ``accuracy.png`` (:mod:`speechunits.slu.results`).
+The tokenizer and the class split are shared by all methods of an experiment:
+``<out>/tokenizer/bpe.model`` and ``<out>/split.json`` (built once, from the training split of
+all classes, by :func:`~speechunits.slu.experiment.prepare_experiment`). The configuration
+schema is :mod:`speechunits.slu.config`.
 """
-
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
-import numpy as np
 import torch
-from omegaconf import OmegaConf
-from tqdm import tqdm
 
-from speechunits.data.jsonl import load_manifest
-from speechunits.config import load_structured
-from speechunits.errors import CheckpointError, ConfigError, ManifestError
-from speechunits.io_utils import atomic_write_json, atomic_write_text, sha256_json
-from speechunits.provenance import is_complete, write_provenance
-from speechunits.slu import metrics as M
-from speechunits.slu.data import SLUExample, examples_from_utterances, pad_audio
-from speechunits.slu.encoders import MelConformerEncoder, UnitEncoder, Wav2Vec2Encoder
+from speechunits.errors import CheckpointError
+from speechunits.io_utils import atomic_write_json, sha256_json
+from speechunits.slu.config import CILConfig, config_dict
+from speechunits.slu.encoders import ENCODERS
+from speechunits.slu.evaluate import decode_examples, evaluate, pooled_features
+from speechunits.slu.experiment import CILData, prepare_experiment
 from speechunits.slu.memory import RehearsalMemory
 from speechunits.slu.model import SLUModel
 from speechunits.slu.objective import CoconutObjective, CoconutWeights
-from speechunits.slu.tasks import (
-    BENCHMARKS,
-    ClassIncrementalSplit,
-    class_order_by_frequency,
-    make_benchmark,
-    split_classes,
-    split_from_dict,
-)
-from speechunits.slu.tokenizer import SLUTokenizer, normalize_transcript, train_tokenizer
+from speechunits.slu.results import float_or_nan, json_safe, summarize_method, write_method_results
+from speechunits.slu.tasks import ClassIncrementalSplit
 from speechunits.slu.train_task import AudioCache, MethodSpec, SLUTrainTask, method_spec
 from speechunits.train import checkpoint as ckpt
 from speechunits.train.config import TrainConfig, config_diff, config_to_dict, load_config, training_relevant
@@ -69,174 +58,9 @@ from speechunits.train.loop import Trainer
 PathLike = str | os.PathLike[str]
 
 RESULT_NAME = "result.json"
-RESULTS_NAME = "results.json"
-SPLIT_NAME = "split.json"
-TOKENIZER_PATH = "tokenizer/bpe.model"
-ENCODERS = {"mel_conformer": MelConformerEncoder, "wav2vec2": Wav2Vec2Encoder, "units": UnitEncoder}
 
 
-# --------------------------------------------------------------------------- configuration
-@dataclass
-class MemoryConfig:
-    budget: Optional[int] = None  # absolute budget; null: fraction of the whole training set
-    fraction: float = 0.01
-    selection: str = "herding"  # random | herding
-
-
-@dataclass
-class DecodeConfig:
-    beam_size: int = 5  # 1: greedy (batched)
-    length_penalty: float = 1.0
-    max_len: int = 64
-    batch_size: int = 32
-
-
-@dataclass
-class ModelConfig:
-    encoder: Dict[str, Any] = field(default_factory=lambda: {"type": "mel_conformer"})  # type + kwargs
-    d_model: int = 768
-    num_layers: int = 6
-    num_heads: int = 8
-    ffn_dim: int = 3072
-    dropout: float = 0.1
-    proj_dim: int = 128
-    proj_hidden: int = 512
-
-
-@dataclass
-class CILConfig:
-    """The whole experiment; ``train`` holds :class:`~speechunits.train.TrainConfig` keys."""
-
-    corpus: str = "fsc"  # fsc | slurp
-    benchmark: str = "fsc-6"  # one of tasks.BENCHMARKS, or "frequency" (with num_tasks)
-    num_tasks: Optional[int] = None
-    slurp_level: str = "scenario"
-    splits: Dict[str, str] = field(default_factory=lambda: {"train": "train", "valid": "valid", "test": "test"})
-    seed: int = 0
-    vocab_size: int = 1000
-    epochs_per_task: int = 10
-    joint_epochs: Optional[int] = None  # default: epochs_per_task
-    batch_size: int = 32
-    eval_valid: bool = True
-    model: ModelConfig = field(default_factory=ModelConfig)
-    losses: Dict[str, Any] = field(default_factory=lambda: {"nspt": 0.1, "mm": 0.1, "kd": 1.0})  # CoconutWeights fields
-    memory: MemoryConfig = field(default_factory=MemoryConfig)
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-    train: Dict[str, Any] = field(default_factory=dict)
-
-
-def load_cil_config(path: PathLike | None = None, overrides: Sequence[str] = ()) -> CILConfig:
-    """Defaults <- YAML ``path`` <- ``key=value`` overrides; ConfigError names the source."""
-    cfg = load_structured(CILConfig, path, overrides)
-    _validate(cfg, str(path) if path is not None else "<config>")
-    return cfg
-
-
-def _validate(cfg: CILConfig, source: str) -> None:
-    if cfg.corpus not in ("fsc", "slurp"):
-        raise ConfigError(source, f"corpus={cfg.corpus!r}: expected fsc | slurp")
-    if cfg.benchmark != "frequency" and cfg.benchmark.lower() not in BENCHMARKS:
-        raise ConfigError(source, f"benchmark={cfg.benchmark!r}: expected one of {', '.join(BENCHMARKS)} or 'frequency'")
-    if cfg.benchmark == "frequency" and not cfg.num_tasks:
-        raise ConfigError(source, "benchmark=frequency needs num_tasks")
-    if cfg.memory.selection not in ("random", "herding"):
-        raise ConfigError(source, f"memory.selection={cfg.memory.selection!r}: expected random | herding")
-    if cfg.model.encoder.get("type") not in ENCODERS:
-        raise ConfigError(source, f"model.encoder.type={cfg.model.encoder.get('type')!r}: expected one of {', '.join(ENCODERS)}")
-    for key in ("epochs_per_task", "batch_size", "vocab_size"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(source, f"{key}={getattr(cfg, key)}: expected an integer >= 1")
-    if cfg.decode.beam_size < 1:
-        raise ConfigError(source, f"decode.beam_size={cfg.decode.beam_size}: expected >= 1")
-    unknown = set(cfg.losses) - set(CoconutWeights.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(source, f"unknown losses keys {sorted(unknown)}; known: {sorted(CoconutWeights.__dataclass_fields__)}")
-    for split in ("train", "test"):
-        if split not in cfg.splits:
-            raise ConfigError(source, f"splits must name the {split!r} data set")
-    try:
-        load_config(None, (), base={**cfg.train, "max_steps": 1})
-    except ConfigError as err:
-        raise ConfigError(source, f"train: {err.problem}") from err
-
-
-def config_dict(cfg: CILConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
-
-
-# --------------------------------------------------------------------------- data and model
-@dataclass
-class CILData:
-    train: list[SLUExample]
-    test: list[SLUExample]
-    valid: list[SLUExample]
-    split: ClassIncrementalSplit
-    tokenizer: SLUTokenizer
-
-    @property
-    def class_index(self) -> dict[str, int]:
-        return {c: i for i, c in enumerate(self.split.classes)}
-
-
-def load_examples(data_dir: PathLike, name: str, cfg: CILConfig) -> list[SLUExample]:
-    """Examples of ``<data_dir>/<name>`` (a Kaldi data dir, or ``<name>.jsonl``)."""
-    base = Path(data_dir)
-    path = base / name
-    if not path.exists() and (base / f"{name}.jsonl").is_file():
-        path = base / f"{name}.jsonl"
-    if not path.exists():
-        raise ManifestError(path, f"data set {name!r} not found (expected a Kaldi data dir or {name}.jsonl under {base})")
-    examples = examples_from_utterances(load_manifest(path), cfg.corpus, cfg.slurp_level)
-    # FSC's action "change language" holds a space, which an intent token cannot (tokenizer.py)
-    return [replace(ex, label=label_token(ex.label)) if " " in ex.label else ex for ex in examples]
-
-
-def label_token(label: str) -> str:
-    """A class label usable as one intent token: whitespace runs become ``-``
-    (FSC ``change language_German_none`` -> ``change-language_German_none``)."""
-    return "-".join(label.split())
-
-
-def make_split(cfg: CILConfig, train_labels: Sequence[str]) -> ClassIncrementalSplit:
-    if cfg.benchmark == "frequency":
-        assert cfg.num_tasks
-        return split_classes(class_order_by_frequency(train_labels), cfg.num_tasks, name=f"frequency-{cfg.num_tasks}")
-    return make_benchmark(cfg.benchmark, train_labels)
-
-
-def prepare_experiment(cfg: CILConfig, data_dir: PathLike, out_dir: PathLike) -> CILData:
-    """Load the splits; build (or reuse) ``split.json`` and the BPE tokenizer in ``out_dir``."""
-    out = Path(out_dir)
-    train = load_examples(data_dir, cfg.splits["train"], cfg)
-    test = load_examples(data_dir, cfg.splits["test"], cfg)
-    valid = load_examples(data_dir, cfg.splits["valid"], cfg) if cfg.eval_valid and cfg.splits.get("valid") else []
-    split_path = out / SPLIT_NAME
-    split = make_split(cfg, [ex.label for ex in train])
-    if split_path.is_file():
-        stored = split_from_dict(json.loads(split_path.read_text(encoding="utf-8")))
-        if stored != split:
-            raise ConfigError(split_path, f"stored class split {stored.to_dict()} differs from the one of this data/config {split.to_dict()}; "
-                                          "use another --out-dir or remove the file")
-    else:
-        atomic_write_json(split_path, split.to_dict())
-    known = set(split.classes)
-    for name, exs in (("test", test), ("valid", valid)):
-        extra = sorted({ex.label for ex in exs} - known)
-        if extra:
-            print(f"warning: {len(extra)} {name} classes never seen in training are ignored: {extra[:5]}", file=sys.stderr)
-    test = [ex for ex in test if ex.label in known]
-    valid = [ex for ex in valid if ex.label in known]
-    tok_path = out / TOKENIZER_PATH
-    tok_cfg = {"stage": "slu-tokenizer", "vocab_size": cfg.vocab_size, "transcripts": sha256_json(sorted(normalize_transcript(ex.transcript) for ex in train)),
-               "classes": sorted(known)}
-    if is_complete(tok_path.parent, tok_cfg):
-        tokenizer = SLUTokenizer(tok_path)
-    else:
-        tokenizer = train_tokenizer([ex.transcript for ex in train], sorted(known), tok_path, vocab_size=cfg.vocab_size)
-        write_provenance(tok_path.parent, tok_cfg)
-    return CILData(train, test, valid, split, tokenizer)
-
-
+# --------------------------------------------------------------------------- one task's model and Trainer config
 def build_objective(cfg: CILConfig, vocab_size: int, weights: CoconutWeights) -> CoconutObjective:
     """Model (encoder + decoder) with projection heads, as configured."""
     enc_cfg = dict(cfg.model.encoder)
@@ -249,92 +73,8 @@ def build_objective(cfg: CILConfig, vocab_size: int, weights: CoconutWeights) ->
 
 
 def coconut_weights(cfg: CILConfig, method: MethodSpec) -> CoconutWeights:
+    """The configured loss weights, with the losses ``method`` does not use set to 0."""
     return method.weights(CoconutWeights(**dict(cfg.losses)))
-
-
-# --------------------------------------------------------------------------- inference
-def _length_order(examples: Sequence[SLUExample], audio: AudioCache) -> list[int]:
-    return sorted(range(len(examples)), key=lambda i: (audio.num_samples(examples[i]), examples[i].id))
-
-
-@torch.no_grad()
-def decode_examples(
-    model: SLUModel, examples: Sequence[SLUExample], audio: AudioCache, decode: DecodeConfig, device: torch.device, desc: str = "decode"
-) -> list[list[int]]:
-    """Hypotheses (ids, no bos/eos) in the order of ``examples``; batches of similar length."""
-    order = _length_order(examples, audio)
-    hyps: list[list[int]] = [[] for _ in examples]
-    model.eval()
-    bs = decode.batch_size
-    for start in tqdm(range(0, len(order), bs), desc=desc, unit="batch", file=sys.stderr, disable=len(order) <= bs or None):
-        idx = order[start : start + bs]
-        wav, lens = pad_audio([audio[examples[i]] for i in idx])
-        wav, lens = wav.to(device), lens.to(device)
-        if decode.beam_size == 1:
-            out = model.greedy_decode(wav, lens, max_len=decode.max_len)
-        else:
-            out = model.beam_search(wav, lens, beam_size=decode.beam_size, max_len=decode.max_len, length_penalty=decode.length_penalty)
-        for i, h in zip(idx, out):
-            hyps[i] = h
-    return hyps
-
-
-@torch.no_grad()
-def pooled_features(model: SLUModel, examples: Sequence[SLUExample], audio: AudioCache, batch_size: int, device: torch.device) -> np.ndarray:
-    """Mean-pooled encoder outputs (N, d_model) in the order of ``examples`` (herding features)."""
-    order = _length_order(examples, audio)
-    feats = np.zeros((len(examples), model.d_model), dtype=np.float32)
-    model.eval()
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        wav, lens = pad_audio([audio[examples[i]] for i in idx])
-        feats[idx] = model.pooled_audio(wav.to(device), lens.to(device)).float().cpu().numpy()
-    return feats
-
-
-def evaluate(
-    model: SLUModel,
-    examples: Sequence[SLUExample],
-    tokenizer: SLUTokenizer,
-    split: ClassIncrementalSplit,
-    audio: AudioCache,
-    decode: DecodeConfig,
-    device: torch.device,
-    desc: str = "eval",
-) -> dict[str, Any]:
-    """Accuracy row over all tasks (NaN for tasks without examples), intent accuracy, WER."""
-    if not examples:
-        return {"row": [math.nan] * split.num_tasks, "accuracy": math.nan, "wer": math.nan, "num": 0, "sizes": [0] * split.num_tasks}
-    hyps = decode_examples(model, examples, audio, decode, device, desc=desc)
-    preds = [tokenizer.parse_intent(h) for h in hyps]
-    refs = [ex.label for ex in examples]
-    c2t = split.class_to_task()
-    sizes = [0] * split.num_tasks
-    for r in refs:
-        sizes[c2t[r]] += 1
-    return {
-        "row": M.accuracy_row(preds, refs, c2t, split.num_tasks),
-        "sizes": sizes,
-        "accuracy": M.intent_accuracy(preds, refs),
-        "wer": M.word_error_rate([normalize_transcript(ex.transcript) for ex in examples], [tokenizer.decode_transcript(h) for h in hyps]),
-        "num": len(examples),
-        "examples": [{"id": ex.id, "ref": ex.label, "pred": p, "hyp": tokenizer.decode(h)} for ex, p, h in zip(examples[:20], preds, hyps)],
-    }
-
-
-# --------------------------------------------------------------------------- the runner
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, float) and math.isnan(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    return x
-
-
-def _nan(x: Any) -> float:
-    return math.nan if x is None else float(x)
 
 
 def task_train_config(cfg: CILConfig, method: MethodSpec, t: int, classes: Sequence[str], num_examples: int,
@@ -349,13 +89,7 @@ def task_train_config(cfg: CILConfig, method: MethodSpec, t: int, classes: Seque
     return load_config(None, (), base=base)
 
 
-def _final_weights(task_dir: Path) -> dict[str, torch.Tensor]:
-    found = ckpt.load_latest_valid(task_dir, map_location="cpu")
-    if found is None:
-        raise CheckpointError(task_dir, "finished task has no loadable checkpoint")
-    return found[1]["model"]
-
-
+# --------------------------------------------------------------------------- the task loop
 def run_protocol(
     cfg: CILConfig,
     method_name: str,
@@ -381,8 +115,8 @@ def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist
     data = data or prepare_experiment(cfg, data_dir, out)
     audio = audio or AudioCache()
     split = data.split
-    tasks = [split.classes] if method.joint else list(split.tasks)
     run_split = ClassIncrementalSplit(f"{split.name}-joint", (tuple(split.classes),)) if method.joint else split
+    tasks = run_split.tasks
     class_index = data.class_index
     weights = coconut_weights(cfg, method)
     method_dir = out / method.name
@@ -404,16 +138,15 @@ def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist
         mem_ids = [str(k) for k in memory.keys()]
         examples = new + [by_id[k] for k in mem_ids]
         train_cfg = task_train_config(cfg, method, t, classes, len(examples), mem_ids, task_dir)
-        run_hash = sha256_json({"train": training_relevant(config_to_dict(train_cfg)), "decode": config_dict(cfg)["decode"],
-                                "memory": config_dict(cfg)["memory"], "eval_valid": cfg.eval_valid})
+        run_hash = _record_hash(cfg, train_cfg)
         result_path = task_dir / RESULT_NAME
         done = _load_result(result_path, run_hash)
         if done is not None:
             print(f"[{method.name}] task {t}: complete, skipped ({result_path})", file=sys.stderr)
             memory.load_state_dict(done["memory"])
-            rows.append([_nan(v) for v in done["test"]["row"]])
+            rows.append([float_or_nan(v) for v in done["test"]["row"]])
             if done.get("valid"):
-                valid_rows.append([_nan(v) for v in done["valid"]["row"]])
+                valid_rows.append([float_or_nan(v) for v in done["valid"]["row"]])
             last_eval = done["test"]
             prev_weights = None if t + 1 == len(tasks) else _final_weights(task_dir)
             continue
@@ -444,7 +177,7 @@ def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist
             print(f"[{method.name}] task {t}: stopped at step {trainer.step}/{train_cfg.max_steps}; rerun to resume", file=sys.stderr)
             return {}
 
-        seen = set(run_split.seen_classes(0 if method.joint else t))
+        seen = set(run_split.seen_classes(t))
         model = objective.model
         test_eval = evaluate(model, [ex for ex in data.test if ex.label in seen], data.tokenizer, run_split, audio, cfg.decode, device, desc=f"test task{t}")
         valid_eval = evaluate(model, [ex for ex in data.valid if ex.label in seen], data.tokenizer, run_split, audio, cfg.decode, device, desc=f"valid task{t}") if data.valid else None
@@ -459,15 +192,16 @@ def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist
         print(f"[{method.name}] task {t}: test accuracy on seen classes {test_eval['accuracy']:.4f}, WER {test_eval['wer']:.4f}"
               + (f"; valid {valid_eval['accuracy']:.4f}" if valid_eval else ""), file=sys.stderr)
         if dist.is_main:
-            atomic_write_json(result_path, _json_safe({"config_hash": run_hash, "method": method.name, "task": t,
+            atomic_write_json(result_path, json_safe({"config_hash": run_hash, "method": method.name, "task": t,
                                                        "classes": list(classes), "test": test_eval, "valid": valid_eval,
                                                        "memory": memory.state_dict(), "memory_counts": memory.counts()}))
-    results = summarize_method(method.name, run_split, rows, valid_rows, last_eval, split)
+    results = summarize_method(method.name, rows, valid_rows, last_eval, split)
     if dist.is_main:
         write_method_results(method_dir, results)
     return results
 
 
+# --------------------------------------------------------------------------- per-task checkpoints and records
 def _restart_if_changed(train_cfg: TrainConfig, task_dir: Path) -> None:
     """A checkpoint left by another configuration is set aside (``resume=never``: the Trainer
     moves it to ``replaced-*``) instead of refusing to resume: a changed parameter redoes
@@ -480,7 +214,16 @@ def _restart_if_changed(train_cfg: TrainConfig, task_dir: Path) -> None:
         train_cfg.resume = "never"
 
 
+def _record_hash(cfg: CILConfig, train_cfg: TrainConfig) -> str:
+    """What a task record is valid for: the training-relevant Trainer config (which holds the
+    task's identity), decoding, the memory settings and whether valid was scored."""
+    full = config_dict(cfg)
+    return sha256_json({"train": training_relevant(config_to_dict(train_cfg)), "decode": full["decode"],
+                        "memory": full["memory"], "eval_valid": cfg.eval_valid})
+
+
 def _load_result(path: Path, run_hash: str) -> dict[str, Any] | None:
+    """The task record at ``path`` if it was written for ``run_hash``; else None (the task is run)."""
     if not path.is_file():
         return None
     try:
@@ -490,83 +233,9 @@ def _load_result(path: Path, run_hash: str) -> dict[str, Any] | None:
     return stored if stored.get("config_hash") == run_hash else None
 
 
-def _square(rows: Sequence[Sequence[float]]) -> np.ndarray:
-    t = len(rows)
-    a = np.full((t, t), np.nan)
-    for i, row in enumerate(rows):
-        a[i, : i + 1] = [_nan(v) if v is not None else math.nan for v in list(row)[: i + 1]]
-    return a
-
-
-def summarize_method(name: str, run_split: ClassIncrementalSplit, rows: Sequence[Sequence[float]],
-                     valid_rows: Sequence[Sequence[float]], last_eval: Mapping[str, Any], split: ClassIncrementalSplit) -> dict[str, Any]:
-    """results.json content: matrix, metrics (with metrics.py), WER after the last task."""
-    a = _square(rows)
-    sizes = list(last_eval.get("sizes") or [1] * a.shape[0])
-    summary = M.summarize(a, sizes)
-    if a.shape[0] < 2:  # joint: one task, nothing to forget
-        summary["bwt"] = summary["forgetting"] = math.nan
-    out: dict[str, Any] = {
-        "method": name,
-        "benchmark": split.name,
-        "num_tasks": a.shape[0],
-        "accuracy_matrix": a.tolist(),
-        "test_sizes": sizes,
-        "step_accuracies": M.step_accuracies(a, sizes),
-        **summary,
-        "wer": float(last_eval.get("wer", math.nan)),
-    }
-    if valid_rows and len(valid_rows) == len(rows):
-        va = _square(valid_rows)
-        out["valid_accuracy_matrix"] = va.tolist()
-        out["valid_step_accuracies"] = M.step_accuracies(va)
-        out["valid_aia"] = M.average_incremental_accuracy(va)
-    return out
-
-
-TABLE_COLUMNS = ("aia", "last", "forgetting", "bwt", "wer")
-
-
-def write_method_results(method_dir: Path, results: Mapping[str, Any]) -> None:
-    atomic_write_json(method_dir / RESULTS_NAME, _json_safe(dict(results)))
-    table = M.results_table({results["method"]: results}, columns=TABLE_COLUMNS)
-    atomic_write_text(method_dir / "RESULTS.md", f"# {results['method']} on {results['benchmark']}\n\n{table}")
-    M.plot_step_accuracies({results["method"]: results["step_accuracies"]}, method_dir / "accuracy.png", title=str(results["benchmark"]))
-
-
-# --------------------------------------------------------------------------- comparison
-def find_method_results(paths: Sequence[PathLike]) -> dict[str, dict[str, Any]]:
-    """``results.json`` of each path (a method dir, or an experiment dir holding method dirs)."""
-    found: dict[str, dict[str, Any]] = {}
-    for p in map(Path, paths):
-        files = [p / RESULTS_NAME] if (p / RESULTS_NAME).is_file() else sorted(p.glob(f"*/{RESULTS_NAME}"))
-        if not files:
-            raise ManifestError(p, f"no {RESULTS_NAME} here or in its subdirectories (run speechunits slu-cil first)")
-        for f in files:
-            res = json.loads(f.read_text(encoding="utf-8"))
-            name = str(res.get("method", f.parent.name))
-            key = name if name not in found else f"{name} ({f.parent})"
-            found[key] = {k: (_nan(v) if k in TABLE_COLUMNS else v) for k, v in res.items()}
-    return found
-
-
-METHOD_ORDER = ("ft", "er", "er_kd", "coconut", "coconut_kd", "joint")
-
-
-def comparison(paths: Sequence[PathLike], out_dir: PathLike | None = None) -> str:
-    """Markdown table over methods (known methods in a fixed order); with ``out_dir`` also
-    writes ``RESULTS.md`` and ``accuracy.png`` (accuracy on seen classes after each task)."""
-    found = find_method_results(paths)
-    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-    ordered = dict(sorted(found.items(), key=lambda kv: (rank.get(kv[0].split(" ")[0], len(rank)), kv[0])))
-    table = M.results_table(ordered, columns=TABLE_COLUMNS)
-    bench = {str(r.get("benchmark")) for r in ordered.values()}
-    if out_dir is not None:
-        out = Path(out_dir)
-        note = ("Columns: average incremental accuracy (AIA), accuracy on all classes after the last task (last), "
-                "Chaudhry forgetting, backward transfer (BWT), WER of the transcript after the last task; all in %.\n")
-        atomic_write_text(out / "RESULTS.md", f"# Class-incremental SLU: {', '.join(sorted(bench))}\n\n{table}\n{note}")
-        curves = {k: v["step_accuracies"] for k, v in ordered.items() if len(v.get("step_accuracies", [])) > 1}
-        if curves:
-            M.plot_step_accuracies(curves, out / "accuracy.png", title=", ".join(sorted(bench)))
-    return table
+def _final_weights(task_dir: Path) -> dict[str, torch.Tensor]:
+    """Model state of a finished task's last valid checkpoint (where the next task starts)."""
+    found = ckpt.load_latest_valid(task_dir, map_location="cpu")
+    if found is None:
+        raise CheckpointError(task_dir, "finished task has no loadable checkpoint")
+    return found[1]["model"]

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechunits.slu.protocol import comparison
+    from speechunits.slu.results import comparison
 
     sys.stdout.write(comparison(args.exp, args.out))
     return 0
