@@ -47,6 +47,9 @@ def test_summary_of_stored_rows() -> None:
     one = summarize_method("joint", [[0.7]], [[0.5]], {"sizes": [4], "wer": 0.1}, SPLIT)
     assert math.isnan(one["bwt"]) and math.isnan(one["forgetting"]) and one["aia"] == one["last"] == pytest.approx(0.7)
     assert one["valid_aia"] == pytest.approx(0.5)
+    # a task record read back on rerun stores a NaN WER (empty test set) as null
+    reread = summarize_method("ft", [[0.7]], [], {"sizes": [4], "wer": None}, SPLIT)
+    assert math.isnan(reread["wer"])
 
 
 def test_written_results_are_found_and_ordered(tmp_path) -> None:

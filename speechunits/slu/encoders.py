@@ -12,7 +12,9 @@ with ``features`` of shape (B, T, ``output_dim``) and exposes ``output_dim``.
   a Transformer encoder. :func:`unit_batch` builds its inputs from ``UnitRecord``-like
   objects (fields ``units``, ``starts``, ``ends``).
 
-:data:`ENCODERS` names them for experiment configs (``model.encoder.type``).
+:data:`ENCODERS` names the audio encoders for experiment configs (``model.encoder.type``):
+the class-incremental protocol feeds audio. ``UnitEncoder`` is not in it until the protocol
+reads unit sets.
 """
 
 from __future__ import annotations
@@ -264,5 +266,6 @@ def unit_batch(records: Sequence[Any], pad_id: int) -> dict[str, Tensor]:
     return {"units": units_t, "lengths": lengths, "durations": dur_t}
 
 
-ENCODERS: dict[str, type[nn.Module]] = {"mel_conformer": MelConformerEncoder, "wav2vec2": Wav2Vec2Encoder, "units": UnitEncoder}
-"""The encoder types an experiment config names (``model.encoder.type``), by name."""
+ENCODERS: dict[str, type[nn.Module]] = {"mel_conformer": MelConformerEncoder, "wav2vec2": Wav2Vec2Encoder}
+"""The encoder types an experiment config names (``model.encoder.type``): audio encoders, since
+the protocol feeds audio."""

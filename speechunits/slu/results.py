@@ -75,7 +75,7 @@ def summarize_method(name: str, rows: Sequence[Sequence[float]], valid_rows: Seq
         "test_sizes": sizes,
         "step_accuracies": M.step_accuracies(a, sizes),
         **summary,
-        "wer": float(last_eval.get("wer", math.nan)),
+        "wer": float_or_nan(last_eval.get("wer")),
     }
     if valid_rows and len(valid_rows) == len(rows):
         va = _square(valid_rows)
