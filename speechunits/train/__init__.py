@@ -1,4 +1,4 @@
-"""The shared training loop: config, optimizers, DDP, checkpoint/resume,
+"""The shared training loop: config, optimizers, device placement, DDP, checkpoint/resume,
 EMA, schedules and logging.
 
 See docs/training.md. Typical use from a CLI module::
@@ -16,6 +16,7 @@ from speechunits.train.ema import EMATeacher
 from speechunits.train.launch import TrainResult, add_train_arguments, config_from_args, run_training
 from speechunits.train.loop import Trainer, TrainTask
 from speechunits.train.optim import OptimizerSpec, default_optimizer, param_groups
+from speechunits.train.placement import place_task_state
 from speechunits.train.rng import capture_rng_state, restore_rng_state, seed_everything
 from speechunits.train.schedule import LRFactor, build_scheduler
 from speechunits.train.wrap import unwrap_model
@@ -43,6 +44,7 @@ __all__ = [
     "load_checkpoint",
     "load_config",
     "param_groups",
+    "place_task_state",
     "restore_rng_state",
     "run_training",
     "save_checkpoint",

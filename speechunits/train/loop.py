@@ -2,8 +2,8 @@
 
 A model plugs in through the :class:`TrainTask` protocol. The Trainer owns the optimizers
 (one AdamW by default, or the task's own list, see :mod:`speechunits.train.optim`), LR
-schedules, gradient accumulation and clipping, mixed precision, DDP, logging and
-checkpoint/resume. Resume continues the *same* run: with fp32 on CPU
+schedules, gradient accumulation and clipping, mixed precision, DDP, device placement of the
+task's state, logging and checkpoint/resume. Resume continues the *same* run: with fp32 on CPU
 the resumed run's final weights are bitwise equal to an uninterrupted run's.
 
 One optimizer step of a task with several optimizers runs them in the declared order. Each
@@ -37,6 +37,7 @@ from speechunits.train.config import TrainConfig, config_diff, config_to_dict, c
 from speechunits.train.distributed import DistInfo, all_gather_object, all_reduce_sum, barrier
 from speechunits.train.logger import METRICS_NAME, TENSORBOARD_DIR, MetricsLogger
 from speechunits.train.optim import OptimizerSpec, default_optimizer, param_groups, trained_modules
+from speechunits.train.placement import place_task
 from speechunits.train.rng import capture_rng_state, restore_rng_state, seed_everything
 from speechunits.train.wrap import wrap_model
 
@@ -74,6 +75,11 @@ class TrainTask(Protocol):
     micro-batch and returns the loss that optimizer minimises. The modules a spec names
     (task attributes, e.g. a GAN's ``disc``) are moved, wrapped (DDP, compile) for the run and
     checkpointed like ``model`` (reach the plain module with ``unwrap_model`` during ``fit``).
+
+    Optional, device placement: ``to(device)``. The Trainer calls it (or, by default,
+    :func:`speechunits.train.placement.place_task_state`, which moves every module, tensor and
+    ``to``-able attribute such as an EMA teacher) before training and after loading a
+    checkpoint, so no task moves its own state inside ``training_step``.
     """
 
     model: nn.Module
@@ -181,13 +187,14 @@ class Trainer:
         self.dist = dist or DistInfo()
         self.device = self.dist.device
         self.use_bf16 = self._resolve_precision()
+        place_task(task, self.device)  # first: optimizers are built over parameters on the device
         self._declares_optimizers = callable(getattr(task, "optimizers", None))
         if self._declares_optimizers:
             self.optimizers: list[OptimizerSpec] = list(task.optimizers(config))  # type: ignore[attr-defined]
         else:
             self.optimizers = [default_optimizer(config, task.model)]
         self.modules = trained_modules(task, self.optimizers)
-        for module in self.modules.values():  # in place: the optimizers' references stay valid
+        for module in self.modules.values():  # in case the task's own to() left one out
             module.to(self.device)
         self.step = 0
         self.start_step = 0  # where fit() began (after a resume)
@@ -274,6 +281,7 @@ class Trainer:
                 self.task.load_state_dict(state["task"])
         except (RuntimeError, KeyError, ValueError) as err:
             raise CheckpointError(path, f"checkpoint does not fit this model/task: {err}") from err
+        place_task(self.task, self.device)  # load_state_dict may have brought CPU tensors back
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
