@@ -93,6 +93,16 @@ def test_augmenter_is_reproducible_and_keeps_padding_zero() -> None:
         assert torch.count_nonzero(a[i, n:]) == 0
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_augmenter_draws_on_the_batch_device() -> None:
+    wavs, lengths = torch.randn(4, 800, device="cuda"), torch.tensor([800, 700, 600, 500], device="cuda")
+    aug = NoiseAugmenter(augment_prob=1.0, utterance_mix_ratio=0.5)
+    a = aug(wavs, torch.Generator(device="cuda").manual_seed(3), lengths)
+    assert a.is_cuda and not torch.equal(a, wavs)
+    assert torch.equal(a, aug(wavs, torch.Generator(device="cuda").manual_seed(3), lengths))
+    assert torch.count_nonzero(a[3, 500:]) == 0
+
+
 def test_augmenter_probability_zero_is_identity() -> None:
     wavs = torch.randn(3, 100)
     out = NoiseAugmenter(augment_prob=0.0)(wavs, torch.Generator().manual_seed(0))

@@ -15,9 +15,10 @@ import torch
 
 from speechunits.errors import CheckpointError
 from speechunits.train import Trainer, load_config, seed_everything
-from speechunits.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, load_latest_valid
+from speechunits.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, load_latest_valid, tensor_leaves
 from speechunits.train.logger import read_metrics
 from speechunits.train.toy import ToyRegressionTask
+from speechunits.train.toy_gan import ToyGANTask
 
 REPO = Path(__file__).resolve().parents[1]
 # dropout + input noise draw from the global RNG, accumulation and clipping are on, the
@@ -28,12 +29,24 @@ COMMON = [
 ]
 
 
-def _train(out_dir: Path, *extra: str) -> Trainer:
-    c = load_config(overrides=[*COMMON, f"out_dir={out_dir}", *extra])
+# the GAN: two optimizers (one clipped, one scheduled by the config), accumulation, dropout in
+# the discriminator, an EMA generator
+GAN_COMMON = [
+    "max_steps=30", "lr=0.005", "warmup_steps=5", "accum_steps=2", "log_every=3", "progress=false",
+    "tensorboard=false", "task.dropout=0.2", "task.num_samples=96", "task.global_batch=16",
+]
+
+
+def _train(out_dir: Path, *extra: str, task=ToyRegressionTask, common: list[str] = COMMON) -> Trainer:
+    c = load_config(overrides=[*common, f"out_dir={out_dir}", *extra])
     seed_everything(c.seed)
-    trainer = Trainer(ToyRegressionTask(c), c)
+    trainer = Trainer(task(c), c)
     trainer.fit()
     return trainer
+
+
+def _train_gan(out_dir: Path, *extra: str) -> Trainer:
+    return _train(out_dir, *extra, task=ToyGANTask, common=GAN_COMMON)
 
 
 def _assert_same_state(a: dict[str, Any], b: dict[str, Any]) -> None:
@@ -98,25 +111,76 @@ def test_truncated_latest_checkpoint_falls_back(tmp_path: Path) -> None:
         load_checkpoint(foreign)
 
 
-def _toy_cmd(out_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "speechunits.train.toy", "--out-dir", str(out_dir), "--device", "cpu", *COMMON, *extra]
+def _assert_same_tensors(a: Any, b: Any) -> None:
+    ta, tb = tensor_leaves(a), tensor_leaves(b)
+    assert ta.keys() == tb.keys()
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), k
+
+
+def test_gan_stop_and_resume_is_bitwise_identical(tmp_path: Path) -> None:
+    ref = _train_gan(tmp_path / "A")
+    _train_gan(tmp_path / "B", "save_every=7", "stop_after=11")
+    resumed = _train_gan(tmp_path / "B", "save_every=7")
+    assert resumed.resumed_from is not None and resumed.resumed_from.name == "step_00000011.pt"
+    for name in ("model", "disc"):
+        _assert_same_state(ref.modules[name].state_dict(), resumed.modules[name].state_dict())
+    _assert_same_state(ref.task.ema.module.state_dict(), resumed.task.ema.module.state_dict())
+    assert [s.name for s in resumed.optimizers] == ["disc", "gen"]
+    for a, b in zip(ref.optimizers, resumed.optimizers):
+        _assert_same_tensors(a.optimizer.state_dict(), b.optimizer.state_dict())
+        assert a.scheduler.state_dict() == b.scheduler.state_dict()
+    ra = {r["step"]: r for r in read_metrics(tmp_path / "A") if "train/loss/disc" in r}
+    rb = {r["step"]: r for r in read_metrics(tmp_path / "B") if "train/loss/disc" in r}
+    assert sorted(rb) == sorted(ra)
+    for step, row in ra.items():
+        for key in ("train/loss/disc", "train/loss/gen", "train/grad_norm/disc", "train/lr/disc", "train/d_real/disc"):
+            assert rb[step][key] == row[key], (step, key)
+
+
+# what a format-1 checkpoint (written before tasks could declare several optimizers) holds
+FORMAT1_KEYS = ("format", "step", "epoch", "batch_in_epoch", "world_size", "model", "optimizer", "scheduler", "task", "rng", "config", "metrics")
+
+
+def test_format1_checkpoint_resumes(tmp_path: Path) -> None:
+    ref = _train(tmp_path / "A")
+    _train(tmp_path / "B", "save_every=7", "stop_after=11")
+    path = tmp_path / "B" / "checkpoints" / "step_00000011.pt"
+    state = load_checkpoint(path)
+    torch.save({**{k: state[k] for k in FORMAT1_KEYS}, "format": "speechunits.train/1"}, path)
+    assert load_checkpoint(path)["format"] == "speechunits.train/1"
+    kept = tmp_path / "format1.pt"
+    kept.write_bytes(path.read_bytes())  # the resumed run prunes it
+    resumed = _train(tmp_path / "B", "save_every=7")
+    assert resumed.resumed_from == path and [s.name for s in resumed.optimizers] == ["main"]
+    _assert_same_state(ref.model.state_dict(), resumed.model.state_dict())
+    _assert_same_tensors(ref.optimizer.state_dict(), resumed.optimizer.state_dict())
+    assert load_checkpoint(latest_checkpoint(tmp_path / "B"))["format"] == "speechunits.train/2"
+    # a task with other optimizers refuses it, naming the file and both sides
+    c = load_config(overrides=[*GAN_COMMON, f"out_dir={tmp_path / 'C'}", f"resume={kept}", "resume_force=true"])
+    with pytest.raises(CheckpointError, match=r"format1.pt: checkpoint holds optimizers \['main'\], the task declares \['disc', 'gen'\]"):
+        Trainer(ToyGANTask(c), c).fit()
+
+
+def _toy_cmd(out_dir: Path, *extra: str, module: str = "speechunits.train.toy", common: list[str] = COMMON) -> list[str]:
+    return [sys.executable, "-m", module, "--out-dir", str(out_dir), "--device", "cpu", *common, *extra]
 
 
 def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
 
-@pytest.mark.slow
-def test_sigkill_and_resume_in_subprocesses(tmp_path: Path) -> None:
-    """A run killed with SIGKILL after a checkpoint resumes to the uninterrupted run's weights."""
-    slow = ["save_every=5", "keep_last=0", "task.step_sleep=0.03"]
+def _kill_and_resume(tmp_path: Path, slow: list[str], task, module: str, common: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run A straight through in-process; run B in a subprocess, SIGKILLed after its step-10
+    checkpoint, then resumed in another. Their step-30 checkpoints."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the subprocesses run with OMP_NUM_THREADS=1
     try:
-        _train(tmp_path / "A", *slow)
+        _train(tmp_path / "A", *slow, task=task, common=common)
     finally:
         torch.set_num_threads(threads)
-    proc = subprocess.Popen(_toy_cmd(tmp_path / "B", *slow), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = _toy_cmd(tmp_path / "B", *slow, module=module, common=common)
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = tmp_path / "B" / "checkpoints" / "step_00000010.pt"
     deadline = time.monotonic() + 90
     try:
@@ -129,11 +193,31 @@ def test_sigkill_and_resume_in_subprocesses(tmp_path: Path) -> None:
     assert proc.returncode == -signal.SIGKILL
     killed_at = load_checkpoint(latest_checkpoint(tmp_path / "B")).get("step")
     assert 10 <= killed_at < 30, killed_at
-    done = subprocess.run(_toy_cmd(tmp_path / "B", *slow), env=_env(), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resuming from" in done.stderr and "step_000000" in done.stderr
     a = load_checkpoint(tmp_path / "A" / "checkpoints" / "step_00000030.pt")
     b = load_checkpoint(tmp_path / "B" / "checkpoints" / "step_00000030.pt")
+    return a, b
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_in_subprocesses(tmp_path: Path) -> None:
+    """A run killed with SIGKILL after a checkpoint resumes to the uninterrupted run's weights."""
+    slow = ["save_every=5", "keep_last=0", "task.step_sleep=0.03"]
+    a, b = _kill_and_resume(tmp_path, slow, ToyRegressionTask, "speechunits.train.toy", COMMON)
     _assert_same_state(a["model"], b["model"])
     _assert_same_state(a["task"]["teacher"]["module"], b["task"]["teacher"]["module"])
+    assert a["rng"][0]["torch"].equal(b["rng"][0]["torch"])
+
+
+@pytest.mark.slow
+def test_gan_sigkill_and_resume_in_subprocesses(tmp_path: Path) -> None:
+    """The same for the GAN: generator, discriminator, both optimizers and schedulers, EMA."""
+    slow = ["save_every=5", "keep_last=0", "task.step_sleep=0.01"]
+    a, b = _kill_and_resume(tmp_path, slow, ToyGANTask, "speechunits.train.toy_gan", GAN_COMMON)
+    assert b["optimizer_name"] == "disc" and set(b["extra_modules"]) == {"disc"}
+    for key in ("model", "extra_modules", "optimizer", "scheduler", "extra_optimizers", "task"):
+        _assert_same_tensors(a[key], b[key])
+    assert a["scheduler"] == b["scheduler"] and a["extra_optimizers"][0]["scheduler"] == b["extra_optimizers"][0]["scheduler"]
     assert a["rng"][0]["torch"].equal(b["rng"][0]["torch"])

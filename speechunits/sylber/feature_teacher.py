@@ -89,7 +89,7 @@ class LogMelTeacher(nn.Module):
         if lengths is None:
             lengths = torch.full((batch,), total, dtype=torch.long, device=device)
         frames = conv_output_lengths(lengths, self.conv_layers).to(device)
-        logmel = torch.log(self.mel.to(device)(waveforms.float()) + 1e-6).transpose(1, 2)  # (B, T, M)
+        logmel = torch.log(self.mel(waveforms.float()) + 1e-6).transpose(1, 2)  # (B, T, M)
         logmel = logmel[:, : int(frames.max())]
         valid = torch.arange(logmel.shape[1], device=device)[None, :] < frames[:, None]
         stat_mask = valid
@@ -100,5 +100,5 @@ class LogMelTeacher(nn.Module):
         feats = masked_standardise(logmel, stat_mask) * valid.unsqueeze(-1)
         if self.deltas:
             feats = torch.cat([feats, 2.0 * time_derivative(feats, valid)], dim=-1)
-        feats = (feats * valid.unsqueeze(-1)) @ self.projection.to(device).T
+        feats = (feats * valid.unsqueeze(-1)) @ self.projection.T
         return feats, frames

@@ -221,8 +221,9 @@ class SylberTask:
     def num_items(self, batch: AudioBatch) -> int:
         return int(batch.lengths.shape[0])
 
-    def _generator(self, step: int) -> torch.Generator:
-        return torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1_009 + self.dist.rank)
+    def _generator(self, step: int, device: torch.device | str = "cpu") -> torch.Generator:
+        """The step's generator (on ``device``: the augmentation draws on the batch's device)."""
+        return torch.Generator(device=device).manual_seed((self.seed * 1_000_003 + step) * 1_009 + self.dist.rank)
 
     # -- segments -----------------------------------------------------------------------
     def _file_segments(self, batch: AudioBatch, frame_lengths: Tensor) -> list[np.ndarray]:
@@ -277,13 +278,13 @@ class SylberTask:
             teacher, _ = self.feature_teacher(wavs, lengths, speech_mask=speech)
         else:
             with torch.no_grad():
-                teacher, frame_lengths = self.teacher.module.to(wavs.device)(wavs, lengths)
+                teacher, frame_lengths = self.teacher(wavs, lengths)
             if self.opts["stage"] == 1:
                 segments = self._file_segments(batch, frame_lengths)
             else:
                 segments, norm_thr, merge = self._online_segments(teacher, frame_lengths, step)
                 metrics.update(norm_threshold=norm_thr, merge_threshold=merge)
-        noisy = self.augmenter(wavs.cpu(), self._generator(step), lengths.cpu()).to(wavs.device)
+        noisy = self.augmenter(wavs, self._generator(step, wavs.device), lengths)
         student, _ = self.model(noisy, lengths)
         valid = torch.arange(student.shape[1], device=student.device)[None, :] < frame_lengths[:, None]
         target = segment_average_targets(teacher.float(), segments, self.opts["target_norm"])

@@ -1,4 +1,5 @@
-"""The shared training loop: config, DDP, checkpoint/resume, EMA, schedules and logging.
+"""The shared training loop: config, optimizers, device placement, DDP, checkpoint/resume,
+EMA, schedules and logging.
 
 See docs/training.md. Typical use from a CLI module::
 
@@ -14,6 +15,8 @@ from speechunits.train.distributed import DistInfo, all_reduce_mean, barrier, in
 from speechunits.train.ema import EMATeacher
 from speechunits.train.launch import TrainResult, add_train_arguments, config_from_args, run_training
 from speechunits.train.loop import Trainer, TrainTask
+from speechunits.train.optim import OptimizerSpec, default_optimizer, param_groups
+from speechunits.train.placement import place_task_state
 from speechunits.train.rng import capture_rng_state, restore_rng_state, seed_everything
 from speechunits.train.schedule import LRFactor, build_scheduler
 from speechunits.train.wrap import unwrap_model
@@ -22,6 +25,7 @@ __all__ = [
     "DistInfo",
     "EMATeacher",
     "LRFactor",
+    "OptimizerSpec",
     "TrainConfig",
     "TrainResult",
     "TrainTask",
@@ -32,12 +36,15 @@ __all__ = [
     "build_scheduler",
     "capture_rng_state",
     "config_from_args",
+    "default_optimizer",
     "init_distributed",
     "is_main",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
     "load_config",
+    "param_groups",
+    "place_task_state",
     "restore_rng_state",
     "run_training",
     "save_checkpoint",

@@ -2,9 +2,16 @@
 
 A checkpoint is ``<out_dir>/checkpoints/step_<NNNNNNNN>.pt``, one ``torch.save`` dict
 written through a temporary file and renamed (so a killed job never leaves a partial file
-under the final name). It holds the model, optimizer, scheduler, task state, the step, the
-data position (epoch, batches consumed in the epoch), the RNG states of every rank and the
-config. Loading uses ``weights_only=True``: task state must be tensors and plain Python values.
+under the final name). It holds the trained modules, optimizers, schedulers, task state, the
+step, the data position (epoch, batches consumed in the epoch), the RNG states of every rank
+and the config. Loading uses ``weights_only=True``: task state must be tensors and plain
+Python values.
+
+Format 2 keeps format 1's entries and adds a task's further modules and optimizers beside
+them (:func:`pack_trained_state`): ``model``, ``optimizer`` and ``scheduler`` still hold
+``task.model`` and the first declared optimizer (the only one unless the task declares
+several), so whatever reads a format-1 checkpoint's model reads a format-2 one's, and format-1
+checkpoints, which existing runs hold, resume as runs with one optimizer named ``main``.
 """
 
 from __future__ import annotations
@@ -13,17 +20,51 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
+from torch import Tensor
 
 from speechunits.errors import CheckpointError
 from speechunits.io_utils import atomic_path
+from speechunits.train.optim import DEFAULT_NAME, PRIMARY_MODULE
 
-FORMAT = "speechunits.train/1"
+FORMAT = "speechunits.train/2"
+READABLE_FORMATS = ("speechunits.train/1", FORMAT)
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d{8,})\.pt$")
 REQUIRED_KEYS = ("format", "step", "epoch", "batch_in_epoch", "world_size", "model", "optimizer", "scheduler", "rng", "config")
+
+
+class OptimizerState(NamedTuple):
+    """One optimizer's saved state, and its scheduler's (None when it has none)."""
+
+    name: str
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any] | None
+
+
+def pack_trained_state(modules: dict[str, dict[str, Any]], optimizers: list[OptimizerState]) -> dict[str, Any]:
+    """Checkpoint entries for the trained modules (by task attribute; ``model`` among them) and
+    the optimizers in step order: the primary ones under format 1's keys, the rest beside them."""
+    first, *rest = optimizers
+    return {
+        "model": modules[PRIMARY_MODULE],
+        "extra_modules": {k: v for k, v in modules.items() if k != PRIMARY_MODULE},
+        "optimizer_name": first.name,
+        "optimizer": first.optimizer,
+        "scheduler": first.scheduler,
+        "extra_optimizers": [o._asdict() for o in rest],
+    }
+
+
+def unpack_trained_state(state: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[OptimizerState]]:
+    """Inverse of :func:`pack_trained_state`; a format-1 checkpoint is one module and one
+    optimizer named :data:`~speechunits.train.optim.DEFAULT_NAME`."""
+    modules = {PRIMARY_MODULE: state["model"], **state.get("extra_modules", {})}
+    optimizers = [OptimizerState(state.get("optimizer_name", DEFAULT_NAME), state["optimizer"], state["scheduler"])]
+    optimizers += [OptimizerState(**o) for o in state.get("extra_optimizers", [])]
+    return modules, optimizers
 
 
 def checkpoint_dir(out_dir: str | os.PathLike[str]) -> Path:
@@ -87,9 +128,10 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     except Exception as err:  # torch raises RuntimeError/UnpicklingError/EOFError/zip errors
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(path, f"truncated or unreadable checkpoint ({type(err).__name__}: {first})") from err
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(path, f"not a speechunits training checkpoint: expected format {FORMAT!r}, found {found!r}")
+        raise CheckpointError(path, f"not a speechunits training checkpoint: expected format "
+                                    f"{' or '.join(map(repr, READABLE_FORMATS))}, found {found!r}")
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise CheckpointError(path, f"checkpoint lacks required entries {missing}")
@@ -131,3 +173,15 @@ def remove_stale_temporaries(directory: str | os.PathLike[str]) -> None:
     if d.is_dir():
         for p in d.glob(".step_*.tmp.pt"):
             p.unlink(missing_ok=True)
+
+
+def tensor_leaves(state: Any, prefix: str = "") -> dict[str, Tensor]:
+    """Every tensor in a nested checkpoint entry (dicts, lists, tuples) by its path, e.g.
+    ``optimizer.state.0.exp_avg``: what a comparison of two checkpoints walks."""
+    if isinstance(state, Tensor):
+        return {prefix: state}
+    items: Any = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, (list, tuple)) else ()
+    out: dict[str, Tensor] = {}
+    for key, value in items:
+        out.update(tensor_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out

@@ -45,12 +45,16 @@ class EMATeacher:
         t_params = dict(self.module.named_parameters())
         for name, p in src.named_parameters():
             t = t_params[name]
+            if t.device != p.device:
+                raise ConfigError(None, f"EMA teacher parameter {name!r} is on {t.device}, the student's on {p.device}: "
+                                        "the Trainer places task state on its device; elsewhere call teacher.to(device)")
             t.lerp_(p.detach().to(t.dtype), 1.0 - self.decay)
         t_bufs = dict(self.module.named_buffers())
         for name, b in src.named_buffers():
             t_bufs[name].copy_(b)
 
     def to(self, *args: Any, **kwargs: Any) -> EMATeacher:
+        """Move the teacher (what the Trainer's device placement calls); returns ``self``."""
         self.module.to(*args, **kwargs)
         return self
 

@@ -1,9 +1,16 @@
 """The Trainer: one training loop for every model in the toolkit.
 
-A model plugs in through the :class:`TrainTask` protocol. The Trainer owns the optimizer
-(AdamW), LR schedule, gradient accumulation and clipping, mixed precision, DDP, logging and
-checkpoint/resume. Resume continues the *same* run: with fp32 on CPU the resumed run's final
-weights are bitwise equal to an uninterrupted run's.
+A model plugs in through the :class:`TrainTask` protocol. The Trainer owns the optimizers
+(one AdamW by default, or the task's own list, see :mod:`speechunits.train.optim`), LR
+schedules, gradient accumulation and clipping, mixed precision, DDP, device placement of the
+task's state, logging and checkpoint/resume. Resume continues the *same* run: with fp32 on CPU
+the resumed run's final weights are bitwise equal to an uninterrupted run's.
+
+One optimizer step of a task with several optimizers runs them in the declared order. Each
+one zeroes its gradients, runs forward and backward of ``training_step(..., optimizer=name)``
+over the step's micro-batches (fetched once, so every optimizer sees the same data), clips
+its own parameters and steps itself and its scheduler. A task without ``optimizers()`` is the
+one-element case of the same code, and its logs and checkpoints keep their format-1 keys.
 """
 
 from __future__ import annotations
@@ -11,10 +18,10 @@ from __future__ import annotations
 import contextlib
 import inspect
 import itertools
-import math
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -29,9 +36,12 @@ from speechunits.train import checkpoint as ckpt
 from speechunits.train.config import TrainConfig, config_diff, config_to_dict, config_to_yaml, training_relevant
 from speechunits.train.distributed import DistInfo, all_gather_object, all_reduce_sum, barrier
 from speechunits.train.logger import METRICS_NAME, TENSORBOARD_DIR, MetricsLogger
+from speechunits.train.optim import OptimizerSpec, default_optimizer, param_groups, trained_modules
+from speechunits.train.placement import place_task
 from speechunits.train.rng import capture_rng_state, restore_rng_state, seed_everything
-from speechunits.train.schedule import build_scheduler
-from speechunits.train.wrap import unwrap_model, wrap_model
+from speechunits.train.wrap import wrap_model
+
+__all__ = ["Trainer", "TrainTask", "move_to", "param_groups"]
 
 CONFIG_NAME = "config.yaml"
 
@@ -54,11 +64,22 @@ class TrainTask(Protocol):
     - ``state_dict()`` / ``load_state_dict(state)``: extra task state (EMA teacher, running
       statistics); tensors and plain Python values only.
 
-    Optional: ``on_step_end(step)`` after each optimizer update (same ``step`` index as the
-    training_step calls of that update), ``validate(step) -> dict`` (called on every rank
-    under ``torch.no_grad()`` with the model in eval mode; rank 0's dict is logged),
-    ``num_items(batch) -> int`` for the throughput figure (default: size of the first
-    tensor's first dimension).
+    Optional: ``on_step_end(step)`` after each optimizer update, once every declared
+    optimizer has stepped (same ``step`` index as the training_step calls of that update),
+    ``validate(step) -> dict`` (called on every rank under ``torch.no_grad()`` with the
+    trained modules in eval mode; rank 0's dict is logged), ``num_items(batch) -> int`` for
+    the throughput figure (default: size of the first tensor's first dimension).
+
+    Optional, several optimizers: ``optimizers(config) -> list[OptimizerSpec]`` in step order.
+    Then ``training_step(batch, step, optimizer=name)`` is called once per optimizer and
+    micro-batch and returns the loss that optimizer minimises. The modules a spec names
+    (task attributes, e.g. a GAN's ``disc``) are moved, wrapped (DDP, compile) for the run and
+    checkpointed like ``model`` (reach the plain module with ``unwrap_model`` during ``fit``).
+
+    Optional, device placement: ``to(device)``. The Trainer calls it (or, by default,
+    :func:`speechunits.train.placement.place_task_state`, which moves every module, tensor and
+    ``to``-able attribute such as an EMA teacher) before training and after loading a
+    checkpoint, so no task moves its own state inside ``training_step``.
     """
 
     model: nn.Module
@@ -98,21 +119,6 @@ def _first_dim(batch: Any) -> int:
     return 0
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay on >= 2-d weights only (no decay on biases, norms, scalars)."""
-    decay, no_decay = [], []
-    for _name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (decay if p.dim() >= 2 else no_decay).append(p)
-    groups = []
-    if decay:
-        groups.append({"params": decay, "weight_decay": weight_decay})
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
-
-
 class _BatchCursor:
     """Micro-batches across epochs with the position (epoch, batches consumed) tracked."""
 
@@ -137,6 +143,10 @@ class _BatchCursor:
                 )
         return it
 
+    def take(self, count: int) -> list[tuple[Any, str]]:
+        """The next ``count`` micro-batches, each with its data position for error messages."""
+        return [(self.next(), f"epoch {self.epoch}, batch {self.position}") for _ in range(count)]
+
     def next(self) -> Any:
         try:
             batch = next(self._it)
@@ -152,8 +162,23 @@ class _BatchCursor:
         return batch
 
 
+@dataclass
+class _OptimizerStepResult:
+    """What one optimizer's share of a training step reports to the log."""
+
+    loss: Tensor  # mean over the micro-batches (float64, on the device: read only when logged)
+    metrics: dict[str, float]
+    lr: float
+    grad_norm: Tensor  # before clipping
+
+
 class Trainer:
-    """Train ``task`` under ``config``, writing checkpoints and logs to ``out_dir``."""
+    """Train ``task`` under ``config``, writing checkpoints and logs to ``out_dir``.
+
+    ``optimizers`` are the task's :class:`OptimizerSpec` s in step order (one AdamW from the
+    config when the task declares none) and ``modules`` its trained modules by attribute name,
+    unwrapped; ``model``, ``optimizer`` and ``scheduler`` are the primary ones.
+    """
 
     def __init__(self, task: TrainTask, config: TrainConfig, out_dir: str | Path | None = None, dist: DistInfo | None = None) -> None:
         self.task = task
@@ -162,20 +187,36 @@ class Trainer:
         self.dist = dist or DistInfo()
         self.device = self.dist.device
         self.use_bf16 = self._resolve_precision()
-        self.model = unwrap_model(task.model).to(self.device)
-        self.optimizer = torch.optim.AdamW(
-            param_groups(self.model, config.weight_decay),
-            lr=config.lr,
-            betas=(float(config.betas[0]), float(config.betas[1])),
-            eps=config.eps,
-        )
-        self.scheduler = build_scheduler(self.optimizer, config.schedule, config.warmup_steps, config.max_steps, config.min_lr_ratio)
+        place_task(task, self.device)  # first: optimizers are built over parameters on the device
+        self._declares_optimizers = callable(getattr(task, "optimizers", None))
+        if self._declares_optimizers:
+            self.optimizers: list[OptimizerSpec] = list(task.optimizers(config))  # type: ignore[attr-defined]
+        else:
+            self.optimizers = [default_optimizer(config, task.model)]
+        self.modules = trained_modules(task, self.optimizers)
+        for module in self.modules.values():  # in case the task's own to() left one out
+            module.to(self.device)
         self.step = 0
         self.start_step = 0  # where fit() began (after a resume)
         self.epoch = 0
         self.batch_in_epoch = 0
         self.resumed_from: Path | None = None
         self.last_metrics: dict[str, float] = {}
+
+    @property
+    def model(self) -> nn.Module:
+        """``task.model``, unwrapped."""
+        return self.modules["model"]
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The first declared optimizer (the only one of a task that declares none)."""
+        return self.optimizers[0].optimizer
+
+    @property
+    def scheduler(self) -> Any:
+        """The first declared optimizer's scheduler."""
+        return self.optimizers[0].scheduler
 
     # ----------------------------------------------------------------- setup helpers
     def _resolve_precision(self) -> bool:
@@ -220,14 +261,27 @@ class Trainer:
     def _load_state(self, path: Path, state: dict[str, Any]) -> dict[str, Any] | None:
         """Load everything but the RNG; returns this rank's RNG state to restore later."""
         self._check_compatible(path, state)
+        modules, optimizers = ckpt.unpack_trained_state(state)
+        found, expected = [o.name for o in optimizers], [s.name for s in self.optimizers]
+        if found != expected:
+            raise CheckpointError(path, f"checkpoint holds optimizers {found}, the task declares {expected} (in step order)")
+        if set(modules) != set(self.modules):
+            raise CheckpointError(path, f"checkpoint holds trained modules {sorted(modules)}, the task trains {sorted(self.modules)}")
         try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
+            for name, module in self.modules.items():
+                module.load_state_dict(modules[name])
+            for spec, saved in zip(self.optimizers, optimizers):
+                spec.optimizer.load_state_dict(saved.optimizer)
+                if (spec.scheduler is None) != (saved.scheduler is None):
+                    raise ValueError(f"optimizer {spec.name!r}: scheduler {'absent' if saved.scheduler is None else 'present'} "
+                                     f"in the checkpoint, {'absent' if spec.scheduler is None else 'present'} in the task")
+                if spec.scheduler is not None:
+                    spec.scheduler.load_state_dict(saved.scheduler)
             if hasattr(self.task, "load_state_dict") and state.get("task") is not None:
                 self.task.load_state_dict(state["task"])
         except (RuntimeError, KeyError, ValueError) as err:
             raise CheckpointError(path, f"checkpoint does not fit this model/task: {err}") from err
+        place_task(self.task, self.device)  # load_state_dict may have brought CPU tensors back
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
@@ -243,9 +297,13 @@ class Trainer:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "world_size": self.dist.world_size,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            **ckpt.pack_trained_state(
+                {name: module.state_dict() for name, module in self.modules.items()},
+                [
+                    ckpt.OptimizerState(s.name, s.optimizer.state_dict(), None if s.scheduler is None else s.scheduler.state_dict())
+                    for s in self.optimizers
+                ],
+            ),
             "task": task_state,
             "rng": rng_states,
             "config": config_to_dict(self.config),
@@ -298,39 +356,23 @@ class Trainer:
         if rng_to_restore is not None:  # after the data fast-forward, which may touch RNGs
             restore_rng_state(rng_to_restore)
 
-        wrapped = wrap_model(self.model, self.dist, compile=cfg.compile, find_unused_parameters=cfg.ddp_find_unused)
-        original_model = self.task.model
-        self.task.model = wrapped
-        self.model.train()
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        clip = cfg.clip_norm if cfg.clip_norm is not None and cfg.clip_norm > 0 else math.inf
+        wrapped = {
+            name: wrap_model(module, self.dist, compile=cfg.compile, find_unused_parameters=cfg.ddp_find_unused)
+            for name, module in self.modules.items()
+        }
+        originals = {name: getattr(self.task, name) for name in wrapped}
+        for name, module in wrapped.items():
+            setattr(self.task, name, module)
+        self._set_training(True)
         end_step = cfg.max_steps if cfg.stop_after is None else min(cfg.max_steps, cfg.stop_after)
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not (main and cfg.progress), file=sys.stderr, dynamic_ncols=True, desc="train")
         window_items, window_t0 = 0, time.perf_counter()
         saved_at = self.step if found else -1
         try:
             while self.step < end_step:
-                self.optimizer.zero_grad(set_to_none=True)
-                loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-                metric_sums: dict[str, float] = {}
-                for micro in range(cfg.accum_steps):
-                    batch = move_to(cursor.next(), self.device)
-                    window_items += self.task.num_items(batch) if hasattr(self.task, "num_items") else _first_dim(batch)
-                    sync = micro == cfg.accum_steps - 1
-                    no_sync = wrapped.no_sync() if (self.dist.distributed and not sync and hasattr(wrapped, "no_sync")) else contextlib.nullcontext()
-                    with no_sync:
-                        with self._autocast():
-                            loss, metrics = self.task.training_step(batch, self.step)
-                        if not torch.isfinite(loss.detach()).all():
-                            raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step} (epoch {cursor.epoch}, batch {cursor.position})")
-                        (loss / cfg.accum_steps).backward()
-                    loss_sum += loss.detach().double() / cfg.accum_steps
-                    for k, v in metrics.items():
-                        metric_sums[k] = metric_sums.get(k, 0.0) + float(v) / cfg.accum_steps
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
-                lr = self.optimizer.param_groups[0]["lr"]
-                self.optimizer.step()
-                self.scheduler.step()
+                micro_batches = cursor.take(cfg.accum_steps)
+                window_items += sum(self._num_items(batch) for batch, _ in micro_batches)
+                results = [self._optimizer_step(spec, micro_batches, list(wrapped.values())) for spec in self.optimizers]
                 if hasattr(self.task, "on_step_end"):
                     self.task.on_step_end(self.step)
                 self.step += 1
@@ -338,9 +380,10 @@ class Trainer:
                 bar.update(1)
 
                 if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                    self.last_metrics = self._reduce(loss_sum, metric_sums, window_items, window_t0, lr, float(grad_norm))
+                    self.last_metrics = self._reduce(results, window_items, window_t0)
                     logger.log(self.step, self.last_metrics)
-                    bar.set_postfix(loss=f"{self.last_metrics['loss']:.4g}", items_s=f"{self.last_metrics['items_per_s']:.1f}")
+                    losses = {k: f"{v:.4g}" for k, v in self.last_metrics.items() if k.split("/")[0] == "loss"}
+                    bar.set_postfix(**losses, items_s=f"{self.last_metrics['items_per_s']:.1f}")
                     window_items, window_t0 = 0, time.perf_counter()
                 if cfg.validate_every and self.step % cfg.validate_every == 0 and self.step != cfg.max_steps:
                     self._validate(logger)
@@ -356,34 +399,93 @@ class Trainer:
         finally:
             bar.close()
             logger.close()
-            self.task.model = original_model
+            for name, module in originals.items():
+                setattr(self.task, name, module)
         return dict(self.last_metrics)
 
-    def _reduce(
-        self, loss_sum: Tensor, metric_sums: dict[str, float], items: int, t0: float, lr: float, grad_norm: float
-    ) -> dict[str, float]:
-        """This step's loss and metrics (mean over micro-batches and ranks) and the throughput
+    def _num_items(self, batch: Any) -> int:
+        return self.task.num_items(batch) if hasattr(self.task, "num_items") else _first_dim(batch)
+
+    def _training_step(self, batch: Any, spec: OptimizerSpec) -> tuple[Tensor, dict[str, float]]:
+        if self._declares_optimizers:
+            return self.task.training_step(batch, self.step, optimizer=spec.name)  # type: ignore[call-arg]
+        return self.task.training_step(batch, self.step)
+
+    def _no_sync(self, wrapped: list[nn.Module], sync: bool) -> contextlib.ExitStack:
+        """DDP ``no_sync`` on every wrapped module for a micro-batch that does not sync: a
+        module that another optimizer steps still gets gradients through this backward."""
+        stack = contextlib.ExitStack()
+        if self.dist.distributed and not sync:
+            for module in wrapped:
+                if hasattr(module, "no_sync"):
+                    stack.enter_context(module.no_sync())
+        return stack
+
+    def _optimizer_step(self, spec: OptimizerSpec, micro_batches: list[tuple[Any, str]], wrapped: list[nn.Module]) -> _OptimizerStepResult:
+        """One optimizer's share of a step: accumulate its loss's gradients over the
+        micro-batches, clip its parameters, step it and its scheduler.
+
+        Its gradients are zeroed first, so gradients another optimizer's loss left on its
+        parameters (a discriminator's, from the generator's loss) do not count. Micro-batches
+        are moved to the device one at a time, so device memory holds one, as before."""
+        spec.optimizer.zero_grad(set_to_none=True)
+        count = len(micro_batches)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        metric_sums: dict[str, float] = {}
+        for index, (host_batch, position) in enumerate(micro_batches):
+            batch = move_to(host_batch, self.device)
+            with self._no_sync(wrapped, sync=index == count - 1):
+                with self._autocast():
+                    loss, metrics = self._training_step(batch, spec)
+                if not torch.isfinite(loss.detach()).all():
+                    which = f", optimizer {spec.name!r}" if len(self.optimizers) > 1 else ""
+                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step}{which} ({position})")
+                (loss / count).backward()
+            loss_sum += loss.detach().double() / count
+            for k, v in metrics.items():
+                metric_sums[k] = metric_sums.get(k, 0.0) + float(v) / count
+        grad_norm = torch.nn.utils.clip_grad_norm_(spec.params, spec.max_norm)
+        lr = spec.lr
+        spec.optimizer.step()
+        if spec.scheduler is not None:
+            spec.scheduler.step()
+        return _OptimizerStepResult(loss_sum, metric_sums, lr, grad_norm)
+
+    def _key(self, key: str, spec: OptimizerSpec) -> str:
+        """Log key of a per-optimizer number: as it is with one optimizer, ``<key>/<name>`` with several."""
+        return key if len(self.optimizers) == 1 else f"{key}/{spec.name}"
+
+    def _reduce(self, results: list[_OptimizerStepResult], items: int, t0: float) -> dict[str, float]:
+        """This step's losses and metrics (mean over micro-batches and ranks) and the throughput
         since the previous log line (collective). Per-step values, not window means, so a
         resumed run logs exactly what the uninterrupted run logs."""
-        local = {"loss": float(loss_sum.item()), **metric_sums}
+        local: dict[str, float] = {}
+        for spec, result in zip(self.optimizers, results):
+            local[self._key("loss", spec)] = float(result.loss.item())
+            local.update({self._key(k, spec): v for k, v in result.metrics.items()})
         gathered = all_gather_object(local)
         keys = sorted(set().union(*gathered))
         out = {k: sum(g[k] for g in gathered if k in g) / sum(1 for g in gathered if k in g) for k in keys}
         elapsed = max(time.perf_counter() - t0, 1e-9)
         out["items_per_s"] = all_reduce_sum(items) / elapsed
-        out["lr"] = lr
-        out["grad_norm"] = grad_norm
+        for spec, result in zip(self.optimizers, results):
+            out[self._key("lr", spec)] = result.lr
+            out[self._key("grad_norm", spec)] = float(result.grad_norm)
         out["epoch"] = float(self.epoch)
         return out
+
+    def _set_training(self, training: bool) -> None:
+        for module in self.modules.values():
+            module.train(training)
 
     def _validate(self, logger: MetricsLogger) -> None:
         if not hasattr(self.task, "validate"):
             return
-        self.model.eval()
+        self._set_training(False)
         try:
             with torch.no_grad(), self._autocast():
                 result = self.task.validate(self.step)
         finally:
-            self.model.train()
+            self._set_training(True)
         if result:
             logger.log(self.step, {k: float(v) for k, v in result.items()}, prefix="valid/")

@@ -5,7 +5,8 @@ synthetic linear-regression data; it works under ``torchrun`` too (each rank tak
 of every global batch). Task options (under ``task.``): ``in_dim`` (8), ``hidden`` (16),
 ``num_samples`` (64), ``global_batch`` (8), ``dropout`` (0.0), ``noise`` (0.0: std of input
 noise drawn from the global RNG, to exercise RNG restore), ``step_sleep`` (0.0 seconds),
-``data_seed`` (1234).
+``data_seed`` (1234). :func:`toy_options`, :func:`rank_batches` and :func:`toy_main` are shared
+with the toy GAN task (:mod:`speechunits.train.toy_gan`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from speechunits.errors import ConfigError
 from speechunits.train.config import TrainConfig
 from speechunits.train.distributed import DistInfo
 from speechunits.train.ema import EMATeacher
-from speechunits.train.launch import add_train_arguments, config_from_args, run_training
+from speechunits.train.launch import TaskFactory, add_train_arguments, config_from_args, run_training
 from speechunits.train.wrap import unwrap_model
 
 DEFAULTS: dict[str, Any] = {
@@ -40,18 +41,33 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def toy_options(config: TrainConfig, defaults: dict[str, Any], dist: DistInfo, what: str) -> dict[str, Any]:
+    """``config.task`` over ``defaults``; unknown keys, and a global batch the ranks cannot
+    split evenly, are errors."""
+    unknown = set(config.task) - set(defaults)
+    if unknown:
+        raise ConfigError(None, f"unknown {what} options {sorted(unknown)}; known: {sorted(defaults)}")
+    opts = {**defaults, **config.task}
+    if opts["global_batch"] % dist.world_size:
+        raise ConfigError(None, f"task.global_batch={opts['global_batch']} is not divisible by world_size={dist.world_size}")
+    return opts
+
+
+def rank_batches(order: Tensor, global_batch: int, dist: DistInfo) -> Iterator[Tensor]:
+    """This rank's share of each full global batch of the sample order ``order``: the ranks
+    of a DDP run together take exactly the batches of a single process."""
+    per = global_batch // dist.world_size
+    for start in range(0, order.numel() - global_batch + 1, global_batch):
+        yield order[start + dist.rank * per : start + (dist.rank + 1) * per]
+
+
 class ToyRegressionTask:
     """MLP regression of ``y = x W + b`` with an EMA teacher as extra task state."""
 
     def __init__(self, config: TrainConfig, dist: DistInfo | None = None) -> None:
-        unknown = set(config.task) - set(DEFAULTS)
-        if unknown:
-            raise ConfigError(None, f"unknown toy task options {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-        self.opts = {**DEFAULTS, **config.task}
         self.dist = dist or DistInfo()
+        self.opts = toy_options(config, DEFAULTS, self.dist, "toy task")
         o = self.opts
-        if o["global_batch"] % self.dist.world_size:
-            raise ConfigError(None, f"task.global_batch={o['global_batch']} is not divisible by world_size={self.dist.world_size}")
         g = torch.Generator().manual_seed(int(o["data_seed"]))
         self.x = torch.randn(o["num_samples"], o["in_dim"], generator=g)
         w = torch.randn(o["in_dim"], 1, generator=g)
@@ -65,10 +81,7 @@ class ToyRegressionTask:
     def batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         o = self.opts
         g = torch.Generator().manual_seed(int(o["data_seed"]) * 1000 + epoch)
-        order = torch.randperm(o["num_samples"], generator=g)
-        gb, per = o["global_batch"], o["global_batch"] // self.dist.world_size
-        for start in range(0, o["num_samples"] - gb + 1, gb):
-            idx = order[start + self.dist.rank * per : start + (self.dist.rank + 1) * per]
+        for idx in rank_batches(torch.randperm(o["num_samples"], generator=g), o["global_batch"], self.dist):
             yield self.x[idx], self.y[idx]
 
     def training_step(self, batch: tuple[Tensor, Tensor], step: int) -> tuple[Tensor, dict[str, float]]:
@@ -97,18 +110,26 @@ class ToyRegressionTask:
         self.steps_seen = int(state["steps_seen"])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m speechunits.train.toy", description=__doc__.splitlines()[0])
+def toy_main(
+    task_factory: TaskFactory, weights: Callable[[Any], dict[str, Tensor]], prog: str, doc: str, argv: Sequence[str] | None
+) -> int:
+    """The command line of a toy task: train (plain or under torchrun), then optionally dump
+    each rank's ``weights(task)`` for the DDP tests."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
     add_train_arguments(parser)
     parser.add_argument("--dump-weights", help="each rank writes its final weights to DIR/weights_rank<R>.pt")
     args = parser.parse_args(argv)
-    result = run_training(ToyRegressionTask, config_from_args(args), device=args.device)
+    result = run_training(task_factory, config_from_args(args), device=args.device)
     if args.dump_weights:
         out = Path(args.dump_weights)
         out.mkdir(parents=True, exist_ok=True)
-        torch.save(unwrap_model(result.task.model).state_dict(), out / f"weights_rank{result.dist.rank}.pt")
+        torch.save(weights(result.task), out / f"weights_rank{result.dist.rank}.pt")
     print(f"finished at step {result.step}", file=sys.stderr)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return toy_main(ToyRegressionTask, lambda task: unwrap_model(task.model).state_dict(), "python -m speechunits.train.toy", __doc__, argv)
 
 
 if __name__ == "__main__":
