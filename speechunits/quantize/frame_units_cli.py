@@ -40,7 +40,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from speechunits.data.pipeline import build_audio_pipeline, seconds_over_budget
 from speechunits.data.utterance import Utterance, manifest_fingerprint
 from speechunits.device import resolve_device
 from speechunits.errors import AudioError, CheckpointError, ConfigError, ManifestError
@@ -50,7 +49,7 @@ from speechunits.quantize.codebook import Codebook, load_codebook, save_codebook
 from speechunits.quantize.frame_units import FrameItem, write_frame_units
 from speechunits.quantize.kmeans import METRICS, kmeans
 from speechunits.quantize.sampling import reservoir_sample
-from speechunits.encoders.encode import encode_padded
+from speechunits.encoders.batch import BatchEncoder
 from speechunits.encoders.model import SpeechEncoder
 
 logger = logging.getLogger(__name__)
@@ -139,68 +138,31 @@ def load_layer_model(path: Path, layer: int, device: torch.device) -> SpeechEnco
 class LayerFeatures:
     """Layer ``layer`` features of a corpus, one utterance at a time: ``(utt, num_samples, (T, D) float32)``.
 
-    Each iteration is one full pass (a fresh pipeline); :attr:`bad` then holds the
-    ``id<TAB>reason`` lines of the utterances left out in that pass.
+    Each iteration is one full pass through :class:`~speechunits.encoders.batch.BatchEncoder`
+    (float32, no autocast); :attr:`bad` then holds the ``id<TAB>reason`` lines of the
+    utterances left out in that pass.
     """
 
     def __init__(self, model: SpeechEncoder, layer: int, utts: list[Utterance], *, batch_seconds: float,
                  num_workers: int = 2, desc: str = VERB, progress: bool = True) -> None:
-        self.model = model
-        self.layer = layer
+        self.encoder = BatchEncoder(model, batch_seconds=batch_seconds, layer=layer, autocast=False)
         self.utts = utts
-        self.batch_seconds = batch_seconds
         self.num_workers = num_workers
         self.desc = desc
         self.progress = progress
-        self.device = next(model.parameters()).device
-        self.sample_rate = int(model.config.sample_rate)
-        self.min_samples = model.receptive_field
+        self.sample_rate = self.encoder.sample_rate
         self.bad: list[str] = []
 
     def __iter__(self) -> Iterator[tuple[Utterance, int, np.ndarray]]:
         self.bad = []
-        bar = tqdm(total=len(self.utts), desc=self.desc, unit="utt", file=sys.stderr, disable=not self.progress,
-                   leave=False)
-        try:
-            long_utts = yield from self._pass(self.utts, self.batch_seconds, bar)
-            for utt, seconds in long_utts:
-                logger.warning("utterance %s (%.1f s) is longer than --batch-seconds; running it alone", utt.id, seconds)
-                yield from self._pass([utt], seconds + 1.0, bar)
-        finally:
-            bar.close()
-
-    def _pass(self, utts: list[Utterance], batch_seconds: float,
-              bar: tqdm) -> Iterator[tuple[Utterance, int, np.ndarray]]:
-        """Features of ``utts``; returns (via StopIteration) the utterances too long for a batch."""
-        by_id = {u.id: u for u in utts}
-        pipeline = build_audio_pipeline(utts, sample_rate=self.sample_rate, max_batch_seconds=batch_seconds,
-                                        num_parallel_calls=self.num_workers, on_error="report")
-        try:
-            for batch in pipeline:
-                feats, frame_lengths = encode_padded(self.model, batch.waveforms, batch.lengths, self.device,
-                                                             layer=self.layer, autocast=False)
-                for row, (uid, num_samples) in enumerate(zip(batch.ids, batch.lengths.tolist())):
-                    bar.update(1)
-                    utt, frames = by_id[uid], frame_lengths[row]
-                    rows = feats[row, :frames]
-                    if frames == 0:
-                        self.bad.append(f"{uid}\t{utt.audio}: {num_samples} samples are shorter than the model's "
-                                        f"receptive field ({self.min_samples} samples): no frames")
-                    elif not np.isfinite(rows).all():
-                        self.bad.append(f"{uid}\t{utt.audio}: non-finite features from layer {self.layer}")
-                    else:
-                        yield utt, int(num_samples), rows
-        finally:
-            pipeline.close()
-        long_utts: list[tuple[Utterance, float]] = []
-        for skipped in pipeline.skipped:
-            seconds = seconds_over_budget(by_id[skipped.id], self.sample_rate, int(batch_seconds * self.sample_rate))
-            if seconds is None:
-                self.bad.append(f"{skipped.id}\t{skipped.reason}")
-                bar.update(1)
-            else:
-                long_utts.append((by_id[skipped.id], seconds))
-        return long_utts
+        by_id = {u.id: u for u in self.utts}
+        with tqdm(total=len(self.utts), desc=self.desc, unit="utt", file=sys.stderr, disable=not self.progress,
+                  leave=False) as bar:
+            for batch in self.encoder.encode_utterances(self.utts, num_workers=self.num_workers):
+                self.bad.extend(f.line for f in batch.failed)
+                for enc in batch.encoded:
+                    yield by_id[enc.id], enc.num_samples, enc.features
+                bar.update(len(batch))
 
 
 # ------------------------------------------------------------------ passes

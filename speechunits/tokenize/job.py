@@ -7,7 +7,7 @@ Per job (``job`` of ``nj``; utterances sorted by id and dealt round-robin):
    (``writer.done_ids``) are skipped. A partial shard written under a *different* config
    (``tokenize.J.json`` records the config hash) is deleted first, so changing a parameter
    redoes the work instead of mixing outputs.
-2. **Audio.** The remaining utterances go through the fairseq2 pipeline of
+2. **Audio + encoder.** The remaining utterances go through
    :func:`speechunits.data.pipeline.build_audio_pipeline`: parallel decoding, length-sorted
    buckets of at most ``batch_seconds`` padded audio, prefetch. An utterance longer than
    ``batch_seconds`` is not dropped: it runs alone afterwards.
@@ -41,14 +41,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from speechunits.data.pipeline import build_audio_pipeline, seconds_over_budget
 from speechunits.data.utterance import Utterance, manifest_fingerprint
 from speechunits.device import resolve_device
 from speechunits.errors import ConfigError
 from speechunits.io_utils import atomic_write_json, atomic_write_text, sha256_json, sha256_path
 from speechunits.provenance import invalidate_provenance, is_complete
 from speechunits.sylber.bootstrap_cli import shard_of
-from speechunits.encoders.encode import encode_padded
+from speechunits.encoders.batch import BatchEncoder, EncodeFailure, Encoded
 from speechunits.encoders.model import SpeechEncoder
 from speechunits.sylber.segment import greedy_segment, segment_means
 from speechunits.sylber.thresholds import DEFAULT_MERGE_THRESHOLD, DEFAULT_NORM_THRESHOLD
@@ -180,22 +179,6 @@ def remove_files(paths: list[Path]) -> None:
             p.unlink()
 
 
-def release_pipeline(pipeline: Any) -> None:
-    """Destroy the fairseq2 pipeline inside an AudioPipeline now.
-
-    AudioPipeline holds its fairseq2 DataPipeline, whose map function is a bound method of the
-    AudioPipeline: a reference cycle the garbage collector cannot break (fairseq2n objects are
-    not GC-tracked), so the pipeline (with its parallel-map and prefetch threads) would live
-    until interpreter shutdown, where fairseq2n 0.8.1 segfaults (exit status 139 after all work
-    is done). Dropping the reference destroys it deterministically.
-    """
-    close = getattr(pipeline, "close", None)
-    if callable(close):
-        close()
-    elif hasattr(pipeline, "_pipeline"):
-        pipeline._pipeline = None  # noqa: SLF001 - see the docstring; AudioPipeline has no close()
-
-
 # ------------------------------------------------------------------ model
 def load_model(path: Path, device: torch.device) -> SpeechEncoder:
     from speechunits.encoders.checkpoints import load_encoder
@@ -219,7 +202,6 @@ class TokenizeJob:
         self.utts = utts
         self.progress = progress
         self.sample_rate = int(model.config.sample_rate)
-        self.budget = int(settings.batch_seconds * self.sample_rate)
         self.effective = effective_config(settings, model, model_hash, utts)
         self.cfg_hash = sha256_json(self.effective)
         self.delay = float(os.environ.get(DELAY_ENV, "0") or 0)
@@ -254,11 +236,7 @@ class TokenizeJob:
         with writer, OverlapWorker(max_pending=2, name=f"tokenize{job}") as worker:
             self._writer = writer
             if remaining:
-                long_utts = self._run_pipeline(remaining, s.batch_seconds, worker, report, bar, start)
-                for utt, seconds in long_utts:
-                    logger.warning("utterance %s (%.1f s) is longer than --batch-seconds; running it alone",
-                                   utt.id, seconds)
-                    self._run_pipeline([utt], seconds + 1.0, worker, report, bar, start)
+                self._run_batches(remaining, worker, report, bar, start)
             report.bad = len(report.bad_lines)
             atomic_write_text(out / f"bad_utts.{job}.txt", "".join(line + "\n" for line in report.bad_lines))
         report.wall_seconds = time.perf_counter() - start
@@ -271,13 +249,11 @@ class TokenizeJob:
                     report.audio_seconds, report.wall_seconds, report.utt_per_second, report.real_time_factor)
         return report
 
-    def _run_pipeline(self, utts: list[Utterance], batch_seconds: float,
-                      worker: OverlapWorker[tuple[int, float, list[str]]], report: JobReport, bar: tqdm,
-                      start: float) -> list[tuple[Utterance, float]]:
-        """Tokenize ``utts`` in batches of ``batch_seconds``; returns the utterances too long for a batch."""
+    def _run_batches(self, utts: list[Utterance], worker: OverlapWorker[tuple[int, float, list[str]]],
+                     report: JobReport, bar: tqdm, start: float) -> None:
+        """Encode ``utts`` batch by batch; each batch is segmented and written on the worker thread."""
         by_id = {u.id: u for u in utts}
-        pipeline = build_audio_pipeline(utts, sample_rate=self.sample_rate, max_batch_seconds=batch_seconds,
-                                        num_parallel_calls=self.settings.num_workers, prefetch=2, on_error="report")
+        encoder = BatchEncoder(self.model, batch_seconds=self.settings.batch_seconds, device=self.device)
 
         def account(results: Any) -> None:
             for n, seconds, bad in results:
@@ -289,49 +265,33 @@ class TokenizeJob:
             bar.set_postfix_str(f"{report.utterances / wall:.2f} utt/s, RTF {report.audio_seconds / wall:.1f}x",
                                 refresh=False)
 
-        try:
-            for batch in pipeline:
-                feats, frame_lengths = encode_padded(self.model, batch.waveforms, batch.lengths, self.device)
-                items = [(by_id[i], int(n), int(f)) for i, n, f in zip(batch.ids, batch.lengths.tolist(), frame_lengths)]
-                account(worker.submit(self._write_batch, items, feats))
-                if self.delay > 0:
-                    account(worker.drain())
-                    time.sleep(self.delay)
-            account(worker.drain())
-        finally:
-            release_pipeline(pipeline)
-        long_utts: list[tuple[Utterance, float]] = []
-        for skipped in pipeline.skipped:
-            utt = by_id[skipped.id]
-            seconds = seconds_over_budget(utt, self.sample_rate, self.budget)
-            if seconds is None:
-                report.bad_lines.append(f"{utt.id}\t{skipped.reason}")
-                bar.update(1)
-            else:
-                long_utts.append((utt, seconds))
-        return long_utts
+        for batch in encoder.encode_utterances(utts, num_workers=self.settings.num_workers, prefetch=2):
+            account(worker.submit(self._write_batch, [(by_id[e.id], e) for e in batch.encoded], batch.failed))
+            if self.delay > 0:
+                account(worker.drain())
+                time.sleep(self.delay)
+        account(worker.drain())
 
-
-    def _write_batch(self, items: list[tuple[Utterance, int, int]], feats: np.ndarray) -> tuple[int, float, list[str]]:
+    def _write_batch(self, items: list[tuple[Utterance, Encoded]],
+                     failed: list[EncodeFailure]) -> tuple[int, float, list[str]]:
         """Worker thread: segment, average, write each utterance; returns (written, audio s, bad lines)."""
         s = self.settings
-        written, seconds, bad = 0, 0.0, []
-        dim = feats.shape[2]
-        for row, (utt, num_samples, frames) in enumerate(items):
-            states = feats[row, :frames]
+        written, seconds, bad = 0, 0.0, [f.line for f in failed]
+        for utt, enc in items:
+            states = enc.features
             try:
                 seg = greedy_segment(states, s.norm_threshold, s.merge_threshold, reset_count=s.reset_count)
-            except ValueError as err:  # non-finite features
+            except ValueError as err:
                 bad.append(f"{utt.id}\t{utt.audio}: model features rejected by the segmenter ({err})")
                 continue
             emb = None
             if s.embeddings:
-                emb = segment_means(states, seg) if len(seg) else np.zeros((0, dim), np.float32)
-            self._writer.add(id=utt.id, audio=utt.audio, num_samples=num_samples, sample_rate=self.sample_rate,
+                emb = segment_means(states, seg) if len(seg) else np.zeros((0, states.shape[1]), np.float32)
+            self._writer.add(id=utt.id, audio=utt.audio, num_samples=enc.num_samples, sample_rate=self.sample_rate,
                              starts=seg[:, 0].tolist(), ends=seg[:, 1].tolist(), speaker=utt.speaker,
                              text=utt.text, embeddings=emb)
             written += 1
-            seconds += num_samples / self.sample_rate
+            seconds += enc.num_samples / self.sample_rate
         return written, seconds, bad
 
 
