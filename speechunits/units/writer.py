@@ -57,6 +57,14 @@ def partial_units_name(job: int) -> str:
     return f"units.{job}.partial.jsonl"
 
 
+def shard_paths(out_dir: PathLike, job: int) -> list[Path]:
+    """Every file ``UnitSetWriter(out_dir, job=job, ...)`` may leave in ``out_dir``, partial or finished."""
+    out = Path(out_dir)
+    emb = out / EMB_DIR
+    return [out / partial_units_name(job), out / f"meta.{job}.partial.json", emb / f"shard.{job}.partial.raw",
+            out / shard_units_name(job), out / f"meta.{job}.json", emb / f"index.{job}.json", emb / shard_name(job)]
+
+
 class UnitSetWriter:
     """Context manager that writes one unit set (or one shard of it). See the module docstring."""
 
@@ -314,6 +322,11 @@ class UnitSetWriter:
     def num_utterances(self) -> int:
         return len(self._entries)
 
+    @property
+    def ids(self) -> frozenset[str]:
+        """Ids written so far, finished ones of a resumed run included."""
+        return frozenset(self._id_set)
+
     # ---------------------------------------------------------------- finish
     def _finish(self) -> None:
         self.meta.num_utterances = len(self._entries)
@@ -462,4 +475,4 @@ def write_unit_set(out_dir: PathLike, records: list[UnitRecord], embeddings: dic
             w.add(**rec.to_dict(), embeddings=None if embeddings is None else embeddings[rec.id])
 
 
-__all__ = ["UnitSetWriter", "merge_shards", "write_unit_set"]
+__all__ = ["UnitSetWriter", "merge_shards", "shard_paths", "write_unit_set"]
