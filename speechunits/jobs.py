@@ -60,7 +60,7 @@ from typing import Any, Protocol, TypeVar
 
 from tqdm import tqdm
 
-from speechunits.data.utterance import Utterance
+from speechunits.data.utterance import Utterance, common_audio_dir
 from speechunits.errors import AudioError, ConfigError, InternalError
 from speechunits.io_utils import atomic_write_json, atomic_write_text, sha256_json
 from speechunits.provenance import invalidate_provenance, is_complete, write_provenance
@@ -296,7 +296,8 @@ class ShardRun:
                 logger.warning("%s job %d: removing a shard made with a different config", r.verb, job)
             r.remove_shard(job)
         r.write_record(job, ShardRecord(r.config_hash, finished=False, given=len(self.utts)))
-        self.writer = UnitSetWriter(r.out, job=job, nj=r.nj, resume=True, **self.writer_kwargs)
+        self.writer = UnitSetWriter(r.out, job=job, nj=r.nj, resume=True, audio_root=r.audio_root,
+                                    **self.writer_kwargs)
         self.writer.__enter__()
         self.todo = [u for u in self.utts if u.id not in self.writer.done_ids]
         self.report.already_done = len(self.utts) - len(self.todo)
@@ -387,7 +388,9 @@ class JobRunner:
 
     Args:
         verb: the command (``tokenize``): names the records and logs; local jobs run ``speechunits VERB``.
-        utts: the whole corpus (every shard is taken from it; its ids are checked at the merge).
+        utts: the whole corpus (every shard is taken from it; its ids are checked at the merge; the
+            deepest directory holding its audio files is the unit set's ``audio_root``, so audio
+            paths are stored relative to it).
         out: the unit set directory.
         nj: number of shards.
         effective: the config stored in ``provenance.json`` (decides whether the output is complete).
@@ -411,6 +414,7 @@ class JobRunner:
         self.force = force
         self.progress = progress
         self.shard_config = shard_config
+        self.audio_root = common_audio_dir(self.utts)
 
     @property
     def config_hash(self) -> str:
