@@ -88,6 +88,13 @@ def bad_path(out: Path, job: int | None = None) -> Path:
     return out / (BAD_NAME if job is None else f"bad_utts.{job}.txt")
 
 
+def write_bad_lines(path: Path, lines: Iterable[str]) -> list[str]:
+    """Write ``id<TAB>reason`` lines sorted by id, atomically; returns them in that order."""
+    ordered = sorted(lines, key=lambda ln: ln.split("\t", 1)[0])
+    atomic_write_text(path, "".join(ln + "\n" for ln in ordered))
+    return ordered
+
+
 # ------------------------------------------------------------------ command line
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     """``--nj``, ``--job``, ``--cmd`` and ``--threads``: the same meaning in every sharded command."""
@@ -346,7 +353,7 @@ class ShardRun:
             self.writer.__exit__(InternalError, err, None)
             raise err
         report.bad = len(report.bad_lines)
-        atomic_write_text(bad_path(r.out, self.job), "".join(ln + "\n" for ln in sorted(report.bad_lines)))
+        write_bad_lines(bad_path(r.out, self.job), report.bad_lines)
         self.writer.__exit__(None, None, None)
         r.write_record(self.job, ShardRecord(r.config_hash, finished=True, given=len(self.utts),
                                              written=self.writer.num_utterances, bad=report.bad))
@@ -484,9 +491,8 @@ class JobRunner:
         """Merge the shards, gather ``bad_utts.txt``, check the accounting, write provenance (last)."""
         out = self.out
         merge_shards(out, self.nj)
-        lines = [ln for j in range(self.nj) for ln in bad_path(out, j).read_text(encoding="utf-8").splitlines()]
-        lines.sort(key=lambda ln: ln.split("\t", 1)[0])
-        atomic_write_text(bad_path(out), "".join(ln + "\n" for ln in lines))
+        lines = write_bad_lines(bad_path(out), [ln for j in range(self.nj)
+                                                for ln in bad_path(out, j).read_text(encoding="utf-8").splitlines()])
         written = [json.loads(text)["id"] for _n, text in iter_unit_lines(out / "units.jsonl")]
         bad = [ln.split("\t", 1)[0] for ln in lines]
         given = {u.id for u in self.utts}
@@ -561,4 +567,5 @@ __all__ = [
     "check_job_args",
     "command_line",
     "shard_of",
+    "write_bad_lines",
 ]

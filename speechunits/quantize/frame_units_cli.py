@@ -47,8 +47,16 @@ from tqdm import tqdm
 from speechunits.data.utterance import Utterance, manifest_fingerprint
 from speechunits.device import resolve_device
 from speechunits.errors import AudioError, CheckpointError, ConfigError, ManifestError
-from speechunits.io_utils import atomic_write_text, sha256_json, sha256_path
-from speechunits.jobs import BAD_NAME, JobRunner, add_job_arguments, check_job_args, limit_threads, log_to_stderr
+from speechunits.io_utils import sha256_json, sha256_path
+from speechunits.jobs import (
+    BAD_NAME,
+    JobRunner,
+    add_job_arguments,
+    check_job_args,
+    limit_threads,
+    log_to_stderr,
+    write_bad_lines,
+)
 from speechunits.quantize.codebook import Assigner, Codebook, load_codebook, save_codebook, sidecar_path
 from speechunits.quantize.frame_units import FrameItem, add_frame_units, frame_units_producer
 from speechunits.quantize.kmeans import METRICS, kmeans
@@ -204,13 +212,6 @@ def fit_codebook(features: LayerFeatures, path: Path, settings: dict[str, Any], 
                          inertia=result.inertia, source_hash=source_hash, extra=extra)
 
 
-def write_bad(out: Path, lines: list[str]) -> Path:
-    """``OUT/bad_utts.txt``: one ``id<TAB>reason`` line per left-out utterance, sorted by id."""
-    path = out / BAD_NAME
-    atomic_write_text(path, "".join(line + "\n" for line in sorted(lines)))
-    return path
-
-
 # ------------------------------------------------------------------ pass 2
 def assign_shard(runner: JobRunner, job: int, model: SpeechEncoder, book: Codebook, args: argparse.Namespace,
                  producer: dict[str, Any], device: torch.device) -> None:
@@ -302,7 +303,7 @@ def pass_one(args: argparse.Namespace, utts: list[Utterance], model: SpeechEncod
         return fit_codebook(features, path, settings, source_hash=source, device=device, data=args.data,
                             progress=progress)
     except AudioError:
-        write_bad(args.out, features.bad)
+        write_bad_lines(args.out / BAD_NAME, features.bad)
         raise
 
 
