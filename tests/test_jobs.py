@@ -284,3 +284,16 @@ def test_shard_of_another_config_is_cleared_and_finished_shards_skipped(tmp_path
             shard.writer.add(id=utt.id, audio=utt.audio, num_samples=SR, sample_rate=SR, starts=[1], ends=[2])
             shard.progress(1)
     assert other.shard_done(0) and not first.shard_done(0)
+
+
+def test_audio_root_is_the_common_directory_and_pipes_stay(tmp_path: Path) -> None:
+    utts = [Utterance("a", "/corpus/x/a.wav"), Utterance("b", "/corpus/y/z/b.flac"),
+            Utterance("c", "/usr/bin/sox /corpus/c.flac -t wav - |")]
+    runner = _runner(tmp_path / "o", utts, nj=1)
+    assert runner.audio_root == "/corpus"
+    _toy_shard(runner, 0)
+    runner.merge()
+    meta = read_meta(tmp_path / "o")
+    assert meta.audio_root == "/corpus"
+    assert {r.id: r.audio for r in read_units(tmp_path / "o")} == {
+        "a": "x/a.wav", "b": "y/z/b.flac", "c": "/usr/bin/sox /corpus/c.flac -t wav - |"}

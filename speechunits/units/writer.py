@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from speechunits.audio import is_pipe_command
 from speechunits.errors import UnitFormatError
 from speechunits.io_utils import atomic_path, atomic_write_json
 from speechunits.units.embeddings import (
@@ -308,9 +309,9 @@ class UnitSetWriter:
         self._since_sync = 0
 
     def _relative_audio(self, audio: str) -> str:
-        """An absolute path under the declared audio root is stored relative to it."""
+        """An absolute path under the declared audio root is stored relative to it (pipe commands as they are)."""
         path = Path(audio)
-        if self.meta.audio_root is None or not path.is_absolute():
+        if self.meta.audio_root is None or not path.is_absolute() or is_pipe_command(audio):
             return audio
         root = os.path.normpath(self.meta.resolved_audio_root(self.out))
         try:
