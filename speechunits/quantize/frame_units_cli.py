@@ -216,9 +216,6 @@ def fit_codebook(features: LayerFeatures, path: Path, settings: dict[str, Any], 
 def assign_shard(runner: JobRunner, job: int, model: SpeechEncoder, book: Codebook, args: argparse.Namespace,
                  producer: dict[str, Any], device: torch.device) -> None:
     """Pass 2 of shard ``job``: features of its unfinished utterances -> frame-unit runs in ``units.JOB.jsonl``."""
-    if book.dim != model.embed_dim:
-        raise ConfigError(book.path, f"codebook dim {book.dim} != layer {args.layer} feature dim {model.embed_dim} "
-                                     f"of {args.model}")
     nearest = Assigner(book, device=str(device))
     encoder = BatchEncoder(model, batch_seconds=args.batch_seconds, layer=args.layer, autocast=False)
     sample_rate = encoder.sample_rate
@@ -274,6 +271,9 @@ def run(args: argparse.Namespace) -> int:
     model = load_layer_model(args.model, args.layer, device)
     if book is None:
         book = pass_one(args, utts, model, model_hash, effective, device, progress=progress)
+    if book.dim != model.embed_dim:
+        raise ConfigError(book.path, f"codebook dim {book.dim} != layer {args.layer} feature dim {model.embed_dim} "
+                                     f"of {args.model}")
     runner.shard_config = {"codebook": book.hash}
     producer = {"features": "encoder-layer",
                 "model": {"path": str(args.model), "sha256": model_hash, "config": model.config.to_dict()},
