@@ -1,4 +1,5 @@
-"""Inputs shared by the Segmenter and tokenize tests: a tiny model and speech-like tone bursts."""
+"""Inputs shared by the encoder, Segmenter and corpus-job tests: a tiny model, speech-like tone bursts,
+a damaged FLAC, and a job killed mid-way."""
 
 from __future__ import annotations
 
@@ -51,3 +52,30 @@ def corrupt_flac(path, seconds: float = 1.0, size: int = 86):
     with open(path, "wb") as f:
         f.write(bytes(data[:size]))
     return path
+
+
+def kill_mid_way(cmd: list, partial, cwd, timeout: float = 120.0) -> list:
+    """Run a job command with the runner's test delay (it sleeps after each written batch),
+    SIGKILL it once ``partial`` (its ``units.J.partial.jsonl``) holds a line; returns the ids there."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    from speechunits.jobs import DELAY_ENV
+
+    partial = Path(partial)
+    proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, DELAY_ENV: "30"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while not (partial.is_file() and partial.read_bytes().count(b"\n") >= 1):
+            assert proc.poll() is None, f"job exited early with {proc.returncode}"
+            assert time.monotonic() < deadline, f"{partial} got no line in {timeout} s"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return [json.loads(line)["id"] for line in partial.read_text().splitlines()]

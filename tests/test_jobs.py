@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,12 +22,12 @@ from speechunits.data.jsonl import write_jsonl_manifest
 from speechunits.data.utterance import Utterance
 from speechunits.encoders.checkpoints import save_encoder
 from speechunits.errors import InternalError
-from speechunits.jobs import DELAY_ENV, JobRunner, add_job_arguments, command_line, shard_of
+from speechunits.jobs import JobRunner, add_job_arguments, command_line, shard_of
 from speechunits.quantize import frame_units_cli as fu
 from speechunits.sylber import bootstrap_cli as bs
 from speechunits.tokenize import tokenize_cli as tok
 from speechunits.units import read_meta, read_units, validate_unit_set
-from synthetic_inputs import corrupt_flac, randomised_tiny_model, speechlike
+from synthetic_inputs import corrupt_flac, kill_mid_way, randomised_tiny_model, speechlike
 
 SR = 16000
 REPO = Path(__file__).resolve().parents[1]
@@ -141,16 +137,6 @@ def test_local_jobs_and_cluster_array_flow(corpus: dict, tmp_path: Path, capsys:
     assert "complete for this config; nothing to do" in capsys.readouterr().err
 
 
-def _wait_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.is_file() and path.read_bytes().count(b"\n") >= n:
-            return
-        assert proc.poll() is None, f"job exited early with {proc.returncode}"
-        time.sleep(0.05)
-    raise AssertionError(f"{path} did not reach {n} lines in {timeout} s")
-
-
 @pytest.mark.parametrize("verb", ["bootstrap-segments", "frame-units"])
 def test_kill_and_resume(corpus: dict, verb: str, tmp_path: Path) -> None:
     """SIGKILL shard 1 mid-way; rerunning continues after its written utterances and loses none."""
@@ -163,14 +149,7 @@ def test_kill_and_resume(corpus: dict, verb: str, tmp_path: Path) -> None:
         shutil.copy(reference / "codebook.pt", out / "codebook.pt")
         shutil.copy(reference / "codebook.pt.json", out / "codebook.pt.json")
     cmd = [sys.executable, "-m", "speechunits", verb, *argv(corpus, out), "--nj", "2", "--job", "1"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, DELAY_ENV: "30"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        _wait_lines(out / "units.1.partial.jsonl", 1, proc)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    partial = [json.loads(ln)["id"] for ln in (out / "units.1.partial.jsonl").read_text().splitlines()]
+    partial = kill_mid_way(cmd, out / "units.1.partial.jsonl", cwd=REPO)
     assert partial and not (out / "units.1.jsonl").exists()
     assert run(_parse(add_arguments, argv(corpus, out) + ["--nj", "2"])) == 0  # shard 0 runs, shard 1 resumes
     assert (out / "units.jsonl").read_text() == (reference / "units.jsonl").read_text()
