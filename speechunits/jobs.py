@@ -137,6 +137,9 @@ def command_line(add_arguments: Callable[[argparse.ArgumentParser], None], args:
             argv += [flag] if value else []
         elif isinstance(action, argparse._StoreFalseAction):  # noqa: SLF001
             argv += [] if value else [flag]
+        elif type(action) is not argparse._StoreAction or action.nargs not in (None, "?"):  # noqa: SLF001
+            raise ConfigError(None, f"option {flag} ({type(action).__name__}, nargs={action.nargs!r}) cannot be "
+                                    "forwarded to a job: only single-valued options and flags can")
         elif value is not None:
             argv += [flag, repr(value) if isinstance(value, float) else str(value)]
     return argv
