@@ -181,6 +181,21 @@ def test_moving_the_corpus_is_one_line_of_meta(corpus: dict, tmp_path: Path) -> 
     assert all(meta.resolve_audio(rec).is_file() for rec in read_units(out))
     assert all(str(meta.resolve_audio(rec)).startswith(str(moved_to)) for rec in read_units(out))
     assert validate_unit_set(out, check_audio=True).num_utterances == 6
+    # quantize --out re-points the root at the moved corpus; the exporter writes existing paths
+    import ast
+
+    from speechunits.quantize import quantize_unit_set, save_codebook
+    from speechunits.units import export_resynth, iter_embeddings
+
+    rows = np.concatenate([np.asarray(e, np.float32) for _uid, e in iter_embeddings(out)])
+    book = save_codebook(tmp_path / "km.pt", rows[:3], metric="cosine")
+    quantize_unit_set(out, book, out_dir=tmp_path / "quantized", progress=False)
+    quantized = read_meta(tmp_path / "quantized")
+    assert [quantized.resolve_audio(r).resolve() for r in read_units(tmp_path / "quantized")] == \
+        [meta.resolve_audio(r).resolve() for r in read_units(out)]
+    export_resynth(tmp_path / "quantized", tmp_path / "resynth.txt", expand=False)
+    lines = [ast.literal_eval(line) for line in (tmp_path / "resynth.txt").read_text().splitlines()]
+    assert len(lines) == 6 and all(Path(line["audio"]).is_file() for line in lines)
     from speechunits.sylber.segment_sources import unit_set_segments
 
     assert sorted(unit_set_segments(out)) == sorted(u.id for u in utts)  # stage-1 training's reader
