@@ -2,8 +2,8 @@
 
 Reading and writing use soundfile (libsndfile); resampling uses
 ``torchaudio.functional.resample``. Every problem with an audio input (missing file,
-non-audio file, empty or truncated file, NaN/inf samples, failing ``wav.scp`` pipe
-command) is raised as :class:`speechunits.errors.AudioError` naming the file (or the
+non-audio file, empty or truncated file, a header claiming more samples than the file can
+hold, NaN/inf samples, failing ``wav.scp`` pipe command) is raised as :class:`speechunits.errors.AudioError` naming the file (or the
 command) and the problem. Multi-channel audio is mixed to mono and other sample rates are
 resampled, never rejected.
 
@@ -31,6 +31,12 @@ from speechunits.io_utils import atomic_path
 PathLike = str | os.PathLike[str]
 
 _WAV_SIZE_PLACEHOLDERS = (0, 0xFFFFFFFF, 0x7FFFFFFF)  # written by streaming writers (sox to a pipe)
+
+MAX_FRAMES_PER_BYTE = 65536
+"""No file libsndfile reads packs more frames than this into one byte. FLAC is the densest:
+a block of at most 65535 samples costs at least ~10 bytes (frame header, a constant subframe,
+CRC), i.e. at most ~6500 frames per byte; Ogg/Opus/MP3 stay far below. A header claiming more
+frames than ``bytes * MAX_FRAMES_PER_BYTE`` has a damaged or unknown length field."""
 
 
 @dataclass(frozen=True)
@@ -123,19 +129,35 @@ def _open_source(audio: PathLike) -> tuple[Any, str]:
     return path, str(path)
 
 
+def _source_bytes(source: Any) -> int:
+    """Size in bytes of an opened source (a path, or the BytesIO of a pipe command's output)."""
+    return source.getbuffer().nbytes if isinstance(source, io.BytesIO) else Path(source).stat().st_size
+
+
 def _sf_info(source: Any, name: str) -> Any:
+    """soundfile's header facts, checked: at least one frame, and no more than the bytes can hold.
+
+    libsndfile reports a FLAC whose STREAMINFO total-samples field is 0 ("unknown") as 2**63 - 1
+    frames (576460752303423.5 s at 16 kHz); such a length can be neither planned nor read, so
+    it is refused here, naming the file, like every other unusable header.
+    """
     try:
-        return sf.info(source)
+        info = sf.info(source)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise AudioError(name, f"not a readable audio file ({err})") from err
+    if info.frames <= 0:
+        raise AudioError(name, "audio file holds no samples (0 frames)")
+    size = _source_bytes(source)
+    if info.frames > size * MAX_FRAMES_PER_BYTE:
+        raise AudioError(name, f"header claims {info.frames} frames ({info.frames / info.samplerate:.1f} s) but the "
+                               f"file holds only {size} bytes: its length field is damaged or unknown")
+    return info
 
 
 def audio_info(path: PathLike) -> AudioInfo:
     """Header information of an audio file or ``wav.scp`` pipe command."""
     source, name = _open_source(path)
     info = _sf_info(source, name)
-    if info.frames <= 0:
-        raise AudioError(name, "audio file holds no samples (0 frames)")
     return AudioInfo(
         num_samples=int(info.frames),
         sample_rate=int(info.samplerate),
@@ -207,8 +229,6 @@ def load_audio(
     """
     source, name = _open_source(path)
     info = _sf_info(source, name)
-    if info.frames <= 0:
-        raise AudioError(name, "audio file holds no samples (0 frames)")
     start, frames = _frame_range(name, info.samplerate, info.frames, offset_s, duration_s)
     if isinstance(source, io.BytesIO):
         source.seek(0)

@@ -48,3 +48,7 @@ class ConfigError(SpeechUnitsError):
 
 class ExternalToolError(SpeechUnitsError):
     """A required external program (festival, espeak-ng, sox) is missing or failed."""
+
+
+class InternalError(SpeechUnitsError):
+    """A broken invariant of the toolkit itself (a bug to report), never a problem of the input."""

@@ -1,4 +1,5 @@
-"""Inputs shared by the Segmenter and tokenize tests: a tiny model and speech-like tone bursts."""
+"""Inputs shared by the encoder, Segmenter and corpus-job tests: a tiny model, speech-like tone bursts,
+a damaged FLAC, and a job killed mid-way."""
 
 from __future__ import annotations
 
@@ -35,3 +36,46 @@ def speechlike(seconds: float, seed: int) -> np.ndarray:
         wav[pos: pos + len(t)] += 0.3 * np.sin(2 * np.pi * f0 * t) * np.hanning(len(t)) + 0.05 * rng.standard_normal(len(t))
         pos += len(t) + int(rng.uniform(0.0, 0.15) * SR)
     return wav.astype(np.float32)
+
+
+def corrupt_flac(path, seconds: float = 1.0, size: int = 86):
+    """A FLAC file as damaged ones are found in real corpora: STREAMINFO's 36-bit total-samples
+    field zeroed ("unknown", which libsndfile reports as 2**63 - 1 frames, 576460752303423.5 s
+    at 16 kHz) and the file cut to ``size`` bytes. Returns ``path``."""
+    import soundfile as sf
+
+    sf.write(path, speechlike(seconds, 99), SR, format="FLAC")
+    data = bytearray(open(path, "rb").read())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO is the first metadata block
+    packed = int.from_bytes(data[18:26], "big")  # sample rate (20 bits), channels, bits, total samples (36 bits)
+    data[18:26] = (packed & ~((1 << 36) - 1)).to_bytes(8, "big")
+    with open(path, "wb") as f:
+        f.write(bytes(data[:size]))
+    return path
+
+
+def kill_mid_way(cmd: list, partial, cwd, timeout: float = 120.0) -> list:
+    """Run a job command with the runner's test delay (it sleeps after each written batch),
+    SIGKILL it once ``partial`` (its ``units.J.partial.jsonl``) holds a line; returns the ids there."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    from speechunits.jobs import DELAY_ENV
+
+    partial = Path(partial)
+    proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, DELAY_ENV: "30"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while not (partial.is_file() and partial.read_bytes().count(b"\n") >= 1):
+            assert proc.poll() is None, f"job exited early with {proc.returncode}"
+            assert time.monotonic() < deadline, f"{partial} got no line in {timeout} s"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return [json.loads(line)["id"] for line in partial.read_text().splitlines()]

@@ -11,6 +11,7 @@ import soundfile as sf
 from speechunits import audio as audio_mod
 from speechunits.audio import AudioInfo, audio_info, load_audio, resample, validate_waveform, write_audio
 from speechunits.errors import AudioError
+from synthetic_inputs import corrupt_flac
 
 
 def _tone(n: int, sr: int, freq: float = 440.0) -> np.ndarray:
@@ -127,6 +128,18 @@ def test_truncated_flac(tmp_path: Path) -> None:
     with pytest.raises(AudioError, match="truncated") as err:
         load_audio(path)
     assert str(path) in str(err.value)
+
+
+def test_flac_header_claiming_absurd_length(tmp_path: Path) -> None:
+    """A cut FLAC whose STREAMINFO total-samples is 0: libsndfile says 2**63 - 1 frames in 86 bytes."""
+    path = corrupt_flac(tmp_path / "bad.flac")
+    assert path.stat().st_size == 86 and sf.info(str(path)).duration == 576460752303423.5
+    for read in (audio_info, load_audio):
+        with pytest.raises(AudioError, match=r"bad\.flac: header claims 9223372036854775807 frames .* 86 bytes"):
+            read(path)
+    # a pipe command printing such a file is refused the same way
+    with pytest.raises(AudioError, match="header claims"):
+        audio_info(f"cat {path} |")
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

@@ -95,9 +95,10 @@ def test_runs_tile_and_equal_direct_assignment(corpus: dict[str, Path]) -> None:
     cent = torch.from_numpy(book.centroids)
     recs = _records(out)
     assert sorted(recs) == sorted(GOOD)
+    meta = read_meta(out)
     used = set()
     for uid, rec in recs.items():
-        wav = torch.from_numpy(load_audio(rec.audio if Path(rec.audio).is_absolute() else out / rec.audio, SR))
+        wav = torch.from_numpy(load_audio(meta.resolve_audio(rec), SR))
         assert rec.num_samples == len(wav) and rec.sample_rate == SR
         with torch.inference_mode():
             layers, lengths = model.extract_features(wav[None], torch.tensor([len(wav)]), num_layers=LAYER)

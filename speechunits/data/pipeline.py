@@ -67,11 +67,17 @@ class AudioBatch:
 
 @dataclass(frozen=True)
 class SkippedUtterance:
-    """An utterance left out of the batches, and why."""
+    """An utterance left out of the batches, and why.
+
+    ``too_long`` holds the planned length (samples at the pipeline's rate) when the only reason
+    is that the utterance is longer than a whole batch: its audio was not judged bad, and a
+    caller may run it alone (:mod:`speechunits.encoders.batch` does). It is None for bad audio.
+    """
 
     id: str
     audio: str
     reason: str
+    too_long: int | None = None
 
 
 def resampled_length(num_samples: int, orig_sr: int, target_sr: int) -> int:
@@ -111,16 +117,6 @@ def stored_length(utt: Utterance) -> tuple[int, int]:
         return int(utt.num_samples), int(utt.sample_rate)
     info = audio_info(utt.audio)
     return info.num_samples, info.sample_rate
-
-
-def seconds_over_budget(utt: Utterance, sample_rate: int, budget_samples: int) -> float | None:
-    """Duration of an utterance longer than one batch's budget (None: it fits, or its audio is bad)."""
-    try:
-        n, sr = stored_length(utt)
-    except AudioError:
-        return None
-    length = resampled_length(n, sr, sample_rate)
-    return length / sample_rate if length > budget_samples else None
 
 
 def _crop_offset(seed: int, utt_id: str, excess: int, align: int = 1) -> int:
@@ -306,7 +302,7 @@ def _planned_lengths(
             )
             if on_error == "raise":
                 raise AudioError(utt.audio, reason)
-            skipped.append(SkippedUtterance(utt.id, utt.audio, reason))
+            skipped.append(SkippedUtterance(utt.id, utt.audio, reason, too_long=length))
             lengths.append(None)
             continue
         lengths.append(length)

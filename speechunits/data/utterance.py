@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from speechunits.audio import is_pipe_command
 from speechunits.io_utils import sha256_json
 
 
@@ -62,3 +64,15 @@ class Utterance:
 def manifest_fingerprint(utts: list[Utterance]) -> str:
     """Hash of what decides a corpus job's output per utterance: ids, audio, speaker, text."""
     return sha256_json([[u.id, u.audio, u.speaker, u.text] for u in sorted(utts, key=lambda u: u.id)])
+
+
+def common_audio_dir(utts: list[Utterance]) -> str | None:
+    """The deepest directory holding every absolute audio path of a corpus (normalised, symlinks kept).
+
+    Unit sets declare it as their ``audio_root`` so their audio paths are relative to it and
+    a moved corpus is one edited line. None when no utterance has an absolute file path
+    (pipe commands ``... |`` are left out).
+    """
+    dirs = {os.path.dirname(os.path.normpath(u.audio)) for u in utts
+            if os.path.isabs(u.audio) and not is_pipe_command(u.audio)}
+    return os.path.commonpath(sorted(dirs)) if dirs else None

@@ -1,4 +1,4 @@
-"""General speech encoders: the HuBERT/wav2vec2-shaped model, its checkpoint loading, batch encoding.
+"""General speech encoders: the HuBERT/wav2vec2-shaped model, its checkpoint loading, the one batched inference path.
 
 Sylber, frame units, tokenization and the wav2vec2 SLU encoder all stand on this package;
 it imports nothing from them. Exports are lazy so importing the package does not pull in
@@ -10,6 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 _EXPORTS = {
+    "BatchEncoder": "speechunits.encoders.batch",
+    "EncodeFailure": "speechunits.encoders.batch",
+    "Encoded": "speechunits.encoders.batch",
+    "EncodedBatch": "speechunits.encoders.batch",
     "EncoderConfig": "speechunits.encoders.model",
     "SpeechEncoder": "speechunits.encoders.model",
     "conv_output_lengths": "speechunits.encoders.model",

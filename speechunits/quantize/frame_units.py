@@ -66,16 +66,30 @@ def write_frame_units(
     book = codebook if isinstance(codebook, Codebook) else load_codebook(codebook)
     nearest = Assigner(book, chunk_rows=chunk_rows, device=device)
     out = Path(out_dir)
-    prod = {**(producer or {}), "codebook": codebook_producer(book)}
-    with UnitSetWriter(out, kind="frame", sample_rate=sample_rate, hop=hop, producer=prod, vocab_size=book.k,
-                       source_manifest=source_manifest, audio_root=audio_root) as writer:
+    with UnitSetWriter(out, kind="frame", sample_rate=sample_rate, hop=hop, producer=frame_units_producer(producer, book),
+                       vocab_size=book.k, source_manifest=source_manifest, audio_root=audio_root) as writer:
         for item in tqdm(items, total=total, desc="frame units", unit="utt", disable=not progress, leave=False):
-            feats = np.asarray(item.features)
-            limit = writer.meta.audio_frames(item.num_samples, item.sample_rate) + END_TOLERANCE
-            if feats.ndim != 2 or feats.shape[0] > limit:
-                raise UnitFormatError(out, f"utterance {item.id!r}: features of shape {feats.shape} for "
-                                           f"{item.num_samples} samples (at most {limit} frames of hop {hop} expected)")
-            units, starts, ends = frames_to_runs(nearest(feats))
-            writer.add(id=item.id, audio=item.audio, num_samples=item.num_samples, sample_rate=item.sample_rate,
-                       starts=starts, ends=ends, units=units, speaker=item.speaker, text=item.text)
+            add_frame_units(writer, nearest, item)
     return validate_unit_set(out)
+
+
+def frame_units_producer(producer: dict[str, Any] | None, book: Codebook) -> dict[str, Any]:
+    """The ``producer`` of a frame unit set: the feature producer's keys plus the codebook's."""
+    return {**(producer or {}), "codebook": codebook_producer(book)}
+
+
+def add_frame_units(writer: UnitSetWriter, nearest: Assigner, item: FrameItem) -> None:
+    """Quantize one item's frames, merge repeats into runs, add the record to ``writer``.
+
+    Features longer than the audio allows (``ceil(num_samples / hop)`` frames plus the format's
+    1-frame tolerance) raise UnitFormatError: never silently cut.
+    """
+    feats = np.asarray(item.features)
+    limit = writer.meta.audio_frames(item.num_samples, item.sample_rate) + END_TOLERANCE
+    if feats.ndim != 2 or feats.shape[0] > limit:
+        raise UnitFormatError(writer.out, f"utterance {item.id!r}: features of shape {feats.shape} for "
+                                          f"{item.num_samples} samples (at most {limit} frames of hop "
+                                          f"{writer.meta.hop} expected)")
+    units, starts, ends = frames_to_runs(nearest(feats))
+    writer.add(id=item.id, audio=item.audio, num_samples=item.num_samples, sample_rate=item.sample_rate,
+               starts=starts, ends=ends, units=units, speaker=item.speaker, text=item.text)

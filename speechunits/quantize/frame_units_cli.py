@@ -16,10 +16,14 @@ audio; each row is trimmed to its own frame count (padding never reaches the fea
   :func:`speechunits.quantize.kmeans.kmeans` and saved atomically as ``OUT/codebook.pt``
   (+ ``codebook.pt.json``). A codebook already there from the same model, layer, corpus and
   k-means settings is reused (a run killed during pass 2 does not redo pass 1).
-* **Pass 2**: the features are extracted again (never all held in memory), every frame is
-  assigned to its nearest centroid and consecutive repeats become one token, written through
-  :func:`speechunits.quantize.frame_units.write_frame_units` as a ``kind="frame"`` unit set at
-  ``sample_rate / hop`` (16000/320 for HuBERT) with ``vocab_size = k``.
+  Pass 1 is one process over the whole corpus, before any shard runs.
+* **Pass 2**, sharded by the job runner (:mod:`speechunits.jobs`, ``--nj``/``--job``/``--cmd``):
+  each shard extracts its utterances' features again (never all held in memory), assigns
+  every frame to its nearest centroid and merges consecutive repeats into one token
+  (:func:`speechunits.quantize.frame_units.add_frame_units`), writing a resumable
+  ``kind="frame"`` shard at ``sample_rate / hop`` (16000/320 for HuBERT) with
+  ``vocab_size = k``; the shards are then merged and validated. ``--job J`` needs the
+  codebook already there (``--codebook``, or ``OUT/codebook.pt`` from pass 1 of this config).
 
 Utterances with unreadable audio, too short for one frame, or with non-finite features are
 left out and listed in ``OUT/bad_utts.txt`` (``<id>\\t<reason>``); utterances longer than a
@@ -40,24 +44,30 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from speechunits.data.pipeline import build_audio_pipeline, seconds_over_budget
 from speechunits.data.utterance import Utterance, manifest_fingerprint
 from speechunits.device import resolve_device
 from speechunits.errors import AudioError, CheckpointError, ConfigError, ManifestError
-from speechunits.io_utils import atomic_write_text, sha256_json, sha256_path
-from speechunits.provenance import invalidate_provenance, is_complete, write_provenance
-from speechunits.quantize.codebook import Codebook, load_codebook, save_codebook, sidecar_path
-from speechunits.quantize.frame_units import FrameItem, write_frame_units
+from speechunits.io_utils import sha256_json, sha256_path
+from speechunits.jobs import (
+    BAD_NAME,
+    JobRunner,
+    add_job_arguments,
+    check_job_args,
+    limit_threads,
+    log_to_stderr,
+    write_bad_lines,
+)
+from speechunits.quantize.codebook import Assigner, Codebook, load_codebook, save_codebook, sidecar_path
+from speechunits.quantize.frame_units import FrameItem, add_frame_units, frame_units_producer
 from speechunits.quantize.kmeans import METRICS, kmeans
 from speechunits.quantize.sampling import reservoir_sample
-from speechunits.encoders.encode import encode_padded
+from speechunits.encoders.batch import BatchEncoder
 from speechunits.encoders.model import SpeechEncoder
 
 logger = logging.getLogger(__name__)
 
 VERB = "frame-units"
 CODEBOOK_NAME = "codebook.pt"
-BAD_NAME = "bad_utts.txt"
 DEFAULT_MAX_FRAMES = 1_000_000
 
 
@@ -85,12 +95,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (model, k-means, assignment)")
     parser.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio per batch (default 60)")
     parser.add_argument("--num-workers", type=int, default=2, help="parallel audio decoding calls (default 2)")
-    parser.add_argument("--force", action="store_true", help="redo even if the output is complete")
+    parser.add_argument("--force", action="store_true", help="redo even if the output is complete (pass 1 too)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_job_arguments(parser)
 
 
 def check_args(args: argparse.Namespace) -> None:
     """ConfigError for option values no run can honour."""
+    check_job_args(args)
     problems = []
     if args.layer < 1:
         problems.append(f"--layer must be >= 1 (1-based transformer layer), got {args.layer}")
@@ -139,68 +151,31 @@ def load_layer_model(path: Path, layer: int, device: torch.device) -> SpeechEnco
 class LayerFeatures:
     """Layer ``layer`` features of a corpus, one utterance at a time: ``(utt, num_samples, (T, D) float32)``.
 
-    Each iteration is one full pass (a fresh pipeline); :attr:`bad` then holds the
-    ``id<TAB>reason`` lines of the utterances left out in that pass.
+    Each iteration is one full pass through :class:`~speechunits.encoders.batch.BatchEncoder`
+    (float32, no autocast); :attr:`bad` then holds the ``id<TAB>reason`` lines of the
+    utterances left out in that pass.
     """
 
     def __init__(self, model: SpeechEncoder, layer: int, utts: list[Utterance], *, batch_seconds: float,
                  num_workers: int = 2, desc: str = VERB, progress: bool = True) -> None:
-        self.model = model
-        self.layer = layer
+        self.encoder = BatchEncoder(model, batch_seconds=batch_seconds, layer=layer, autocast=False)
         self.utts = utts
-        self.batch_seconds = batch_seconds
         self.num_workers = num_workers
         self.desc = desc
         self.progress = progress
-        self.device = next(model.parameters()).device
-        self.sample_rate = int(model.config.sample_rate)
-        self.min_samples = model.receptive_field
+        self.sample_rate = self.encoder.sample_rate
         self.bad: list[str] = []
 
     def __iter__(self) -> Iterator[tuple[Utterance, int, np.ndarray]]:
         self.bad = []
-        bar = tqdm(total=len(self.utts), desc=self.desc, unit="utt", file=sys.stderr, disable=not self.progress,
-                   leave=False)
-        try:
-            long_utts = yield from self._pass(self.utts, self.batch_seconds, bar)
-            for utt, seconds in long_utts:
-                logger.warning("utterance %s (%.1f s) is longer than --batch-seconds; running it alone", utt.id, seconds)
-                yield from self._pass([utt], seconds + 1.0, bar)
-        finally:
-            bar.close()
-
-    def _pass(self, utts: list[Utterance], batch_seconds: float,
-              bar: tqdm) -> Iterator[tuple[Utterance, int, np.ndarray]]:
-        """Features of ``utts``; returns (via StopIteration) the utterances too long for a batch."""
-        by_id = {u.id: u for u in utts}
-        pipeline = build_audio_pipeline(utts, sample_rate=self.sample_rate, max_batch_seconds=batch_seconds,
-                                        num_parallel_calls=self.num_workers, on_error="report")
-        try:
-            for batch in pipeline:
-                feats, frame_lengths = encode_padded(self.model, batch.waveforms, batch.lengths, self.device,
-                                                             layer=self.layer, autocast=False)
-                for row, (uid, num_samples) in enumerate(zip(batch.ids, batch.lengths.tolist())):
-                    bar.update(1)
-                    utt, frames = by_id[uid], frame_lengths[row]
-                    rows = feats[row, :frames]
-                    if frames == 0:
-                        self.bad.append(f"{uid}\t{utt.audio}: {num_samples} samples are shorter than the model's "
-                                        f"receptive field ({self.min_samples} samples): no frames")
-                    elif not np.isfinite(rows).all():
-                        self.bad.append(f"{uid}\t{utt.audio}: non-finite features from layer {self.layer}")
-                    else:
-                        yield utt, int(num_samples), rows
-        finally:
-            pipeline.close()
-        long_utts: list[tuple[Utterance, float]] = []
-        for skipped in pipeline.skipped:
-            seconds = seconds_over_budget(by_id[skipped.id], self.sample_rate, int(batch_seconds * self.sample_rate))
-            if seconds is None:
-                self.bad.append(f"{skipped.id}\t{skipped.reason}")
-                bar.update(1)
-            else:
-                long_utts.append((by_id[skipped.id], seconds))
-        return long_utts
+        by_id = {u.id: u for u in self.utts}
+        with tqdm(total=len(self.utts), desc=self.desc, unit="utt", file=sys.stderr, disable=not self.progress,
+                  leave=False) as bar:
+            for batch in self.encoder.encode_utterances(self.utts, num_workers=self.num_workers):
+                self.bad.extend(f.line for f in batch.failed)
+                for enc in batch.encoded:
+                    yield by_id[enc.id], enc.num_samples, enc.features
+                bar.update(len(batch))
 
 
 # ------------------------------------------------------------------ passes
@@ -237,23 +212,31 @@ def fit_codebook(features: LayerFeatures, path: Path, settings: dict[str, Any], 
                          inertia=result.inertia, source_hash=source_hash, extra=extra)
 
 
-def frame_items(features: LayerFeatures) -> Iterator[FrameItem]:
-    """Pass 2 input: one :class:`FrameItem` per usable utterance, streamed."""
-    for utt, num_samples, rows in features:
-        yield FrameItem(id=utt.id, audio=utt.audio, num_samples=num_samples, sample_rate=features.sample_rate,
-                        features=rows, speaker=utt.speaker, text=utt.text)
-
-
-def write_bad(out: Path, lines: list[str]) -> Path:
-    """``OUT/bad_utts.txt``: one ``id<TAB>reason`` line per left-out utterance, sorted by id."""
-    path = out / BAD_NAME
-    atomic_write_text(path, "".join(line + "\n" for line in sorted(lines)))
-    return path
+# ------------------------------------------------------------------ pass 2
+def assign_shard(runner: JobRunner, job: int, model: SpeechEncoder, book: Codebook, args: argparse.Namespace,
+                 producer: dict[str, Any], device: torch.device) -> None:
+    """Pass 2 of shard ``job``: features of its unfinished utterances -> frame-unit runs in ``units.JOB.jsonl``."""
+    nearest = Assigner(book, device=str(device))
+    encoder = BatchEncoder(model, batch_seconds=args.batch_seconds, layer=args.layer, autocast=False)
+    sample_rate = encoder.sample_rate
+    with runner.open_shard(job, kind="frame", sample_rate=sample_rate, hop=int(model.config.hop_length),
+                           producer=frame_units_producer(producer, book), vocab_size=book.k,
+                           source_manifest=str(args.data)) as shard:
+        by_id = {u.id: u for u in shard.todo}
+        for batch in encoder.encode_utterances(shard.todo, num_workers=args.num_workers):
+            for enc in batch.encoded:
+                utt = by_id[enc.id]
+                add_frame_units(shard.writer, nearest, FrameItem(id=utt.id, audio=utt.audio, num_samples=enc.num_samples,
+                                                                 sample_rate=sample_rate, features=enc.features,
+                                                                 speaker=utt.speaker, text=utt.text))
+            shard.progress(len(batch.encoded), [f.line for f in batch.failed],
+                           sum(e.num_samples for e in batch.encoded) / sample_rate)
+            shard.pause()
 
 
 # ------------------------------------------------------------------ driver
 def run(args: argparse.Namespace) -> int:
-    """Make (or reuse) the codebook, then write the frame unit set."""
+    """Make (or reuse) the codebook (pass 1), then write the frame unit set in shards (pass 2)."""
     from speechunits.data.jsonl import load_manifest
 
     check_args(args)
@@ -276,51 +259,52 @@ def run(args: argparse.Namespace) -> int:
         "data": {"path": str(args.data.resolve()), "utterances": len(utts), "sha256": manifest_fingerprint(utts)},
         "codebook": book_cfg,
     }
-    if not args.force and is_complete(out, effective):
+    inputs = [args.data, args.model] + ([args.codebook] if args.codebook is not None else [])
+    runner = JobRunner(VERB, utts=utts, out=out, nj=args.nj, effective=effective, inputs=inputs, force=args.force,
+                       progress=progress)
+    if runner.complete():
         print(f"{VERB}: {out} is complete for this config; nothing to do (--force to redo)", file=sys.stderr)
         return 0
-    out.mkdir(parents=True, exist_ok=True)
-    invalidate_provenance(out)
-
+    log_to_stderr()
+    limit_threads(args.threads)
     device = resolve_device(args.device)
     model = load_layer_model(args.model, args.layer, device)
-    features = LayerFeatures(model, args.layer, utts, batch_seconds=args.batch_seconds, num_workers=args.num_workers,
-                             progress=progress)
     if book is None:
-        settings = kmeans_settings(args)
-        source = sha256_json({"model": model_hash, "layer": args.layer, "data": effective["data"]["sha256"]})
-        path = out / CODEBOOK_NAME
-        book = None if args.force else reusable_codebook(path, source, settings)
-        if book is not None:
-            print(f"{VERB}: reusing {path} (k={book.k}, hash {book.hash[:12]})", file=sys.stderr)
-        else:
-            features.desc = f"{VERB} pass 1/2 (sample frames)"
-            try:
-                book = fit_codebook(features, path, settings, source_hash=source, device=device, data=args.data,
-                                    progress=progress)
-            except AudioError:
-                write_bad(out, features.bad)
-                raise
+        book = pass_one(args, utts, model, model_hash, effective, device, progress=progress)
     if book.dim != model.embed_dim:
         raise ConfigError(book.path, f"codebook dim {book.dim} != layer {args.layer} feature dim {model.embed_dim} "
                                      f"of {args.model}")
-
-    features.desc = f"{VERB} {'pass 2/2 ' if args.k is not None else ''}(assign)"
+    runner.shard_config = {"codebook": book.hash}
     producer = {"features": "encoder-layer",
                 "model": {"path": str(args.model), "sha256": model_hash, "config": model.config.to_dict()},
                 "layer": args.layer}
-    report = write_frame_units(out, frame_items(features), book, sample_rate=features.sample_rate,
-                               hop=int(model.config.hop_length), producer=producer, source_manifest=str(args.data),
-                               device=str(device), progress=False)
-    bad_path = write_bad(out, features.bad)
-    if report.num_utterances == 0:
-        raise AudioError(args.data, f"none of the {len(utts)} utterances could be used (reasons in {bad_path})")
-    inputs = [args.data, args.model] + ([args.codebook] if args.codebook is not None else [])
-    write_provenance(out, effective, inputs=inputs)
-    print(report.summary(), file=sys.stderr)
-    if features.bad:
-        print(f"{VERB}: skipped {len(features.bad)} utterance(s); see {bad_path}", file=sys.stderr)
-    return 0
+    return runner.run(lambda job: assign_shard(runner, job, model, book, args, producer, device), args, add_arguments,
+                      empty_ok=False)
 
 
-__all__ = ["BAD_NAME", "CODEBOOK_NAME", "LayerFeatures", "add_arguments", "fit_codebook", "run"]
+def pass_one(args: argparse.Namespace, utts: list[Utterance], model: SpeechEncoder, model_hash: str,
+             effective: dict[str, Any], device: torch.device, *, progress: bool) -> Codebook:
+    """The codebook of ``--k``: ``OUT/codebook.pt`` when it matches this config, else fitted now (not with --job)."""
+    settings = kmeans_settings(args)
+    source = sha256_json({"model": model_hash, "layer": args.layer, "data": effective["data"]["sha256"]})
+    path = args.out / CODEBOOK_NAME
+    refit = args.force and args.job is None  # a --job of a forced run uses the codebook its parent just fitted
+    book = None if refit else reusable_codebook(path, source, settings)
+    if book is not None:
+        print(f"{VERB}: reusing {path} (k={book.k}, hash {book.hash[:12]})", file=sys.stderr)
+        return book
+    if args.job is not None:
+        raise ConfigError(path, "--job runs pass 2 only, and pass 1 (k-means) has not made this codebook for these "
+                                "settings yet: run the same command without --job first (or give --codebook)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    features = LayerFeatures(model, args.layer, utts, batch_seconds=args.batch_seconds, num_workers=args.num_workers,
+                             desc=f"{VERB} pass 1/2 (sample frames)", progress=progress)
+    try:
+        return fit_codebook(features, path, settings, source_hash=source, device=device, data=args.data,
+                            progress=progress)
+    except AudioError:
+        write_bad_lines(args.out / BAD_NAME, features.bad)
+        raise
+
+
+__all__ = ["BAD_NAME", "CODEBOOK_NAME", "LayerFeatures", "add_arguments", "assign_shard", "fit_codebook", "run"]

@@ -4,9 +4,11 @@
 >>> r = seg("utt.wav")                                      # doctest: +SKIP
 >>> r.segments_seconds, r.embeddings.shape                  # doctest: +SKIP
 
-``segment_many`` batches utterances by length, runs the encoder once per batch and trims each
-utterance's padding with the model's exact frame lengths; because the encoder is
-padding-invariant (see :mod:`speechunits.encoders.model`) the results equal per-item calls.
+``segment_many`` batches utterances by length through the toolkit's one batched inference
+path (:class:`speechunits.encoders.batch.BatchEncoder`), which trims each utterance's
+padding with the model's exact frame lengths; because the encoder is padding-invariant (see
+:mod:`speechunits.encoders.model`) the results equal per-item calls. An utterance shorter
+than the model's receptive field gets no frames and no segments.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import torch
 from tqdm import tqdm
 
 from speechunits.audio import load_audio, resample, validate_waveform
-from speechunits.device import autocast_context, resolve_device
-from speechunits.errors import AudioError
+from speechunits.device import resolve_device
+from speechunits.encoders.batch import TOO_SHORT, BatchEncoder
 from speechunits.encoders.model import SpeechEncoder
+from speechunits.errors import AudioError
 from speechunits.sylber.segment import greedy_segment_batch, segment_means, segments_to_seconds
 from speechunits.sylber.thresholds import pick_thresholds
 
@@ -104,10 +107,6 @@ class Segmenter:
     def frame_rate(self) -> float:
         return float(self.model.frame_rate)
 
-    def _min_samples(self) -> int:
-        """Fewest samples that give one output frame (the conv stack's receptive field)."""
-        return self.model.receptive_field
-
     def load(self, item: AudioInput, sample_rate: int | None = None) -> np.ndarray:
         """A float32 mono waveform at the model's rate from a path, numpy array or tensor."""
         if isinstance(item, (str, os.PathLike)):
@@ -125,19 +124,23 @@ class Segmenter:
 
     def encode(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Last-layer features (T_i, D) float32 of equal-rate waveforms, run as one padded batch."""
-        if not waves:
-            return []
-        lengths = [len(w) for w in waves]
-        total = max(max(lengths), self._min_samples())
-        batch = np.zeros((len(waves), total), np.float32)
-        for i, w in enumerate(waves):
-            batch[i, : len(w)] = w
-        x = torch.from_numpy(batch).to(self.device)
-        lens = torch.tensor(lengths, dtype=torch.long, device=self.device)
-        with torch.inference_mode(), autocast_context(self.device, self.autocast):
-            feats, frame_lengths = self.model(x, lens)
-        feats = feats.float().cpu().numpy()
-        return [np.ascontiguousarray(feats[i, : int(n)]) for i, n in enumerate(frame_lengths.cpu().tolist())]
+        total = len(waves) * max((len(w) for w in waves), default=0)
+        return self._encode(waves, batch_seconds=(total + 1) / self.sample_rate)
+
+    def _encode(self, waves: Sequence[np.ndarray], *, batch_seconds: float, names: Sequence[str] | None = None,
+                progress: bool = False, desc: str = "encode") -> list[np.ndarray]:
+        """Features of each waveform in input order; too short for a frame: ``(0, D)``."""
+        encoder = BatchEncoder(self.model, batch_seconds=batch_seconds, device=self.device, autocast=self.autocast)
+        states: list[np.ndarray] = [np.zeros((0, self.model.embed_dim), np.float32)] * len(waves)
+        with tqdm(total=len(waves), desc=desc, unit="utt", file=sys.stderr, disable=not progress) as bar:
+            for batch in encoder.encode_waveforms(waves, names):
+                for enc in batch.encoded:
+                    states[int(enc.id)] = enc.features
+                for failure in batch.failed:
+                    if failure.kind != TOO_SHORT:
+                        raise AudioError(None, failure.reason)
+                bar.update(len(batch))
+        return states
 
     def _results(self, waves: Sequence[np.ndarray], states: list[np.ndarray]) -> list[SegmentationResult]:
         segs = greedy_segment_batch(states, norm_threshold=self.norm_threshold, merge_threshold=self.merge_threshold,
@@ -173,25 +176,13 @@ class Segmenter:
         """Waveforms and last-layer features of many utterances, in input order, batched by length.
 
         A batch holds utterances of similar length whose padded size stays within
-        ``batch_seconds`` of audio (a longer utterance runs alone).
+        ``batch_seconds`` of audio (a longer utterance runs alone). An utterance whose features
+        are not finite raises AudioError naming it.
         """
+        items = list(items)
         waves = [self.load(item, sample_rate) for item in items]
-        budget = max(1, int(batch_seconds * self.sample_rate))
-        order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
-        batches: list[list[int]] = []
-        for i in order:
-            if batches and len(waves[i]) * (len(batches[-1]) + 1) <= budget:
-                batches[-1].append(i)
-            else:
-                batches.append([i])
-        states: list[np.ndarray] = [np.zeros((0, 0), np.float32)] * len(waves)
-        bar = tqdm(total=len(waves), desc=desc, unit="utt", file=sys.stderr, disable=not progress)
-        for idx in batches:
-            for i, h in zip(idx, self.encode([waves[i] for i in idx])):
-                states[i] = h
-            bar.update(len(idx))
-        bar.close()
-        return waves, states
+        names = [str(item) if isinstance(item, (str, os.PathLike)) else f"<array {i}>" for i, item in enumerate(items)]
+        return waves, self._encode(waves, batch_seconds=batch_seconds, names=names, progress=progress, desc=desc)
 
     def segment_many(
         self,

@@ -1,8 +1,9 @@
 """Sharded, resumable corpus tokenization with a Sylber model (``speechunits tokenize``).
 
-:mod:`speechunits.tokenize.job` holds one job's loop (:func:`run_job`),
+:mod:`speechunits.tokenize.job` holds one job's work (:func:`run_job`),
 :mod:`speechunits.tokenize.overlap` the worker thread that overlaps segmentation with the next
-forward pass, :mod:`speechunits.tokenize.tokenize_cli` the command (local jobs, merge, provenance).
+forward pass, :mod:`speechunits.tokenize.tokenize_cli` the command. Shards, resume, local jobs,
+merge and provenance are the job runner's (:mod:`speechunits.jobs`).
 """
 
 from __future__ import annotations

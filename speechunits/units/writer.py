@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from speechunits.audio import is_pipe_command
 from speechunits.errors import UnitFormatError
 from speechunits.io_utils import atomic_path, atomic_write_json
 from speechunits.units.embeddings import (
@@ -55,6 +56,14 @@ def shard_units_name(job: int) -> str:
 
 def partial_units_name(job: int) -> str:
     return f"units.{job}.partial.jsonl"
+
+
+def shard_paths(out_dir: PathLike, job: int) -> list[Path]:
+    """Every file ``UnitSetWriter(out_dir, job=job, ...)`` may leave in ``out_dir``, partial or finished."""
+    out = Path(out_dir)
+    emb = out / EMB_DIR
+    return [out / partial_units_name(job), out / f"meta.{job}.partial.json", emb / f"shard.{job}.partial.raw",
+            out / shard_units_name(job), out / f"meta.{job}.json", emb / f"index.{job}.json", emb / shard_name(job)]
 
 
 class UnitSetWriter:
@@ -300,9 +309,9 @@ class UnitSetWriter:
         self._since_sync = 0
 
     def _relative_audio(self, audio: str) -> str:
-        """An absolute path under the declared audio root is stored relative to it."""
+        """An absolute path under the declared audio root is stored relative to it (pipe commands as they are)."""
         path = Path(audio)
-        if self.meta.audio_root is None or not path.is_absolute():
+        if self.meta.audio_root is None or not path.is_absolute() or is_pipe_command(audio):
             return audio
         root = os.path.normpath(self.meta.resolved_audio_root(self.out))
         try:
@@ -313,6 +322,11 @@ class UnitSetWriter:
     @property
     def num_utterances(self) -> int:
         return len(self._entries)
+
+    @property
+    def ids(self) -> frozenset[str]:
+        """Ids written so far, finished ones of a resumed run included."""
+        return frozenset(self._id_set)
 
     # ---------------------------------------------------------------- finish
     def _finish(self) -> None:
@@ -462,4 +476,4 @@ def write_unit_set(out_dir: PathLike, records: list[UnitRecord], embeddings: dic
             w.add(**rec.to_dict(), embeddings=None if embeddings is None else embeddings[rec.id])
 
 
-__all__ = ["UnitSetWriter", "merge_shards", "write_unit_set"]
+__all__ = ["UnitSetWriter", "merge_shards", "shard_paths", "write_unit_set"]

@@ -8,6 +8,18 @@ a completion record ``OUT/.synth/<layout>/provenance.json`` holding the config h
 rerun after a kill resumes; a rerun of a complete corpus with the same config returns at
 once. Every file is written atomically. Audio depends only on each utterance's own
 settings, so output is identical for any ``nj``.
+
+The worker pool is its own, not the sharded-job runner of :mod:`speechunits.jobs`, and it
+uses nothing from that module, for two reasons. The floors forbid it: ``jobs.py`` merges
+unit sets, so it stands above ``units/`` (and ``train/``), while this generator is part of
+``data/``, below them (``tests/test_layering.py``). And little of the runner fits: a
+synthetic utterance is finished when its audio (and alignment) file exists, which is a finer
+resume than shard records; there is no unit set to merge and no ``bad_utts.txt`` (a failing
+festival run is an error, not a skipped utterance); and a festival process pays a start-up
+cost per chunk, so chunks of up to ``MAX_CHUNK`` consecutive utterances handed out to
+whichever worker is free (``imap_unordered``) balance better than round-robin shards of
+whole subprocesses. What it shares with the runner is the contract: the same output for any
+``nj``, resume after a kill, atomic files, and a completion record written last.
 """
 
 from __future__ import annotations

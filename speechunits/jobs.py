@@ -1,0 +1,574 @@
+"""One sharded-job runner for corpus jobs that write unit sets (tokenize, bootstrap-segments, frame-units).
+
+A corpus job turns every utterance of a manifest into one line of a unit set, or into one
+line of ``bad_utts.txt`` saying why not. What such jobs share lives here, so each command
+keeps only its own work per utterance:
+
+* **Shard assignment** (:func:`shard_of`): utterances sorted by id, dealt round-robin, so
+  shard ``j`` of ``nj`` is ``sorted(utts)[j::nj]`` whatever the manifest order.
+* **Shard record** ``OUT/<verb>.J.json``: ``{config_hash, finished, given, written, bad}``,
+  written atomically. A shard finished under the same config hash (its ``units.J.jsonl`` and
+  ``bad_utts.J.txt`` in place) is skipped on rerun; the files of a shard left by a different
+  config are deleted before it runs, so a changed parameter redoes the work instead of mixing
+  outputs.
+* **One shard's run** (:meth:`JobRunner.open_shard`, a :class:`ShardRun`): opens the resumable
+  :class:`~speechunits.units.UnitSetWriter` (``resume=True``: a run killed at any point,
+  SIGKILL included, continues after its last written utterance), declares the corpus's
+  ``audio_root`` so audio paths are stored relative to it, lists the utterances still to do,
+  shows progress (utterances/s, real-time factor), and on success checks that every
+  utterance of the shard was written or listed bad, then writes ``bad_utts.J.txt``,
+  ``units.J.jsonl`` and the finished record, in that order.
+* **Launchers** (``--cmd``): without ``--job`` and with ``--nj N > 1``, the unfinished shards
+  run through a launcher. ``local`` (:class:`LocalLauncher`) starts them at once as
+  subprocesses ``python -m speechunits VERB ... --job j --threads cores//N``, logging to
+  ``OUT/log/VERB.J.log``; an interrupt sends them SIGTERM; a failed job is named with its
+  log tail and the advice to rerun, which resumes. :data:`LAUNCHERS` maps ``--cmd`` names to
+  launcher classes: a cluster launcher is one more entry with the same ``run`` method.
+* **Merge** (:meth:`JobRunner.merge`): :func:`~speechunits.units.merge_shards` (validated),
+  ``bad_utts.J.txt`` gathered into ``bad_utts.txt`` (sorted by id, ``id<TAB>reason``), then the
+  accounting check: the ids of ``units.jsonl`` and of ``bad_utts.txt`` are disjoint and
+  together exactly the input ids, else an :class:`~speechunits.errors.InternalError` naming
+  the missing ones (a bug, never a silent pass); then the shard records go and
+  ``provenance.json`` is written last. The summary line counts the files, not the jobs.
+
+:meth:`JobRunner.run` strings these together the same way for every command: a complete
+output (``provenance.json`` of the same config) is skipped; ``--job J`` runs shard J only (one
+task of a cluster array); otherwise the unfinished shards run (``--nj 1``: in this process)
+and are merged. After an array, the same command without ``--job`` finds every shard
+finished and only merges.
+
+Test hook: the environment variable ``SPEECHUNITS_JOB_DELAY`` (seconds) makes
+:meth:`ShardRun.pause` sleep after each written batch, so a test can kill a job mid-way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from tqdm import tqdm
+
+from speechunits.data.utterance import Utterance, common_audio_dir
+from speechunits.errors import AudioError, ConfigError, InternalError
+from speechunits.io_utils import atomic_write_json, atomic_write_text, sha256_json
+from speechunits.provenance import invalidate_provenance, is_complete, write_provenance
+from speechunits.units.reader import iter_unit_lines
+from speechunits.units.writer import UnitSetWriter, merge_shards, shard_paths
+
+logger = logging.getLogger(__name__)
+
+RUNNER_FORMAT = "speechunits.jobs/1"
+"""Part of every shard's config hash: shards written by an older runner are redone, never mixed in."""
+BAD_NAME = "bad_utts.txt"
+DELAY_ENV = "SPEECHUNITS_JOB_DELAY"
+
+T = TypeVar("T")
+
+
+# ------------------------------------------------------------------ assignment
+def shard_of(items: Sequence[T], job: int, nj: int) -> list[T]:
+    """Round-robin shard ``job`` of ``nj`` over ``items`` (anything with an ``id``) sorted by id."""
+    return sorted(items, key=lambda u: u.id)[job::nj]  # type: ignore[attr-defined]
+
+
+def bad_path(out: Path, job: int | None = None) -> Path:
+    """``OUT/bad_utts.txt``, or shard ``job``'s ``OUT/bad_utts.J.txt``."""
+    return out / (BAD_NAME if job is None else f"bad_utts.{job}.txt")
+
+
+def write_bad_lines(path: Path, lines: Iterable[str]) -> list[str]:
+    """Write ``id<TAB>reason`` lines sorted by id, atomically; returns them in that order."""
+    ordered = sorted(lines, key=lambda ln: ln.split("\t", 1)[0])
+    atomic_write_text(path, "".join(ln + "\n" for ln in ordered))
+    return ordered
+
+
+# ------------------------------------------------------------------ command line
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--nj``, ``--job``, ``--cmd`` and ``--threads``: the same meaning in every sharded command."""
+    group = parser.add_argument_group("jobs (see docs/jobs.md)")
+    group.add_argument("--nj", type=int, default=1, help="number of shards (default 1); utterances sorted by id "
+                                                         "are dealt round-robin")
+    group.add_argument("--job", type=int, default=None, help="run only shard J (0-based), e.g. one task of a cluster "
+                                                             "array; the same command without --job then merges")
+    group.add_argument("--cmd", choices=sorted(LAUNCHERS), default="local",
+                       help="how the unfinished shards run when --nj > 1 and no --job is given: local = "
+                            "subprocesses on this machine (default)")
+    group.add_argument("--threads", type=int, default=None,
+                       help="CPU threads per job (default: all cores for one job, cores // nj for local jobs)")
+
+
+def check_job_args(args: argparse.Namespace) -> None:
+    """ConfigError for ``--nj``/``--job``/``--threads`` values no run can honour."""
+    if args.nj < 1 or (args.job is not None and not 0 <= args.job < args.nj):
+        raise ConfigError(None, f"need --nj >= 1 and 0 <= --job < --nj, got --nj {args.nj} --job {args.job}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(None, f"--threads must be >= 1, got {args.threads}")
+
+
+def command_line(add_arguments: Callable[[argparse.ArgumentParser], None], args: argparse.Namespace,
+                 **overrides: Any) -> list[str]:
+    """The options of ``args`` (as ``add_arguments`` defines them) written back as a command line.
+
+    ``overrides`` replace values by destination name (``job=3``). Options whose value is None
+    are left out, so of a mutually exclusive pair only the one given is written.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    argv: list[str] = []
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public list of its actions
+        if not action.option_strings:
+            raise ConfigError(None, f"positional argument {action.dest!r} cannot be forwarded to a job")
+        value = overrides.get(action.dest, getattr(args, action.dest, None))
+        flag = max(action.option_strings, key=len)
+        if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001
+            argv += [flag] if value else []
+        elif isinstance(action, argparse._StoreFalseAction):  # noqa: SLF001
+            argv += [] if value else [flag]
+        elif type(action) is not argparse._StoreAction or action.nargs not in (None, "?"):  # noqa: SLF001
+            raise ConfigError(None, f"option {flag} ({type(action).__name__}, nargs={action.nargs!r}) cannot be "
+                                    "forwarded to a job: only single-valued options and flags can")
+        elif value is not None:
+            argv += [flag, repr(value) if isinstance(value, float) else str(value)]
+    return argv
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def job_device(device: str, job: int) -> str:
+    """``auto`` with several GPUs puts local job j on GPU j mod count; anything else is passed on."""
+    if device == "auto":
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.device_count() > 1:
+            return f"cuda:{job % torch.cuda.device_count()}"
+    return device
+
+
+def limit_threads(threads: int | None) -> None:
+    """Use at most ``threads`` torch threads in this process (None: leave the default)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def log_to_stderr() -> None:
+    """INFO messages of speechunits (shard summaries, warnings) to stderr, once per process."""
+    root = logging.getLogger("speechunits")
+    if not root.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+
+
+# ------------------------------------------------------------------ launchers
+@dataclass(frozen=True)
+class FailedJob:
+    """A job that exited with a non-zero status, and its log."""
+
+    job: int
+    code: int
+    log: Path
+
+
+def log_tail(path: Path, lines: int = 5) -> str:
+    """The last non-empty lines of a log (progress-bar carriage returns count as line ends), indented."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").replace("\r", "\n")
+    except OSError:
+        return ""
+    return "\n".join("    " + ln for ln in [ln for ln in text.splitlines() if ln.strip()][-lines:])
+
+
+class Launcher(Protocol):
+    """Runs shards as separate jobs and waits for them (``--cmd NAME``)."""
+
+    def run(self, jobs: list[int], command: Callable[[int], list[str]], log: Callable[[int], Path],
+            threads: int) -> list[FailedJob]:
+        """Run ``command(j)`` for every ``j`` in ``jobs``, output to ``log(j)``; return the failed ones."""
+        ...
+
+
+class LocalLauncher:
+    """``--cmd local``: every job a subprocess on this machine, all started at once."""
+
+    def run(self, jobs: list[int], command: Callable[[int], list[str]], log: Callable[[int], Path],
+            threads: int) -> list[FailedJob]:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+               "NUMBA_NUM_THREADS": str(threads)}
+        procs: list[tuple[int, subprocess.Popen[bytes], Path]] = []
+        try:
+            for job in jobs:
+                path = log(job)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                argv = command(job)
+                with open(path, "wb") as f:
+                    f.write((" ".join(argv) + "\n").encode())
+                    f.flush()
+                    procs.append((job, subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env=env), path))
+            return [FailedJob(job, code, path) for job, proc, path in procs if (code := proc.wait()) != 0]
+        finally:
+            for _job, proc, _path in procs:  # interrupted: stop the jobs (they resume on the next run)
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(timeout=30)
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+
+
+LAUNCHERS: dict[str, type] = {"local": LocalLauncher}
+"""``--cmd`` name -> launcher class (each with :meth:`Launcher.run`)."""
+
+
+# ------------------------------------------------------------------ one shard
+@dataclass
+class ShardReport:
+    """What one shard's run did (``utterances`` excludes those finished by earlier runs)."""
+
+    job: int
+    nj: int
+    utterances: int = 0
+    already_done: int = 0
+    bad: int = 0
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    skipped_complete: bool = False
+    bad_lines: list[str] = field(default_factory=list)
+
+    @property
+    def utt_per_second(self) -> float:
+        return self.utterances / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    @property
+    def real_time_factor(self) -> float:
+        """Audio seconds per wall second (higher is faster)."""
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    """``OUT/<verb>.J.json``: the config a shard runs under, whether it finished, and its counts."""
+
+    config_hash: str
+    finished: bool
+    given: int = 0
+    written: int = 0
+    bad: int = 0
+
+
+class ShardRun:
+    """One shard's run, from :meth:`JobRunner.open_shard` (a context manager; see the module docstring).
+
+    In the ``with`` block the caller encodes/segments :attr:`todo`, adds records to
+    :attr:`writer`, and reports each step with :meth:`progress` (and failures with
+    :meth:`add_bad`). :attr:`report` holds the counts.
+    """
+
+    def __init__(self, runner: JobRunner, job: int, writer_kwargs: dict[str, Any]) -> None:
+        self.runner = runner
+        self.job = job
+        self.utts = shard_of(runner.utts, job, runner.nj)
+        self.writer_kwargs = writer_kwargs
+        self.report = ShardReport(job=job, nj=runner.nj)
+        self.todo: list[Utterance] = []
+        self._bad_ids: set[str] = set()
+        self._delay = float(os.environ.get(DELAY_ENV, "0") or 0)
+
+    def __enter__(self) -> ShardRun:
+        r, job = self.runner, self.job
+        r.out.mkdir(parents=True, exist_ok=True)
+        invalidate_provenance(r.out)
+        record = r.read_record(job)
+        if r.force or (record is not None and record.config_hash != r.config_hash):
+            if record is not None and not r.force:
+                logger.warning("%s job %d: removing a shard made with a different config", r.verb, job)
+            r.remove_shard(job)
+        r.write_record(job, ShardRecord(r.config_hash, finished=False, given=len(self.utts)))
+        self.writer = UnitSetWriter(r.out, job=job, nj=r.nj, resume=True, audio_root=r.audio_root,
+                                    **self.writer_kwargs)
+        self.writer.__enter__()
+        self.todo = [u for u in self.utts if u.id not in self.writer.done_ids]
+        self.report.already_done = len(self.utts) - len(self.todo)
+        self._start = time.perf_counter()
+        self._bar = tqdm(total=len(self.todo), desc=f"{r.verb} job {job}/{r.nj}", unit="utt", file=sys.stderr,
+                         disable=not r.progress, mininterval=1.0 if sys.stderr.isatty() else 30.0)
+        return self
+
+    def add_bad(self, lines: Iterable[str]) -> None:
+        """Record left-out utterances (``id<TAB>reason`` lines)."""
+        for line in lines:
+            self._bad_ids.add(line.split("\t", 1)[0])
+            self.report.bad_lines.append(line)
+
+    def progress(self, written: int, bad_lines: Sequence[str] = (), audio_seconds: float = 0.0) -> None:
+        """``written`` utterances (``audio_seconds`` of audio) and ``bad_lines`` more are done."""
+        self.add_bad(bad_lines)
+        self.report.utterances += written
+        self.report.audio_seconds += audio_seconds
+        self._bar.update(written + len(bad_lines))
+        wall = max(time.perf_counter() - self._start, 1e-9)
+        self._bar.set_postfix_str(f"{self.report.utterances / wall:.2f} utt/s, "
+                                  f"RTF {self.report.audio_seconds / wall:.1f}x", refresh=False)
+
+    @property
+    def delay(self) -> float:
+        """The test hook's sleep after each batch (0 normally)."""
+        return self._delay
+
+    def pause(self) -> None:
+        """After a written batch: sleep for the test hook (``SPEECHUNITS_JOB_DELAY``), if set."""
+        if self._delay > 0:
+            time.sleep(self._delay)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._bar.close()
+        if exc_type is not None:
+            self.writer.__exit__(exc_type, exc, tb)  # keeps the partial shard for the rerun
+            return
+        r, report = self.runner, self.report
+        written = self.writer.ids
+        missing = [u.id for u in self.todo if u.id not in written and u.id not in self._bad_ids]
+        both = sorted(written & self._bad_ids)
+        if missing or both:
+            err = InternalError(r.out, f"internal error: {r.verb} job {self.job}: {accounting_problem(missing, both)}")
+            self.writer.__exit__(InternalError, err, None)
+            raise err
+        report.bad = len(report.bad_lines)
+        write_bad_lines(bad_path(r.out, self.job), report.bad_lines)
+        self.writer.__exit__(None, None, None)
+        r.write_record(self.job, ShardRecord(r.config_hash, finished=True, given=len(self.utts),
+                                             written=self.writer.num_utterances, bad=report.bad))
+        report.wall_seconds = time.perf_counter() - self._start
+        logger.info("%s job %d/%d: %d utterances (%d done before), %d bad, %.1f s audio in %.1f s: %.1f utt/s, "
+                    "%.1fx real time", r.verb, self.job, r.nj, report.utterances, report.already_done, report.bad,
+                    report.audio_seconds, report.wall_seconds, report.utt_per_second, report.real_time_factor)
+
+
+def accounting_problem(missing: Sequence[str], both: Sequence[str], unexpected: Sequence[str] = (),
+                       twice: Sequence[str] = ()) -> str:
+    """The message of a broken "every utterance once" invariant, naming (up to 20 of) the ids."""
+    def ids(xs: Sequence[str]) -> str:
+        return ", ".join(xs[:20]) + (f", ... ({len(xs)} in all)" if len(xs) > 20 else "")
+
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} utterance(s) neither written nor listed bad: {ids(missing)}")
+    if both:
+        parts.append(f"{len(both)} utterance(s) both written and listed bad: {ids(both)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} id(s) that are not in the input: {ids(unexpected)}")
+    if twice:
+        parts.append(f"{len(twice)} id(s) listed bad twice: {ids(twice)}")
+    return "; ".join(parts) + " (please report this bug)"
+
+
+# ------------------------------------------------------------------ the runner
+@dataclass(frozen=True)
+class MergeSummary:
+    """Counts of the merged output, read from its files."""
+
+    written: int
+    bad: int
+
+
+class JobRunner:
+    """The sharded run of one command over a corpus (see the module docstring).
+
+    Args:
+        verb: the command (``tokenize``): names the records and logs; local jobs run ``speechunits VERB``.
+        utts: the whole corpus (every shard is taken from it; its ids are checked at the merge; the
+            deepest directory holding its audio files is the unit set's ``audio_root``, so audio
+            paths are stored relative to it).
+        out: the unit set directory.
+        nj: number of shards.
+        effective: the config stored in ``provenance.json`` (decides whether the output is complete).
+        inputs: files fingerprinted in ``provenance.json``.
+        shard_config: what else decides a shard's content besides ``effective`` (e.g. the hash of
+            a codebook trained before the shards); part of the shard records' hash.
+        force: redo a complete output and finished shards.
+        progress: progress bars.
+    """
+
+    def __init__(self, verb: str, *, utts: Sequence[Utterance], out: Path, nj: int, effective: dict[str, Any],
+                 inputs: Sequence[Path], shard_config: Any = None, force: bool = False, progress: bool = True) -> None:
+        if nj < 1:
+            raise ConfigError(None, f"--nj must be >= 1, got {nj}")
+        self.verb = verb
+        self.utts = list(utts)
+        self.out = Path(out)
+        self.nj = nj
+        self.effective = effective
+        self.inputs = list(inputs)
+        self.force = force
+        self.progress = progress
+        self.shard_config = shard_config
+        self.audio_root = common_audio_dir(self.utts)
+
+    @property
+    def config_hash(self) -> str:
+        """The hash a shard's record must hold for the shard to count as this run's."""
+        return sha256_json({"runner": RUNNER_FORMAT, "nj": self.nj, "config": self.effective,
+                            "shard_config": self.shard_config})
+
+    # ---------------------------------------------------------------- state on disk
+    def complete(self) -> bool:
+        """True when the output is complete for this config (``provenance.json``) and not forced."""
+        return not self.force and is_complete(self.out, self.effective)
+
+    def record_path(self, job: int) -> Path:
+        return self.out / f"{self.verb}.{job}.json"
+
+    def read_record(self, job: int) -> ShardRecord | None:
+        try:
+            return ShardRecord(**json.loads(self.record_path(job).read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def write_record(self, job: int, record: ShardRecord) -> None:
+        atomic_write_json(self.record_path(job), asdict(record))
+
+    def shard_done(self, job: int) -> bool:
+        """Shard ``job`` finished under this config, and its files are in place."""
+        rec = self.read_record(job)
+        return (not self.force and rec is not None and rec.finished and rec.config_hash == self.config_hash
+                and (self.out / f"units.{job}.jsonl").is_file() and bad_path(self.out, job).is_file())
+
+    def unfinished(self) -> list[int]:
+        return [j for j in range(self.nj) if not self.shard_done(j)]
+
+    def remove_shard(self, job: int) -> None:
+        """Delete every file shard ``job`` may have left (unit-set shard files, bad list, record)."""
+        for path in [*shard_paths(self.out, job), bad_path(self.out, job), self.record_path(job)]:
+            path.unlink(missing_ok=True)
+
+    # ---------------------------------------------------------------- running
+    def open_shard(self, job: int, **writer_kwargs: Any) -> ShardRun:
+        """Shard ``job``'s run; ``writer_kwargs`` (kind, sample_rate, hop, producer, ...) go to its UnitSetWriter."""
+        return ShardRun(self, job, writer_kwargs)
+
+    def launch(self, jobs: list[int], args: argparse.Namespace,
+               add_arguments: Callable[[argparse.ArgumentParser], None]) -> list[FailedJob]:
+        """Run ``jobs`` through the ``--cmd`` launcher as ``python -m speechunits VERB <args> --job j``.
+
+        ``args`` are the command's parsed options (written back with ``add_arguments``); each job
+        gets ``--threads`` (``--threads`` or cores // nj) and, with ``--device auto`` and several
+        GPUs, a GPU of its own.
+        """
+        threads = args.threads or max(1, available_cores() // self.nj)
+        device = getattr(args, "device", None)
+
+        def command(job: int) -> list[str]:
+            extra = {"device": job_device(device, job)} if device is not None else {}
+            return [sys.executable, "-m", "speechunits", self.verb,
+                    *command_line(add_arguments, args, job=job, threads=threads, **extra)]
+
+        log_dir = self.out / "log"
+        print(f"{self.verb}: running {len(jobs)} {args.cmd} job(s) with {threads} thread(s) each; logs in "
+              f"{log_dir}", file=sys.stderr)
+        launcher = LAUNCHERS[args.cmd]()
+        return launcher.run(jobs, command, lambda job: log_dir / f"{self.verb}.{job}.log", threads)
+
+    def merge(self, *, empty_ok: bool = True) -> MergeSummary:
+        """Merge the shards, gather ``bad_utts.txt``, check the accounting, write provenance (last)."""
+        out = self.out
+        merge_shards(out, self.nj)
+        lines = write_bad_lines(bad_path(out), [ln for j in range(self.nj)
+                                                for ln in bad_path(out, j).read_text(encoding="utf-8").splitlines()])
+        written = [json.loads(text)["id"] for _n, text in iter_unit_lines(out / "units.jsonl")]
+        bad = [ln.split("\t", 1)[0] for ln in lines]
+        given = {u.id for u in self.utts}
+        have = set(written) | set(bad)
+        missing = sorted(given - have)
+        both = sorted(set(written) & set(bad))
+        unexpected = sorted(have - given)
+        twice = sorted(b for b, n in Counter(bad).items() if n > 1)
+        if missing or both or unexpected or twice:
+            raise InternalError(out, f"internal error: {self.verb}: units.jsonl + {BAD_NAME} do not account for the "
+                                     f"{len(given)} input utterances once each: "
+                                     f"{accounting_problem(missing, both, unexpected, twice)}")
+        if not written and not empty_ok:
+            raise AudioError(bad_path(out), f"none of the {len(given)} utterances could be used (reasons in this file)")
+        for j in range(self.nj):
+            bad_path(out, j).unlink(missing_ok=True)
+            self.record_path(j).unlink(missing_ok=True)
+        write_provenance(out, self.effective, inputs=self.inputs)
+        return MergeSummary(written=len(written), bad=len(bad))
+
+    def run(self, run_shard: Callable[[int], Any], args: argparse.Namespace,
+            add_arguments: Callable[[argparse.ArgumentParser], None], *, empty_ok: bool = True) -> int:
+        """The whole command: skip, one shard (``--job``), or the unfinished shards then the merge.
+
+        ``run_shard(j)`` runs shard ``j`` in this process (through :meth:`open_shard`); ``args``
+        carry :func:`add_job_arguments`' options. Returns the exit status (1: a job failed).
+        """
+        check_job_args(args)
+        start = time.perf_counter()
+        if self.complete():
+            print(f"{self.verb}: {self.out} is complete for this config; nothing to do", file=sys.stderr)
+            return 0
+        if args.job is not None:
+            if self.shard_done(args.job):
+                print(f"{self.verb}: job {args.job} of {self.nj} is complete for this config; nothing to do",
+                      file=sys.stderr)
+            else:
+                run_shard(args.job)
+            return 0
+        todo = self.unfinished()
+        if todo and self.nj == 1:
+            run_shard(0)
+        elif todo:
+            failed = self.launch(todo, args, add_arguments)
+            if failed:
+                for f in failed:
+                    print(f"{self.verb}: job {f.job} failed (exit code {f.code}); see {f.log}\n{log_tail(f.log)}",
+                          file=sys.stderr)
+                print(f"{self.verb}: {len(failed)} of {len(todo)} job(s) failed; rerun the same command to resume",
+                      file=sys.stderr)
+                return 1
+        summary = self.merge(empty_ok=empty_ok)
+        print(f"{self.verb}: wrote {self.out}: {summary.written} utterance(s) in units.jsonl, {summary.bad} in "
+              f"{BAD_NAME} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+        if summary.bad:
+            print(f"{self.verb}: left out {summary.bad} utterance(s); reasons in {bad_path(self.out)}", file=sys.stderr)
+        return 0
+
+
+__all__ = [
+    "BAD_NAME",
+    "DELAY_ENV",
+    "LAUNCHERS",
+    "FailedJob",
+    "JobRunner",
+    "LocalLauncher",
+    "MergeSummary",
+    "ShardRecord",
+    "ShardReport",
+    "ShardRun",
+    "add_job_arguments",
+    "check_job_args",
+    "command_line",
+    "shard_of",
+    "write_bad_lines",
+]
