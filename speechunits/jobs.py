@@ -1,41 +1,47 @@
-"""One sharded-job runner for corpus jobs that write unit sets (tokenize, bootstrap-segments, frame-units).
+"""One sharded-job runner for corpus jobs: shards, their records, local parallel jobs, resume, merge.
 
-A corpus job turns every utterance of a manifest into one line of a unit set, or into one
-line of ``bad_utts.txt`` saying why not. What such jobs share lives here, so each command
-keeps only its own work per utterance:
+A corpus job turns every item of its input (an utterance to tokenize, a planned utterance to
+synthesize) into its output, or into one line of ``bad_utts.txt`` saying why not. What such
+jobs share lives here; what they write lives behind a small protocol, :class:`ShardOutput`,
+so each command keeps only its own output format and its own work per item:
 
-* **Shard assignment** (:func:`shard_of`): utterances sorted by id, dealt round-robin, so
-  shard ``j`` of ``nj`` is ``sorted(utts)[j::nj]`` whatever the manifest order.
+* **Shard assignment** (:func:`shard_of`): items sorted by id, dealt round-robin, so shard
+  ``j`` of ``nj`` is ``sorted(items)[j::nj]`` whatever the input order.
 * **Shard record** ``OUT/<verb>.J.json``: ``{config_hash, finished, given, written, bad}``,
-  written atomically. A shard finished under the same config hash (its ``units.J.jsonl`` and
+  written atomically. A shard finished under the same config hash (its output files and
   ``bad_utts.J.txt`` in place) is skipped on rerun; the files of a shard left by a different
   config are deleted before it runs, so a changed parameter redoes the work instead of mixing
   outputs.
-* **One shard's run** (:meth:`JobRunner.open_shard`, a :class:`ShardRun`): opens the resumable
-  :class:`~speechunits.units.UnitSetWriter` (``resume=True``: a run killed at any point,
-  SIGKILL included, continues after its last written utterance), declares the corpus's
-  ``audio_root`` so audio paths are stored relative to it, lists the utterances still to do,
-  shows progress (utterances/s, real-time factor), and on success checks that every
-  utterance of the shard was written or listed bad, then writes ``bad_utts.J.txt``,
-  ``units.J.jsonl`` and the finished record, in that order.
+* **One shard's run** (:meth:`JobRunner.open_shard`, a :class:`ShardRun`): opens the output's
+  :class:`ShardWriter` (which knows the items an earlier, possibly killed, run already
+  finished), lists the items still to do, shows progress (items/s, real-time factor), and on
+  success checks that every item of the shard was written or listed bad, then writes
+  ``bad_utts.J.txt``, lets the writer finish the shard, and writes the finished record, in
+  that order.
 * **Launchers** (``--cmd``): without ``--job`` and with ``--nj N > 1``, the unfinished shards
   run through a launcher. ``local`` (:class:`LocalLauncher`) starts them at once as
   subprocesses ``python -m speechunits VERB ... --job j --threads cores//N``, logging to
   ``OUT/log/VERB.J.log``; an interrupt sends them SIGTERM; a failed job is named with its
   log tail and the advice to rerun, which resumes. :data:`LAUNCHERS` maps ``--cmd`` names to
   launcher classes: a cluster launcher is one more entry with the same ``run`` method.
-* **Merge** (:meth:`JobRunner.merge`): :func:`~speechunits.units.merge_shards` (validated),
-  ``bad_utts.J.txt`` gathered into ``bad_utts.txt`` (sorted by id, ``id<TAB>reason``), then the
-  accounting check: the ids of ``units.jsonl`` and of ``bad_utts.txt`` are disjoint and
-  together exactly the input ids, else an :class:`~speechunits.errors.InternalError` naming
-  the missing ones (a bug, never a silent pass); then the shard records go and
-  ``provenance.json`` is written last. The summary line counts the files, not the jobs.
+* **Merge** (:meth:`JobRunner.merge`): the output merges its shards (:meth:`ShardOutput.merge`,
+  which returns the ids it holds, read from its files), ``bad_utts.J.txt`` are gathered into
+  ``bad_utts.txt`` (sorted by id, ``id<TAB>reason``), then the accounting check: the ids
+  written and the ids listed bad are disjoint and together exactly the input ids, else an
+  :class:`~speechunits.errors.InternalError` naming them (a bug, never a silent pass); then
+  the shard records go and ``provenance.json`` is written last. The summary line counts the
+  files, not the jobs.
 
 :meth:`JobRunner.run` strings these together the same way for every command: a complete
 output (``provenance.json`` of the same config) is skipped; ``--job J`` runs shard J only (one
 task of a cluster array); otherwise the unfinished shards run (``--nj 1``: in this process)
 and are merged. After an array, the same command without ``--job`` finds every shard
 finished and only merges.
+
+This module stands on the ground floor (errors, io_utils, provenance): the unit-set output of
+tokenize, bootstrap-segments and frame-units is :mod:`speechunits.units.shard_output`, the
+synthetic-corpus output of synth-corpus is :mod:`speechunits.data.synth.corpus_job`, and both
+stand on it.
 
 Test hook: the environment variable ``SPEECHUNITS_JOB_DELAY`` (seconds) makes
 :meth:`ShardRun.pause` sleep after each written batch, so a test can kill a job mid-way.
@@ -56,16 +62,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from tqdm import tqdm
 
-from speechunits.data.utterance import Utterance, common_audio_dir
 from speechunits.errors import AudioError, ConfigError, InternalError
 from speechunits.io_utils import atomic_write_json, atomic_write_text, sha256_json
 from speechunits.provenance import invalidate_provenance, is_complete, write_provenance
-from speechunits.units.reader import iter_unit_lines
-from speechunits.units.writer import UnitSetWriter, merge_shards, shard_paths
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +77,22 @@ RUNNER_FORMAT = "speechunits.jobs/1"
 BAD_NAME = "bad_utts.txt"
 DELAY_ENV = "SPEECHUNITS_JOB_DELAY"
 
-T = TypeVar("T")
+
+class Item(Protocol):
+    """What the runner needs of an input item: a unique id."""
+
+    @property
+    def id(self) -> str: ...
+
+
+T = TypeVar("T", bound=Item)
+W = TypeVar("W", bound="ShardWriter")
 
 
 # ------------------------------------------------------------------ assignment
 def shard_of(items: Sequence[T], job: int, nj: int) -> list[T]:
     """Round-robin shard ``job`` of ``nj`` over ``items`` (anything with an ``id``) sorted by id."""
-    return sorted(items, key=lambda u: u.id)[job::nj]  # type: ignore[attr-defined]
+    return sorted(items, key=lambda u: u.id)[job::nj]
 
 
 def bad_path(out: Path, job: int | None = None) -> Path:
@@ -99,8 +111,8 @@ def write_bad_lines(path: Path, lines: Iterable[str]) -> list[str]:
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     """``--nj``, ``--job``, ``--cmd`` and ``--threads``: the same meaning in every sharded command."""
     group = parser.add_argument_group("jobs (see docs/jobs.md)")
-    group.add_argument("--nj", type=int, default=1, help="number of shards (default 1); utterances sorted by id "
-                                                         "are dealt round-robin")
+    group.add_argument("--nj", type=int, default=1, help="number of shards, i.e. parallel jobs (default 1); "
+                                                         "utterances sorted by id are dealt round-robin")
     group.add_argument("--job", type=int, default=None, help="run only shard J (0-based), e.g. one task of a cluster "
                                                              "array; the same command without --job then merges")
     group.add_argument("--cmd", choices=sorted(LAUNCHERS), default="local",
@@ -242,6 +254,51 @@ LAUNCHERS: dict[str, type] = {"local": LocalLauncher}
 """``--cmd`` name -> launcher class (each with :meth:`Launcher.run`)."""
 
 
+# ------------------------------------------------------------------ what a job kind writes
+class ShardWriter(Protocol):
+    """One shard's open output (from :meth:`ShardOutput.open_shard`); the job writes its items through it."""
+
+    def finished_ids(self) -> set[str]:
+        """Ids of the shard whose output is in place, those of earlier (killed) runs included."""
+        ...
+
+    def finish(self) -> None:
+        """Every item of the shard is accounted for: make the shard's output final."""
+        ...
+
+    def abort(self, exc: BaseException) -> None:
+        """The run failed or was interrupted: keep what is written, so that a rerun resumes after it."""
+        ...
+
+
+class ShardOutput(Protocol[W]):
+    """What a job kind writes, shard by shard, and how its shards become one output.
+
+    The runner never looks inside: resume asks :meth:`open_shard`'s writer which items are
+    finished, a shard of another config loses :meth:`shard_files`, and the merge trusts only
+    the ids :meth:`merge` reads back from the merged files.
+    """
+
+    where: str
+    """Where the written items end up, for the summary line (``units.jsonl``, a corpus root)."""
+
+    def open_shard(self, job: int, nj: int, items: Sequence[Any], **options: Any) -> W:
+        """Open shard ``job`` of ``nj`` (its ``items``) for writing, resuming what an earlier run left."""
+        ...
+
+    def shard_files(self, job: int) -> list[Path]:
+        """Every file shard ``job`` may leave, partial or finished (deleted when made under another config)."""
+        ...
+
+    def shard_in_place(self, job: int) -> bool:
+        """The files a finished shard ``job`` leaves for the merge are still there."""
+        ...
+
+    def merge(self, nj: int) -> list[str]:
+        """Join the ``nj`` finished shards into the output; returns the ids it holds, read from its files."""
+        ...
+
+
 # ------------------------------------------------------------------ one shard
 @dataclass
 class ShardReport:
@@ -278,25 +335,27 @@ class ShardRecord:
     bad: int = 0
 
 
-class ShardRun:
+class ShardRun(Generic[W]):
     """One shard's run, from :meth:`JobRunner.open_shard` (a context manager; see the module docstring).
 
-    In the ``with`` block the caller encodes/segments :attr:`todo`, adds records to
+    In the ``with`` block the caller works through :attr:`todo`, writes results through
     :attr:`writer`, and reports each step with :meth:`progress` (and failures with
     :meth:`add_bad`). :attr:`report` holds the counts.
     """
 
-    def __init__(self, runner: JobRunner, job: int, writer_kwargs: dict[str, Any]) -> None:
+    writer: W
+
+    def __init__(self, runner: JobRunner[W], job: int, options: dict[str, Any]) -> None:
         self.runner = runner
         self.job = job
-        self.utts = shard_of(runner.utts, job, runner.nj)
-        self.writer_kwargs = writer_kwargs
+        self.items = shard_of(runner.items, job, runner.nj)
+        self.options = options
         self.report = ShardReport(job=job, nj=runner.nj)
-        self.todo: list[Utterance] = []
+        self.todo: list[Any] = []
         self._bad_ids: set[str] = set()
         self._delay = float(os.environ.get(DELAY_ENV, "0") or 0)
 
-    def __enter__(self) -> ShardRun:
+    def __enter__(self) -> ShardRun[W]:
         r, job = self.runner, self.job
         r.out.mkdir(parents=True, exist_ok=True)
         invalidate_provenance(r.out)
@@ -305,25 +364,24 @@ class ShardRun:
             if record is not None and not r.force:
                 logger.warning("%s job %d: removing a shard made with a different config", r.verb, job)
             r.remove_shard(job)
-        r.write_record(job, ShardRecord(r.config_hash, finished=False, given=len(self.utts)))
-        self.writer = UnitSetWriter(r.out, job=job, nj=r.nj, resume=True, audio_root=r.audio_root,
-                                    **self.writer_kwargs)
-        self.writer.__enter__()
-        self.todo = [u for u in self.utts if u.id not in self.writer.done_ids]
-        self.report.already_done = len(self.utts) - len(self.todo)
+        r.write_record(job, ShardRecord(r.config_hash, finished=False, given=len(self.items)))
+        self.writer = r.output.open_shard(job, r.nj, self.items, **self.options)
+        done = self.writer.finished_ids()
+        self.todo = [u for u in self.items if u.id not in done]
+        self.report.already_done = len(self.items) - len(self.todo)
         self._start = time.perf_counter()
         self._bar = tqdm(total=len(self.todo), desc=f"{r.verb} job {job}/{r.nj}", unit="utt", file=sys.stderr,
                          disable=not r.progress, mininterval=1.0 if sys.stderr.isatty() else 30.0)
         return self
 
     def add_bad(self, lines: Iterable[str]) -> None:
-        """Record left-out utterances (``id<TAB>reason`` lines)."""
+        """Record left-out items (``id<TAB>reason`` lines)."""
         for line in lines:
             self._bad_ids.add(line.split("\t", 1)[0])
             self.report.bad_lines.append(line)
 
     def progress(self, written: int, bad_lines: Sequence[str] = (), audio_seconds: float = 0.0) -> None:
-        """``written`` utterances (``audio_seconds`` of audio) and ``bad_lines`` more are done."""
+        """``written`` items (``audio_seconds`` of audio) and ``bad_lines`` more are done."""
         self.add_bad(bad_lines)
         self.report.utterances += written
         self.report.audio_seconds += audio_seconds
@@ -345,21 +403,21 @@ class ShardRun:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self._bar.close()
         if exc_type is not None:
-            self.writer.__exit__(exc_type, exc, tb)  # keeps the partial shard for the rerun
+            self.writer.abort(exc)  # keeps the partial shard for the rerun
             return
         r, report = self.runner, self.report
-        written = self.writer.ids
+        written = self.writer.finished_ids()
         missing = [u.id for u in self.todo if u.id not in written and u.id not in self._bad_ids]
         both = sorted(written & self._bad_ids)
         if missing or both:
             err = InternalError(r.out, f"internal error: {r.verb} job {self.job}: {accounting_problem(missing, both)}")
-            self.writer.__exit__(InternalError, err, None)
+            self.writer.abort(err)
             raise err
         report.bad = len(report.bad_lines)
         write_bad_lines(bad_path(r.out, self.job), report.bad_lines)
-        self.writer.__exit__(None, None, None)
-        r.write_record(self.job, ShardRecord(r.config_hash, finished=True, given=len(self.utts),
-                                             written=self.writer.num_utterances, bad=report.bad))
+        self.writer.finish()
+        r.write_record(self.job, ShardRecord(r.config_hash, finished=True, given=len(self.items),
+                                             written=len(written), bad=report.bad))
         report.wall_seconds = time.perf_counter() - self._start
         logger.info("%s job %d/%d: %d utterances (%d done before), %d bad, %.1f s audio in %.1f s: %.1f utt/s, "
                     "%.1fx real time", r.verb, self.job, r.nj, report.utterances, report.already_done, report.bad,
@@ -393,16 +451,16 @@ class MergeSummary:
     bad: int
 
 
-class JobRunner:
-    """The sharded run of one command over a corpus (see the module docstring).
+class JobRunner(Generic[W]):
+    """The sharded run of one command over a list of items (see the module docstring).
 
     Args:
         verb: the command (``tokenize``): names the records and logs; local jobs run ``speechunits VERB``.
-        utts: the whole corpus (every shard is taken from it; its ids are checked at the merge; the
-            deepest directory holding its audio files is the unit set's ``audio_root``, so audio
-            paths are stored relative to it).
-        out: the unit set directory.
+        items: the whole input, anything with a unique ``id`` (every shard is taken from it; its
+            ids are checked at the merge).
+        out: the directory of the shard records, bad lists, logs and ``provenance.json``.
         nj: number of shards.
+        output: what the shards write and how they are merged (a :class:`ShardOutput`).
         effective: the config stored in ``provenance.json`` (decides whether the output is complete).
         inputs: files fingerprinted in ``provenance.json``.
         shard_config: what else decides a shard's content besides ``effective`` (e.g. the hash of
@@ -411,20 +469,21 @@ class JobRunner:
         progress: progress bars.
     """
 
-    def __init__(self, verb: str, *, utts: Sequence[Utterance], out: Path, nj: int, effective: dict[str, Any],
-                 inputs: Sequence[Path], shard_config: Any = None, force: bool = False, progress: bool = True) -> None:
+    def __init__(self, verb: str, *, items: Sequence[Item], out: Path, nj: int, output: ShardOutput[W],
+                 effective: dict[str, Any], inputs: Sequence[Path] = (), shard_config: Any = None,
+                 force: bool = False, progress: bool = True) -> None:
         if nj < 1:
             raise ConfigError(None, f"--nj must be >= 1, got {nj}")
         self.verb = verb
-        self.utts = list(utts)
+        self.items = list(items)
         self.out = Path(out)
         self.nj = nj
+        self.output = output
         self.effective = effective
         self.inputs = list(inputs)
         self.force = force
         self.progress = progress
         self.shard_config = shard_config
-        self.audio_root = common_audio_dir(self.utts)
 
     @property
     def config_hash(self) -> str:
@@ -453,20 +512,20 @@ class JobRunner:
         """Shard ``job`` finished under this config, and its files are in place."""
         rec = self.read_record(job)
         return (not self.force and rec is not None and rec.finished and rec.config_hash == self.config_hash
-                and (self.out / f"units.{job}.jsonl").is_file() and bad_path(self.out, job).is_file())
+                and self.output.shard_in_place(job) and bad_path(self.out, job).is_file())
 
     def unfinished(self) -> list[int]:
         return [j for j in range(self.nj) if not self.shard_done(j)]
 
     def remove_shard(self, job: int) -> None:
-        """Delete every file shard ``job`` may have left (unit-set shard files, bad list, record)."""
-        for path in [*shard_paths(self.out, job), bad_path(self.out, job), self.record_path(job)]:
+        """Delete every file shard ``job`` may have left (its output's shard files, bad list, record)."""
+        for path in [*self.output.shard_files(job), bad_path(self.out, job), self.record_path(job)]:
             path.unlink(missing_ok=True)
 
     # ---------------------------------------------------------------- running
-    def open_shard(self, job: int, **writer_kwargs: Any) -> ShardRun:
-        """Shard ``job``'s run; ``writer_kwargs`` (kind, sample_rate, hop, producer, ...) go to its UnitSetWriter."""
-        return ShardRun(self, job, writer_kwargs)
+    def open_shard(self, job: int, **options: Any) -> ShardRun[W]:
+        """Shard ``job``'s run; ``options`` go to :meth:`ShardOutput.open_shard` (e.g. a unit set's kind)."""
+        return ShardRun(self, job, options)
 
     def launch(self, jobs: list[int], args: argparse.Namespace,
                add_arguments: Callable[[argparse.ArgumentParser], None]) -> list[FailedJob]:
@@ -493,20 +552,19 @@ class JobRunner:
     def merge(self, *, empty_ok: bool = True) -> MergeSummary:
         """Merge the shards, gather ``bad_utts.txt``, check the accounting, write provenance (last)."""
         out = self.out
-        merge_shards(out, self.nj)
+        written = self.output.merge(self.nj)
         lines = write_bad_lines(bad_path(out), [ln for j in range(self.nj)
                                                 for ln in bad_path(out, j).read_text(encoding="utf-8").splitlines()])
-        written = [json.loads(text)["id"] for _n, text in iter_unit_lines(out / "units.jsonl")]
         bad = [ln.split("\t", 1)[0] for ln in lines]
-        given = {u.id for u in self.utts}
+        given = {u.id for u in self.items}
         have = set(written) | set(bad)
         missing = sorted(given - have)
         both = sorted(set(written) & set(bad))
         unexpected = sorted(have - given)
         twice = sorted(b for b, n in Counter(bad).items() if n > 1)
         if missing or both or unexpected or twice:
-            raise InternalError(out, f"internal error: {self.verb}: units.jsonl + {BAD_NAME} do not account for the "
-                                     f"{len(given)} input utterances once each: "
+            raise InternalError(out, f"internal error: {self.verb}: {self.output.where} + {BAD_NAME} do not account "
+                                     f"for the {len(given)} input utterances once each: "
                                      f"{accounting_problem(missing, both, unexpected, twice)}")
         if not written and not empty_ok:
             raise AudioError(bad_path(out), f"none of the {len(given)} utterances could be used (reasons in this file)")
@@ -548,8 +606,8 @@ class JobRunner:
                       file=sys.stderr)
                 return 1
         summary = self.merge(empty_ok=empty_ok)
-        print(f"{self.verb}: wrote {self.out}: {summary.written} utterance(s) in units.jsonl, {summary.bad} in "
-              f"{BAD_NAME} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+        print(f"{self.verb}: wrote {self.out}: {summary.written} utterance(s) in {self.output.where}, {summary.bad} "
+              f"in {BAD_NAME} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
         if summary.bad:
             print(f"{self.verb}: left out {summary.bad} utterance(s); reasons in {bad_path(self.out)}", file=sys.stderr)
         return 0
@@ -563,9 +621,11 @@ __all__ = [
     "JobRunner",
     "LocalLauncher",
     "MergeSummary",
+    "ShardOutput",
     "ShardRecord",
     "ShardReport",
     "ShardRun",
+    "ShardWriter",
     "add_job_arguments",
     "check_job_args",
     "command_line",

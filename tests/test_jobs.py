@@ -1,5 +1,5 @@
-"""speechunits.jobs, the sharded-job runner, and the three commands on it (tokenize, frame-units,
-bootstrap-segments): every input utterance ends in exactly one of units.jsonl / bad_utts.txt
+"""speechunits.jobs, the sharded-job runner, with its unit-set output (speechunits.units.shard_output),
+and the three commands on it (tokenize, frame-units, bootstrap-segments): every input utterance ends in exactly one of units.jsonl / bad_utts.txt
 (a cut FLAC whose header claims 576460752303423.5 s included), the summary line counts the
 files, shards resume after a kill, a broken accounting is an InternalError naming the ids,
 and a moved corpus is one edited line of meta.json."""
@@ -27,6 +27,7 @@ from speechunits.quantize import frame_units_cli as fu
 from speechunits.sylber import bootstrap_cli as bs
 from speechunits.tokenize import tokenize_cli as tok
 from speechunits.units import read_meta, read_units, validate_unit_set
+from speechunits.units.shard_output import UnitShardWriter, unit_set_runner
 from synthetic_inputs import corrupt_flac, kill_mid_way, randomised_tiny_model, speechlike
 
 SR = 16000
@@ -231,11 +232,11 @@ def test_help_names_only_what_exists(capsys: pytest.CaptureFixture[str]) -> None
     assert "{local}" in text and "slurm" not in text.lower()
 
 
-def _runner(out: Path, utts: list[Utterance], nj: int = 2) -> JobRunner:
-    return JobRunner("toy", utts=utts, out=out, nj=nj, effective={"verb": "toy"}, inputs=[], progress=False)
+def _runner(out: Path, utts: list[Utterance], nj: int = 2) -> JobRunner[UnitShardWriter]:
+    return unit_set_runner("toy", utts=utts, out=out, nj=nj, effective={"verb": "toy"}, inputs=[], progress=False)
 
 
-def _toy_shard(runner: JobRunner, job: int, *, drop: str | None = None, bad: str | None = None) -> None:
+def _toy_shard(runner: JobRunner[UnitShardWriter], job: int, *, drop: str | None = None, bad: str | None = None) -> None:
     with runner.open_shard(job, kind="syllable", sample_rate=SR, hop=320) as shard:
         for utt in shard.todo:
             if utt.id == drop:
@@ -270,7 +271,8 @@ def test_shard_of_another_config_is_cleared_and_finished_shards_skipped(tmp_path
     first = _runner(out, utts)
     _toy_shard(first, 0)
     assert first.unfinished() == [1]
-    other = JobRunner("toy", utts=utts, out=out, nj=2, effective={"verb": "toy", "x": 1}, inputs=[], progress=False)
+    other = unit_set_runner("toy", utts=utts, out=out, nj=2, effective={"verb": "toy", "x": 1}, inputs=[],
+                            progress=False)
     assert other.unfinished() == [0, 1]
     with other.open_shard(0, kind="syllable", sample_rate=SR, hop=320) as shard:
         assert [u.id for u in shard.todo] == ["u0", "u2"]  # cleared, not resumed
@@ -284,7 +286,7 @@ def test_audio_root_is_the_common_directory_and_pipes_stay(tmp_path: Path) -> No
     utts = [Utterance("a", "/corpus/x/a.wav"), Utterance("b", "/corpus/y/z/b.flac"),
             Utterance("c", "/usr/bin/sox /corpus/c.flac -t wav - |")]
     runner = _runner(tmp_path / "o", utts, nj=1)
-    assert runner.audio_root == "/corpus"
+    assert runner.output.audio_root == "/corpus"
     _toy_shard(runner, 0)
     runner.merge()
     meta = read_meta(tmp_path / "o")

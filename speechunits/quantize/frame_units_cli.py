@@ -17,7 +17,8 @@ audio; each row is trimmed to its own frame count (padding never reaches the fea
   (+ ``codebook.pt.json``). A codebook already there from the same model, layer, corpus and
   k-means settings is reused (a run killed during pass 2 does not redo pass 1).
   Pass 1 is one process over the whole corpus, before any shard runs.
-* **Pass 2**, sharded by the job runner (:mod:`speechunits.jobs`, ``--nj``/``--job``/``--cmd``):
+* **Pass 2**, sharded by the job runner (:mod:`speechunits.jobs`, ``--nj``/``--job``/``--cmd``,
+  with the unit-set output of :mod:`speechunits.units.shard_output`):
   each shard extracts its utterances' features again (never all held in memory), assigns
   every frame to its nearest centroid and merges consecutive repeats into one token
   (:func:`speechunits.quantize.frame_units.add_frame_units`), writing a resumable
@@ -57,6 +58,7 @@ from speechunits.jobs import (
     log_to_stderr,
     write_bad_lines,
 )
+from speechunits.units.shard_output import UnitShardWriter, unit_set_runner
 from speechunits.quantize.codebook import Assigner, Codebook, load_codebook, save_codebook, sidecar_path
 from speechunits.quantize.frame_units import FrameItem, add_frame_units, frame_units_producer
 from speechunits.quantize.kmeans import METRICS, kmeans
@@ -213,8 +215,8 @@ def fit_codebook(features: LayerFeatures, path: Path, settings: dict[str, Any], 
 
 
 # ------------------------------------------------------------------ pass 2
-def assign_shard(runner: JobRunner, job: int, model: SpeechEncoder, book: Codebook, args: argparse.Namespace,
-                 producer: dict[str, Any], device: torch.device) -> None:
+def assign_shard(runner: JobRunner[UnitShardWriter], job: int, model: SpeechEncoder, book: Codebook,
+                 args: argparse.Namespace, producer: dict[str, Any], device: torch.device) -> None:
     """Pass 2 of shard ``job``: features of its unfinished utterances -> frame-unit runs in ``units.JOB.jsonl``."""
     nearest = Assigner(book, device=str(device))
     encoder = BatchEncoder(model, batch_seconds=args.batch_seconds, layer=args.layer, autocast=False)
@@ -260,8 +262,8 @@ def run(args: argparse.Namespace) -> int:
         "codebook": book_cfg,
     }
     inputs = [args.data, args.model] + ([args.codebook] if args.codebook is not None else [])
-    runner = JobRunner(VERB, utts=utts, out=out, nj=args.nj, effective=effective, inputs=inputs, force=args.force,
-                       progress=progress)
+    runner = unit_set_runner(VERB, utts=utts, out=out, nj=args.nj, effective=effective, inputs=inputs,
+                             force=args.force, progress=progress)
     if runner.complete():
         print(f"{VERB}: {out} is complete for this config; nothing to do (--force to redo)", file=sys.stderr)
         return 0

@@ -5,8 +5,8 @@ Reads a corpus (Kaldi data dir or JSONL manifest), runs
 16 kHz) and writes a unit set of kind ``syllable`` at frame rate 16000/320 with segments only
 (no unit ids, no embeddings) through the unit-set writer of :mod:`speechunits.units`.
 
-Sharding, resuming and merging are the job runner's (:mod:`speechunits.jobs`,
-``docs/jobs.md``): utterances sorted by id are dealt round-robin to ``--nj`` shards; ``--job J``
+Sharding, resuming and merging are the job runner's (:mod:`speechunits.jobs` with the unit-set
+output of :mod:`speechunits.units.shard_output`, ``docs/jobs.md``): utterances sorted by id are dealt round-robin to ``--nj`` shards; ``--job J``
 runs shard J only; without ``--job`` the unfinished shards run (``--nj N > 1``: as N local
 subprocesses) and are then merged and validated. A shard killed mid-way continues after its
 last written utterance; a shard record ``bootstrap-segments.J.json`` of another config makes
@@ -27,6 +27,7 @@ import numpy as np
 from speechunits.data.utterance import Utterance
 from speechunits.errors import ConfigError, SpeechUnitsError
 from speechunits.jobs import JobRunner, add_job_arguments, check_job_args, limit_threads, log_to_stderr
+from speechunits.units.shard_output import UnitShardWriter, unit_set_runner
 from speechunits.sylber.bootstrap import HOP, SAMPLE_RATE, BootstrapConfig, bootstrap_segments
 from speechunits.sylber.segment_sources import AcousticSegmentSource
 
@@ -44,7 +45,8 @@ def segment_utterance(utt: Utterance, config: BootstrapConfig) -> tuple[np.ndarr
     return bootstrap_segments(wave, SAMPLE_RATE, config), len(wave)
 
 
-def run_shard(runner: JobRunner, job: int, config: BootstrapConfig, source_manifest: str | None = None) -> None:
+def run_shard(runner: JobRunner[UnitShardWriter], job: int, config: BootstrapConfig,
+              source_manifest: str | None = None) -> None:
     """Segment the unfinished utterances of shard ``job`` into ``units.JOB.jsonl`` and ``bad_utts.JOB.txt``."""
     with runner.open_shard(job, kind="syllable", sample_rate=SAMPLE_RATE, hop=HOP, source_manifest=source_manifest,
                            producer={"segmenter": "acoustic-bootstrap", "config": config.to_dict()}) as shard:
@@ -84,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
     log_to_stderr()
     limit_threads(args.threads)
     utts = load_manifest(args.data, require_text=False)
-    runner = JobRunner(VERB, utts=utts, out=Path(args.out), nj=args.nj, effective=effective_config(args, config),
-                       inputs=[Path(args.data)])
+    runner = unit_set_runner(VERB, utts=utts, out=Path(args.out), nj=args.nj,
+                             effective=effective_config(args, config), inputs=[Path(args.data)])
     return runner.run(lambda job: run_shard(runner, job, config, str(args.data)), args, add_arguments)
 
 

@@ -1,7 +1,8 @@
 """One tokenization job: a shard of a corpus -> syllable segments (+ embeddings) in a unit set.
 
-The shard, its resume and its files come from the job runner (:mod:`speechunits.jobs`):
-utterances sorted by id and dealt round-robin, a resumable writer whose finished ids are
+The shard, its resume and its files come from the job runner (:mod:`speechunits.jobs`) with
+its unit-set output (:mod:`speechunits.units.shard_output`): utterances sorted by id and
+dealt round-robin, a resumable writer whose finished ids are
 skipped (a killed run loses at most the utterances in flight), a partial shard of a
 different config deleted first, ``bad_utts.J.txt`` + ``units.J.jsonl`` + the record
 ``tokenize.J.json`` written at the end. What is tokenize's own:
@@ -38,6 +39,7 @@ from speechunits.encoders.model import SpeechEncoder
 from speechunits.errors import ConfigError
 from speechunits.io_utils import sha256_path
 from speechunits.jobs import DELAY_ENV, JobRunner, ShardReport, ShardRun, limit_threads
+from speechunits.units.shard_output import UnitShardWriter, unit_set_runner
 from speechunits.sylber.segment import greedy_segment, segment_means
 from speechunits.sylber.thresholds import DEFAULT_MERGE_THRESHOLD, DEFAULT_NORM_THRESHOLD
 from speechunits.tokenize.overlap import OverlapWorker
@@ -115,11 +117,11 @@ def effective_config(settings: TokenizeSettings, model: SpeechEncoder, model_has
 
 
 def make_runner(settings: TokenizeSettings, model: SpeechEncoder, model_hash: str, utts: list[Utterance], *,
-                progress: bool = True) -> JobRunner:
+                progress: bool = True) -> JobRunner[UnitShardWriter]:
     """The job runner of a tokenization run (its config hash covers model, thresholds, data, nj)."""
-    return JobRunner(VERB, utts=utts, out=settings.out, nj=settings.nj,
-                     effective=effective_config(settings, model, model_hash, utts),
-                     inputs=[settings.data, settings.model], progress=progress)
+    return unit_set_runner(VERB, utts=utts, out=settings.out, nj=settings.nj,
+                           effective=effective_config(settings, model, model_hash, utts),
+                           inputs=[settings.data, settings.model], progress=progress)
 
 
 # ------------------------------------------------------------------ model
@@ -133,7 +135,8 @@ def load_model(path: Path, device: torch.device) -> SpeechEncoder:
 class TokenizeJob:
     """Tokenize one shard (see the module docstring). Use :func:`run_job` unless you hold a model and runner."""
 
-    def __init__(self, settings: TokenizeSettings, runner: JobRunner, model: SpeechEncoder, model_hash: str) -> None:
+    def __init__(self, settings: TokenizeSettings, runner: JobRunner[UnitShardWriter], model: SpeechEncoder,
+                 model_hash: str) -> None:
         self.settings = settings
         self.runner = runner
         self.model = model
@@ -154,7 +157,8 @@ class TokenizeJob:
                 self._run_batches(shard, worker)
         return shard.report
 
-    def _run_batches(self, shard: ShardRun, worker: OverlapWorker[tuple[int, float, list[str]]]) -> None:
+    def _run_batches(self, shard: ShardRun[UnitShardWriter],
+                     worker: OverlapWorker[tuple[int, float, list[str]]]) -> None:
         """Encode the shard's remaining utterances; each batch is segmented and written on the worker thread."""
         by_id = {u.id: u for u in shard.todo}
         encoder = BatchEncoder(self.model, batch_seconds=self.settings.batch_seconds, device=self.device)
@@ -170,7 +174,7 @@ class TokenizeJob:
                 shard.pause()
         account(worker.drain())
 
-    def _write_batch(self, shard: ShardRun, items: list[tuple[Utterance, Encoded]],
+    def _write_batch(self, shard: ShardRun[UnitShardWriter], items: list[tuple[Utterance, Encoded]],
                      failed: list[EncodeFailure]) -> tuple[int, float, list[str]]:
         """Worker thread: segment, average, write each utterance; returns (written, audio s, bad lines)."""
         s = self.settings
