@@ -1,11 +1,16 @@
-"""Synthetic corpora (speechunits.data.synth): real loaders read them, timings are Festival's own."""
+"""Synthetic corpora (speechunits.data.synth): real loaders read them, timings are Festival's own; they run
+on the sharded-job runner: identical for any --nj, resumed after a kill, a failing utterance listed bad."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +21,24 @@ from speechunits.audio import load_audio
 from speechunits.cli import main as cli_main
 from speechunits.data.alignments import is_silence, read_textgrid
 from speechunits.data.corpora import load_fsc, load_librispeech, load_ljspeech
-from speechunits.data.synth import layouts, synthesize_fsc, synthesize_librispeech
+from speechunits.data.synth import corpus_job, layouts, synthesize_fsc, synthesize_librispeech, synthesize_ljspeech
 from speechunits.data.synth.synth_cli import parse_splits
-from speechunits.data.synth.festival import FestivalRequest, prosody_commands, scheme_string, synthesize_batch
+from speechunits.data.synth.festival import (
+    FestivalRequest,
+    FestivalResult,
+    prosody_commands,
+    scheme_string,
+    synthesize_batch,
+    synthesize_each,
+)
 from speechunits.data.synth.text import librispeech_transcript, unique_sentences
 from speechunits.data.synth.voices import Speaker
 from speechunits.errors import ConfigError, ExternalToolError
+from speechunits.jobs import DELAY_ENV
 
 SPLITS = {"train-clean-100": 4, "dev-clean": 2}
+REPO = Path(__file__).resolve().parents[1]
+REAL_WHICH = shutil.which
 
 
 @pytest.fixture(scope="module")
@@ -169,32 +184,49 @@ def test_fsc_layout_with_commas_and_espeak(tmp_path: Path) -> None:
     assert len(layouts.fsc_intents()) == 31
 
 
+def _corpus_files(out: Path) -> dict[str, bytes]:
+    """Every file of a generated output but those that record when and how it ran (provenance, job logs)."""
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name != "provenance.json" and "log" not in p.relative_to(out).parts}
+
+
 @pytest.mark.festival
 @pytest.mark.slow
 def test_deterministic_across_nj(libri: Path, tmp_path: Path) -> None:
-    other = synthesize_librispeech(tmp_path / "nj2", SPLITS, seed=3, nj=2)
-    first = libri / "LibriSpeech"
-    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(other) for p in other.rglob("*") if p.is_file())
-    for rel in files:
-        if rel.suffix == ".flac":
-            np.testing.assert_array_equal(load_audio(first / rel, None), load_audio(other / rel, None))
-        else:
-            assert (first / rel).read_bytes() == (other / rel).read_bytes(), rel
-    grids = sorted((libri / "alignments").rglob("*.TextGrid"))
-    assert grids
-    for g in grids:
-        assert g.read_bytes() == (tmp_path / "nj2" / "alignments" / g.relative_to(libri / "alignments")).read_bytes()
+    """--nj 2 runs two local synth-corpus jobs; every file (audio, TextGrids, transcripts, speakers, records of
+    the plan) is byte for byte the one nj=1 wrote in this process."""
+    synthesize_librispeech(tmp_path / "nj2", SPLITS, seed=3, nj=2)
+    logs = sorted(p.name for p in (tmp_path / "nj2" / ".synth" / "librispeech" / "log").iterdir())
+    assert logs == ["synth-corpus.0.log", "synth-corpus.1.log"]
+    first, other = _corpus_files(libri), _corpus_files(tmp_path / "nj2")
+    assert sorted(first) == sorted(other)
+    assert sum(name.endswith(".flac") for name in first) == sum(SPLITS.values())
+    assert sum(name.endswith(".TextGrid") for name in first) == sum(SPLITS.values())
+    for name in first:
+        assert first[name] == other[name], name
+
+
+def _count_festival(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of the festival batches the synthetic-corpus jobs of this process ask for."""
+    calls: list[int] = []
+    real = corpus_job.synthesize_each
+
+    def counting(requests: list[FestivalRequest]) -> list:
+        calls.append(len(requests))
+        return real(requests)
+
+    monkeypatch.setattr(corpus_job, "synthesize_each", counting)
+    return calls
 
 
 @pytest.mark.festival
-def test_resume_and_complete(libri: Path, tmp_path: Path) -> None:
+def test_resume_and_complete(libri: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "copy"
     shutil.copytree(libri, out)
+    calls = _count_festival(monkeypatch)
     # complete for the same config: returns at once without synthesizing
-    layouts.LAST_RUN = layouts.RunStats(planned=-1)
     synthesize_librispeech(out, SPLITS, seed=3)
-    assert layouts.LAST_RUN.planned == -1
+    assert calls == []
     # a killed run: marker gone, one utterance missing, another with audio but no alignment
     utts = load_librispeech(out / "LibriSpeech", "train-clean-100", alignments_dir=out / "alignments")
     shutil.rmtree(out / ".synth")
@@ -204,10 +236,92 @@ def test_resume_and_complete(libri: Path, tmp_path: Path) -> None:
     Path(utts[1].extra["alignment"]).unlink()
     (Path(utts[0].audio).parent / f"{utts[0].speaker}-{utts[0].extra['chapter']}.trans.txt").unlink()
     synthesize_librispeech(out, SPLITS, seed=3)
-    assert layouts.LAST_RUN.planned == sum(SPLITS.values()) and layouts.LAST_RUN.synthesized == 2
+    assert sum(calls) == 2
     np.testing.assert_array_equal(load_audio(utts[0].audio, None), before)
     assert len(load_librispeech(out / "LibriSpeech", "train-clean-100", alignments_dir=out / "alignments")) == 4
     assert (out / ".synth" / "librispeech" / "provenance.json").is_file()
+    assert _corpus_files(out) == _corpus_files(libri)
+
+
+@pytest.mark.festival
+def test_killed_job_resumes_then_array_merges(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGKILL `--job 1` after its first utterance; `--job 1` again resumes after it, `--job 0` runs, and
+    the same command without --job only merges: the corpus equals one made by nj=1 in one go."""
+    reference = tmp_path / "reference"
+    synthesize_ljspeech(reference, 4, seed=2, voice="kal")
+    out = tmp_path / "killed"
+    argv = ["synth-corpus", "--layout", "ljspeech", "--out", str(out), "--num-utts", "4", "--seed", "2",
+            "--voice", "kal", "--nj", "2"]
+    grids = out / "alignments" / "ljspeech"
+    proc = subprocess.Popen([sys.executable, "-m", "speechunits", *argv, "--job", "1"], cwd=REPO,
+                            env={**os.environ, DELAY_ENV: "30"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (grids.is_dir() and any(grids.glob("*.TextGrid"))):
+            assert proc.poll() is None, f"job exited early with {proc.returncode}"
+            assert time.monotonic() < deadline, "the job wrote no utterance in 120 s"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    made = {p.name: p.stat().st_ino for p in (out / "LJSpeech-1.1" / "wavs").glob("*.wav")}
+    assert len(made) == 1
+    record = json.loads((out / ".synth" / "ljspeech" / "synth-corpus.1.json").read_text())
+    assert not record["finished"] and record["given"] == 2
+    for job in ("1", "0"):
+        assert cli_main([*argv, "--job", job]) == 0
+    assert {name: (out / "LJSpeech-1.1" / "wavs" / name).stat().st_ino for name in made} == made  # not redone
+    assert not (out / "LJSpeech-1.1" / "metadata.csv").exists()  # a --job never merges
+    capsys.readouterr()
+    assert cli_main(argv) == 0
+    captured = capsys.readouterr()
+    assert "local job" not in captured.err and not (out / ".synth" / "ljspeech" / "log").exists()  # only merged
+    assert captured.out.strip() == str(out / "LJSpeech-1.1")
+    assert _corpus_files(out) == _corpus_files(reference)
+    assert cli_main(argv) == 0
+    assert "complete for this config; nothing to do" in capsys.readouterr().err
+
+
+def _failing_festival(tmp_path: Path, text: str) -> Path:
+    """A festival that fails (like a SIOD error) on any batch script holding ``text``, else is the real one."""
+    real = shutil.which("festival")
+    assert real is not None
+    (tmp_path / "poison.txt").write_text(text + "\n")
+    fake = tmp_path / "festival"
+    fake.write_text(f"#!/bin/sh\nif [ -f \"$2\" ] && grep -qF -f {tmp_path / 'poison.txt'} \"$2\"; then\n"
+                    "  echo 'SIOD ERROR: festival cannot say this' >&2; exit 255\nfi\n"
+                    f"exec {real} \"$@\"\n")
+    fake.chmod(0o755)
+    return fake
+
+
+@pytest.mark.festival
+def test_synthesize_each_isolates_the_failing_utterance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spk = Speaker("1", "festival", "kal", "M")
+    texts = ["The red fox runs home.", "This one breaks festival today.", "A small bird sings."]
+    fake = _failing_festival(tmp_path, texts[1])
+    monkeypatch.setattr(shutil, "which", lambda name: str(fake) if name == "festival" else None)
+    results = synthesize_each([FestivalRequest(f"k{i}", t, spk) for i, t in enumerate(texts)])
+    assert [type(r) for r in results] == [FestivalResult, ExternalToolError, FestivalResult]
+    assert "cannot say this" in str(results[1]) and texts[1] in str(results[1])
+    alone = synthesize_batch([FestivalRequest("k2", texts[2], spk)])[0]
+    np.testing.assert_array_equal(results[2].wav, alone.wav)  # the same audio in a batch as alone
+
+
+@pytest.mark.festival
+def test_failing_utterance_is_listed_bad_and_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = layouts.ljspeech_plan(tmp_path / "out", 3, seed=4, voice="kal")
+    poisoned = plan.utts[1]
+    fake = _failing_festival(tmp_path, scheme_string(poisoned.text))
+    monkeypatch.setattr(shutil, "which", lambda name: str(fake) if name == "festival" else REAL_WHICH(name))
+    root = synthesize_ljspeech(tmp_path / "out", 3, seed=4, voice="kal")
+    marker = tmp_path / "out" / ".synth" / "ljspeech"
+    bad = (marker / "bad_utts.txt").read_text().splitlines()
+    assert len(bad) == 1 and bad[0].startswith(f"{poisoned.id}\t") and "cannot say this" in bad[0]
+    assert [u.id for u in load_ljspeech(root)] == [plan.utts[0].id, plan.utts[2].id]
+    assert not Path(poisoned.audio).exists()
+    assert set(json.loads((marker / "utterances.json").read_text())) == {plan.utts[0].id, plan.utts[2].id}
+    assert (marker / "provenance.json").is_file()
 
 
 def test_missing_festival_names_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

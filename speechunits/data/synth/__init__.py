@@ -3,6 +3,8 @@
 ``synthesize_librispeech``, ``synthesize_ljspeech`` and ``synthesize_fsc`` write the
 LibriSpeech-, LJSpeech- and Fluent-Speech-Commands-shaped corpora that the real loaders in
 :mod:`speechunits.data.corpora` read; ``speechunits synth-corpus`` is the command line.
+:mod:`.layouts` plans a corpus from its seed and sizes; :mod:`.corpus_job` generates a plan on
+the sharded-job runner of :mod:`speechunits.jobs` (parallel jobs, resume, merge).
 """
 
 from __future__ import annotations

@@ -177,6 +177,27 @@ def parse_timings(path: Path) -> tuple[list[Interval], list[Interval], list[Inte
     return phones, syllables, words
 
 
+def synthesize_each(requests: Sequence[FestivalRequest]) -> list[FestivalResult | ExternalToolError]:
+    """Like :func:`synthesize_batch`, but an utterance festival fails on yields its error, not the batch's.
+
+    The batch runs in one festival process first. A failure cannot be pinned on one block of
+    the batch script (a SIOD error ends the whole script, and a timeout says nothing), so then
+    each request runs again alone: one festival start per utterance of a failing batch, paid
+    only on failure. Output does not depend on the batch (every block sets its voice and
+    prosody explicitly), so the utterances that succeed alone are the same as in a batch. A
+    missing festival is the run's error, not an utterance's: it is raised.
+    """
+    if not requests:
+        return []
+    festival_binary()
+    try:
+        return list(synthesize_batch(requests))
+    except ExternalToolError as err:
+        if len(requests) == 1:
+            return [err]
+    return [res for req in requests for res in synthesize_each([req])]
+
+
 def synthesize_batch(requests: Sequence[FestivalRequest], workdir: str | os.PathLike[str] | None = None,
                      timeout_s: float | None = None) -> list[FestivalResult]:
     """Synthesize all requests in ONE festival process; results in request order.

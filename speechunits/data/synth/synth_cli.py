@@ -1,11 +1,22 @@
-"""``speechunits synth-corpus``: generate a synthetic corpus in a real layout; prints its root."""
+"""``speechunits synth-corpus``: generate a synthetic corpus in a real layout; prints its root.
+
+The layout's options decide the plan (:mod:`speechunits.data.synth.layouts`); the job
+options (``--nj``, ``--job``, ``--cmd``, ``--threads``) decide how it runs on the sharded-job
+runner (:mod:`speechunits.data.synth.corpus_job`, ``docs/jobs.md``). The output is the same
+for any of them.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from speechunits.errors import ConfigError
+from speechunits.jobs import add_job_arguments, log_to_stderr
+
+if TYPE_CHECKING:
+    from speechunits.data.synth.corpus_job import Plan
 
 
 def parse_splits(spec: str) -> dict[str, int]:
@@ -31,22 +42,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-utts", type=int, default=100, help="ljspeech: number of clips")
     parser.add_argument("--num-speakers", type=int, default=20, help="fsc: number of speakers")
     parser.add_argument("--utts-per-speaker", type=int, default=10, help="fsc: utterances per speaker")
+    parser.add_argument("--espeak-fraction", type=float, default=0.5,
+                        help="fsc: fraction of speakers that are espeak-ng voices (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--nj", type=int, default=1, help="parallel jobs (one festival process each)")
     parser.add_argument("--voices", default="kal,ked,slt", help="Festival voices (librispeech, fsc)")
     parser.add_argument("--voice", default="slt", help="the single Festival voice of ljspeech")
+    add_job_arguments(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    from speechunits.data.synth import synthesize_fsc, synthesize_librispeech, synthesize_ljspeech
+def plan_from_args(args: argparse.Namespace) -> Plan:
+    """The plan the layout options describe."""
+    from speechunits.data.synth.layouts import fsc_plan, librispeech_plan, ljspeech_plan
 
     voices = tuple(v.strip() for v in args.voices.split(",") if v.strip())
     if args.layout == "librispeech":
-        root = synthesize_librispeech(args.out, parse_splits(args.splits), seed=args.seed, nj=args.nj, voices=voices)
-    elif args.layout == "ljspeech":
-        root = synthesize_ljspeech(args.out, args.num_utts, seed=args.seed, nj=args.nj, voice=args.voice)
-    else:
-        root = synthesize_fsc(args.out, num_speakers=args.num_speakers, utts_per_speaker=args.utts_per_speaker,
-                              seed=args.seed, nj=args.nj, voices=voices)
-    print(root)
-    return 0
+        return librispeech_plan(args.out, parse_splits(args.splits), seed=args.seed, voices=voices)
+    if args.layout == "ljspeech":
+        return ljspeech_plan(args.out, args.num_utts, seed=args.seed, voice=args.voice)
+    return fsc_plan(args.out, num_speakers=args.num_speakers, utts_per_speaker=args.utts_per_speaker, seed=args.seed,
+                    voices=voices, espeak_fraction=args.espeak_fraction)
+
+
+def run(args: argparse.Namespace) -> int:
+    from speechunits.data.synth.corpus_job import run_plan
+
+    log_to_stderr()
+    plan = plan_from_args(args)
+    status = run_plan(plan, args)
+    if status == 0 and args.job is None:
+        print(plan.root)
+    return status
