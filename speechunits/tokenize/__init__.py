@@ -8,7 +8,7 @@ merge and provenance are the job runner's (:mod:`speechunits.jobs`).
 
 from __future__ import annotations
 
-from speechunits.tokenize.job import JobReport, TokenizeSettings, run_job
+from speechunits.tokenize.job import TokenizeSettings, run_job
 from speechunits.tokenize.overlap import OverlapWorker
 
-__all__ = ["JobReport", "OverlapWorker", "TokenizeSettings", "run_job"]
+__all__ = ["OverlapWorker", "TokenizeSettings", "run_job"]

@@ -49,9 +49,6 @@ logger = logging.getLogger(__name__)
 VERB = "tokenize"
 SEGMENTER = "sylber-greedy"
 
-JobReport = ShardReport
-"""What one job did in this run (the runner's :class:`~speechunits.jobs.ShardReport`)."""
-
 
 @dataclass(frozen=True)
 class TokenizeSettings:
@@ -144,7 +141,7 @@ class TokenizeJob:
         self.model_hash = model_hash
         self.sample_rate = int(model.config.sample_rate)
 
-    def run(self, job: int) -> JobReport:
+    def run(self, job: int) -> ShardReport:
         """Tokenize the unfinished utterances of shard ``job``; returns what this run did."""
         s = self.settings
         if not 0 <= job < s.nj:
@@ -199,7 +196,7 @@ class TokenizeJob:
 
 def run_job(settings: TokenizeSettings, job: int, *, model: SpeechEncoder | None = None,
             utts: list[Utterance] | None = None, model_hash: str | None = None,
-            progress: bool = True) -> JobReport:
+            progress: bool = True) -> ShardReport:
     """Run job ``job`` of ``settings.nj`` (loads the model and manifest, hashes the checkpoint, unless given).
 
     A complete output or an already finished shard of the same config is left alone
@@ -216,13 +213,12 @@ def run_job(settings: TokenizeSettings, job: int, *, model: SpeechEncoder | None
     model_hash = model_hash or sha256_path(settings.model)
     runner = make_runner(settings, model, model_hash, utts, progress=progress)
     if runner.complete() or runner.shard_done(job):
-        return JobReport(job=job, nj=settings.nj, skipped_complete=True)
+        return ShardReport(job=job, nj=settings.nj, skipped_complete=True)
     return TokenizeJob(settings, runner, model, model_hash).run(job)
 
 
 __all__ = [
     "DELAY_ENV",
-    "JobReport",
     "TokenizeJob",
     "TokenizeSettings",
     "effective_config",
