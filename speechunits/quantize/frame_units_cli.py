@@ -218,6 +218,7 @@ def fit_codebook(features: LayerFeatures, path: Path, settings: dict[str, Any], 
 def assign_shard(runner: JobRunner[UnitShardWriter], job: int, model: SpeechEncoder, book: Codebook,
                  args: argparse.Namespace, producer: dict[str, Any], device: torch.device) -> None:
     """Pass 2 of shard ``job``: features of its unfinished utterances -> frame-unit runs in ``units.JOB.jsonl``."""
+    model.to(device)
     nearest = Assigner(book, device=str(device))
     encoder = BatchEncoder(model, batch_seconds=args.batch_seconds, layer=args.layer, autocast=False)
     sample_rate = encoder.sample_rate
@@ -277,6 +278,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(book.path, f"codebook dim {book.dim} != layer {args.layer} feature dim {model.embed_dim} "
                                      f"of {args.model}")
     runner.shard_config = {"codebook": book.hash}
+    model.cpu()  # a shard moves it back; a parent that only launches local jobs then holds no device memory
     producer = {"features": "encoder-layer",
                 "model": {"path": str(args.model), "sha256": model_hash, "config": model.config.to_dict()},
                 "layer": args.layer}

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from speechunits.data.utterance import Utterance, manifest_fingerprint
 from speechunits.device import resolve_device
@@ -122,10 +121,12 @@ def make_runner(settings: TokenizeSettings, model: SpeechEncoder, model_hash: st
 
 
 # ------------------------------------------------------------------ model
-def load_model(path: Path, device: torch.device) -> SpeechEncoder:
+def load_model(path: Path) -> SpeechEncoder:
+    """The checkpoint's encoder on the CPU, in eval mode: a job moves it to its device when it runs a
+    shard, so a parent that only launches local jobs holds no device memory while they run."""
     from speechunits.encoders.checkpoints import load_encoder
 
-    return load_encoder(path, map_location="cpu").to(device).eval()
+    return load_encoder(path, map_location="cpu").eval()
 
 
 # ------------------------------------------------------------------ the job
@@ -137,7 +138,7 @@ class TokenizeJob:
         self.settings = settings
         self.runner = runner
         self.model = model
-        self.device = next(model.parameters()).device
+        self.device = resolve_device(settings.device)
         self.model_hash = model_hash
         self.sample_rate = int(model.config.sample_rate)
 
@@ -146,6 +147,7 @@ class TokenizeJob:
         s = self.settings
         if not 0 <= job < s.nj:
             raise ConfigError(None, f"need 0 <= --job < --nj, got --job {job} --nj {s.nj}")
+        self.model.to(self.device)
         with self.runner.open_shard(job, kind="syllable", sample_rate=self.sample_rate,
                                     hop=int(self.model.config.hop_length), producer=producer(s, self.model, self.model_hash),
                                     source_manifest=str(s.data),
@@ -206,8 +208,7 @@ def run_job(settings: TokenizeSettings, job: int, *, model: SpeechEncoder | None
 
     settings.check()
     limit_threads(settings.threads)
-    device = resolve_device(settings.device)
-    model = load_model(settings.model, device) if model is None else model.to(device).eval()
+    model = load_model(settings.model) if model is None else model.eval()
     if utts is None:
         utts = load_manifest(settings.data, require_text=False)
     model_hash = model_hash or sha256_path(settings.model)

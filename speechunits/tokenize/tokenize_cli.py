@@ -63,7 +63,6 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Tokenize (the unfinished shards of) a corpus; without ``--job`` also merge and validate."""
     from speechunits.data.jsonl import load_manifest
-    from speechunits.device import resolve_device
     from speechunits.io_utils import sha256_path
     from speechunits.jobs import limit_threads
     from speechunits.tokenize.job import TokenizeJob, load_model, make_runner
@@ -71,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     log_to_stderr()
     limit_threads(settings.threads)
-    model = load_model(settings.model, resolve_device(settings.device))
+    model = load_model(settings.model)
     utts = load_manifest(settings.data, require_text=False)
     model_hash = sha256_path(settings.model)
     runner = make_runner(settings, model, model_hash, utts)
