@@ -12,13 +12,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "speechunits"
 
 FLOORS: list[set[str]] = [
     {"__init__", "errors", "io_utils", "device", "config", "audio", "provenance", "jobs"},
-    {"data"},
+    {"data", "features"},
     {"units"},
     {"eval"},
     {"train"},
     {"encoders"},
     {"sylber", "quantize", "slu", "vocoder", "asr", "tts", "lm"},
-    {"tokenize"},
+    {"tokenize", "unit2speech"},
     {"cli", "__main__"},
 ]
 """Lowest first. The second-to-last floors are the components (which never import each other)

@@ -1,0 +1,1 @@
+"""A small CTC character recognizer: the intelligibility judge of synthesized speech."""

@@ -1,0 +1,1 @@
+"""Unit-to-speech pipelines that stand on several components: resynthesis and synthesis evaluation."""
