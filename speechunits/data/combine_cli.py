@@ -10,9 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from speechunits.data.jsonl import load_manifest, write_jsonl_manifest
+from speechunits.data.jsonl import MANIFEST_FILE, load_manifest, write_jsonl_manifest
 from speechunits.data.kaldi import write_kaldi_dir
-from speechunits.data.prepare_cli import MANIFEST_NAME
 from speechunits.errors import ManifestError
 from speechunits.provenance import is_complete, write_provenance
 
@@ -39,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
             utts.append(utt)
     utts.sort(key=lambda u: u.id)
     write_kaldi_dir(utts, args.out)
-    write_jsonl_manifest(utts, args.out / MANIFEST_NAME)
+    write_jsonl_manifest(utts, args.out / MANIFEST_FILE)
     write_provenance(args.out, config, list(args.inputs))
     print(f"combine-data: wrote {len(utts)} utterances from {len(args.inputs)} inputs to {args.out}", file=sys.stderr)
     return 0

@@ -22,6 +22,9 @@ from speechunits.data.utterance import Utterance
 from speechunits.errors import ManifestError
 from speechunits.io_utils import atomic_path
 
+MANIFEST_FILE = "manifest.jsonl"
+"""The JSONL manifest's name inside a data directory (beside the Kaldi files)."""
+
 PathLike = str | os.PathLike[str]
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
@@ -114,8 +117,18 @@ def read_jsonl_manifest(path: PathLike) -> list[Utterance]:
 
 
 def load_manifest(path_or_dir: PathLike, *, require_text: bool = True) -> list[Utterance]:
-    """Read a Kaldi data directory or a ``.jsonl`` manifest, whichever ``path_or_dir`` is."""
+    """Read a Kaldi data directory, a directory holding only ``manifest.jsonl``, or a ``.jsonl`` manifest.
+
+    With ``require_text``, every utterance of a manifest must have a transcript too.
+    """
     path = Path(path_or_dir)
+    if path.is_dir() and not (path / "wav.scp").is_file() and (path / MANIFEST_FILE).is_file():
+        utts = read_jsonl_manifest(path / MANIFEST_FILE)
+        if require_text:
+            no_text = next((u.id for u in utts if u.text is None), None)
+            if no_text is not None:
+                raise ManifestError(path / MANIFEST_FILE, f"utterance {no_text!r} has no transcript ('text')")
+        return utts
     if path.is_dir():
         return read_kaldi_dir(path, require_text=require_text)
     if path.suffix == ".jsonl":

@@ -17,12 +17,10 @@ from tqdm import tqdm
 
 from speechunits.audio import audio_info
 from speechunits.data.corpora import CORPORA
-from speechunits.data.jsonl import write_jsonl_manifest
+from speechunits.data.jsonl import MANIFEST_FILE, write_jsonl_manifest
 from speechunits.data.kaldi import write_kaldi_dir
 from speechunits.data.utterance import Utterance
 from speechunits.provenance import is_complete, write_provenance
-
-MANIFEST_NAME = "manifest.jsonl"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,7 +74,7 @@ def prepare(args: argparse.Namespace) -> tuple[int, bool]:
     if args.with_durations:
         add_durations(utts)
     write_kaldi_dir(utts, out)
-    write_jsonl_manifest(utts, out / MANIFEST_NAME)
+    write_jsonl_manifest(utts, out / MANIFEST_FILE)
     inputs = [p for p in (args.corpus_dir, args.alignments, args.audio_dir) if p is not None]
     write_provenance(out, config, inputs)
     return len(utts), False

@@ -3,12 +3,13 @@
 **Cepstra** (:func:`mel_cepstrum`): the MFCC-style approximation, *not* SPTK's ``mcep``
 (all-pass warped mel-cepstral analysis). Per frame: the power spectrum of a Hann window of
 25 ms (``n_fft`` the next power of two), every 5 ms; :func:`~speechunits.features.mel.mel_filterbank`
-with 40 Slaney bands from 0 Hz to Nyquist; the natural log of the band powers (floored at
-``1e-10``); the orthonormal DCT-II over the bands; coefficients ``c1..cN`` (``c0``, the
+with 40 Slaney bands from 0 Hz to Nyquist; the natural log of the band *amplitudes* (half
+the log of the band powers, floored at ``1e-10``), as mel-cepstra are cepstra of the log
+amplitude; the orthonormal DCT-II over the bands; coefficients ``c1..cN`` (``c0``, the
 frame's overall level, is dropped so the metric ignores loudness). Frames follow the LogMel
 convention (reflect padding, ``T // hop`` frames). Numbers are therefore not comparable with
-MCDs computed from SPTK mel-cepstra (different analysis, log power instead of log amplitude):
-compare systems under this one definition.
+MCDs computed from SPTK mel-cepstra (a different analysis): compare systems under this one
+definition.
 
 **Distortion** (:func:`mcd_dtw`): the two cepstrum sequences are aligned by dynamic time
 warping on the Euclidean distance between frames, with the standard symmetric step pattern
@@ -67,7 +68,7 @@ def mel_cepstrum(wave: np.ndarray, sample_rate: int, n_coeffs: int = 24) -> np.n
     chunks = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:frames]
     power = np.abs(np.fft.rfft(chunks * window, axis=1)) ** 2
     bands = power @ mel_filterbank(cfg).numpy().astype(np.float64).T
-    log_mel = np.log(np.maximum(bands, POWER_FLOOR))
+    log_mel = 0.5 * np.log(np.maximum(bands, POWER_FLOOR))  # log amplitude
     return log_mel @ _dct_ii_ortho(N_MELS)[1:n_coeffs + 1].T
 
 

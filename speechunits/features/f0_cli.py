@@ -57,7 +57,6 @@ logger = logging.getLogger(__name__)
 
 VERB = "extract-f0"
 CLAIM_NAME = "f0_config.json"
-MANIFEST_NAME = "manifest.jsonl"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,12 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def read_corpus(data: Path) -> list[Utterance]:
     """The utterances of ``--data``: a Kaldi data dir, a dir with only ``manifest.jsonl``, or a ``.jsonl``."""
-    from speechunits.data.jsonl import load_manifest, read_jsonl_manifest
+    from speechunits.data.jsonl import load_manifest
 
-    if data.is_dir() and not (data / "wav.scp").is_file() and (data / MANIFEST_NAME).is_file():
-        utts = read_jsonl_manifest(data / MANIFEST_NAME)
-    else:
-        utts = load_manifest(data, require_text=False)
+    utts = load_manifest(data, require_text=False)
     if not utts:
         raise ManifestError(data, "the corpus has no utterances")
     return utts
