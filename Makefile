@@ -2,6 +2,7 @@
 #
 #   make install     system packages (apt, when missing), $(VENV), pip install -e '.[test]'
 #   make demo        install, then bash egs/synth/run.sh (synthetic corpus -> units -> scores)
+#   make demo-unit2speech  the demo, then its unit-to-speech stages 7-13 (vocoders, judge, RESULTS.md)
 #   make test        install, then the full test suite (slow tests included); CI=$CI passed on
 #   make test-fast   install, then the suite without tests marked slow
 #   make clean       remove recipe outputs (egs/*/data, egs/*/exp)
@@ -29,11 +30,12 @@ APT_BINARIES := festival espeak-ng sox
 PYPROJECT_SHA := $(firstword $(shell sha256sum pyproject.toml))
 STAMP := $(VENV)/.installed-$(PYPROJECT_SHA)
 
-.PHONY: help install system-deps venv demo test test-fast clean
+.PHONY: help install system-deps venv demo demo-unit2speech test test-fast clean
 
 help:
 	@echo "make install    system packages ($(APT_PACKAGES)), $(VENV), pip install -e '.[test]'"
 	@echo "make demo       install + bash egs/synth/run.sh (synthetic corpora -> Sylber training -> units -> scores)"
+	@echo "make demo-unit2speech  make demo, then its unit-to-speech stages (vocoders, CTC judge, RESULTS.md)"
 	@echo "make test       install + full test suite (slow tests included)"
 	@echo "make test-fast  install + tests not marked slow"
 	@echo "make clean      remove egs/*/data and egs/*/exp"
@@ -89,6 +91,9 @@ $(STAMP): | $(VENV)/bin/python
 
 demo: install
 	bash egs/synth/run.sh
+
+demo-unit2speech: install
+	bash egs/synth/run.sh --unit2speech true
 
 test: install
 	CI="$(CI)" $(VENV)/bin/python -m pytest -q

@@ -31,6 +31,7 @@ stage1_opts=""            # KEY=VALUE overrides, e.g. "max_steps=50"
 stage2_opts=""            # KEY=VALUE overrides
 num_clusters=500          # k-means codebook size (stage 5; 0 skips it)
 device=auto               # auto | cpu | cuda
+unit2speech=false         # true: also stages 7-13, unit-to-speech (recipes/unit2speech.sh; `make demo-unit2speech`)
 
 help_message="Usage: bash egs/synth/run.sh [options]
 Stages:
@@ -45,7 +46,18 @@ Stages:
   4  tokenization of dev-clean/test-clean (and train-clean-100) with both models
   5  k-means (--num-clusters) on the stage-2 train units, quantization
   6  boundary evaluation of test-clean (held-out speakers and sentences) against the synthetic
-     syllable alignments for bootstrap / stage 1 / stage 2 -> <exp-root>/sylber/RESULTS.md"
+     syllable alignments for bootstrap / stage 1 / stage 2 -> <exp-root>/sylber/RESULTS.md
+  With --unit2speech true, stages 7-13 are stages 1-7 of recipes/unit2speech.sh on the same data,
+  with tiny CPU configs (conf/judge_tiny.yaml, conf/vocoder_{mel,units,syllables}_tiny.yaml):
+  7  F0 of train-clean-100/dev-clean/test-clean (Praat)
+  8  the CTC judge on train-clean-100
+  9  frame units (k=100) of the stage-2 model's layer 3
+  10 vocoders: mel, frame units (F0-conditioned), syllable tokens (stage-5 k-means ids,
+     with a duration predictor; no F0, so that predicted durations need nothing but the ids)
+  11 synthesis of test-clean: Griffin-Lim, mel vocoder, frame units, syllables with stored and
+     with predicted durations
+  12 re-recognition of the synthesized audio
+  13 evaluation -> <exp-root>/unit2speech/RESULTS.md + spectrograms.png"
 
 . ../../utils/parse_options.sh
 . ../../utils/stages.sh
@@ -108,4 +120,14 @@ if (( stop_stage >= 1 )); then
     --dev-sets dev-clean --test-sets test-clean --stage1-config "$stage1_config" --stage2-config "$stage2_config" \
     --stage1-opts "$stage1_opts" --stage2-opts "$stage2_opts" --num-clusters "$num_clusters" \
     --alignments "$ALIGNMENTS" --tune-shift "$tune_shift" --tune-thresholds "$tune_thresholds"
+fi
+
+if [[ "$unit2speech" == true ]] && (( stop_stage >= 7 )); then
+  ../../recipes/unit2speech.sh --stage "$(( stage > 7 ? stage - 6 : 1 ))" --stop-stage "$(( stop_stage - 6 ))" \
+    --nj "$nj" --device "$device" --data-root "$data_root" --exp-dir "$exp_root/unit2speech" \
+    --train-set train-clean-100 --valid-set dev-clean --test-set test-clean \
+    --judge-config conf/judge_tiny.yaml --mel-config conf/vocoder_mel_tiny.yaml \
+    --units-config conf/vocoder_units_tiny.yaml --syllables-config conf/vocoder_syllables_tiny.yaml \
+    --tokenizer "$exp_root/sylber/stage2/model.tuned.pt" --layer 3 --num-units 100 --f0 true \
+    --syllable-units "$exp_root/sylber/units/stage2" --syllable-model "$exp_root/sylber/stage2/model.tuned.pt"
 fi
