@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "slu-results": ("speechunits.slu.results_cli", "comparison table over class-incremental SLU methods"),
     "cluster": ("speechunits.quantize.cluster_cli", "k-means codebook over segment (or frame) embeddings"),
     "quantize": ("speechunits.quantize.quantize_cli", "fill unit ids of a unit set from a k-means codebook"),
+    "train-vocoder": ("speechunits.vocoder.train_cli", "train a unit-to-speech (or mel) vocoder: HiFi-GAN / iSTFT generators"),
+    "synthesize": ("speechunits.vocoder.synthesize_cli", "synthesize audio from a unit set (or mel from a data dir) with a vocoder (sharded)"),
 }
 
 
