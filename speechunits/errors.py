@@ -52,3 +52,7 @@ class ExternalToolError(SpeechUnitsError):
 
 class InternalError(SpeechUnitsError):
     """A broken invariant of the toolkit itself (a bug to report), never a problem of the input."""
+
+
+class DataError(SpeechUnitsError):
+    """A stored per-utterance data file (an F0 store, extracted features) that is missing, unreadable or malformed."""
