@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from speechunits.quantize.codebook import Assigner, load_codebook, save_codebook
 from speechunits.quantize.frame_units import FrameItem, write_frame_units
 from speechunits.quantize.sampling import embeddings_hash, sample_embeddings
 from speechunits.units import UnitSetWriter, read_embeddings, read_meta, read_units, runs_to_frames, validate_unit_set
+from speechunits.units.meta import write_meta
 
 DIM = 8
 K = 4
@@ -90,7 +92,7 @@ def test_cluster_then_quantize_in_place(tmp_path: Path, capsys: pytest.CaptureFi
     report = validate_unit_set(unit_dir)
     assert report.num_quantized == report.num_utterances == len(truth)
     meta = read_meta(unit_dir)
-    assert meta.vocab_size == K and meta.kind == "syllable"
+    assert meta.vocab_size == K + 1 and meta.special_ids["silence"] == K and meta.kind == "syllable"
     assert meta.producer["codebook"]["hash"] == book.hash and meta.producer["codebook"]["metric"] == "cosine"
     assert meta.producer["model"] == "test"  # the segmenter's producer info is kept
     mapping: dict[int, int] = {}
@@ -121,7 +123,7 @@ def test_quantize_out_of_place(tmp_path: Path) -> None:
     book = save_codebook(tmp_path / "km.npy", res.centroids, metric="euclidean", seed=0)
     out = tmp_path / "sub" / "quantized"
     report = quantize_unit_set(unit_dir, tmp_path / "km.npy", out, progress=False)
-    assert report.num_quantized == len(truth) and report.vocab_size == K and report.has_embeddings
+    assert report.num_quantized == len(truth) and report.vocab_size == K + 1 and report.has_embeddings
     assert snapshot(unit_dir) == src_before
     src_meta, out_meta = read_meta(unit_dir), read_meta(out)
     assert out_meta.producer["codebook"]["hash"] == book.hash
@@ -154,7 +156,7 @@ def test_in_place_quantize_is_kill_safe(tmp_path: Path, monkeypatch: pytest.Monk
     assert sorted(p.name for p in unit_dir.rglob("*")) == names_before  # no temp files left
     validate_unit_set(unit_dir)
     monkeypatch.setattr(Assigner, "__call__", real_call)
-    assert validate_unit_set(quantize_unit_set(unit_dir, tmp_path / "km.npy", progress=False).unit_dir).vocab_size == K
+    assert validate_unit_set(quantize_unit_set(unit_dir, tmp_path / "km.npy", progress=False).unit_dir).vocab_size == K + 1
 
 
 def test_in_place_failure_while_writing_meta_keeps_old_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -240,3 +242,38 @@ def test_codebook_sidecar_json_contents(tmp_path: Path) -> None:
     side = json.loads((tmp_path / "c.npy.json").read_text())
     assert side["k"] == 3 and side["dim"] == DIM and side["metric"] == "euclidean" and side["num_vectors"] == 10
     assert side["settings"]["batch_size"] == 4 and side["inertia"] >= 0
+
+
+def _book(tmp_path: Path) -> Path:
+    save_codebook(tmp_path / "km.npy", _dirs(), metric="cosine")
+    return tmp_path / "km.npy"
+
+
+def test_quantized_syllables_with_gaps_export_with_silence(tmp_path: Path) -> None:
+    """Tokens with pauses between them (the test set has a 1-frame gap after every token) get the
+    silence id ``k`` in the gaps when laid out per frame (export --format resynth)."""
+    unit_dir, truth = make_unit_set(tmp_path)
+    out = tmp_path / "q"
+    quantize_unit_set(unit_dir, _book(tmp_path), out, progress=False)
+    assert main(["export", "--units", str(out), "--format", "resynth", "--out", str(tmp_path / "resynth.txt")]) == 0
+    lines = (tmp_path / "resynth.txt").read_text().splitlines()
+    assert len(lines) == len(truth)
+    first = next(read_units(out))
+    frames = [int(u) for u in ast.literal_eval(lines[0])["hubert"].split()]
+    assert len(frames) == first.ends[-1]
+    assert frames[4] == K and frames[9] == K  # the gap frames [4, 5) and [9, 10)
+    assert frames[0] == first.units[0] and frames[5] == first.units[1]
+    assert K not in first.units
+
+
+def test_quantize_redoes_a_set_quantized_before_the_silence_id(tmp_path: Path) -> None:
+    from speechunits.quantize.quantize_cli import already_done
+
+    unit_dir, _ = make_unit_set(tmp_path)
+    book = load_codebook(_book(tmp_path))
+    quantize_unit_set(unit_dir, book, progress=False)
+    assert already_done(unit_dir, book.hash, book.k)
+    old = read_meta(unit_dir)
+    old.vocab_size, old.special_ids = K, {**old.special_ids, "silence": None}
+    write_meta(unit_dir, old)
+    assert not already_done(unit_dir, book.hash, book.k)

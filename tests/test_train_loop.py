@@ -258,3 +258,52 @@ def test_resume_from_explicit_path(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="nowhere.pt"):
         Trainer(ToyRegressionTask(c3), c3).fit()
     assert math.isfinite(t.last_metrics["loss"])
+
+
+class MediaTask(LinearTask):
+    """LinearTask with validation media: one audio clip and one picture per validation."""
+
+    def __init__(self) -> None:
+        super().__init__(batch=16)
+        self.media_steps: list[int] = []
+
+    def validate(self, step: int) -> dict[str, float]:
+        return {"w": float(self.model.weight.sum())}
+
+    def media(self, step: int) -> dict[str, Any]:
+        self.media_steps.append(step)
+        t = torch.arange(1600) / 16000
+        picture = torch.zeros(8, 12, 3, dtype=torch.uint8)
+        picture[:, :6, 0] = 255
+        return {"audio": {"tone": ((0.5 * torch.sin(2 * math.pi * 440 * t)).numpy(), 16000)},
+                "images": {"mel": picture.numpy()}}
+
+
+def test_media_hook_writes_audio_and_images_to_tensorboard(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    task = MediaTask()
+    Trainer(task, cfg(tmp_path, max_steps=4, validate_every=2, tensorboard=True)).fit()
+    assert task.media_steps == [2, 4]
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"audio": 0, "images": 0}).Reload()
+    assert events.Tags()["audio"] == ["valid/tone"]
+    assert events.Tags()["images"] == ["valid/mel"]
+    assert [e.step for e in events.Audio("valid/tone")] == [2, 4]
+    assert events.Audio("valid/tone")[0].sample_rate == 16000
+    img = events.Images("valid/mel")[0]
+    assert (img.width, img.height) == (12, 8)
+
+
+def test_dataclass_batches_are_moved_field_by_field() -> None:
+    import dataclasses
+
+    from speechunits.train.loop import move_to
+
+    @dataclasses.dataclass
+    class Batch:
+        x: torch.Tensor
+        names: list[str]
+        y: torch.Tensor | None = None
+
+    moved = move_to(Batch(torch.zeros(2, dtype=torch.float64), ["a"]), torch.device("meta"))
+    assert moved.x.device.type == "meta" and moved.names == ["a"] and moved.y is None

@@ -10,9 +10,13 @@
   may leave a hidden ``.units.jsonl.*.tmp.jsonl``, which readers ignore). Embeddings are
   never touched in place.
 
-The new ``meta.json`` records ``vocab_size = k`` and ``producer["codebook"]`` = the codebook's
-hash, metric, k, path and source-embeddings hash. Special ids are reset to null (ids
-``0..k-1`` are all cluster ids). The result is validated before it is returned.
+The new ``meta.json`` records ``vocab_size = k + 1`` and ``producer["codebook"]`` = the
+codebook's hash, metric, k, path and source-embeddings hash. Ids ``0..k-1`` are the cluster
+ids and id ``k`` is the ``silence`` special id, which the format uses to fill the gaps between
+tokens when they are laid out on the frame grid (syllable sets have gaps: pauses between
+syllables). It is defined for every quantized set, gaps or not, so that all sets quantized
+with one codebook share one vocabulary. The other special ids are null. The result is
+validated before it is returned.
 """
 
 from __future__ import annotations
@@ -42,10 +46,10 @@ def codebook_producer(book: Codebook) -> dict[str, Any]:
 
 
 def quantized_meta(meta: UnitSetMeta, book: Codebook) -> UnitSetMeta:
-    """A copy of ``meta`` with ``vocab_size = k``, null special ids and the codebook in the producer."""
+    """A copy of ``meta`` with ``vocab_size = k + 1``, ``silence = k`` and the codebook in the producer."""
     new = copy.deepcopy(meta)
-    new.vocab_size = book.k
-    new.special_ids = default_special_ids()
+    new.vocab_size = book.k + 1
+    new.special_ids = {**default_special_ids(), "silence": book.k}
     new.producer = {**meta.producer, "codebook": codebook_producer(book)}
     return new
 
@@ -103,7 +107,8 @@ def quantize_unit_set(
     audio_root = os.path.relpath(meta.resolved_audio_root(src), out.absolute())
     with UnitSetWriter(out, kind=meta.kind, sample_rate=meta.sample_rate, hop=meta.hop,
                        producer=new_meta.producer, source_manifest=meta.source_manifest, audio_root=audio_root,
-                       embedding_dim=meta.embedding_dim, vocab_size=book.k) as writer:
+                       embedding_dim=meta.embedding_dim, vocab_size=new_meta.vocab_size,
+                       special_ids=new_meta.special_ids) as writer:
         for rec, rows in quantized():
             writer.add(**rec.to_dict(), embeddings=rows)
     if meta.extra:  # keys the writer does not know about travel too

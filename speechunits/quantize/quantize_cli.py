@@ -33,13 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def already_done(target: Path, book_hash: str) -> bool:
-    """True when ``target`` is a valid unit set quantized with the codebook of hash ``book_hash``."""
+def already_done(target: Path, book_hash: str, k: int) -> bool:
+    """True when ``target`` is a valid unit set quantized with the codebook of hash ``book_hash``
+    (of ``k`` centroids) by this version: ids ``0..k-1`` plus the silence id ``k``. A set quantized
+    before the silence id existed is redone."""
     if not (target / "meta.json").is_file():
         return False
     try:
         meta = read_meta(target)
         if (meta.producer.get("codebook") or {}).get("hash") != book_hash:
+            return False
+        if meta.vocab_size != k + 1 or meta.special_ids.get("silence") != k:
             return False
         report = validate_unit_set(target)
     except UnitFormatError:
@@ -50,7 +54,7 @@ def already_done(target: Path, book_hash: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     book = load_codebook(args.codebook)
     target = args.out if args.out is not None else args.units
-    if not args.force and already_done(target, book.hash):
+    if not args.force and already_done(target, book.hash, book.k):
         print(f"quantize: {target} is already quantized with codebook {book.hash[:12]}; use --force to redo",
               file=sys.stderr)
         return 0

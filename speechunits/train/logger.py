@@ -6,8 +6,12 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
 
 from speechunits.io_utils import atomic_write_text
 
@@ -61,6 +65,18 @@ class MetricsLogger:
             for k, v in clean.items():
                 if isinstance(v, float) and math.isfinite(v):
                     self._writer.add_scalar(f"{prefix}{k}", v, step)
+
+    def log_media(self, step: int, audio: Mapping[str, tuple[Any, int]] | None = None,
+                  images: Mapping[str, Any] | None = None, prefix: str = "valid/") -> None:
+        """Audio clips (``name -> (1-D float wave in [-1, 1], sample_rate)``) and pictures
+        (``name -> HxWx3 uint8 array``) to TensorBoard; nothing without a TensorBoard writer."""
+        if not self.enabled or self._writer is None:
+            return
+        for name, (wave, sample_rate) in (audio or {}).items():
+            clip = torch.as_tensor(np.asarray(wave, dtype=np.float32)).reshape(1, -1).clamp(-1.0, 1.0)
+            self._writer.add_audio(f"{prefix}{name}", clip, step, sample_rate=int(sample_rate))
+        for name, picture in (images or {}).items():
+            self._writer.add_image(f"{prefix}{name}", np.asarray(picture), step, dataformats="HWC")
 
     def flush(self) -> None:
         if self._writer is not None:

@@ -16,6 +16,7 @@ one-element case of the same code, and its logs and checkpoints keep their forma
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import itertools
 import sys
@@ -68,7 +69,10 @@ class TrainTask(Protocol):
     optimizer has stepped (same ``step`` index as the training_step calls of that update),
     ``validate(step) -> dict`` (called on every rank under ``torch.no_grad()`` with the
     trained modules in eval mode; rank 0's dict is logged), ``num_items(batch) -> int`` for
-    the throughput figure (default: size of the first tensor's first dimension).
+    the throughput figure (default: size of the first tensor's first dimension), and
+    ``media(step) -> {"audio": {name: (wave, sample_rate)}, "images": {name: HxWx3 uint8}}``,
+    called on rank 0 only, right after ``validate`` and in the same eval/no-grad state, whose
+    audio clips and pictures go to TensorBoard (a vocoder's samples and mel plots).
 
     Optional, several optimizers: ``optimizers(config) -> list[OptimizerSpec]`` in step order.
     Then ``training_step(batch, step, optimizer=name)`` is called once per optimizer and
@@ -94,7 +98,7 @@ class TrainTask(Protocol):
 
 
 def move_to(batch: Any, device: torch.device) -> Any:
-    """``batch`` with every tensor (in dicts, lists, tuples, dataclass-free nests) on ``device``."""
+    """``batch`` with every tensor (in dicts, lists, tuples, named tuples, dataclasses) on ``device``."""
     if isinstance(batch, Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
@@ -103,6 +107,9 @@ def move_to(batch: Any, device: torch.device) -> Any:
         return type(batch)(*(move_to(v, device) for v in batch))
     if isinstance(batch, (list, tuple)):
         return type(batch)(move_to(v, device) for v in batch)
+    if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        return dataclasses.replace(batch, **{f.name: move_to(getattr(batch, f.name), device)
+                                              for f in dataclasses.fields(batch) if f.init})
     return batch
 
 
@@ -482,10 +489,15 @@ class Trainer:
         if not hasattr(self.task, "validate"):
             return
         self._set_training(False)
+        media = None
         try:
             with torch.no_grad(), self._autocast():
                 result = self.task.validate(self.step)
+                if self.dist.is_main and logger.enabled and hasattr(self.task, "media"):
+                    media = self.task.media(self.step)
         finally:
             self._set_training(True)
         if result:
             logger.log(self.step, {k: float(v) for k, v in result.items()}, prefix="valid/")
+        if media:
+            logger.log_media(self.step, audio=media.get("audio", {}), images=media.get("images", {}))
