@@ -44,8 +44,15 @@ class Vocoder(nn.Module):
         self.extra: dict[str, Any] = {}
         """Inference metadata restored by :func:`load_vocoder` (speaker map, F0 statistics)."""
 
-    def forward(self, x: VocoderInputs) -> Tensor:
-        return self.generator(self.frontend(x))
+    def forward(self, x: VocoderInputs, durations: tuple[Tensor, Tensor, Tensor] | None = None) -> Any:
+        """The waveform; with ``durations=(ids, durations, mask)`` also the duration predictor's loss
+        (one forward for both, so DDP sees every parameter used in it)."""
+        wave = self.generator(self.frontend(x))
+        if durations is None:
+            return wave
+        if self.duration is None:
+            raise ConfigError(None, "this vocoder has no duration predictor (duration_predictor: false)")
+        return wave, self.duration.loss(*durations)
 
 
 def save_vocoder(path: str | os.PathLike[str], model: Vocoder, extra: dict[str, Any] | None = None) -> None:
