@@ -13,7 +13,7 @@ from speechunits.vocoder.frontends import Frontend
 from speechunits.vocoder.inputs import VocoderInputs, collate_inputs
 from speechunits.vocoder.model import Vocoder, load_vocoder, save_vocoder
 
-TINY_GEN = {"upsample_initial_channel": 16}
+TINY_GEN = {"dim": 16, "intermediate_dim": 32, "num_layers": 1}
 MEL = {"sample_rate": 16000, "n_fft": 512, "win_length": 512, "hop_length": 160, "n_mels": 20}
 
 

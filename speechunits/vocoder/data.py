@@ -284,6 +284,8 @@ def normalise_f0(f0_hz: np.ndarray, mean: float, std: float, frames: int | None 
         f0_hz = np.pad(f0_hz, (0, frames - len(f0_hz)))
     log_f0, voiced = log_f0_and_voicing(f0_hz)
     voiced = np.asarray(voiced, dtype=np.float32)
+    if not math.isfinite(mean) or not math.isfinite(std):  # a store without voiced frames
+        mean, std = 0.0, 1.0
     norm = np.where(voiced > 0, (np.asarray(log_f0) - mean) / max(std, 1e-5), 0.0).astype(np.float32)
     return norm, voiced
 

@@ -39,12 +39,17 @@ class DurationPredictor(nn.Module):
             h = block(h) * mask.unsqueeze(-1)
         return self.out(h).squeeze(-1) * mask
 
-    def loss(self, ids: Tensor, durations: Tensor, mask: Tensor) -> Tensor:
-        """MSE between the prediction and ``log(durations + 1)``, averaged over the tokens."""
+    def loss(self, ids: Tensor, durations: Tensor, mask: Tensor, per_utterance: bool = False) -> Tensor:
+        """MSE between the prediction and ``log(durations + 1)``, averaged over the tokens
+        (``per_utterance``: over each utterance's tokens, then over the utterances, so that the
+        mean of equal DDP shards equals the whole batch's)."""
         pred = self(ids, mask)
         target = torch.log1p(durations.to(pred.dtype))
         m = mask.to(pred.dtype)
-        return ((pred - target) ** 2 * m).sum() / m.sum().clamp(min=1.0)
+        err = (pred - target) ** 2 * m
+        if per_utterance:
+            return (err.sum(dim=1) / m.sum(dim=1).clamp(min=1.0)).mean()
+        return err.sum() / m.sum().clamp(min=1.0)
 
     @torch.no_grad()
     def predict(self, ids: Tensor, mask: Tensor) -> Tensor:

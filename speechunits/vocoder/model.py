@@ -52,7 +52,7 @@ class Vocoder(nn.Module):
             return wave
         if self.duration is None:
             raise ConfigError(None, "this vocoder has no duration predictor (duration_predictor: false)")
-        return wave, self.duration.loss(*durations)
+        return wave, self.duration.loss(*durations, per_utterance=True)
 
 
 def save_vocoder(path: str | os.PathLike[str], model: Vocoder, extra: dict[str, Any] | None = None) -> None:
