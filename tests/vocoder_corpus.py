@@ -16,13 +16,14 @@ VOCAB, SILENCE, EMB_DIM = 5, 4, 3
 MEL = {"sample_rate": SR, "n_fft": 512, "win_length": 512, "hop_length": HOP, "n_mels": 20, "f_max": 8000.0}
 TINY_GEN = {"dim": 16, "intermediate_dim": 32, "num_layers": 1}
 DISCS = "[mrd]"
+DISC_OPTS = ["task.disc_overrides.mrd.channels=4", "task.disc_overrides.mrd.resolution_scale=0.5"]
 
 
 def model_overrides(input_: str, *extra: str) -> list[str]:
     """``task.model.*`` overrides of a tiny iSTFT model reading ``input_``."""
     mel = [f"task.model.mel.{k}={v}" for k, v in MEL.items()]
     gen = [f"task.model.generator_overrides.{k}={v}" for k, v in TINY_GEN.items()]
-    return ["task.model.generator=istft", f"task.model.input={input_}", "task.model.cond_dim=8",
+    return [*DISC_OPTS, "task.model.generator=istft", f"task.model.input={input_}", "task.model.cond_dim=8",
             "task.model.duration_channels=8", *mel, *gen, *extra]
 
 
