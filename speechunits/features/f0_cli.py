@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from speechunits.audio import audio_info, load_audio
 from speechunits.data.utterance import Utterance, manifest_fingerprint
 from speechunits.errors import AudioError, ConfigError, ManifestError
@@ -109,7 +111,7 @@ class F0Shard:
             return set(self.written)
         return self.ids & stored_ids(self.root)
 
-    def write(self, utt_id: str, f0) -> None:  # noqa: ANN001 - a float32 array
+    def write(self, utt_id: str, f0: np.ndarray) -> None:
         write_f0(self.root, utt_id, f0)
         self.written.add(utt_id)
 
@@ -160,9 +162,9 @@ def one_line(err: BaseException) -> str:
     return " ".join(str(err).split())
 
 
-def track_of(utt: Utterance, cfg: F0Config):  # noqa: ANN201 - (float32 track, seconds)
-    """(track, audio seconds) of one utterance; AudioError for unusable audio."""
-    info = audio_info(utt.audio)
+def track_of(utt: Utterance, cfg: F0Config) -> tuple[np.ndarray, float]:
+    """(track, audio seconds) of one utterance at its own sample rate; AudioError for unusable audio."""
+    info = audio_info(utt.audio)  # the rate (load_audio with target_sr=None does not say it); a pipe runs twice
     wave = load_audio(utt.audio, target_sr=None)
     return extract_f0(wave, info.sample_rate, cfg), len(wave) / info.sample_rate
 
