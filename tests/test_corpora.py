@@ -138,6 +138,20 @@ def test_ljspeech_normalized_text_speaker(tmp_path: Path) -> None:
     assert {u.speaker for u in utts} == {"LJ"}
 
 
+def test_ljspeech_chapter_split(tmp_path: Path) -> None:
+    root = make_ljspeech(tmp_path)
+    for clip in ("LJ002-0001", "LJ017-0001", "LJ017-0002"):
+        tone(root / "wavs" / f"{clip}.wav")
+    with open(root / "metadata.csv", "a", encoding="utf-8") as f:
+        f.write("LJ002-0001|valid clip|valid clip\nLJ017-0001|a|a\nLJ017-0002|b|b\n")
+    ids = {split: [u.id for u in load_ljspeech(root, split)] for split in ("all", "train", "valid", "test")}
+    assert ids["test"] == ["LJ001-0001", "LJ001-0002"] and ids["valid"] == ["LJ002-0001"]
+    assert ids["train"] == ["LJ017-0001", "LJ017-0002"]
+    assert sorted(ids["train"] + ids["valid"] + ids["test"]) == ids["all"]
+    with pytest.raises(ManifestError, match="LJSpeech splits are all, train, valid, test"):
+        load_ljspeech(root, "dev")
+
+
 def test_ljspeech_errors(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="metadata.csv"):
         load_ljspeech(tmp_path / "missing")

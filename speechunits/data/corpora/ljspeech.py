@@ -4,6 +4,11 @@
 pipe-separated with no quoting (quotes inside texts are literal). The single speaker is
 ``"LJ"``; the text is the normalized transcription and the raw one is kept in
 ``extra["raw_text"]``.
+
+The corpus has no official split. Besides ``all``, this loader offers a chapter-disjoint one
+(clip ids are ``LJ<chapter>-<clip>``): ``test`` is chapter LJ001 (186 clips in LJSpeech-1.1),
+``valid`` is chapter LJ002 (338 clips) and ``train`` is every other chapter (LJ003-LJ050),
+so no test sentence shares a book chapter with the training data.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from speechunits.errors import ManifestError
 
 PathLike = str | os.PathLike[str]
 
-SPLITS = ("all",)
+SPLITS = ("all", "train", "valid", "test")
+HELD_OUT_CHAPTERS = {"test": "LJ001", "valid": "LJ002"}
+"""The chapters of the ``test`` and ``valid`` splits; ``train`` is all other chapters."""
 SPEAKER = "LJ"
 LAYOUT = "<root>/metadata.csv (id|transcription|normalized transcription) and <root>/wavs/<id>.wav"
 
@@ -47,14 +54,15 @@ def read_metadata(path: Path) -> dict[str, tuple[str, str, int]]:
 
 
 def load_ljspeech(root: PathLike, split: str = "all") -> list[Utterance]:
-    """All LJSpeech clips, sorted by id (``split`` must be ``"all"``: the corpus has no official splits).
+    """LJSpeech clips of ``split`` (``all``, or the chapter split ``train``/``valid``/``test``), sorted by id.
 
     Raises ManifestError for a missing corpus directory, metadata.csv or wavs/, a wav
     without a metadata line, a metadata line without a wav and malformed lines.
     """
     base = require_corpus_dir(root, "LJSpeech", LAYOUT)
-    if split != "all":
-        raise ManifestError(base, f"LJSpeech has one split, 'all'; found split {split!r}")
+    if split not in SPLITS:
+        raise ManifestError(base, f"LJSpeech splits are {', '.join(SPLITS)} (test = chapter LJ001, valid = LJ002, "
+                                  f"train = the rest); found split {split!r}")
     metadata = require_file(base / "metadata.csv", "LJSpeech", "metadata.csv (id|transcription|normalized)")
     wav_dir = base / "wavs"
     if not wav_dir.is_dir():
@@ -73,4 +81,17 @@ def load_ljspeech(root: PathLike, split: str = "all") -> list[Utterance]:
         )
     if not utts:
         raise ManifestError(metadata, "metadata.csv lists no clips")
-    return utts
+    if split == "all":
+        return utts
+    chosen = [u for u in utts if _in_split(u.id, split)]
+    if not chosen:
+        raise ManifestError(metadata, f"no clip of split {split!r} (chapter ids {sorted(HELD_OUT_CHAPTERS.values())} "
+                                      "are held out for test/valid)")
+    return chosen
+
+
+def _in_split(utt_id: str, split: str) -> bool:
+    chapter = utt_id.split("-", 1)[0]
+    if split == "train":
+        return chapter not in HELD_OUT_CHAPTERS.values()
+    return chapter == HELD_OUT_CHAPTERS[split]
