@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "slu-results": ("speechunits.slu.results_cli", "comparison table over class-incremental SLU methods"),
     "cluster": ("speechunits.quantize.cluster_cli", "k-means codebook over segment (or frame) embeddings"),
     "quantize": ("speechunits.quantize.quantize_cli", "fill unit ids of a unit set from a k-means codebook"),
+    "train-vocoder": ("speechunits.vocoder.train_cli", "train a unit-to-speech (or mel) vocoder: HiFi-GAN / iSTFT generators"),
+    "synthesize": ("speechunits.vocoder.synthesize_cli", "synthesize audio from a unit set (or mel from a data dir) with a vocoder (sharded)"),
     "resynthesize": ("speechunits.unit2speech.resynthesize_cli", "audio -> units -> audio with a vocoder, with a spectrogram plot"),
     "evaluate-synthesis": ("speechunits.unit2speech.evaluate_cli", "score synthesized speech: MCD, F0, STOI, judge CER/WER, unit re-recognition"),
     "synthesis-results": ("speechunits.unit2speech.results_cli", "unit-to-speech RESULTS.md table and spectrogram figure"),
