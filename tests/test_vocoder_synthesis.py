@@ -125,3 +125,34 @@ def test_synthesize_cli_refuses_a_mismatched_unit_set(corpus, tmp_path):
     save_vocoder(model_path, Vocoder(VocoderConfig.from_dict(cfg)))
     done = _synth("--model", str(model_path), "--units", str(corpus["units"]), "--out", str(tmp_path / "o"))
     assert done.returncode != 0 and "vocab_size" in done.stderr and not (tmp_path / "o").exists()
+
+
+def test_synthesize_griffin_lim_baseline_from_a_mel_vocoders_settings(corpus, tmp_path):
+    """--griffin-lim inverts the mels the mel vocoder would read; it is refused for a unit vocoder."""
+    from speechunits.audio import load_audio
+    from speechunits.cli import main
+
+    torch.manual_seed(0)
+    cfg = VocoderConfig.from_dict({"generator": "istft", "input": "mel", "mel": MEL, "cond_dim": 8,
+                                   "generator_overrides": TINY_GEN})
+    save_vocoder(tmp_path / "mel.pt", Vocoder(cfg))
+    out = tmp_path / "gl"
+    assert main(["synthesize", "--model", str(tmp_path / "mel.pt"), "--data", str(corpus["data"]), "--out", str(out),
+                 "--griffin-lim", "--gl-iters", "16", "--device", "cpu"]) == 0
+    utts = read_jsonl_manifest(out / "manifest.jsonl")
+    assert utts and json.loads((out / "synthesize.json").read_text())["griffin_lim"] == 16
+    from speechunits.features.mel import LogMel, MelConfig
+
+    mel = LogMel(MelConfig.from_dict(MEL))
+    original = {u.id: u for u in read_jsonl_manifest(corpus["data"] / "manifest.jsonl")}
+    for u in utts:
+        ref = torch.from_numpy(load_audio(original[u.id].audio, MEL["sample_rate"]))
+        hyp = torch.from_numpy(load_audio(u.audio, MEL["sample_rate"]))
+        assert len(hyp) == len(ref) // MEL["hop_length"] * MEL["hop_length"]
+        target = mel(ref[: len(hyp)])
+        error = (mel(hyp) - target).abs().mean()
+        silence = (mel(torch.zeros_like(hyp)) - target).abs().mean()
+        assert error < 0.25 * silence  # the mels come back (Griffin-Lim is not exact)
+    save_vocoder(tmp_path / "units.pt", unit_model())
+    assert main(["synthesize", "--model", str(tmp_path / "units.pt"), "--units", str(corpus["units"]),
+                 "--out", str(tmp_path / "x"), "--griffin-lim"]) == 2

@@ -4,6 +4,7 @@ Example::
 
     speechunits synthesize --model exp/vocoder/vocoder.pt --units exp/units/test --out exp/resynth/test \\
         [--durations stored|predicted] [--f0 exp/f0/test] [--device auto] [--nj 4]
+    speechunits synthesize --model exp/vocoder_mel/vocoder.pt --data data/test --out exp/gl/test --griffin-lim
 
 Output (``DIR`` can be read as a data dir by the judge and the tokenizers)::
 
@@ -53,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stored: the unit set's token spans; predicted: the model's duration predictor on the "
                              "deduplicated ids (gaps become silence tokens)")
     parser.add_argument("--f0", type=Path, default=None, help="F0 dir (extract-f0) for F0-conditioned vocoders")
+    parser.add_argument("--griffin-lim", action="store_true",
+                        help="mel vocoders: invert the very same log-mels with Griffin-Lim instead of the network "
+                             "(the no-training baseline row)")
+    parser.add_argument("--gl-iters", type=int, default=32, help="Griffin-Lim iterations (default 32)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add_job_arguments(parser)
 
@@ -148,6 +153,8 @@ class Synthesizer:
             raise ConfigError(args.model, "a mel vocoder synthesizes from --data DATA_DIR (copy synthesis), not --units")
         if cfg.input != "mel" and args.units is None:
             raise ConfigError(args.model, f"a {cfg.input} vocoder synthesizes from --units UNIT_SET")
+        if args.griffin_lim and cfg.input != "mel":
+            raise ConfigError(args.model, "--griffin-lim inverts log-mels: it needs a mel vocoder's settings")
         if args.durations == "predicted" and self.model.duration is None:
             raise ConfigError(args.model, "--durations predicted: this vocoder has no duration predictor")
         if cfg.use_f0 and args.f0 is None:
@@ -203,6 +210,10 @@ class Synthesizer:
             wav = load_audio(item.record.audio, cfg.sample_rate)
             with torch.no_grad():
                 mel = LogMel(cfg.mel)(torch.from_numpy(wav))
+            if self.args.griffin_lim:
+                from speechunits.features.griffin_lim import griffin_lim
+
+                return griffin_lim(mel, cfg.mel, n_iter=self.args.gl_iters).cpu().numpy()
             x = inputs_from_mel(mel, cfg, f0_hz=f0, f0_hop_seconds=hop_s, speaker=speaker, f0_stats=f0_stats(model))
         if int(x.lengths[0]) <= 0:
             raise ConfigError(None, f"utterance {item.id!r}: nothing to synthesize (no frames)")
@@ -213,7 +224,8 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
     return {"verb": VERB, "model_sha256": sha256_file(args.model),
             "units": str(args.units.absolute()) if args.units else None,
             "data": str(args.data.absolute()) if args.data else None,
-            "durations": args.durations, "f0": str(args.f0.absolute()) if args.f0 else None}
+            "durations": args.durations, "f0": str(args.f0.absolute()) if args.f0 else None,
+            "griffin_lim": args.gl_iters if args.griffin_lim else None}
 
 
 def run(args: argparse.Namespace) -> int:
