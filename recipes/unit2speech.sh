@@ -92,6 +92,10 @@ f0_opt() {  # set -> task.f0=... when F0 conditioning is on
   if [[ "$f0" == true ]]; then echo "task.f0=$exp_dir/f0/$1"; fi
 }
 
+f0_synth_opt() {  # set -> --f0 ... when F0 conditioning is on
+  if [[ "$f0" == true ]]; then echo "--f0 $exp_dir/f0/$1"; fi
+}
+
 if stage_begin 1 "F0 extraction"; then
   if [[ "$f0" == true ]]; then
     for set in $sets; do
@@ -146,7 +150,7 @@ if stage_begin 5 "synthesis of $test_set"; then
     --data "$data_root/$test_set" --out "$synth/mel" --device "$device" --nj "$nj"
   if [[ -n "$units_config" ]]; then
     run_logged "$log_dir/synth.units.log" speechunits synthesize --model "$exp_dir/vocoder_units/vocoder.pt" \
-      --units "$exp_dir/units/frames/$test_set" --out "$synth/units" --device "$device" --nj "$nj"
+      --units "$exp_dir/units/frames/$test_set" $(f0_synth_opt "$test_set") --out "$synth/units" --device "$device" --nj "$nj"
   fi
   if [[ -n "$syllables_config" ]]; then
     for durations in stored predicted; do
