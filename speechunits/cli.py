@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "slu-results": ("speechunits.slu.results_cli", "comparison table over class-incremental SLU methods"),
     "cluster": ("speechunits.quantize.cluster_cli", "k-means codebook over segment (or frame) embeddings"),
     "quantize": ("speechunits.quantize.quantize_cli", "fill unit ids of a unit set from a k-means codebook"),
+    "train-judge": ("speechunits.asr.train_cli", "train the CTC character recognizer that judges synthesized speech"),
+    "judge": ("speechunits.asr.judge_cli", "transcribe a data dir with the judge and print/write CER/WER"),
 }
 
 
