@@ -7,7 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from speechunits.asr.fbank import FbankConfig, log_fbank, pad_features
+from speechunits.asr.judge import Judge
+from speechunits.asr.model import CTCJudgeModel, JudgeModelConfig, ctc_loss
+from speechunits.asr.vocab import CharVocab
 from speechunits.audio import write_audio
 from speechunits.data.jsonl import write_jsonl_manifest
 from speechunits.data.utterance import Utterance
@@ -50,3 +55,31 @@ def write_tone_corpus(root: Path, texts: list[str] = TEXTS, sr: int = SR) -> Pat
         utts.append(Utterance(id=f"utt{i:02d}", audio=str(path), text=text.lower() if i % 2 else text))
     write_jsonl_manifest(utts, root / "manifest.jsonl")
     return root
+
+
+TINY = {"subsampling": 2, "conv_channels": 8, "hidden": 64, "num_layers": 1, "dropout": 0.0}
+
+
+def tone_vocab() -> CharVocab:
+    return CharVocab.from_texts(list(CHARS))
+
+
+def train_tone_judge(encoder: str = "blstm", steps: int = 250) -> Judge:
+    """A tiny judge trained (full batch, Adam) on the tone utterances of ``TEXTS``."""
+    torch.manual_seed(0)
+    vocab, fbank = tone_vocab(), FbankConfig()
+    cfg = JudgeModelConfig.from_dict({**TINY, "encoder": encoder, "vocab_size": len(vocab),
+                                      **({"hidden": 32, "num_layers": 2, "conformer_heads": 2} if encoder == "conformer" else {})})
+    model = CTCJudgeModel(cfg)
+    feats, lengths = pad_features([log_fbank(tone_wave(t, seed=i), SR, fbank) for i, t in enumerate(TEXTS)])
+    labels = [vocab.encode(t) for t in TEXTS]
+    targets = torch.tensor([k for seq in labels for k in seq])
+    target_lengths = torch.tensor([len(seq) for seq in labels])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        log_probs, out_lengths = model(feats, lengths)
+        loss = ctc_loss(log_probs, out_lengths, targets, target_lengths)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return Judge(model, vocab, fbank)

@@ -8,39 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from asr_tones import CHARS, SR, TEXTS, tone_wave
-from speechunits.asr.fbank import FbankConfig, log_fbank, pad_features
+from asr_tones import SR, TEXTS, tone_wave, train_tone_judge
 from speechunits.asr.judge import Judge, load_judge, save_judge
-from speechunits.asr.model import CTCJudgeModel, JudgeModelConfig, ctc_loss, spec_augment
-from speechunits.asr.vocab import CharVocab
+from speechunits.asr.model import spec_augment
 from speechunits.errors import CheckpointError
 from speechunits.eval.error_rates import error_rates
-
-TINY = {"subsampling": 2, "conv_channels": 8, "hidden": 64, "num_layers": 1, "dropout": 0.0}
-
-
-def _vocab() -> CharVocab:
-    return CharVocab.from_texts(list(CHARS))
-
-
-def _train_judge(encoder: str = "blstm", steps: int = 250) -> Judge:
-    torch.manual_seed(0)
-    vocab, fbank = _vocab(), FbankConfig()
-    cfg = JudgeModelConfig.from_dict({**TINY, "encoder": encoder, "vocab_size": len(vocab),
-                                      **({"hidden": 32, "num_layers": 2, "conformer_heads": 2} if encoder == "conformer" else {})})
-    model = CTCJudgeModel(cfg)
-    feats, lengths = pad_features([log_fbank(tone_wave(t, seed=i), SR, fbank) for i, t in enumerate(TEXTS)])
-    labels = [vocab.encode(t) for t in TEXTS]
-    targets = torch.tensor([k for seq in labels for k in seq])
-    target_lengths = torch.tensor([len(seq) for seq in labels])
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(steps):
-        log_probs, out_lengths = model(feats, lengths)
-        loss = ctc_loss(log_probs, out_lengths, targets, target_lengths)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return Judge(model, vocab, fbank)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -54,7 +26,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def trained(one_thread: None) -> Judge:
-    return _train_judge()
+    return train_tone_judge()
 
 
 def test_blstm_overfits_tone_utterances_to_cer_near_zero(trained: Judge) -> None:
@@ -71,13 +43,13 @@ def test_blstm_overfits_tone_utterances_to_cer_near_zero(trained: Judge) -> None
 
 def test_untrained_model_does_not_pass() -> None:
     """The overfit check can fail: an untrained judge is far from CER 0."""
-    judge = _train_judge(steps=0)
+    judge = train_tone_judge(steps=0)
     hyps = judge.transcribe([tone_wave(t) for t in TEXTS], SR)
     assert error_rates(TEXTS, hyps)["cer"] > 50.0
 
 
 def test_conformer_overfits_tone_utterances() -> None:
-    judge = _train_judge("conformer", steps=200)
+    judge = train_tone_judge("conformer", steps=200)
     hyps = judge.transcribe([tone_wave(t, seed=i) for i, t in enumerate(TEXTS)], SR)
     assert error_rates(TEXTS, hyps)["cer"] <= 10.0, hyps
 

@@ -151,7 +151,8 @@ class JudgeTask:
         feats = spec_augment(batch["feats"], batch["lengths"], **self.opts["specaug"])
         log_probs, out_lengths = self.model(feats, batch["lengths"])
         loss = ctc_loss(log_probs, out_lengths, batch["targets"], batch["target_lengths"])
-        return loss, {"frames": float(batch["lengths"].sum())}
+        chars = float(batch["target_lengths"].sum().clamp(min=1))
+        return loss, {"frames": float(batch["lengths"].sum()), "loss_per_char": float(loss.detach()) * len(batch["lengths"]) / chars}
 
     def num_items(self, batch: dict[str, Tensor]) -> int:
         return int(batch["feats"].size(0))
