@@ -44,6 +44,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resynthesize": ("speechunits.unit2speech.resynthesize_cli", "audio -> units -> audio with a vocoder, with a spectrogram plot"),
     "evaluate-synthesis": ("speechunits.unit2speech.evaluate_cli", "score synthesized speech: MCD, F0, STOI, judge CER/WER, unit re-recognition"),
     "synthesis-results": ("speechunits.unit2speech.results_cli", "unit-to-speech RESULTS.md table and spectrogram figure"),
+    "train-judge": ("speechunits.asr.train_cli", "train the CTC character recognizer that judges synthesized speech"),
+    "judge": ("speechunits.asr.judge_cli", "transcribe a data dir with the judge and print/write CER/WER"),
 }
 
 

@@ -1,0 +1,26 @@
+"""Length-bucketed batches under a padded-frames budget."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def pack_by_frames(order: Sequence[int], lengths: Sequence[int], max_frames: int,
+                   max_utts: int | None = None) -> list[list[int]]:
+    """Cut ``order`` (indices, usually length-sorted) into consecutive batches whose padded
+    size ``len(batch) * longest`` stays within ``max_frames`` (a longer utterance alone is
+    a batch of one) and, when given, ``max_utts`` rows."""
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    longest = 0
+    for i in order:
+        n = int(lengths[i])
+        grown = max(longest, n)
+        if cur and (grown * (len(cur) + 1) > max_frames or (max_utts is not None and len(cur) >= max_utts)):
+            batches.append(cur)
+            cur, grown = [], n
+        cur.append(i)
+        longest = grown
+    if cur:
+        batches.append(cur)
+    return batches
