@@ -58,16 +58,4 @@ def unit_edit_distance(ref: Sequence[int], hyp: Sequence[int]) -> float:
     return levenshtein(ref, hyp) / len(ref)
 
 
-def error_rates(refs: list[str], hyps: list[str]) -> dict[str, float]:
-    """``{"cer": .., "wer": ..}`` in percent over the whole list (NaN for an empty list)."""
-    import jiwer
-
-    if len(refs) != len(hyps):
-        raise ValueError(f"error_rates: {len(refs)} references but {len(hyps)} hypotheses")
-    if not refs:
-        return {"cer": math.nan, "wer": math.nan}
-    return {"cer": 100.0 * float(jiwer.cer(list(refs), list(hyps))),
-            "wer": 100.0 * float(jiwer.wer(list(refs), list(hyps)))}
-
-
-__all__ = ["error_rates", "levenshtein", "stoi_score", "unit_edit_distance"]
+__all__ = ["levenshtein", "stoi_score", "unit_edit_distance"]

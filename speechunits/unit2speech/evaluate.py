@@ -35,7 +35,8 @@ from speechunits.data.jsonl import load_manifest
 from speechunits.data.utterance import Utterance
 from speechunits.errors import AudioError, ManifestError
 from speechunits.eval.f0_metrics import f0_errors
-from speechunits.eval.intelligibility import error_rates, stoi_score
+from speechunits.eval.error_rates import error_rates
+from speechunits.eval.intelligibility import stoi_score
 from speechunits.eval.mcd import HOP_SECONDS, MCD_SCALE, dtw_path, mel_cepstrum
 from speechunits.features.f0 import F0Config, extract_f0
 
