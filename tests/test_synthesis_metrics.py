@@ -152,3 +152,16 @@ def test_error_rates() -> None:
         error_rates(["a"], [])
     with pytest.raises(ValueError, match="no transcripts"):
         error_rates([], [])
+
+
+def test_mcd_floors_both_sides_below_the_reference_peak() -> None:
+    """Faint hiss in the pauses (60+ dB down) barely moves the MCD; audible noise still does."""
+    clean = voiced_bursts(3) - 1e-3 * np.random.default_rng(103).standard_normal(int(1.2 * SR))  # true silence
+    noise = np.random.default_rng(7).standard_normal(clean.size)
+    faint = mcd_dtw(clean, clean + 1e-5 * noise, SR)
+    loud = mcd_dtw(clean, clean + 3e-2 * noise, SR)
+    assert faint < 0.5 and loud > 2.0, (faint, loud)
+    from speechunits.eval.mcd import paired_cepstra
+
+    a, b = paired_cepstra(clean, clean + 1e-5 * noise, SR)
+    assert a.shape == b.shape == mel_cepstrum(clean, SR).shape

@@ -208,3 +208,45 @@ def test_tiny_istft_generator_overfits_a_sine() -> None:
     with torch.no_grad():
         last = float(loss_fn())
     assert last < 0.3 * first, (first, last)
+
+
+def test_istft_instantaneous_phase_is_a_coherent_phase_vocoder_at_init() -> None:
+    """With the output layer zeroed, each bin advances by its centre frequency every frame."""
+    gen = build_generator("istft", 8, 40, {"dim": 16, "intermediate_dim": 32, "num_layers": 1,
+                                          "phase": "instantaneous"})
+    nn.init.zeros_(gen.out.weight)
+    nn.init.zeros_(gen.out.bias)
+    cond = torch.randn(2, 8, 12)
+    spec = gen.spectrum(cond)
+    assert gen(cond).shape == (2, 1, 12 * 40)
+    step = torch.angle(spec[..., 1:] / spec[..., :-1])  # phase advance per frame, in (-pi, pi]
+    expected = torch.remainder(2 * math.pi * torch.arange(81) * 40 / 160 + math.pi, 2 * math.pi) - math.pi
+    assert torch.allclose(torch.remainder(step - expected[None, :, None] + math.pi, 2 * math.pi) - math.pi,
+                          torch.zeros_like(step), atol=1e-4)
+    with pytest.raises(ConfigError, match="phase"):
+        build_generator("istft", 8, 40, {"phase": "group_delay"})
+
+
+def test_magnitude_prior_is_the_pseudo_inverse_of_the_mels() -> None:
+    from speechunits.features.mel import LogMel, MelConfig, mel_pseudo_inverse
+    from speechunits.vocoder.config import VocoderConfig
+    from speechunits.vocoder.inputs import VocoderInputs
+    from speechunits.vocoder.model import Vocoder
+
+    mel_cfg = {"sample_rate": 16000, "n_fft": 512, "win_length": 512, "hop_length": 128, "n_mels": 40}
+    cfg = VocoderConfig.from_dict({"generator": "istft", "input": "mel", "mel": mel_cfg, "cond_dim": 8,
+                                   "generator_overrides": {"dim": 16, "intermediate_dim": 32, "num_layers": 1},
+                                   "magnitude_prior": True})
+    model = Vocoder(cfg)
+    nn.init.zeros_(model.generator.out.weight)
+    nn.init.zeros_(model.generator.out.bias)
+    t = torch.arange(16000) / 16000
+    mel = LogMel(MelConfig.from_dict(mel_cfg))(torch.sin(2 * math.pi * 440 * t)[None])
+    x = VocoderInputs(lengths=torch.tensor([mel.shape[-1]]), mel=mel)
+    prior = model.magnitude_prior(x)
+    spec = model.generator.spectrum(model.frontend(x), prior)
+    pinv = mel_pseudo_inverse(MelConfig.from_dict(mel_cfg), model.generator.n_fft)
+    assert torch.allclose(spec.abs(), (pinv @ mel.exp()[0]).abs().clamp(1e-5, 100.0)[None], rtol=1e-4, atol=1e-6)
+    assert int(spec.abs()[0, :, 20].argmax()) == round(440 / (16000 / model.generator.n_fft))  # the tone's bin
+    with pytest.raises(ConfigError, match="magnitude_prior"):
+        VocoderConfig.from_dict({"generator": "hifigan_v3", "input": "mel", "magnitude_prior": True})

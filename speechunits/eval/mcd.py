@@ -17,7 +17,10 @@ warping on the Euclidean distance between frames, with the standard symmetric st
 plus the smallest of its three predecessors'; ties prefer the diagonal when backtracking).
 Along the path, each aligned pair ``(c, c')`` costs
 ``MCD = (10 / ln 10) * sqrt(2 * sum_d (c_d - c'_d)^2)`` dB, and the result is the mean over
-the path. Silence is not removed. The DTW kernel is compiled with numba (``cache=True``:
+the path. Silence is not removed, but both waves' band powers are floored at one level,
+``DYNAMIC_RANGE_DB`` (60 dB) below the reference's loudest band (:func:`paired_cepstra`):
+without it the log of near-silent bands (down to ``1e-10``) dominates the distance, and MCD
+measures the hiss a vocoder leaves in pauses rather than the speech. The DTW kernel is compiled with numba (``cache=True``:
 set ``NUMBA_CACHE_DIR`` to keep its cache out of the source tree).
 """
 
@@ -34,6 +37,8 @@ N_MELS = 40
 WINDOW_SECONDS = 0.025
 HOP_SECONDS = 0.005
 POWER_FLOOR = 1e-10
+DYNAMIC_RANGE_DB = 60.0
+"""MCD floors both sides' band powers this far below the reference's loudest band."""
 
 
 def _dct_ii_ortho(n: int) -> np.ndarray:
@@ -45,12 +50,10 @@ def _dct_ii_ortho(n: int) -> np.ndarray:
     return basis
 
 
-def mel_cepstrum(wave: np.ndarray, sample_rate: int, n_coeffs: int = 24) -> np.ndarray:
-    """``[frames, n_coeffs]`` float64 cepstra ``c1..cN`` of ``wave`` (see the module docstring); frames = T // hop."""
+def mel_band_power(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``[frames, N_MELS]`` float64 mel band powers of ``wave`` (25 ms Hann every 5 ms); frames = T // hop."""
     from speechunits.features.mel import MelConfig, mel_filterbank
 
-    if not 1 <= n_coeffs < N_MELS:
-        raise ValueError(f"n_coeffs must be in 1..{N_MELS - 1}, got {n_coeffs}")
     wave = np.asarray(wave, dtype=np.float64).reshape(-1)
     win = max(1, round(WINDOW_SECONDS * sample_rate))
     hop = max(1, round(HOP_SECONDS * sample_rate))
@@ -59,7 +62,7 @@ def mel_cepstrum(wave: np.ndarray, sample_rate: int, n_coeffs: int = 24) -> np.n
                     f_max=sample_rate / 2)
     frames = len(wave) // hop
     if frames == 0:
-        return np.zeros((0, n_coeffs))
+        return np.zeros((0, N_MELS))
     left, right = cfg.padding
     padded = np.pad(wave, (left, right), mode="reflect" if len(wave) > max(left, right) else "constant")
     window = np.zeros(n_fft)
@@ -67,9 +70,30 @@ def mel_cepstrum(wave: np.ndarray, sample_rate: int, n_coeffs: int = 24) -> np.n
     window[start:start + win] = np.hanning(win + 1)[:win]  # periodic Hann, as torch.hann_window
     chunks = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:frames]
     power = np.abs(np.fft.rfft(chunks * window, axis=1)) ** 2
-    bands = power @ mel_filterbank(cfg).numpy().astype(np.float64).T
-    log_mel = 0.5 * np.log(np.maximum(bands, POWER_FLOOR))  # log amplitude
+    return power @ mel_filterbank(cfg).numpy().astype(np.float64).T
+
+
+def cepstra_of_bands(bands: np.ndarray, n_coeffs: int = 24, power_floor: float = POWER_FLOOR) -> np.ndarray:
+    """``[frames, n_coeffs]`` cepstra ``c1..cN`` of mel band powers floored at ``power_floor``."""
+    if not 1 <= n_coeffs < N_MELS:
+        raise ValueError(f"n_coeffs must be in 1..{N_MELS - 1}, got {n_coeffs}")
+    log_mel = 0.5 * np.log(np.maximum(bands, power_floor))  # log amplitude
     return log_mel @ _dct_ii_ortho(N_MELS)[1:n_coeffs + 1].T
+
+
+def mel_cepstrum(wave: np.ndarray, sample_rate: int, n_coeffs: int = 24, power_floor: float = POWER_FLOOR) -> np.ndarray:
+    """``[frames, n_coeffs]`` float64 cepstra ``c1..cN`` of ``wave`` (see the module docstring); frames = T // hop."""
+    return cepstra_of_bands(mel_band_power(wave, sample_rate), n_coeffs, power_floor)
+
+
+def paired_cepstra(ref: np.ndarray, hyp: np.ndarray, sample_rate: int, n_coeffs: int = 24,
+                   dynamic_range_db: float = DYNAMIC_RANGE_DB) -> tuple[np.ndarray, np.ndarray]:
+    """Cepstra of a reference and a synthesized wave with one power floor: ``dynamic_range_db`` below the
+    reference's loudest band, so both sides' silences (and a vocoder's faint hiss in them) count alike."""
+    ref_bands, hyp_bands = mel_band_power(ref, sample_rate), mel_band_power(hyp, sample_rate)
+    peak = float(ref_bands.max()) if ref_bands.size else 0.0
+    floor = max(peak * 10.0 ** (-dynamic_range_db / 10.0), POWER_FLOOR)
+    return cepstra_of_bands(ref_bands, n_coeffs, floor), cepstra_of_bands(hyp_bands, n_coeffs, floor)
 
 
 @njit(cache=True, nogil=True)
@@ -127,12 +151,12 @@ def dtw_path(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 
 def mcd_dtw(ref: np.ndarray, hyp: np.ndarray, sample_rate: int, n_coeffs: int = 24) -> float:
     """Mean mel-cepstral distortion in dB along the DTW path; NaN when either wave is shorter than one hop."""
-    a = mel_cepstrum(ref, sample_rate, n_coeffs)
-    b = mel_cepstrum(hyp, sample_rate, n_coeffs)
+    a, b = paired_cepstra(ref, hyp, sample_rate, n_coeffs)
     if not len(a) or not len(b):
         return float("nan")
     _i, _j, dist = dtw_path(a, b)
     return float(MCD_SCALE * dist.mean())
 
 
-__all__ = ["MCD_SCALE", "dtw_path", "mcd_dtw", "mel_cepstrum"]
+__all__ = ["DYNAMIC_RANGE_DB", "MCD_SCALE", "cepstra_of_bands", "dtw_path", "mcd_dtw", "mel_band_power", "mel_cepstrum",
+           "paired_cepstra"]

@@ -101,6 +101,15 @@ def mel_filterbank(cfg: MelConfig) -> Tensor:
     return fb.T.contiguous()
 
 
+def mel_pseudo_inverse(cfg: MelConfig, n_fft: int) -> Tensor:
+    """``[n_fft // 2 + 1, n_mels]``: maps LogMel magnitudes (``exp`` of its output) back to linear STFT
+    magnitudes of an ``n_fft``-point Hann analysis (Moore-Penrose pseudo-inverse of the filterbank on
+    those bins, scaled by the ratio of the two windows' sums). Its output can be negative: clamp it."""
+    target = MelConfig.from_dict({**cfg.to_dict(), "n_fft": n_fft, "win_length": n_fft})
+    gain = float(torch.hann_window(n_fft).sum() / torch.hann_window(cfg.win_length).sum())
+    return torch.linalg.pinv(mel_filterbank(target).double()).float() * gain
+
+
 def pad_for_frames(wave: Tensor, cfg: MelConfig) -> Tensor:
     """``[B, T]`` -> ``[B, T + n_fft - hop]``: reflect padding (zeros when ``T`` is too short to reflect)."""
     left, right = cfg.padding

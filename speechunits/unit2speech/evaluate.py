@@ -37,7 +37,7 @@ from speechunits.errors import AudioError, ManifestError
 from speechunits.eval.f0_metrics import f0_errors
 from speechunits.eval.error_rates import error_rates
 from speechunits.eval.intelligibility import stoi_score
-from speechunits.eval.mcd import HOP_SECONDS, MCD_SCALE, dtw_path, mel_cepstrum
+from speechunits.eval.mcd import HOP_SECONDS, MCD_SCALE, dtw_path, paired_cepstra
 from speechunits.features.f0 import F0Config, extract_f0
 
 PathLike = str | os.PathLike[str]
@@ -102,13 +102,17 @@ def score_utterance(ref_wave: np.ndarray, hyp_wave: np.ndarray, sample_rate: int
     One DTW alignment of the two mel-cepstrum sequences gives the MCD and lays the F0 tracks
     on one time axis.
     """
-    ref_c, hyp_c = mel_cepstrum(ref_wave, sample_rate), mel_cepstrum(hyp_wave, sample_rate)
+    ref_c, hyp_c = paired_cepstra(ref_wave, hyp_wave, sample_rate)
     if not len(ref_c) or not len(hyp_c):
         mcd, f0 = math.nan, {"log_f0_rmse_cents": math.nan, "voicing_error": math.nan}
     else:
         path_i, path_j, dist = dtw_path(ref_c, hyp_c)
         mcd = float(MCD_SCALE * dist.mean())
-        f0 = _aligned_f0(extract_f0(ref_wave, sample_rate, f0_cfg), extract_f0(hyp_wave, sample_rate, f0_cfg),
+        # Praat centres its analysis grid on the sound, so two waves of different lengths are
+        # analysed at shifted times (and its path search may then flip octaves): pad both to one length
+        n = max(len(ref_wave), len(hyp_wave))
+        f0 = _aligned_f0(extract_f0(np.pad(ref_wave, (0, n - len(ref_wave))), sample_rate, f0_cfg),
+                         extract_f0(np.pad(hyp_wave, (0, n - len(hyp_wave))), sample_rate, f0_cfg),
                          path_i, path_j, f0_cfg.hop_seconds)
     stoi = None
     if abs(len(ref_wave) - len(hyp_wave)) <= stoi_tolerance:

@@ -43,6 +43,7 @@ class VocoderConfig:
     duration_channels: int = 256
     duration_kernel: int = 3
     duration_dropout: float = 0.5
+    magnitude_prior: bool = False  # mel input + istft generator: add log(pinv(mel filterbank) @ mel) to the log-magnitude
 
     def __post_init__(self) -> None:
         if isinstance(self.mel, Mapping):
@@ -92,6 +93,9 @@ class VocoderConfig:
             raise bad(f"duration_dropout must be in [0, 1), got {self.duration_dropout}")
         if self.num_speakers < 0:
             raise bad(f"num_speakers must be >= 0, got {self.num_speakers}")
+        if self.magnitude_prior and (self.input != "mel" or self.generator != "istft"):
+            raise bad("magnitude_prior needs input=mel and generator=istft (it adds the pseudo-inverse of the mel "
+                      "filterbank to the predicted log-magnitude)")
         hop = self.hop_length
         if hop <= 0:
             raise bad(f"mel.hop_length must be > 0, got {hop}")

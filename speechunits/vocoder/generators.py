@@ -36,7 +36,7 @@ GENERATORS: dict[str, dict[str, Any]] = {
     },
     # Vocos-style (Siuzdak 2023), smaller than Vocos' 512/1536 so that it is quick on a CPU.
     "istft": {"dim": 384, "intermediate_dim": 1152, "num_layers": 8, "n_fft": None, "kernel_size": 7,
-              "layer_scale": None},
+              "layer_scale": None, "phase": "absolute"},
 }
 """name -> default hyperparameters; ``overrides`` may change any of these keys and no others."""
 

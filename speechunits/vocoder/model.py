@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from speechunits.errors import CheckpointError, ConfigError
+from speechunits.features.mel import mel_pseudo_inverse
 from speechunits.io_utils import atomic_path
 from speechunits.vocoder.config import VocoderConfig
 from speechunits.vocoder.duration import DurationPredictor
@@ -43,11 +44,26 @@ class Vocoder(nn.Module):
                                            cfg.duration_dropout) if cfg.duration_predictor else None)
         self.extra: dict[str, Any] = {}
         """Inference metadata restored by :func:`load_vocoder` (speaker map, F0 statistics)."""
+        if cfg.magnitude_prior:
+            # FreeV-style amplitude prior (Lv et al., 2024): the generator predicts a residual on top of
+            # the pseudo-inverse of the mel filterbank applied to the input mels (fixed, rebuilt from cfg)
+            self.register_buffer("mel_pinv", mel_pseudo_inverse(cfg.mel, int(self.generator.n_fft)), persistent=False)
+
+    def magnitude_prior(self, x: VocoderInputs) -> Tensor | None:
+        """``log(max(|pinv @ exp(mel)|, 1e-5))`` ``[B, n_fft // 2 + 1, F]``, or None without ``magnitude_prior``."""
+        if not self.cfg.magnitude_prior:
+            return None
+        if x.mel is None:
+            raise ConfigError(None, "magnitude_prior: the inputs hold no mel spectrogram")
+        linear = torch.einsum("km,bmf->bkf", self.mel_pinv, torch.exp(x.mel.float()))
+        return torch.log(linear.abs().clamp_min(1e-5))  # |.|: the pseudo-inverse can go negative (FreeV)
 
     def forward(self, x: VocoderInputs, durations: tuple[Tensor, Tensor, Tensor] | None = None) -> Any:
         """The waveform; with ``durations=(ids, durations, mask)`` also the duration predictor's loss
         (one forward for both, so DDP sees every parameter used in it)."""
-        wave = self.generator(self.frontend(x))
+        prior = self.magnitude_prior(x)
+        cond = self.frontend(x)
+        wave = self.generator(cond) if prior is None else self.generator(cond, log_mag_prior=prior)
         if durations is None:
             return wave
         if self.duration is None:

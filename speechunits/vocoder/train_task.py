@@ -8,7 +8,10 @@ discriminator step, then a generator step (optimizers ``disc`` then ``gen``):
   loss of real crops against the generator's detached output;
 * ``gen``: AdamW at the config's ``lr``/``betas``/``weight_decay`` on
   ``lsgan + lambda_fm * feature matching + lambda_mel * mel L1`` (2 and 45, HiFi-GAN's
-  weights) ``+ lambda_dur * duration MSE`` (1, when the model has a duration predictor).
+  weights) ``+ lambda_dur * duration MSE`` (1, when the model has a duration predictor)
+  ``+ lambda_stft * multi-resolution STFT loss`` (0 by default; Parallel WaveGAN's spectral
+  convergence + log magnitude at ``task.stft_resolutions``: it also constrains the phase
+  through the other resolutions, which makes short CPU runs converge much faster).
 
 ``task.schedule: exponential`` (default) decays both learning rates by ``lr_decay`` (0.999)
 every ``lr_decay_steps`` steps, smoothly (HiFi-GAN's per-epoch decay, as a per-step factor);
@@ -67,6 +70,8 @@ DEFAULTS: dict[str, Any] = {
     "lambda_mel": 45.0,
     "lambda_fm": 2.0,
     "lambda_dur": 1.0,
+    "lambda_stft": 0.0,  # Parallel WaveGAN's multi-resolution STFT loss (spectral convergence + log magnitude)
+    "stft_resolutions": None,  # [[n_fft, hop, win], ...]; default losses.STFT_LOSS_RESOLUTIONS
     "adversarial_start": 0,
     "valid_utts": 4,
     "valid_max_seconds": 10.0,
@@ -245,6 +250,11 @@ class VocoderTask:
         mel_l1 = nn.functional.l1_loss(self.mel_of(fake), real_mel)
         loss = float(o["lambda_mel"]) * mel_l1
         metrics = {"mel_l1": float(mel_l1.detach())}
+        if float(o["lambda_stft"]):
+            resolutions = o["stft_resolutions"] or losses.STFT_LOSS_RESOLUTIONS
+            stft = losses.multi_resolution_stft_loss(fake, real, [tuple(int(v) for v in r) for r in resolutions])
+            loss = loss + float(o["lambda_stft"]) * stft
+            metrics["stft"] = float(stft.detach())
         if dur_loss is not None:
             loss = loss + float(o["lambda_dur"]) * dur_loss
             metrics["dur_loss"] = float(dur_loss.detach())
