@@ -79,7 +79,7 @@ def test_output_validates_with_producer(corpus: dict[str, Path]) -> None:
     meta = read_meta(out)
     book = load_codebook(out / fu.CODEBOOK_NAME)
     assert meta.kind == "frame" and (meta.sample_rate, meta.hop) == (16000, 320)
-    assert meta.vocab_size == K == book.k
+    assert meta.vocab_size == K + 1 == book.k + 1 and meta.special_ids["silence"] == K
     assert report.num_utterances == len(GOOD) and report.num_quantized == len(GOOD)
     assert meta.producer["layer"] == LAYER
     assert meta.producer["model"]["sha256"] == sha256_path(corpus["model"])

@@ -208,7 +208,7 @@ def test_frame_units_dedup_and_roundtrip(tmp_path: Path) -> None:
     out = tmp_path / "frames"
     report = write_frame_units(out, items, tmp_path / "km.npy", producer={"features": "test"}, progress=False)
     meta = read_meta(out)
-    assert meta.kind == "frame" and meta.frame_rate == "16000/320" and meta.vocab_size == K
+    assert meta.kind == "frame" and meta.frame_rate == "16000/320" and meta.vocab_size == K + 1
     assert meta.producer["features"] == "test" and "codebook" in meta.producer
     assert report.num_quantized == 4
     for rec in read_units(out):

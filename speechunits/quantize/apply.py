@@ -45,11 +45,18 @@ def codebook_producer(book: Codebook) -> dict[str, Any]:
             "path": None if book.path is None else str(book.path), "source_hash": book.meta.get("source_hash")}
 
 
+def codebook_vocabulary(book: Codebook) -> dict[str, Any]:
+    """``vocab_size`` and ``special_ids`` of every unit set quantized with ``book``: ids ``0..k-1`` are
+    its clusters and ``k`` the silence id (gaps, padding), so all such sets share one vocabulary."""
+    return {"vocab_size": book.k + 1, "special_ids": {**default_special_ids(), "silence": book.k}}
+
+
 def quantized_meta(meta: UnitSetMeta, book: Codebook) -> UnitSetMeta:
     """A copy of ``meta`` with ``vocab_size = k + 1``, ``silence = k`` and the codebook in the producer."""
     new = copy.deepcopy(meta)
-    new.vocab_size = book.k + 1
-    new.special_ids = {**default_special_ids(), "silence": book.k}
+    vocabulary = codebook_vocabulary(book)
+    new.vocab_size = vocabulary["vocab_size"]
+    new.special_ids = vocabulary["special_ids"]
     new.producer = {**meta.producer, "codebook": codebook_producer(book)}
     return new
 

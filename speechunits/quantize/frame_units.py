@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from speechunits.errors import UnitFormatError
-from speechunits.quantize.apply import codebook_producer
+from speechunits.quantize.apply import codebook_producer, codebook_vocabulary
 from speechunits.quantize.codebook import Assigner, Codebook, load_codebook
 from speechunits.units import UnitSetWriter, ValidationReport, frames_to_runs, validate_unit_set
 from speechunits.units.record import END_TOLERANCE
@@ -67,7 +67,7 @@ def write_frame_units(
     nearest = Assigner(book, chunk_rows=chunk_rows, device=device)
     out = Path(out_dir)
     with UnitSetWriter(out, kind="frame", sample_rate=sample_rate, hop=hop, producer=frame_units_producer(producer, book),
-                       vocab_size=book.k, source_manifest=source_manifest, audio_root=audio_root) as writer:
+                       source_manifest=source_manifest, audio_root=audio_root, **codebook_vocabulary(book)) as writer:
         for item in tqdm(items, total=total, desc="frame units", unit="utt", disable=not progress, leave=False):
             add_frame_units(writer, nearest, item)
     return validate_unit_set(out)

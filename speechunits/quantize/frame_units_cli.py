@@ -23,7 +23,7 @@ audio; each row is trimmed to its own frame count (padding never reaches the fea
   every frame to its nearest centroid and merges consecutive repeats into one token
   (:func:`speechunits.quantize.frame_units.add_frame_units`), writing a resumable
   ``kind="frame"`` shard at ``sample_rate / hop`` (16000/320 for HuBERT) with
-  ``vocab_size = k``; the shards are then merged and validated. ``--job J`` needs the
+  ``vocab_size = k + 1`` (id ``k`` is the silence id, as ``quantize`` writes); the shards are then merged and validated. ``--job J`` needs the
   codebook already there (``--codebook``, or ``OUT/codebook.pt`` from pass 1 of this config).
 
 Utterances with unreadable audio, too short for one frame, or with non-finite features are
@@ -59,6 +59,7 @@ from speechunits.jobs import (
     write_bad_lines,
 )
 from speechunits.units.shard_output import UnitShardWriter, unit_set_runner
+from speechunits.quantize.apply import codebook_vocabulary
 from speechunits.quantize.codebook import Assigner, Codebook, load_codebook, save_codebook, sidecar_path
 from speechunits.quantize.frame_units import FrameItem, add_frame_units, frame_units_producer
 from speechunits.quantize.kmeans import METRICS, kmeans
@@ -223,8 +224,8 @@ def assign_shard(runner: JobRunner[UnitShardWriter], job: int, model: SpeechEnco
     encoder = BatchEncoder(model, batch_seconds=args.batch_seconds, layer=args.layer, autocast=False)
     sample_rate = encoder.sample_rate
     with runner.open_shard(job, kind="frame", sample_rate=sample_rate, hop=int(model.config.hop_length),
-                           producer=frame_units_producer(producer, book), vocab_size=book.k,
-                           source_manifest=str(args.data)) as shard:
+                           producer=frame_units_producer(producer, book), source_manifest=str(args.data),
+                           **codebook_vocabulary(book)) as shard:
         by_id = {u.id: u for u in shard.todo}
         for batch in encoder.encode_utterances(shard.todo, num_workers=args.num_workers):
             for enc in batch.encoded:
