@@ -156,6 +156,24 @@ def test_bad_boolean_rejected(tmp_path: Path, script: Path) -> None:
 
 
 
+@pytest.mark.parametrize("script", [REPO / "recipes" / "unit2speech.sh", REPO / "egs" / "ljspeech" / "run.sh"])
+def test_unit2speech_recipes_help_and_missing_arguments(tmp_path: Path, script: Path) -> None:
+    r = bash(script, "--help", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Stages:" in r.stdout and "RESULTS.md" in r.stdout and "spectrograms.png" in r.stdout
+    if script.name == "unit2speech.sh":
+        for n in range(1, 8):
+            assert any(line.lstrip().startswith(f"{n}  ") for line in r.stdout.splitlines()), n
+        r = bash(script, "--train-set", "train", cwd=tmp_path)
+        assert r.returncode != 0 and "--test-set" in r.stderr
+        r = bash(script, "--train-set", "a", "--test-set", "b", "--syllables-config", "x.yaml", cwd=tmp_path)
+        assert r.returncode != 0 and "--syllable-units" in r.stderr
+    else:
+        r = bash(script, "--corpus-dir", str(tmp_path / "missing"), "--data-root", str(tmp_path / "d"), cwd=tmp_path)
+        assert r.returncode != 0 and "expected layout of LJSpeech" in r.stderr
+    assert not (tmp_path / "exp").exists() and not (tmp_path / "d").exists()
+
+
 def test_stage_helpers(tmp_path: Path) -> None:
     """utils/stages.sh: stage ranges, logged commands, parallel JOB substitution, failures named."""
     script = tmp_path / "s.sh"
@@ -272,7 +290,8 @@ def test_synth_recipe_all_stages_tiny(tmp_path: Path) -> None:
         producer = read_meta(sylber / "units" / name / "test-clean").producer
         assert producer["model"]["path"].endswith("model.tuned.pt")
         assert producer["norm_threshold"] == pytest.approx(tuned["best"]["norm_threshold"])
-    assert read_meta(sylber / "units" / "stage2" / "test-clean").vocab_size == 2
+    stage2_meta = read_meta(sylber / "units" / "stage2" / "test-clean")
+    assert stage2_meta.vocab_size == 3 and stage2_meta.special_ids["silence"] == 2  # k = 2 clusters + silence
     results = (sylber / "RESULTS.md").read_text()
     for row in ("| bootstrap |", "| stage1 |", "| stage2 |"):
         assert row in results
