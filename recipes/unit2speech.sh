@@ -88,8 +88,8 @@ train() {  # name config opts...   one training, plain or under torchrun
   "${cmd[@]}" --config "$config" "${dev[@]}" --resume auto "$@"
 }
 
-f0_opt() {  # set -> task.f0=... when F0 conditioning is on
-  if [[ "$f0" == true ]]; then echo "task.f0=$exp_dir/f0/$1"; fi
+f0_opt() {  # training set, validation set -> the F0 options of train-vocoder when F0 conditioning is on
+  if [[ "$f0" == true ]]; then echo "task.model.use_f0=true task.f0=$exp_dir/f0/$1 task.valid_f0=$exp_dir/f0/$2"; fi
 }
 
 f0_synth_opt() {  # set -> --f0 ... when F0 conditioning is on
@@ -131,7 +131,7 @@ if stage_begin 4 "vocoder training"; then
     # shellcheck disable=SC2086
     run_logged "$log_dir/vocoder_units.log" train train-vocoder "$units_config" --out-dir "$exp_dir/vocoder_units" \
       "task.train=$exp_dir/units/frames/$train_set" "task.valid=$exp_dir/units/frames/$valid_set" \
-      $(f0_opt "$train_set") $units_opts
+      $(f0_opt "$train_set" "$valid_set") $units_opts
   fi
   if [[ -n "$syllables_config" ]]; then
     # shellcheck disable=SC2086

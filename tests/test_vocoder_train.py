@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from speechunits.errors import ConfigError
 from speechunits.train import Trainer, load_config, seed_everything
 from speechunits.train.checkpoint import latest_checkpoint, load_checkpoint
 from speechunits.train.distributed import DistInfo
@@ -135,3 +136,15 @@ def test_train_vocoder_cli_writes_model_and_keeps_it_on_rerun(corpus, tmp_path):
     again = _cli(out, opts)
     assert "keeping" in again.stderr and (out / "vocoder.pt").stat().st_mtime_ns == mtime
     assert any("valid/mel_l1" in r for r in read_metrics(out))
+
+
+def test_f0_without_use_f0_is_a_config_error(tmp_path):
+    """A given F0 directory is never silently ignored."""
+    from speechunits.train.config import load_config
+    from speechunits.vocoder.train_task import VocoderTask
+
+    corpus = make_corpus(tmp_path / "c", n=3)
+    cfg = load_config(overrides=[f"out_dir={tmp_path / 'run'}", f"task.train={corpus['units']}",
+                                 f"task.f0={corpus['f0']}", *model_overrides("frame_units")])
+    with pytest.raises(ConfigError, match="use_f0"):
+        VocoderTask(cfg)

@@ -145,6 +145,9 @@ class VocoderTask:
         if model_dict["input"] != "mel":
             model_dict = unit_config_fields(o["train"], model_dict)
         probe = VocoderConfig.from_dict({k: v for k, v in model_dict.items() if k != "num_speakers"})
+        if (o["f0"] or o["valid_f0"]) and not probe.use_f0:
+            raise ConfigError(None, "task.f0 is given but model.use_f0 is false: the F0 track would be ignored "
+                                    "(set task.model.use_f0=true, or drop task.f0)")
         quiet = not self.dist.is_main
         self.train_data = VocoderCorpus(o["train"], probe, f0=o["f0"] if probe.use_f0 else None,
                                         cache_audio=bool(o["cache_audio"]), max_utts=o["max_utts"], quiet=quiet)
