@@ -17,7 +17,7 @@ from speechunits.asr.fbank import FbankConfig, log_fbank, pad_features
 from speechunits.asr.model import CTCJudgeModel, JudgeModelConfig
 from speechunits.asr.vocab import CharVocab
 from speechunits.errors import CheckpointError, ConfigError
-from speechunits.io_utils import atomic_path
+from speechunits.train.checkpoint import load_torch_file, save_torch_file
 
 FORMAT = "speechunits.asr-judge/1"
 REQUIRED = ("format", "model_config", "fbank_config", "vocab", "state_dict")
@@ -35,12 +35,7 @@ def save_judge(path: str | os.PathLike[str], model: CTCJudgeModel, vocab: CharVo
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": dict(extra or {}),
     }
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-    return path
+    return save_torch_file(path, state)
 
 
 class Judge:
@@ -87,18 +82,7 @@ def load_judge(path: str | os.PathLike[str], device: str | torch.device = "cpu")
     """Load ``judge.pt``; CheckpointError naming the file when it is missing, truncated,
     foreign or does not fit the model it describes."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "judge checkpoint not found")
-    if path.stat().st_size == 0:
-        raise CheckpointError(path, "judge checkpoint is empty (0 bytes): truncated write?")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, pickle garbage, EOF
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise CheckpointError(path, f"truncated or unreadable judge checkpoint ({type(err).__name__}: {first})") from err
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(path, f"not a judge checkpoint: expected format {FORMAT!r}, found {found!r}")
+    state = load_torch_file(path, (FORMAT,), "judge checkpoint")
     missing = [k for k in REQUIRED if k not in state]
     if missing:
         raise CheckpointError(path, f"judge checkpoint lacks {missing}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -106,32 +107,48 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise CheckpointError(path, f"refusing to save an incomplete checkpoint: missing {missing}")
+    return save_torch_file(path, state)
+
+
+def save_torch_file(path: str | os.PathLike[str], obj: Any) -> Path:
+    """``torch.save`` of ``obj`` to ``path`` atomically (parent created, fsynced before the rename).
+    The one writer of the toolkit's torch files: training checkpoints, vocoders, the ASR judge."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
     return path
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and validate a checkpoint; :class:`CheckpointError` names the file for truncated,
-    unreadable or foreign files."""
+def load_torch_file(path: str | os.PathLike[str], formats: Sequence[str], what: str,
+                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The dict saved at ``path`` by :func:`save_torch_file` whose ``"format"`` is one of ``formats``
+    (``weights_only=True``). :class:`CheckpointError` names the file when it is missing, empty,
+    truncated or unreadable, or another kind of file; ``what`` names the kind in the message."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(path, "checkpoint file not found")
+        raise CheckpointError(path, f"{what} not found")
     if path.stat().st_size == 0:
-        raise CheckpointError(path, "checkpoint is empty (0 bytes): truncated write?")
+        raise CheckpointError(path, f"{what} is empty (0 bytes): truncated write?")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError/UnpicklingError/EOFError/zip errors
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(path, f"truncated or unreadable checkpoint ({type(err).__name__}: {first})") from err
-    if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
+        raise CheckpointError(path, f"truncated or unreadable {what} ({type(err).__name__}: {first})") from err
+    if not isinstance(state, dict) or state.get("format") not in formats:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(path, f"not a speechunits training checkpoint: expected format "
-                                    f"{' or '.join(map(repr, READABLE_FORMATS))}, found {found!r}")
+        raise CheckpointError(path, f"not a {what}: expected format {' or '.join(map(repr, formats))}, "
+                                    f"found {found!r}")
+    return state
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and validate a checkpoint; :class:`CheckpointError` names the file for truncated,
+    unreadable or foreign files."""
+    state = load_torch_file(path, READABLE_FORMATS, "speechunits training checkpoint", map_location)
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise CheckpointError(path, f"checkpoint lacks required entries {missing}")

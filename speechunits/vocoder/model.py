@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from speechunits.errors import CheckpointError, ConfigError
 from speechunits.features.mel import mel_pseudo_inverse
-from speechunits.io_utils import atomic_path
+from speechunits.train.checkpoint import load_torch_file, save_torch_file
 from speechunits.vocoder.config import VocoderConfig
 from speechunits.vocoder.duration import DurationPredictor
 from speechunits.vocoder.frontends import build_frontend
@@ -77,24 +77,13 @@ def save_vocoder(path: str | os.PathLike[str], model: Vocoder, extra: dict[str, 
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "config": model.cfg.to_dict(), "state_dict": state,
                "extra": {**model.extra, **(extra or {})}}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch_file(path, payload)
 
 
 def load_vocoder(path: str | os.PathLike[str], map_location: Any = "cpu") -> Vocoder:
     """The model saved by :func:`save_vocoder`, in eval mode; CheckpointError naming ``path`` otherwise."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "no such vocoder file")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises many types for truncated / foreign files
-        raise CheckpointError(path, f"unreadable or truncated vocoder file ({type(err).__name__}: {err})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(path, f"not a vocoder file: format {found!r}, expected {FORMAT!r}")
+    payload = load_torch_file(path, (FORMAT,), "vocoder file", map_location)
     try:
         cfg = VocoderConfig.from_dict(payload["config"])
     except (KeyError, ConfigError) as err:
