@@ -26,6 +26,7 @@ import numpy as np
 from speechunits.errors import UnitFormatError
 from speechunits.eval.boundaries import DEFAULT_TOLERANCE, evaluate_boundaries, segment_boundaries
 from speechunits.eval.intelligibility import levenshtein
+from speechunits.units.convert import frames_to_runs
 from speechunits.units.meta import read_meta
 from speechunits.units.reader import read_units
 
@@ -33,7 +34,8 @@ PathLike = str | os.PathLike[str]
 
 
 def _dedup(ids: list[int]) -> list[int]:
-    return [u for k, u in enumerate(ids) if k == 0 or u != ids[k - 1]]
+    """Consecutive repeats merged (the units of :func:`~speechunits.units.convert.frames_to_runs`)."""
+    return frames_to_runs(ids)[0]
 
 
 def rerecognition_scores(input_units: PathLike, rerecognized: PathLike, *,
