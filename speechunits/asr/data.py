@@ -4,17 +4,11 @@ data dir), or a ``.jsonl`` manifest; every utterance must have a transcript."""
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-from tqdm import tqdm
-
-from speechunits.audio import load_audio
 from speechunits.data.jsonl import load_manifest, read_jsonl_manifest
 from speechunits.data.utterance import Utterance
-from speechunits.errors import AudioError, ManifestError
+from speechunits.errors import ManifestError
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -38,28 +32,3 @@ def read_transcribed(data: str | os.PathLike[str]) -> list[Utterance]:
             what = "no transcript ('text')" if utt.text is None else "an empty transcript"
             raise ManifestError(source, f"utterance {utt.id!r} has {what}; the judge needs a transcript for every utterance")
     return utts
-
-
-def load_waves(utts: Sequence[Utterance], sample_rate: int, desc: str = "load audio",
-               progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Waveforms at ``sample_rate`` by id, and the reason per id of the audio that could not
-    be read (skipped)."""
-    waves: dict[str, np.ndarray] = {}
-    bad: dict[str, str] = {}
-    for utt in tqdm(utts, desc=desc, unit="utt", file=sys.stderr, disable=not progress or None, leave=False):
-        try:
-            waves[utt.id] = load_audio(utt.audio, target_sr=sample_rate)
-        except AudioError as err:
-            bad[utt.id] = str(err)
-    return waves, bad
-
-
-def report_bad(bad: dict[str, str], what: str, limit: int = 5) -> None:
-    """One stderr line per skipped utterance (the first ``limit``) and a count."""
-    if not bad:
-        return
-    for utt_id, reason in list(bad.items())[:limit]:
-        print(f"{what}: skipped {utt_id}: {reason}", file=sys.stderr)
-    if len(bad) > limit:
-        print(f"{what}: ... and {len(bad) - limit} more", file=sys.stderr)
-    print(f"{what}: {len(bad)} utterance(s) with unusable audio skipped", file=sys.stderr)

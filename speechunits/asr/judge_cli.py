@@ -17,7 +17,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from speechunits.asr.data import load_waves, manifest_source, read_transcribed, report_bad
+from speechunits.asr.data import manifest_source, read_transcribed
+from speechunits.data.waves import load_waves, report_bad
 from speechunits.asr.judge import load_judge
 from speechunits.asr.vocab import normalize_text
 from speechunits.errors import ConfigError

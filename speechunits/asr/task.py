@@ -31,7 +31,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from speechunits.asr.batching import pack_by_frames
-from speechunits.asr.data import load_waves, read_transcribed, report_bad
+from speechunits.asr.data import read_transcribed
+from speechunits.data.waves import load_waves, report_bad
 from speechunits.asr.decode import ctc_decode
 from speechunits.asr.fbank import FbankConfig, log_fbank, pad_features
 from speechunits.asr.judge import save_judge
