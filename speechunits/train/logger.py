@@ -6,7 +6,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +94,29 @@ def read_metrics(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def panels_image(panels: Sequence[tuple[str, np.ndarray]], *, shared_scale: bool = False, xlabel: str = "frame",
+                 ylabels: Sequence[str] | None = None, width: float = 4.0, height: float = 3.0) -> np.ndarray:
+    """Matrices side by side (``imshow``, origin lower) as an HxWx3 uint8 image for :meth:`MetricsLogger.log_media`:
+    spectrograms, attention alignments. ``shared_scale``: one colour range for every panel."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * len(panels), height), dpi=80)
+    canvas = FigureCanvasAgg(fig)
+    lo = float(min(p.min() for _, p in panels)) if shared_scale else None
+    hi = float(max(p.max() for _, p in panels)) if shared_scale else None
+    for i, (title, matrix) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        ax.imshow(matrix, origin="lower", aspect="auto", vmin=lo, vmax=hi, interpolation="none")
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        if ylabels is not None:
+            ax.set_ylabel(ylabels[i])
+    fig.tight_layout()
+    canvas.draw()
+    buf = np.asarray(canvas.buffer_rgba())
+    return np.ascontiguousarray(buf[..., :3]).astype(np.uint8)

@@ -38,6 +38,7 @@ from speechunits.errors import ConfigError
 from speechunits.features.mel import LogMel
 from speechunits.train.config import TrainConfig
 from speechunits.train.distributed import DistInfo
+from speechunits.train.logger import panels_image
 from speechunits.train.optim import OptimizerSpec
 from speechunits.train.schedule import LRFactor
 from speechunits.train.wrap import unwrap_model
@@ -348,20 +349,4 @@ class VocoderTask:
 
 def mel_image(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
     """Real (left) and generated (right) log-mel spectrograms side by side, as an HxWx3 uint8 image."""
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    fig = Figure(figsize=(8, 3), dpi=80)
-    canvas = FigureCanvasAgg(fig)
-    lo, hi = float(min(real.min(), fake.min())), float(max(real.max(), fake.max()))
-    for i, (mel, title) in enumerate(((real, "real"), (fake, "generated"))):
-        ax = fig.add_subplot(1, 2, i + 1)
-        ax.imshow(mel, origin="lower", aspect="auto", vmin=lo, vmax=hi, interpolation="none")
-        ax.set_title(title)
-        ax.set_xlabel("frame")
-    fig.tight_layout()
-    canvas.draw()
-    buf = np.asarray(canvas.buffer_rgba())
-    return np.ascontiguousarray(buf[..., :3]).astype(np.uint8)
+    return panels_image([("real", real), ("generated", fake)], shared_scale=True)
