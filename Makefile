@@ -3,6 +3,7 @@
 #   make install     system packages (apt, when missing), $(VENV), pip install -e '.[test]'
 #   make demo        install, then bash egs/synth/run.sh (synthetic corpus -> units -> scores)
 #   make demo-unit2speech  the demo, then its unit-to-speech stages 7-13 (vocoders, judge, RESULTS.md)
+#   make demo-tts    demo-unit2speech, then its Capacitron TTS stages 14-19 (tiny Tacotron2/Capacitron, RESULTS.md)
 #   make test        install, then the full test suite (slow tests included); CI=$CI passed on
 #   make test-fast   install, then the suite without tests marked slow
 #   make clean       remove recipe outputs (egs/*/data, egs/*/exp)
@@ -30,12 +31,13 @@ APT_BINARIES := festival espeak-ng sox
 PYPROJECT_SHA := $(firstword $(shell sha256sum pyproject.toml))
 STAMP := $(VENV)/.installed-$(PYPROJECT_SHA)
 
-.PHONY: help install system-deps venv demo demo-unit2speech test test-fast clean
+.PHONY: help install system-deps venv demo demo-unit2speech demo-tts test test-fast clean
 
 help:
 	@echo "make install    system packages ($(APT_PACKAGES)), $(VENV), pip install -e '.[test]'"
 	@echo "make demo       install + bash egs/synth/run.sh (synthetic corpora -> Sylber training -> units -> scores)"
 	@echo "make demo-unit2speech  make demo, then its unit-to-speech stages (vocoders, CTC judge, RESULTS.md)"
+	@echo "make demo-tts   make demo-unit2speech, then its Capacitron TTS stages (voiced by its mel vocoder, judged by its judge)"
 	@echo "make test       install + full test suite (slow tests included)"
 	@echo "make test-fast  install + tests not marked slow"
 	@echo "make clean      remove egs/*/data and egs/*/exp"
@@ -94,6 +96,9 @@ demo: install
 
 demo-unit2speech: install
 	bash egs/synth/run.sh --unit2speech true
+
+demo-tts: install
+	bash egs/synth/run.sh --unit2speech true --tts true
 
 test: install
 	CI="$(CI)" $(VENV)/bin/python -m pytest -q

@@ -303,3 +303,302 @@ def test_synth_recipe_all_stages_tiny(tmp_path: Path) -> None:
     ckpts = sorted((sylber / "stage2" / "checkpoints").glob("*"))
     assert ckpts, "training checkpoints kept for resume"
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+
+
+# --------------------------------------------------------------------------- TTS recipes
+# recipes/tts.sh and the TTS stages of egs/ljspeech and egs/synth, run against a stand-in
+# `speechunits` (utils/path.sh takes $SPEECHUNITS_VENV/bin first) that records each call and
+# makes only the files the recipes look at: the tests check the sequencing and the arguments of
+# the TTS commands, not the commands themselves (tested in their own modules).
+TTS_RUN = REPO / "recipes" / "tts.sh"
+LJ_RUN = REPO / "egs" / "ljspeech" / "run.sh"
+
+FAKE_SPEECHUNITS = r"""#!/usr/bin/env bash
+echo "speechunits $*" >> "$FAKE_CALLS"
+verb="$1"; shift
+get() {  # OPTION ARGS... -> the value after OPTION
+  local want="$1"; shift
+  while (( $# )); do [[ "$1" == "$want" ]] && { echo "$2"; return; }; shift; done
+}
+case "$verb" in
+  synth-corpus) out=$(get --out "$@"); mkdir -p "$out/.synth/ljspeech"; echo '{}' > "$out/.synth/ljspeech/utterances.json" ;;
+  prepare-data) out=$(get --out "$@"); mkdir -p "$out"; echo '{}' > "$out/provenance.json" ;;
+  phonemize) out=$(get --out "$@"); mkdir -p "$(dirname "$out")"; : > "$out" ;;
+  train-tts)  # the model file holds the prosody kind of its config (none when the config has none)
+    dir=$(get --out-dir "$@"); kind=$(sed -n 's/^ *kind: *\([A-Za-z]*\).*/\1/p' "$(get --config "$@")" | head -n 1)
+    mkdir -p "$dir"; echo "${kind:-none}" > "$dir/model.pt" ;;
+  tts-synthesize)
+    out=$(get --out "$@"); mkdir -p "$out"; : > "$out/manifest.jsonl"
+    printf '{"prosody": "%s"}\n' "$(cat "$(get --model "$@")")" > "$out/meta.json" ;;
+  tts-evaluate|tts-results) out=$(get --out "$@"); mkdir -p "$(dirname "$out")"; echo '{}' > "$out" ;;
+  *) echo "fake speechunits: unexpected verb $verb" >&2; exit 2 ;;
+esac
+"""
+
+FAKE_TORCHRUN = r"""#!/usr/bin/env bash
+echo "torchrun $*" >> "$FAKE_CALLS"
+while (( $# )) && [[ "$1" != -m ]]; do shift; done
+shift 2  # -m speechunits
+exec "$(dirname "$0")/speechunits" "$@"
+"""
+
+
+@pytest.fixture
+def fake_env(tmp_path: Path) -> dict[str, str]:
+    """Environment whose `speechunits` (and `torchrun`) only record their calls in $FAKE_CALLS."""
+    bin_dir = tmp_path / "fakevenv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name, text in (("speechunits", FAKE_SPEECHUNITS), ("torchrun", FAKE_TORCHRUN)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return {"SPEECHUNITS_VENV": str(bin_dir.parent), "FAKE_CALLS": str(tmp_path / "calls.txt")}
+
+
+def calls(env: dict[str, str], verb: str = "") -> list[list[str]]:
+    """The recorded calls (as argument lists after the program name), those of ``verb`` when given."""
+    path = Path(env["FAKE_CALLS"])
+    rows = [line.split()[1:] for line in path.read_text().splitlines()] if path.is_file() else []
+    return [r for r in rows if not verb or r[0] == verb]
+
+
+def opt(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def tts_data(root: Path, *sets: str) -> Path:
+    for s in sets:
+        (root / s).mkdir(parents=True)
+        (root / s / "provenance.json").write_text("{}")
+    return root
+
+
+def tts_args(tmp_path: Path, *extra: str) -> list[str]:
+    conf = REPO / "recipes" / "conf"
+    return ["--data-root", str(tmp_path / "data"), "--exp-dir", str(tmp_path / "exp"), "--train-set", "tr",
+            "--valid-set", "va", "--test-set", "te",
+            "--configs", f"baseline={conf / 'tts_tacotron2.yaml'} "
+                         f"vt10={conf / 'tts_capacitron_vt.yaml'}:task.prosody.capacity=10:max_steps=7 "
+                         f"hier={conf / 'tts_capacitron_hier.yaml'}", *extra]
+
+
+def test_tts_recipe_help_lists_stages(tmp_path: Path) -> None:
+    r = bash(TTS_RUN, "--help", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    for n, verb in ((1, "phonemize"), (2, "train-tts"), (3, "tts-synthesize"), (4, "tts-evaluate"),
+                    (5, "tts-results")):
+        line = next(line for line in lines if line.lstrip().startswith(f"{n}  "))
+        assert verb in line, (n, line)
+    assert "RESULTS.md" in r.stdout and "style transfer" in r.stdout and "prior samples" in r.stdout
+    for option in ("--configs", "--train-opts", "--ngpu", "--vocoder", "--judge", "--prosody-labels",
+                   "--temperatures (current: '0.5 1.0')", "--seeds (current: '0 1 2')", "--num-test (current: '100')"):
+        assert option in r.stdout, option
+    assert not (tmp_path / "exp").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--test-set", ""], "give --train-set, --valid-set and --test-set"),
+    (["--configs", ""], "give the models with --configs"),
+    (["--configs", "baseline"], "'baseline' is not NAME=CONFIG"),
+    (["--configs", "a=/no/such.yaml"], "config file of model 'a' not found: /no/such.yaml"),
+    (["--configs", f"a={REPO}/recipes/conf/tts_tacotron2.yaml a={REPO}/recipes/conf/tts_tacotron2.yaml"],
+     "model name 'a' is given twice"),
+    (["--configs", f"a/b={REPO}/recipes/conf/tts_tacotron2.yaml"], "model name 'a/b'"),
+    (["--configs", f"a={REPO}/recipes/conf/tts_tacotron2.yaml:max_steps"], "override 'max_steps' of model 'a'"),
+    (["--temperatures", "0.5 hot"], "--temperatures: 'hot'"),
+    (["--seeds", ""], "give at least one seed"),
+    (["--seeds", "0 -1"], "--seeds: '-1'"),
+    (["--num-test", "ten"], "--num-test must be"),
+    (["--frontend", "graphemes"], "--frontend must be phonemes or characters"),
+    (["--style-set", "te"], "--style-set must differ from --test-set"),
+    (["--no-such-option", "1"], "unknown option --no-such-option"),
+    (["extra-positional"], "unexpected arguments"),
+])
+def test_tts_recipe_rejects_bad_options(tmp_path: Path, fake_env: dict[str, str], extra: list[str],
+                                        message: str) -> None:
+    tts_data(tmp_path / "data", "tr", "va", "te")
+    r = bash(TTS_RUN, *tts_args(tmp_path), *extra, cwd=tmp_path, env=fake_env)
+    assert r.returncode != 0 and message in r.stderr, r.stderr
+    assert calls(fake_env) == [] and not (tmp_path / "exp").exists()
+
+
+def test_tts_recipe_needs_data_dirs_and_earlier_stages(tmp_path: Path, fake_env: dict[str, str]) -> None:
+    tts_data(tmp_path / "data", "tr", "te")  # no valid set
+    r = bash(TTS_RUN, *tts_args(tmp_path), cwd=tmp_path, env=fake_env)
+    assert r.returncode != 0 and "data dir" in r.stderr and "/va is missing" in r.stderr and "run stage 0" in r.stderr
+    assert calls(fake_env) == []
+    r = bash(TTS_RUN, *tts_args(tmp_path), "--stage", "2", cwd=tmp_path, env=fake_env)
+    assert r.returncode != 0 and "phonemes/tr.jsonl; it is made by stage 1" in r.stderr
+    r = bash(TTS_RUN, *tts_args(tmp_path), "--stage", "3", cwd=tmp_path, env=fake_env)
+    assert r.returncode != 0 and "baseline/model.pt; it is made by stage 2" in r.stderr
+    r = bash(TTS_RUN, *tts_args(tmp_path), "--stage", "4", cwd=tmp_path, env=fake_env)
+    assert r.returncode != 0 and "synth/baseline/transfer/meta.json; it is made by stage 3" in r.stderr
+    r = bash(TTS_RUN, *tts_args(tmp_path), "--stage", "3", "--vocoder", str(tmp_path / "no_vocoder.pt"),
+             cwd=tmp_path, env=fake_env)
+    assert r.returncode != 0 and "no_vocoder.pt" in r.stderr
+    assert calls(fake_env) == []
+
+
+def test_tts_recipe_stages_and_arguments(tmp_path: Path, fake_env: dict[str, str]) -> None:
+    data = tts_data(tmp_path / "data", "tr", "va", "te")
+    exp = tmp_path / "exp"
+    vocoder, judge, labels = tmp_path / "vocoder.pt", tmp_path / "judge.pt", tmp_path / "utterances.json"
+    for f in (vocoder, judge, labels):
+        f.write_text("x")
+    extra = ["--vocoder", str(vocoder), "--judge", str(judge), "--prosody-labels", str(labels),
+             "--train-opts", "seed=3", "--num-test", "5", "--device", "cpu"]
+    r = bash(TTS_RUN, *tts_args(tmp_path), *extra, cwd=tmp_path, env=fake_env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for n in range(1, 6):
+        assert f"stage {n}:" in r.stdout
+    verbs = [c[0] for c in calls(fake_env)]
+    assert verbs == ["phonemize"] * 3 + ["train-tts"] * 3 + ["tts-synthesize"] * 11 + ["tts-evaluate"] * 11 \
+        + ["tts-results"], verbs
+    # stage 1: each set once (the valid set is also the style references)
+    assert [opt(c, "--out") for c in calls(fake_env, "phonemize")] == [str(exp / "phonemes" / f"{s}.jsonl")
+                                                                        for s in ("tr", "va", "te")]
+    # stage 2: every model with the data, the phonemes, its own overrides, then the common ones
+    trains = {opt(c, "--out-dir"): c for c in calls(fake_env, "train-tts")}
+    assert list(trains) == [str(exp / n) for n in ("baseline", "vt10", "hier")]
+    vt10 = trains[str(exp / "vt10")]
+    assert vt10[-3:] == ["task.prosody.capacity=10", "max_steps=7", "seed=3"]
+    for c in trains.values():
+        assert f"task.train={data / 'tr'}" in c and f"task.valid_symbols={exp / 'phonemes' / 'va.jsonl'}" in c
+        assert "task.frontend=phonemes" in c and opt(c, "--resume") == "auto" and opt(c, "--device") == "cpu"
+    assert "task.prosody.capacity=10" not in trains[str(exp / "hier")]
+    # stage 3: prior samples per temperature, transfer, and style only for models with a prosody embedding
+    synth = {opt(c, "--out"): c for c in calls(fake_env, "tts-synthesize")}
+    expected = [f"{n}/{row}" for n in ("baseline", "vt10", "hier")
+                for row in ("text_t0.5", "text_t1.0", "transfer") + (("style",) if n != "baseline" else ())]
+    assert sorted(synth) == sorted(str(exp / "synth" / e) for e in expected)
+    for out, c in synth.items():
+        assert opt(c, "--data") == str(data / "te") and opt(c, "--max-utts") == "5"
+        assert opt(c, "--vocoder") == str(vocoder) and opt(c, "--model").endswith("/model.pt")
+        mode = opt(c, "--mode")
+        assert out.endswith({"text": f"text_t{opt(c, '--temperature') if mode == 'text' else ''}",
+                             "transfer": "transfer", "style": "style"}[mode])
+        assert opt(c, "--seeds") == ("0,1,2" if mode == "text" else "0")
+        assert (opt(c, "--style-data") == str(data / "va")) if mode == "style" else "--style-data" not in c
+    assert "baseline has no prosody embedding" in r.stdout
+    # stage 4: one report per synthesis dir; style rows are scored against their references (the valid set)
+    evals = {opt(c, "--synth"): c for c in calls(fake_env, "tts-evaluate")}
+    assert sorted(evals) == sorted(synth)
+    for d, c in evals.items():
+        assert opt(c, "--references") == str(data / ("va" if d.endswith("style") else "te"))
+        assert opt(c, "--judge") == str(judge) and opt(c, "--prosody-labels") == str(labels)
+        name, row = Path(d).parent.name, Path(d).name
+        assert opt(c, "--out") == str(exp / "eval" / name / f"{row}.json")
+    # stage 5: every report under its model's name
+    (results,) = calls(fake_env, "tts-results")
+    reports = results[results.index("--reports") + 1:results.index("--out")]
+    assert sorted(reports) == sorted(f"{Path(d).parent.name}={exp / 'eval' / Path(d).parent.name / Path(d).name}.json"
+                                     for d in synth)
+    assert opt(results, "--out") == str(exp / "RESULTS.md") and opt(results, "--figures") == str(exp / "figures")
+    assert (exp / "log" / "train.vt10.log").is_file() and (exp / "log" / "synth.hier.style.log").is_file()
+    assert (exp / "log" / "eval.baseline.text_t0.5.log").is_file()
+
+
+def test_tts_recipe_stage_range_and_torchrun(tmp_path: Path, fake_env: dict[str, str]) -> None:
+    tts_data(tmp_path / "data", "tr", "va", "te")
+    r = bash(TTS_RUN, *tts_args(tmp_path), "--stop-stage", "1", cwd=tmp_path, env=fake_env)
+    assert r.returncode == 0, r.stderr
+    assert {c[0] for c in calls(fake_env)} == {"phonemize"}
+    Path(fake_env["FAKE_CALLS"]).unlink()
+    r = bash(TTS_RUN, *tts_args(tmp_path), "--stage", "2", "--stop-stage", "2", "--ngpu", "2", "--temperatures",
+             "0.7", cwd=tmp_path, env=fake_env)
+    assert r.returncode == 0, r.stderr
+    lines = Path(fake_env["FAKE_CALLS"]).read_text().splitlines()
+    assert len(lines) == 6 and all(line.startswith("torchrun --standalone --nproc_per_node 2 -m speechunits train-tts")
+                                   for line in lines[::2]), lines
+    assert "stage 1:" not in r.stdout and "stage 3:" not in r.stdout
+
+
+@pytest.mark.parametrize("script", [SYNTH_RUN, LJ_RUN])
+def test_egs_help_lists_tts_stages(tmp_path: Path, script: Path) -> None:
+    r = bash(script, "--help", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    first = 14 if script == SYNTH_RUN else 8
+    assert f"With --tts true, stages {first}-{first + 4 + (script == SYNTH_RUN)}" in r.stdout
+    for n in range(first, first + 5):
+        assert any(line.lstrip().startswith(f"{n} ") for line in r.stdout.splitlines()), n
+    assert "recipes/tts.sh" in r.stdout and "--tts (current: 'false')" in r.stdout
+    assert "--tts-capacities (current: '10 50 150')" in r.stdout
+
+
+def test_synth_tts_stages_drive_the_tts_recipe(tmp_path: Path, fake_env: dict[str, str]) -> None:
+    """egs/synth --tts true: the kal LJSpeech-shaped corpus, its chapter split, the five tiny models."""
+    data, exp = tmp_path / "data", tmp_path / "exp"
+    args = ["--tiny", "true", "--tts", "true", "--stage", "14", "--data-root", str(data), "--exp-root", str(exp)]
+    r = bash(SYNTH_RUN, *args, "--tts-utts", "150", cwd=tmp_path, env=fake_env)
+    assert r.returncode != 0 and "--tts-utts must be more than 200" in r.stderr
+    assert calls(fake_env) == []
+    r = bash(SYNTH_RUN, *args, cwd=tmp_path, env=fake_env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (corpus,) = calls(fake_env, "synth-corpus")
+    assert opt(corpus, "--layout") == "ljspeech" and opt(corpus, "--voice") == "kal"
+    assert opt(corpus, "--num-utts") == "203" and opt(corpus, "--out") == str(data / "corpora_tts")
+    prepared = {opt(c, "--split"): opt(c, "--out") for c in calls(fake_env, "prepare-data")}
+    assert prepared == {s: str(data / f"tts_{s}") for s in ("train", "valid", "test")}
+    trains = {Path(opt(c, "--out-dir")).name: c for c in calls(fake_env, "train-tts")}
+    assert list(trains) == ["baseline", "vt10", "vt50", "vt150", "hier"]
+    for name, c in trains.items():
+        conf = {"baseline": "baseline", "hier": "hier"}.get(name, "vt")
+        assert opt(c, "--config") == f"conf/tts_{conf}_tiny.yaml" and opt(c, "--out-dir") == str(exp / "tts" / name)
+        capacity = [a for a in c if a.startswith("task.prosody.capacity=")]
+        assert capacity == ([f"task.prosody.capacity={name[2:]}"] if conf == "vt" else [])
+        assert (REPO / "egs" / "synth" / opt(c, "--config")).is_file()
+    synth = calls(fake_env, "tts-synthesize")
+    assert all(opt(c, "--max-utts") == "2" and "--vocoder" not in c for c in synth)  # Griffin-Lim: no stage 10
+    assert "vocoder Griffin-Lim" in r.stdout and "judge: none" in r.stdout
+    labels = str(data / "corpora_tts" / ".synth" / "ljspeech" / "utterances.json")
+    assert all(opt(c, "--prosody-labels") == labels and "--judge" not in c for c in calls(fake_env, "tts-evaluate"))
+    assert (exp / "tts" / "RESULTS.md").is_file()
+    # with the unit-to-speech vocoder and judge present, the TTS rows use them; --stage 17 resumes at synthesis
+    for f in ("vocoder_mel/vocoder.pt", "judge/judge.pt"):
+        (exp / "unit2speech" / f).parent.mkdir(parents=True)
+        (exp / "unit2speech" / f).write_text("x")
+    Path(fake_env["FAKE_CALLS"]).unlink()
+    r = bash(SYNTH_RUN, *args, "--stage", "17", "--stop-stage", "18", "--tts-capacities", "50", cwd=tmp_path,
+             env=fake_env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert {c[0] for c in calls(fake_env)} == {"tts-synthesize", "tts-evaluate"}
+    assert {Path(opt(c, "--model")).parent.name for c in calls(fake_env, "tts-synthesize")} == {"baseline", "vt50", "hier"}
+    assert all(opt(c, "--vocoder") == str(exp / "unit2speech" / "vocoder_mel" / "vocoder.pt")
+               for c in calls(fake_env, "tts-synthesize"))
+    assert all(opt(c, "--judge") == str(exp / "unit2speech" / "judge" / "judge.pt")
+               for c in calls(fake_env, "tts-evaluate"))
+
+
+def test_ljspeech_tts_stages_use_the_paper_configs(tmp_path: Path, fake_env: dict[str, str]) -> None:
+    data, exp = tts_data(tmp_path / "data", "train", "valid", "test"), tmp_path / "exp"
+    r = bash(LJ_RUN, "--tts", "true", "--stage", "8", "--stop-stage", "9", "--data-root", str(data), "--exp-root",
+             str(exp), "--tts-capacities", "150", "--tts-hier-config", "", cwd=tmp_path, env=fake_env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [opt(c, "--data") for c in calls(fake_env, "phonemize")] == [str(data / s) for s in ("train", "valid", "test")]
+    trains = {Path(opt(c, "--out-dir")).name: c for c in calls(fake_env, "train-tts")}
+    assert list(trains) == ["baseline", "vt150"]
+    assert opt(trains["baseline"], "--config") == "../../recipes/conf/tts_tacotron2.yaml"
+    assert opt(trains["vt150"], "--config") == "../../recipes/conf/tts_capacitron_vt.yaml"
+    assert "task.prosody.capacity=150" in trains["vt150"] and not calls(fake_env, "tts-synthesize")
+    assert "stage 7:" not in r.stdout  # the unit-to-speech stages are not rerun
+
+
+@pytest.mark.parametrize("conf", sorted((REPO / "recipes" / "conf").glob("tts_*.yaml"))
+                         + sorted((REPO / "egs" / "synth" / "conf").glob("tts_*_tiny.yaml")), ids=lambda p: p.name)
+def test_tts_configs_keys(conf: Path) -> None:
+    """The TTS configs use the task keys the recipes rely on, one prosody kind each, mels of their vocoder."""
+    import yaml
+
+    cfg = yaml.safe_load(conf.read_text())
+    task = cfg["task"]
+    assert set(task) <= {"batch_size", "mel", "model", "prosody"}, set(task)
+    assert set(task["model"]) == {"embed_dim", "encoder_dim", "attention", "attention_dim", "prenet_dim",
+                                  "decoder_dim", "reduction", "postnet_dim"}
+    assert task["model"]["attention"] in ("location", "dynamic_conv")
+    kind = task["prosody"]["kind"]
+    assert set(task["prosody"]) <= {"kind", "capacity", "capacity_s", "capacity_p", "latent_dim", "beta_lr"}
+    assert kind in ("none", "VT", "hierarchical") and (kind == "none") == (set(task["prosody"]) == {"kind"})
+    vocoder = (REPO / "recipes" / "conf" / "vocoder_hifigan_v1.yaml" if conf.parent.name == "conf"
+               and conf.parent.parent.name == "recipes" else REPO / "egs" / "synth" / "conf" / "vocoder_mel_tiny.yaml")
+    assert task["mel"] == yaml.safe_load(vocoder.read_text())["task"]["model"]["mel"]
+    assert cfg["nonfinite"] == "skip" and cfg["max_steps"] > 0

@@ -3,6 +3,7 @@
 # (no download, no real corpus needed), then the Sylber stages that exist.
 #   bash egs/synth/run.sh                      # everything (what `make demo` runs)
 #   bash egs/synth/run.sh --tiny true --stop-stage 0 --data-root /tmp/d --exp-root /tmp/e
+#   bash egs/synth/run.sh --unit2speech true --tts true       # + vocoders, judge, Capacitron TTS (`make demo-tts`)
 # Works from any directory (relative paths given as options are taken from the caller's
 # directory, the defaults from this one); outputs go to egs/synth/{data,exp} unless overridden.
 set -euo pipefail
@@ -32,6 +33,14 @@ stage2_opts=""            # KEY=VALUE overrides
 num_clusters=500          # k-means codebook size (stage 5; 0 skips it)
 device=auto               # auto | cpu | cuda
 unit2speech=false         # true: also stages 7-13, unit-to-speech (recipes/unit2speech.sh; `make demo-unit2speech`)
+tts=false                 # true: also stages 14-19, Capacitron TTS (recipes/tts.sh; `make demo-tts`)
+tts_utts=""               # default from conf/sizes.sh: clips of the LJSpeech-shaped TTS corpus (more than 200)
+tts_num_test=""           # default from conf/sizes.sh: test utterances synthesized per TTS row
+tts_baseline_config=conf/tts_baseline_tiny.yaml  # Tacotron2 without prosody embedding (empty: no baseline row)
+tts_vt_config=conf/tts_vt_tiny.yaml              # Capacitron V+T, trained once per --tts-capacities value
+tts_capacities="10 50 150"                       # capacities C (nats) of the V+T models vt<C> (empty: none)
+tts_hier_config=conf/tts_hier_tiny.yaml          # hierarchical Capacitron (empty: no hier row)
+tts_opts=""               # KEY=VALUE overrides of every TTS training, e.g. "max_steps=50"
 
 help_message="Usage: bash egs/synth/run.sh [options]
 Stages:
@@ -57,7 +66,20 @@ Stages:
   11 synthesis of test-clean: Griffin-Lim, mel vocoder, frame units, syllables with stored and
      with predicted durations
   12 re-recognition of the synthesized audio
-  13 evaluation -> <exp-root>/unit2speech/RESULTS.md + spectrograms.png"
+  13 evaluation -> <exp-root>/unit2speech/RESULTS.md + spectrograms.png
+  With --tts true, stages 14-19: Capacitron TTS on a Festival LJSpeech-shaped corpus of the kal voice
+  whose per-clip F0 shift, F0 range and duration stretch are recorded (stages 15-19 are stages 1-5
+  of recipes/tts.sh, with the tiny CPU configs conf/tts_{baseline,vt,hier}_tiny.yaml):
+  14 data prep: speechunits synth-corpus --layout ljspeech --voice kal (--tts-utts clips)
+     -> <data-root>/corpora_tts (recorded prosody: .synth/ljspeech/utterances.json), then the
+     chapter split (test LJ001, valid LJ002, train the rest) -> <data-root>/tts_{train,valid,test}
+  15 phonemes (espeak-ng) of tts_train, tts_valid, tts_test
+  16 training: baseline (no VAE), V+T at each C of --tts-capacities (vt10, vt50, vt150), hierarchical
+  17 synthesis of --tts-num-test test clips per model: prior samples (temperatures 0.5 and 1.0,
+     seeds 0-2), prosody transfer, style transfer (references from tts_valid); through the stage-10
+     mel vocoder when it exists, else Griffin-Lim
+  18 evaluation against the recorded prosody (judge CER when stage 8 made the judge)
+  19 <exp-root>/tts/RESULTS.md + figures/"
 
 . ../../utils/parse_options.sh
 . ../../utils/stages.sh
@@ -67,11 +89,12 @@ if [[ $# -ne 0 ]]; then
   echo "$0: unexpected arguments: $*" >&2
   exit 1
 fi
-user_paths "$CALLER_DIR" data_root exp_root stage1_config stage2_config   # relative paths on the command line: from the caller's cwd
+user_paths "$CALLER_DIR" data_root exp_root stage1_config stage2_config \
+  tts_baseline_config tts_vt_config tts_hier_config   # relative paths on the command line: from the caller's cwd
 
 SIZES=conf/sizes.sh
 [[ "$tiny" == true ]] && SIZES=conf/sizes_tiny.sh
-for v in train_utts dev_utts test_utts fsc_speakers fsc_utts_per_speaker lj_utts; do
+for v in train_utts dev_utts test_utts fsc_speakers fsc_utts_per_speaker lj_utts tts_utts tts_num_test; do
   [[ -n "${!v}" ]] || printf -v "$v" '%s' "$(. "$SIZES"; echo "${!v}")"
 done
 
@@ -130,4 +153,34 @@ if [[ "$unit2speech" == true ]] && (( stop_stage >= 7 )); then
     --units-config conf/vocoder_units_tiny.yaml --syllables-config conf/vocoder_syllables_tiny.yaml \
     --tokenizer "$exp_root/sylber/stage2/model.tuned.pt" --layer 3 --num-units 100 --f0 true \
     --syllable-units "$exp_root/sylber/units/stage2" --syllable-model "$exp_root/sylber/stage2/model.tuned.pt"
+fi
+
+TTS_CORPORA="$data_root/corpora_tts"
+if [[ "$tts" == true ]] && stage_begin 14 "TTS corpus (LJSpeech-shaped, kal voice, $tts_utts clips) and data dirs"; then
+  if ! [[ "$tts_utts" =~ ^[0-9]+$ ]] || (( tts_utts <= 200 )); then
+    echo "$0: --tts-utts must be more than 200: the chapter split puts clips 1-100 (LJ001) in test and" \
+         "101-200 (LJ002) in valid, so only the clips after them train (got $tts_utts)" >&2
+    exit 1
+  fi
+  run_logged "$LOG/synth.ljspeech_tts.log" speechunits synth-corpus --layout ljspeech --voice kal \
+    --num-utts "$tts_utts" --out "$TTS_CORPORA" --seed "$seed" --nj "$nj"
+  for split in train valid test; do
+    run_logged "$LOG/prepare.tts_$split.log" speechunits prepare-data --corpus ljspeech \
+      --corpus-dir "$TTS_CORPORA/LJSpeech-1.1" --split "$split" --out "$data_root/tts_$split"
+  done
+fi
+
+if [[ "$tts" == true ]] && (( stop_stage >= 15 )); then
+  tts_models=""
+  [[ -z "$tts_baseline_config" ]] || tts_models="baseline=$tts_baseline_config"
+  for c in $tts_capacities; do tts_models+=" vt$c=$tts_vt_config:task.prosody.capacity=$c"; done
+  [[ -z "$tts_hier_config" ]] || tts_models+=" hier=$tts_hier_config"
+  # the mel vocoder and the judge of the unit-to-speech stages, when they were run (--unit2speech true)
+  tts_vocoder="$exp_root/unit2speech/vocoder_mel/vocoder.pt"; [[ -f "$tts_vocoder" ]] || tts_vocoder=""
+  tts_judge="$exp_root/unit2speech/judge/judge.pt"; [[ -f "$tts_judge" ]] || tts_judge=""
+  ../../recipes/tts.sh --stage "$(( stage > 15 ? stage - 14 : 1 ))" --stop-stage "$(( stop_stage - 14 ))" \
+    --nj "$nj" --device "$device" --data-root "$data_root" --exp-dir "$exp_root/tts" \
+    --train-set tts_train --valid-set tts_valid --test-set tts_test --configs "$tts_models" \
+    --train-opts "$tts_opts" --vocoder "$tts_vocoder" --judge "$tts_judge" \
+    --prosody-labels "$TTS_CORPORA/.synth/ljspeech/utterances.json" --num-test "$tts_num_test"
 fi

@@ -7,3 +7,6 @@ test_utts=100           # LibriSpeech-shaped test-clean
 fsc_speakers=20         # FSC-shaped; split train/valid/test by speaker
 fsc_utts_per_speaker=15
 lj_utts=200             # LJSpeech-shaped (single voice)
+tts_utts=1000           # LJSpeech-shaped TTS corpus (kal voice; --tts true): 100 clips per chapter, so
+                        # test = LJ001 (100), valid = LJ002 (100), train = LJ003-LJ010 (800)
+tts_num_test=100        # TTS test utterances synthesized per row (the attention failure rate is over these)
