@@ -46,6 +46,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synthesis-results": ("speechunits.unit2speech.results_cli", "unit-to-speech RESULTS.md table and spectrogram figure"),
     "train-judge": ("speechunits.asr.train_cli", "train the CTC character recognizer that judges synthesized speech"),
     "judge": ("speechunits.asr.judge_cli", "transcribe a data dir with the judge and print/write CER/WER"),
+    "train-tts": ("speechunits.tts.train_cli", "train Capacitron TTS (Tacotron2 + capacity-constrained variational prosody)"),
+    "tts-synthesize": ("speechunits.text2speech.synthesize_cli", "synthesize speech with a TTS model: prior samples, prosody and style transfer"),
 }
 
 
