@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth-corpus": ("speechunits.data.synth.synth_cli", "generate a Festival/espeak-ng synthetic corpus in a real layout"),
     "prepare-data": ("speechunits.data.prepare_cli", "make Kaldi data dirs + JSONL manifests from a corpus layout"),
     "combine-data": ("speechunits.data.combine_cli", "combine several data dirs / manifests into one"),
+    "phonemize": ("speechunits.text.phonemize_cli", "phoneme (espeak-ng) or character symbols of every transcript, for TTS"),
     "extract-f0": ("speechunits.features.f0_cli", "F0 tracks (Praat autocorrelation) of a corpus, sharded and resumable"),
     "convert-manifest": ("speechunits.data.manifest_cli", "convert between Kaldi data dirs and JSONL manifests"),
     "validate-units": ("speechunits.units.validate_cli", "validate a unit set directory"),

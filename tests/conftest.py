@@ -1,11 +1,11 @@
 """Shared pytest configuration: tests that need an external tool.
 
 A test that needs a tool carries its marker (``festival``: the festival binary with its voices
-and espeak-ng; ``make``: GNU make). Outside CI such a test is skipped when its tool is
-missing. Under CI (``CI=true``) it always runs, so a missing tool fails it; and any such test
-that ends skipped anyway (a ``pytest.skip`` inside a test or fixture) fails the session. The
-terminal summary prints one line per tool, e.g. ``tool tests [festival]: 20 passed, 0 failed,
-0 skipped``, which CI logs show.
+and espeak-ng; ``espeak``: espeak-ng alone; ``make``: GNU make). Outside CI such a test is
+skipped when its tool is missing. Under CI (``CI=true``) it always runs, so a missing tool
+fails it; and any such test that ends skipped anyway (a ``pytest.skip`` inside a test or
+fixture) fails the session. The terminal summary prints one line per tool, e.g. ``tool tests
+[festival]: 20 passed, 0 failed, 0 skipped``, which CI logs show.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections import Counter
 
 import pytest
 
-TOOLS: dict[str, tuple[str, ...]] = {"festival": ("festival", "espeak-ng"), "make": ("make",)}
+TOOLS: dict[str, tuple[str, ...]] = {"festival": ("festival", "espeak-ng"), "espeak": ("espeak-ng",), "make": ("make",)}
 """Marker -> binaries the marked tests need on PATH."""
 
 _outcomes: dict[str, Counter[str]] = {marker: Counter() for marker in TOOLS}

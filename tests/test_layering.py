@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "speechunits"
 
 FLOORS: list[set[str]] = [
     {"__init__", "errors", "io_utils", "device", "config", "audio", "provenance", "jobs"},
-    {"data", "features"},
+    {"data", "features", "text"},
     {"units"},
     {"eval"},
     {"train"},
