@@ -166,7 +166,7 @@ if stage_begin 2 "training: ${names[*]}"; then
     run_logged "$log_dir/train.$name.log" "${cmd[@]}" --config "${model_config[$name]}" --out-dir "$exp_dir/$name" \
       "${dev[@]}" --resume auto "task.train=$data_root/$train_set" "task.valid=$data_root/$valid_set" \
       "task.train_symbols=$phonemes/$train_set.jsonl" "task.valid_symbols=$phonemes/$valid_set.jsonl" \
-      "task.frontend=$frontend" ${model_opts[$name]} $train_opts
+      "task.frontend.kind=$frontend" "task.frontend.language=$language" ${model_opts[$name]} $train_opts
   done
 fi
 

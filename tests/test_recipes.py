@@ -464,7 +464,7 @@ def test_tts_recipe_stages_and_arguments(tmp_path: Path, fake_env: dict[str, str
     assert vt10[-3:] == ["task.prosody.capacity=10", "max_steps=7", "seed=3"]
     for c in trains.values():
         assert f"task.train={data / 'tr'}" in c and f"task.valid_symbols={exp / 'phonemes' / 'va.jsonl'}" in c
-        assert "task.frontend=phonemes" in c and opt(c, "--resume") == "auto" and opt(c, "--device") == "cpu"
+        assert "task.frontend.kind=phonemes" in c and opt(c, "--resume") == "auto" and opt(c, "--device") == "cpu"
     assert "task.prosody.capacity=10" not in trains[str(exp / "hier")]
     # stage 3: prior samples per temperature, transfer, and style only for models with a prosody embedding
     synth = {opt(c, "--out"): c for c in calls(fake_env, "tts-synthesize")}

@@ -17,6 +17,7 @@ the noise and the shuffle keep batches from being the same every epoch.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import sys
@@ -34,7 +35,7 @@ from speechunits.data.utterance import Utterance
 from speechunits.data.waves import load_waves, report_bad
 from speechunits.errors import ConfigError, ManifestError
 from speechunits.features.mel import LogMel, MelConfig
-from speechunits.text import SymbolTable, TextFrontend, read_symbols
+from speechunits.text import SymbolTable, TextFrontend, meta_path, read_symbols
 from speechunits.train.distributed import DistInfo
 
 
@@ -72,6 +73,7 @@ def corpus_symbols(utts: Sequence[Utterance], frontend: TextFrontend, symbols_fi
         else:
             texts[u.id] = u.text
     if symbols_file is not None:
+        check_symbols_frontend(symbols_file, frontend)
         stored = read_symbols(symbols_file)
         out = {}
         for uid in texts:
@@ -81,8 +83,23 @@ def corpus_symbols(utts: Sequence[Utterance], frontend: TextFrontend, symbols_fi
                 bad[uid] = f"not in the symbols file {symbols_file}"
         return out, bad
     ids = sorted(texts)
-    seqs = frontend.batch([texts[i] for i in ids])
+    seqs = frontend.batch([texts[i] for i in ids], ids=ids, progress=True)
     return dict(zip(ids, seqs)), bad
+
+
+def check_symbols_frontend(symbols_file: str | Path, frontend: TextFrontend) -> None:
+    """ConfigError when ``symbols_file`` was made by another front end than the one the model will
+    use at inference (training inputs and synthesis inputs would differ)."""
+    meta = meta_path(symbols_file)
+    if not meta.is_file():
+        return
+    made = json.loads(meta.read_text(encoding="utf-8")).get("frontend") or {}
+    mine = frontend.to_dict()
+    for key in ("kind", "language"):
+        if key in made and made[key] != mine.get(key):
+            raise ConfigError(symbols_file, f"made with front end {key}={made[key]!r}, but the model's front end has "
+                                            f"{key}={mine.get(key)!r} (task.frontend.{key}): the symbols the model is "
+                                            "trained on would differ from those it reads at synthesis")
 
 
 def log_mels(waves: dict[str, np.ndarray], cfg: MelConfig, progress: bool) -> dict[str, Tensor]:
