@@ -46,6 +46,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synthesis-results": ("speechunits.unit2speech.results_cli", "unit-to-speech RESULTS.md table and spectrogram figure"),
     "train-judge": ("speechunits.asr.train_cli", "train the CTC character recognizer that judges synthesized speech"),
     "judge": ("speechunits.asr.judge_cli", "transcribe a data dir with the judge and print/write CER/WER"),
+    "tts-evaluate": ("speechunits.tts_eval.evaluate_cli", "score a TTS synthesis output dir: MCD, FFE, prosody transfer, diversity, attention, CER"),
+    "tts-results": ("speechunits.tts_eval.results_cli", "TTS RESULTS.md tables (models, diversity vs temperature) and figures"),
 }
 
 

@@ -18,7 +18,7 @@ FLOORS: list[set[str]] = [
     {"train"},
     {"encoders"},
     {"sylber", "quantize", "slu", "vocoder", "asr", "tts", "lm"},
-    {"tokenize", "unit2speech"},
+    {"tokenize", "unit2speech", "tts_eval"},
     {"cli", "__main__"},
 ]
 """Lowest first. The second-to-last floors are the components (which never import each other)
