@@ -49,6 +49,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "judge": ("speechunits.asr.judge_cli", "transcribe a data dir with the judge and print/write CER/WER"),
     "train-tts": ("speechunits.tts.train_cli", "train Capacitron TTS (Tacotron2 + capacity-constrained variational prosody)"),
     "tts-synthesize": ("speechunits.text2speech.synthesize_cli", "synthesize speech with a TTS model: prior samples, prosody and style transfer"),
+    "tts-evaluate": ("speechunits.text2speech.evaluate_cli", "score a TTS synthesis output dir: MCD, FFE, prosody transfer, diversity, attention, CER"),
+    "tts-results": ("speechunits.text2speech.results_cli", "TTS RESULTS.md tables (models, diversity vs temperature) and figures"),
 }
 
 

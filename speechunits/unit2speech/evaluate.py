@@ -34,11 +34,10 @@ from speechunits.audio import load_audio
 from speechunits.data.jsonl import load_manifest
 from speechunits.data.utterance import Utterance
 from speechunits.errors import AudioError, ManifestError
-from speechunits.eval.f0_metrics import f0_errors
+from speechunits.eval.aligned import dtw_scores
 from speechunits.eval.error_rates import error_rates
 from speechunits.eval.intelligibility import stoi_score
-from speechunits.eval.mcd import HOP_SECONDS, MCD_SCALE, dtw_path, paired_cepstra
-from speechunits.features.f0 import F0Config, extract_f0
+from speechunits.features.f0 import F0Config
 
 PathLike = str | os.PathLike[str]
 
@@ -84,43 +83,21 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return float(np.mean(kept)) if kept else None
 
 
-def _aligned_f0(ref_f0: np.ndarray, hyp_f0: np.ndarray, path_i: np.ndarray, path_j: np.ndarray,
-                f0_hop_seconds: float) -> dict[str, float]:
-    """F0 errors of two tracks laid on one time axis by a DTW path over cepstrum frames (HOP_SECONDS apart)."""
-    if not len(ref_f0) or not len(hyp_f0):
-        return {"log_f0_rmse_cents": math.nan, "voicing_error": math.nan}
-    scale = HOP_SECONDS / f0_hop_seconds
-    pairs = np.unique(np.stack([np.minimum((path_i * scale).astype(np.int64), len(ref_f0) - 1),
-                                np.minimum((path_j * scale).astype(np.int64), len(hyp_f0) - 1)], axis=1), axis=0)
-    return f0_errors(ref_f0[pairs[:, 0]], hyp_f0[pairs[:, 1]])
-
-
 def score_utterance(ref_wave: np.ndarray, hyp_wave: np.ndarray, sample_rate: int, utt_id: str,
                     f0_cfg: F0Config = F0Config(), stoi_tolerance: int = 320) -> UtteranceScores:
     """MCD, F0 errors and (same-length signals only) STOI of one synthesized utterance.
 
     One DTW alignment of the two mel-cepstrum sequences gives the MCD and lays the F0 tracks
-    on one time axis.
+    on one time axis (:func:`speechunits.eval.aligned.dtw_scores`).
     """
-    ref_c, hyp_c = paired_cepstra(ref_wave, hyp_wave, sample_rate)
-    if not len(ref_c) or not len(hyp_c):
-        mcd, f0 = math.nan, {"log_f0_rmse_cents": math.nan, "voicing_error": math.nan}
-    else:
-        path_i, path_j, dist = dtw_path(ref_c, hyp_c)
-        mcd = float(MCD_SCALE * dist.mean())
-        # Praat centres its analysis grid on the sound, so two waves of different lengths are
-        # analysed at shifted times (and its path search may then flip octaves): pad both to one length
-        n = max(len(ref_wave), len(hyp_wave))
-        f0 = _aligned_f0(extract_f0(np.pad(ref_wave, (0, n - len(ref_wave))), sample_rate, f0_cfg),
-                         extract_f0(np.pad(hyp_wave, (0, n - len(hyp_wave))), sample_rate, f0_cfg),
-                         path_i, path_j, f0_cfg.hop_seconds)
+    scores = dtw_scores(ref_wave, hyp_wave, sample_rate, f0_cfg)
     stoi = None
     if abs(len(ref_wave) - len(hyp_wave)) <= stoi_tolerance:
         n = min(len(ref_wave), len(hyp_wave))
         stoi = stoi_score(ref_wave[:n], hyp_wave[:n], sample_rate)
-    cents = f0["log_f0_rmse_cents"]
-    return UtteranceScores(utt_id, mcd, None if cents is None or not math.isfinite(cents) else float(cents),
-                           float(f0["voicing_error"]), stoi, len(hyp_wave) / sample_rate)
+    cents = scores["log_f0_rmse_cents"]
+    return UtteranceScores(utt_id, scores["mcd_db"], None if cents is None or not math.isfinite(cents) else float(cents),
+                           float(scores["voicing_error"]), stoi, len(hyp_wave) / sample_rate)
 
 
 def _by_id(utts: Sequence[Utterance]) -> dict[str, Utterance]:
