@@ -15,6 +15,7 @@ stage=1              # first stage to run
 stop_stage=100       # last stage to run
 nj=2                 # parallel jobs (synthesis shards)
 ngpu=0               # >1: train with torchrun on this many GPUs (DDP)
+train_nj=1           # >1: train this many models at once, each on nproc / train_nj CPU threads (small CPU runs)
 device=auto          # auto | cpu | cuda
 data_root=data       # <data-root>/<set>/ Kaldi data dirs with transcripts
 exp_dir=exp/tts      # phonemes/, <model>/, synth/, eval/, RESULTS.md, figures/
@@ -40,8 +41,8 @@ help_message="Usage: recipes/tts.sh --train-set S --valid-set S --test-set S --c
 Stages:
   1  phonemes of the train/valid/test (and style) sets: speechunits phonemize
        -> <exp-dir>/phonemes/<set>.jsonl
-  2  training of every model of --configs: speechunits train-tts (torchrun with --ngpu > 1)
-       -> <exp-dir>/<name>/model.pt
+  2  training of every model of --configs: speechunits train-tts (torchrun with --ngpu > 1;
+     --train-nj N trains N models at once on the CPU) -> <exp-dir>/<name>/model.pt
   3  synthesis of --num-test test utterances per model: speechunits tts-synthesize
        text only (prior samples) at each --temperatures with the --seeds -> <exp-dir>/synth/<name>/text_t<T>/
        prosody transfer (own audio as reference, same text)          -> <exp-dir>/synth/<name>/transfer/
@@ -74,6 +75,7 @@ if [[ "$style_set" == "$test_set" ]]; then
 fi
 [[ "$nj" =~ ^[1-9][0-9]*$ ]] || fail "--nj must be a positive integer, got '$nj'"
 [[ "$ngpu" =~ ^[0-9]+$ ]] || fail "--ngpu must be a non-negative integer, got '$ngpu'"
+[[ "$train_nj" =~ ^[1-9][0-9]*$ ]] || fail "--train-nj must be a positive integer, got '$train_nj'"
 [[ "$num_test" =~ ^[0-9]+$ ]] || fail "--num-test must be a non-negative integer (0: all), got '$num_test'"
 [[ "$frontend" == phonemes || "$frontend" == characters ]] || fail "--frontend must be phonemes or characters, got '$frontend'"
 [[ -n "${temperatures// /}" ]] || fail "give at least one prior temperature with --temperatures"
@@ -161,13 +163,25 @@ if stage_begin 2 "training: ${names[*]}"; then
   need "$phonemes/$valid_set.jsonl" 1
   cmd=(speechunits train-tts)
   (( ngpu > 1 )) && cmd=(torchrun --standalone --nproc_per_node "$ngpu" -m speechunits train-tts)
+  threads=$(( $(nproc) / (train_nj > 0 ? train_nj : 1) )); (( threads >= 1 )) || threads=1
+  running=0; failed=0
   for name in "${names[@]}"; do
     # shellcheck disable=SC2086  # the overrides are words
-    run_logged "$log_dir/train.$name.log" "${cmd[@]}" --config "${model_config[$name]}" --out-dir "$exp_dir/$name" \
+    args=("${cmd[@]}" --config "${model_config[$name]}" --out-dir "$exp_dir/$name" \
       "${dev[@]}" --resume auto "task.train=$data_root/$train_set" "task.valid=$data_root/$valid_set" \
       "task.train_symbols=$phonemes/$train_set.jsonl" "task.valid_symbols=$phonemes/$valid_set.jsonl" \
-      "task.frontend.kind=$frontend" "task.frontend.language=$language" ${model_opts[$name]} $train_opts
+      "task.frontend.kind=$frontend" "task.frontend.language=$language" ${model_opts[$name]} $train_opts)
+    if (( train_nj > 1 )); then  # in the background, output in the log only (progress bars would interleave)
+      if (( running >= train_nj )); then wait -n || failed=1; running=$(( running - 1 )); fi
+      echo "training $name in the background on $threads thread(s) (log: $log_dir/train.$name.log)"
+      OMP_NUM_THREADS=$threads run_logged "$log_dir/train.$name.log" "${args[@]}" > /dev/null &
+      running=$(( running + 1 ))
+    else
+      run_logged "$log_dir/train.$name.log" "${args[@]}"
+    fi
   done
+  while (( running > 0 )); do wait -n || failed=1; running=$(( running - 1 )); done
+  (( failed == 0 )) || fail "a training failed; see $log_dir/train.<name>.log"
 fi
 
 test_utts="$num_test"
@@ -209,23 +223,23 @@ if stage_begin 4 "evaluation (judge: ${judge:-none}): ${names[*]}"; then
     rows="$(rows_of "$name")" || exit 1
     for row in $rows; do
       need "$synth/$name/$row/manifest.jsonl" 3
-      ref="$data_root/$test_set"
-      [[ "$row" == style ]] && ref="$data_root/$style_set"
+      refs=("$data_root/$test_set")   # style rows: the test recording of the text, the style set's reference
+      [[ "$row" == style ]] && refs+=("$data_root/$style_set")
       run_logged "$log_dir/eval.$name.$row.log" speechunits tts-evaluate --synth "$synth/$name/$row" \
-        --references "$ref" "${scoring[@]}" --out "$exp_dir/eval/$name/$row.json"
+        --references "${refs[@]}" "${scoring[@]}" --out "$exp_dir/eval/$name/$row.json"
     done
   done
 fi
 
 if stage_begin 5 "RESULTS.md"; then
-  # every report of a model under the model's name: tts-results makes one row per name (KL, transfer
-  # correlation, FFE, MCD, failures, CER) and the diversity-vs-temperature table from its text_t<T> reports
+  # one table row per model and synthesis row (<name>/<row>): KL, transfer correlation, FFE, MCD, failures,
+  # CER; the diversity-vs-temperature table from the text_t<T> reports
   reports=()
   for name in "${names[@]}"; do
     rows="$(rows_of "$name")" || exit 1
     for row in $rows; do
       need "$exp_dir/eval/$name/$row.json" 4
-      reports+=("$name=$exp_dir/eval/$name/$row.json")
+      reports+=("$name/$row=$exp_dir/eval/$name/$row.json")
     done
   done
   run_logged "$log_dir/results.log" speechunits tts-results --reports "${reports[@]}" --out "$exp_dir/RESULTS.md" \

@@ -480,19 +480,21 @@ def test_tts_recipe_stages_and_arguments(tmp_path: Path, fake_env: dict[str, str
         assert opt(c, "--seeds") == ("0,1,2" if mode == "text" else "0")
         assert (opt(c, "--style-data") == str(data / "va")) if mode == "style" else "--style-data" not in c
     assert "baseline has no prosody embedding" in r.stdout
-    # stage 4: one report per synthesis dir; style rows are scored against their references (the valid set)
+    # stage 4: one report per synthesis dir; style rows are scored against the test set (the recording of the
+    # text) and their references (the valid set)
     evals = {opt(c, "--synth"): c for c in calls(fake_env, "tts-evaluate")}
     assert sorted(evals) == sorted(synth)
     for d, c in evals.items():
-        assert opt(c, "--references") == str(data / ("va" if d.endswith("style") else "te"))
+        refs = c[c.index("--references") + 1:c.index("--references") + (3 if d.endswith("style") else 2)]
+        assert refs == [str(data / "te")] + ([str(data / "va")] if d.endswith("style") else [])
         assert opt(c, "--judge") == str(judge) and opt(c, "--prosody-labels") == str(labels)
         name, row = Path(d).parent.name, Path(d).name
         assert opt(c, "--out") == str(exp / "eval" / name / f"{row}.json")
-    # stage 5: every report under its model's name
+    # stage 5: every report under <model>/<row>
     (results,) = calls(fake_env, "tts-results")
     reports = results[results.index("--reports") + 1:results.index("--out")]
-    assert sorted(reports) == sorted(f"{Path(d).parent.name}={exp / 'eval' / Path(d).parent.name / Path(d).name}.json"
-                                     for d in synth)
+    assert sorted(reports) == sorted(f"{Path(d).parent.name}/{Path(d).name}="
+                                     f"{exp / 'eval' / Path(d).parent.name / Path(d).name}.json" for d in synth)
     assert opt(results, "--out") == str(exp / "RESULTS.md") and opt(results, "--figures") == str(exp / "figures")
     assert (exp / "log" / "train.vt10.log").is_file() and (exp / "log" / "synth.hier.style.log").is_file()
     assert (exp / "log" / "eval.baseline.text_t0.5.log").is_file()
@@ -540,7 +542,7 @@ def test_synth_tts_stages_drive_the_tts_recipe(tmp_path: Path, fake_env: dict[st
     prepared = {opt(c, "--split"): opt(c, "--out") for c in calls(fake_env, "prepare-data")}
     assert prepared == {s: str(data / f"tts_{s}") for s in ("train", "valid", "test")}
     trains = {Path(opt(c, "--out-dir")).name: c for c in calls(fake_env, "train-tts")}
-    assert list(trains) == ["baseline", "vt10", "vt50", "vt150", "hier"]
+    assert sorted(trains) == sorted(["baseline", "vt10", "vt50", "vt150", "hier"])  # trained at once (--tts-train-nj)
     for name, c in trains.items():
         conf = {"baseline": "baseline", "hier": "hier"}.get(name, "vt")
         assert opt(c, "--config") == f"conf/tts_{conf}_tiny.yaml" and opt(c, "--out-dir") == str(exp / "tts" / name)
@@ -553,13 +555,14 @@ def test_synth_tts_stages_drive_the_tts_recipe(tmp_path: Path, fake_env: dict[st
     labels = str(data / "corpora_tts" / ".synth" / "ljspeech" / "utterances.json")
     assert all(opt(c, "--prosody-labels") == labels and "--judge" not in c for c in calls(fake_env, "tts-evaluate"))
     assert (exp / "tts" / "RESULTS.md").is_file()
-    # with the unit-to-speech vocoder and judge present, the TTS rows use them; --stage 17 resumes at synthesis
+    # with the unit-to-speech judge present, the TTS rows use it (and its vocoder with --tts-vocoder unit2speech);
+    # --stage 17 resumes at synthesis
     for f in ("vocoder_mel/vocoder.pt", "judge/judge.pt"):
         (exp / "unit2speech" / f).parent.mkdir(parents=True)
         (exp / "unit2speech" / f).write_text("x")
     Path(fake_env["FAKE_CALLS"]).unlink()
-    r = bash(SYNTH_RUN, *args, "--stage", "17", "--stop-stage", "18", "--tts-capacities", "50", cwd=tmp_path,
-             env=fake_env)
+    r = bash(SYNTH_RUN, *args, "--stage", "17", "--stop-stage", "18", "--tts-capacities", "50",
+             "--tts-vocoder", "unit2speech", cwd=tmp_path, env=fake_env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert {c[0] for c in calls(fake_env)} == {"tts-synthesize", "tts-evaluate"}
     assert {Path(opt(c, "--model")).parent.name for c in calls(fake_env, "tts-synthesize")} == {"baseline", "vt50", "hier"}

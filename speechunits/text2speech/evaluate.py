@@ -199,7 +199,7 @@ def _diversity(scored: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def evaluate_tts(
     synth_dir: PathLike,
-    references: PathLike,
+    references: PathLike | Sequence[PathLike],
     *,
     labels: PathLike | None = None,
     judge: Any | None = None,
@@ -211,6 +211,9 @@ def evaluate_tts(
 ) -> dict[str, Any]:
     """The report of one synthesis output directory (module docstring; keys in docs/tts.md).
 
+    ``references``: one or more data dirs holding the recordings that rows name as
+    ``source_id`` / ``reference_id`` (a style row needs both the test set and the style set).
+
     ``judge``: an object with ``transcribe(waves, sample_rate, beam) -> list[str]`` (the
     :mod:`speechunits.asr` judge); ``sample_rate``: the rate both sides are compared at
     (default: each row's own).
@@ -219,7 +222,8 @@ def evaluate_tts(
 
     rows = read_synth_manifest(synth_dir)
     meta = read_synth_meta(synth_dir)
-    refs = {u.id: u for u in load_manifest(references, require_text=False)}
+    sources = [references] if isinstance(references, (str, os.PathLike)) else list(references)
+    refs = {u.id: u for source in sources for u in load_manifest(source, require_text=False)}
     label_map = read_prosody_labels(labels) if labels is not None else None
     by_id = {r.id: r for r in rows}
     measured = _ReferenceProsody(refs, sample_rate, f0_cfg)

@@ -25,8 +25,9 @@ from speechunits.text2speech.evaluate import evaluate_tts, write_report
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synth", required=True, type=Path, help="synthesis output directory (manifest.jsonl, meta.json)")
-    parser.add_argument("--references", required=True, type=Path,
-                        help="data dir / manifest of the natural recordings (ids = source_id / reference_id)")
+    parser.add_argument("--references", required=True, type=Path, nargs="+",
+                        help="data dir(s) / manifest(s) of the natural recordings (ids = source_id / reference_id; "
+                             "style rows: the test set and the style set)")
     parser.add_argument("--prosody-labels", type=Path,
                         help="the synthetic corpus's .synth/<layout>/utterances.json: transfer correlation against "
                              "the generated prosody (default: against the reference audio's measured prosody)")

@@ -55,8 +55,9 @@ class TTSItem:
 
 
 def read_corpus(data: str | Path) -> list[Utterance]:
-    """The utterances of a data directory or manifest; ManifestError when there are none."""
-    utts = load_manifest(data)
+    """The utterances of a data directory or manifest (those without a transcript too: they are
+    skipped and reported, not fatal); ManifestError when there are none."""
+    utts = load_manifest(data, require_text=False)
     if not utts:
         raise ManifestError(data, "no utterances")
     return utts
