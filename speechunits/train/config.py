@@ -20,9 +20,14 @@ from speechunits.errors import ConfigError
 
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")
+NONFINITE = ("raise", "skip")
 
 # Keys that do not change what is trained (logging, bookkeeping, run control). All other keys
 # are training-relevant: a checkpoint written under different values refuses to resume.
+# ``nonfinite`` and ``nonfinite_patience`` are run control: they change no finite update, only
+# whether a non-finite one ends the run, and the usual way to use them is to resume a run that
+# died of a NaN with ``nonfinite=skip``. What they did is recorded where it happened (the
+# checkpoint's ``skipped_steps``, ``nonfinite.jsonl``).
 NON_TRAINING_KEYS = frozenset(
     {
         "out_dir",
@@ -37,6 +42,8 @@ NON_TRAINING_KEYS = frozenset(
         "tensorboard",
         "compile",
         "ddp_find_unused",
+        "nonfinite",
+        "nonfinite_patience",
     }
 )
 
@@ -63,6 +70,8 @@ class TrainConfig:
     compile: bool = False
     ddp_find_unused: bool = False  # DDP find_unused_parameters (tasks whose forward skips parameters)
     seed: int = 0
+    nonfinite: str = "raise"  # raise | skip: a non-finite loss or gradient norm ends the run, or skips the update
+    nonfinite_patience: int = 20  # skip: this many consecutive skipped steps of one optimizer end the run
     # bookkeeping
     log_every: int = 10
     save_every: int = 1000
@@ -85,6 +94,10 @@ def _validate(cfg: TrainConfig, source: str | None) -> TrainConfig:
         raise bad("schedule", " | ".join(SCHEDULES))
     if cfg.precision not in PRECISIONS:
         raise bad("precision", " | ".join(PRECISIONS))
+    if cfg.nonfinite not in NONFINITE:
+        raise bad("nonfinite", " | ".join(NONFINITE))
+    if cfg.nonfinite_patience < 1:
+        raise bad("nonfinite_patience", "an integer >= 1")
     if cfg.accum_steps < 1:
         raise bad("accum_steps", "an integer >= 1")
     if cfg.max_steps < 0:

@@ -11,6 +11,10 @@ one zeroes its gradients, runs forward and backward of ``training_step(..., opti
 over the step's micro-batches (fetched once, so every optimizer sees the same data), clips
 its own parameters and steps itself and its scheduler. A task without ``optimizers()`` is the
 one-element case of the same code, and its logs and checkpoints keep their format-1 keys.
+
+A non-finite loss raises :class:`FloatingPointError` (``nonfinite=raise``, the default). With
+``nonfinite=skip`` it, or a non-finite gradient norm, makes that optimizer skip its update for
+the step instead (see :meth:`Trainer._optimizer_step` and :mod:`speechunits.train.nonfinite`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import inspect
 import itertools
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +42,7 @@ from speechunits.train import checkpoint as ckpt
 from speechunits.train.config import TrainConfig, config_diff, config_to_dict, config_to_yaml, training_relevant
 from speechunits.train.distributed import DistInfo, all_gather_object, all_reduce_sum, barrier
 from speechunits.train.logger import METRICS_NAME, TENSORBOARD_DIR, MetricsLogger
+from speechunits.train.nonfinite import NONFINITE_NAME, SkipTracker
 from speechunits.train.optim import OptimizerSpec, default_optimizer, param_groups, trained_modules
 from speechunits.train.placement import place_task
 from speechunits.train.rng import capture_rng_state, restore_rng_state, seed_everything
@@ -73,6 +79,10 @@ class TrainTask(Protocol):
     ``media(step) -> {"audio": {name: (wave, sample_rate)}, "images": {name: HxWx3 uint8}}``,
     called on rank 0 only, right after ``validate`` and in the same eval/no-grad state, whose
     audio clips and pictures go to TensorBoard (a vocoder's samples and mel plots).
+
+    Optional, ``batch_ids(batch) -> list[str]``: the utterance ids of a micro-batch (as
+    ``batches`` yielded it), so an update skipped under ``nonfinite=skip`` names the data that
+    caused it in ``nonfinite.jsonl`` (gathered from every rank; ``[]`` without the hook).
 
     Optional, several optimizers: ``optimizers(config) -> list[OptimizerSpec]`` in step order.
     Then ``training_step(batch, step, optimizer=name)`` is called once per optimizer and
@@ -209,6 +219,12 @@ class Trainer:
         self.batch_in_epoch = 0
         self.resumed_from: Path | None = None
         self.last_metrics: dict[str, float] = {}
+        self._skips = SkipTracker(self.out_dir, config.nonfinite_patience, write=self.dist.is_main)
+
+    @property
+    def skipped_steps(self) -> int:
+        """Optimizer updates skipped for a non-finite loss or gradient (one per optimizer and step)."""
+        return self._skips.skipped_steps
 
     @property
     def model(self) -> nn.Module:
@@ -292,6 +308,7 @@ class Trainer:
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
+        self._skips.load_state_dict(state)
         self.resumed_from = path
         rngs = state["rng"]
         return rngs[self.dist.rank] if self.dist.rank < len(rngs) else None
@@ -304,6 +321,7 @@ class Trainer:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "world_size": self.dist.world_size,
+            **self._skips.state_dict(),
             **ckpt.pack_trained_state(
                 {name: module.state_dict() for name, module in self.modules.items()},
                 [
@@ -330,7 +348,7 @@ class Trainer:
     def _set_aside_previous_run(self) -> None:
         """A run that does not continue this directory's checkpoints must not mix with them:
         move earlier checkpoints and logs into ``replaced-<UTC time>/``."""
-        leftovers = [self.out_dir / n for n in (ckpt.CHECKPOINT_DIR, METRICS_NAME, TENSORBOARD_DIR)]
+        leftovers = [self.out_dir / n for n in (ckpt.CHECKPOINT_DIR, METRICS_NAME, TENSORBOARD_DIR, NONFINITE_NAME)]
         leftovers = [p for p in leftovers if p.exists()]
         if not ckpt.list_checkpoints(self.out_dir) or not leftovers:
             return
@@ -352,6 +370,7 @@ class Trainer:
             ckpt.remove_stale_temporaries(self.out_dir)
             if found is None or found[0].resolve().parent != ckpt.checkpoint_dir(self.out_dir).resolve():
                 self._set_aside_previous_run()
+            self._skips.start(self.step)
             atomic_write_text(self.out_dir / CONFIG_NAME, config_to_yaml(cfg))
         if found is None:
             seed_everything(cfg.seed + self.dist.rank)
@@ -434,9 +453,16 @@ class Trainer:
 
         Its gradients are zeroed first, so gradients another optimizer's loss left on its
         parameters (a discriminator's, from the generator's loss) do not count. Micro-batches
-        are moved to the device one at a time, so device memory holds one, as before."""
+        are moved to the device one at a time, so device memory holds one, as before.
+
+        Under ``nonfinite=skip`` a non-finite loss on any rank, or a non-finite gradient norm,
+        skips this optimizer's update (:meth:`_skip`). The ranks agree on the loss before
+        backward, so all of them leave out the backward (and DDP's gradient reduction) together
+        and none waits for the others. The default ``raise`` adds no collective."""
         spec.optimizer.zero_grad(set_to_none=True)
+        skip_mode = self.config.nonfinite == "skip"
         count = len(micro_batches)
+        lr = spec.lr
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         metric_sums: dict[str, float] = {}
         for index, (host_batch, position) in enumerate(micro_batches):
@@ -444,19 +470,48 @@ class Trainer:
             with self._no_sync(wrapped, sync=index == count - 1):
                 with self._autocast():
                     loss, metrics = self._training_step(batch, spec)
-                if not torch.isfinite(loss.detach()).all():
+                finite = bool(torch.isfinite(loss.detach()).all())
+                if not finite and not skip_mode:
                     which = f", optimizer {spec.name!r}" if len(self.optimizers) > 1 else ""
                     raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step}{which} ({position})")
+                if skip_mode and not self._on_every_rank(finite):
+                    self._skip(spec, "loss", position, [] if finite else [host_batch])
+                    nan = torch.full((), float("nan"), dtype=torch.float64, device=self.device)
+                    return _OptimizerStepResult(nan, {}, lr, nan)  # the step's loss and metrics are incomplete
                 (loss / count).backward()
             loss_sum += loss.detach().double() / count
             for k, v in metrics.items():
                 metric_sums[k] = metric_sums.get(k, 0.0) + float(v) / count
         grad_norm = torch.nn.utils.clip_grad_norm_(spec.params, spec.max_norm)
-        lr = spec.lr
-        spec.optimizer.step()
-        if spec.scheduler is not None:
-            spec.scheduler.step()
+        if skip_mode and not self._on_every_rank(bool(torch.isfinite(grad_norm))):
+            span = micro_batches[0][1] if count == 1 else f"{micro_batches[0][1]} to {micro_batches[-1][1]}"
+            self._skip(spec, "grad", span, [b for b, _ in micro_batches])
+        else:
+            spec.optimizer.step()
+            self._skips.stepped(spec.name)
+            if spec.scheduler is not None:
+                spec.scheduler.step()
         return _OptimizerStepResult(loss_sum, metric_sums, lr, grad_norm)
+
+    def _on_every_rank(self, ok: bool) -> bool:
+        """Whether ``ok`` holds on every rank: one all-reduce when distributed, so all agree."""
+        if not self.dist.distributed:
+            return ok
+        return all_reduce_sum(0.0 if ok else 1.0) == 0.0
+
+    def _skip(self, spec: OptimizerSpec, reason: str, position: str, bad_batches: list[Any]) -> None:
+        """Drop ``spec``'s update of this step (collective: every rank calls it): zero its
+        gradients, record the skip with the ids of this rank's ``bad_batches`` gathered from all
+        ranks, and step its scheduler anyway, so the LR stays tied to the step index."""
+        spec.optimizer.zero_grad(set_to_none=True)
+        batch_ids = getattr(self.task, "batch_ids", None)
+        local = [str(i) for b in bad_batches for i in batch_ids(b)] if batch_ids is not None else []
+        ids = [i for rank_ids in all_gather_object(local) for i in rank_ids]
+        self._skips.skipped(self.step, spec.name, reason, position, ids)
+        if spec.scheduler is not None:
+            with warnings.catch_warnings():  # torch warns when the first scheduler step precedes every optimizer step
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+                spec.scheduler.step()
 
     def _key(self, key: str, spec: OptimizerSpec) -> str:
         """Log key of a per-optimizer number: as it is with one optimizer, ``<key>/<name>`` with several."""
@@ -479,6 +534,8 @@ class Trainer:
             out[self._key("lr", spec)] = result.lr
             out[self._key("grad_norm", spec)] = float(result.grad_norm)
         out["epoch"] = float(self.epoch)
+        if self.config.nonfinite == "skip":
+            out["skipped_steps"] = float(self.skipped_steps)
         return out
 
     def _set_training(self, training: bool) -> None:
