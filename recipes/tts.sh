@@ -35,6 +35,8 @@ temperatures="0.5 1.0"  # prior temperatures of the text-only samples
 seeds="0 1 2"        # seeds of the text-only samples (transfer and style use the first)
 num_test=100         # test utterances synthesized per row (0: all)
 synth_opts=""        # extra tts-synthesize flags for every row (e.g. "--griffin-lim-iters 60")
+figure_model=""      # model of the figures (attention alignment of its transfer row, F0 contours of its
+                     # prior samples at every temperature); empty: the last model of --configs
 
 help_message="Usage: recipes/tts.sh --train-set S --valid-set S --test-set S --configs \"NAME=CONF ...\" [options]
   (normally called by egs/<corpus>/run.sh)
@@ -242,6 +244,10 @@ if stage_begin 5 "RESULTS.md"; then
       reports+=("$name/$row=$exp_dir/eval/$name/$row.json")
     done
   done
+  fig="${figure_model:-${names[-1]}}"
+  [[ " ${names[*]} " == *" $fig "* ]] || fail "--figure-model $fig is not one of the models of --configs: ${names[*]}"
+  contours=()
+  for t in $temperatures; do contours+=("$synth/$fig/text_t$t"); done
   run_logged "$log_dir/results.log" speechunits tts-results --reports "${reports[@]}" --out "$exp_dir/RESULTS.md" \
-    --figures "$exp_dir/figures"
+    --figures "$exp_dir/figures" --attention "$synth/$fig/transfer" --contours "${contours[@]}"
 fi

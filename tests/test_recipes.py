@@ -496,6 +496,9 @@ def test_tts_recipe_stages_and_arguments(tmp_path: Path, fake_env: dict[str, str
     assert sorted(reports) == sorted(f"{Path(d).parent.name}/{Path(d).name}="
                                      f"{exp / 'eval' / Path(d).parent.name / Path(d).name}.json" for d in synth)
     assert opt(results, "--out") == str(exp / "RESULTS.md") and opt(results, "--figures") == str(exp / "figures")
+    assert opt(results, "--attention") == str(exp / "synth" / "hier" / "transfer")  # the last model by default
+    contours = results[results.index("--contours") + 1:]
+    assert contours == [str(exp / "synth" / "hier" / f"text_t{t}") for t in ("0.5", "1.0")]
     assert (exp / "log" / "train.vt10.log").is_file() and (exp / "log" / "synth.hier.style.log").is_file()
     assert (exp / "log" / "eval.baseline.text_t0.5.log").is_file()
 

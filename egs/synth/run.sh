@@ -41,8 +41,8 @@ tts_vt_config=conf/tts_vt_tiny.yaml              # Capacitron V+T, trained once 
 tts_capacities="10 50 150"                       # capacities C (nats) of the V+T models vt<C> (empty: none)
 tts_hier_config=conf/tts_hier_tiny.yaml          # hierarchical Capacitron (empty: no hier row)
 tts_opts=""               # KEY=VALUE overrides of every TTS training, e.g. "max_steps=50"
-tts_train_nj=5            # TTS models trained at once (each on nproc / tts_train_nj threads): on 2 cores five
-                          # one-thread runs finish together instead of one after another
+tts_train_nj=2            # TTS models trained at once (each on nproc / tts_train_nj threads); measured on 2
+                          # cores: two one-thread runs take 1.1 s per step each, five take 4.3 s (contention)
 tts_vocoder=griffin-lim   # griffin-lim | unit2speech: the stage-10 mel vocoder (in issue 11 the tiny CPU
                           # vocoder measured worse than Griffin-Lim: MCD 8.97 vs 8.42 dB, CER 14.0 vs 9.2 %)
 
