@@ -34,6 +34,7 @@ prosody_labels=""    # utterances.json of speechunits synth-corpus: the referenc
 temperatures="0.5 1.0"  # prior temperatures of the text-only samples
 seeds="0 1 2"        # seeds of the text-only samples (transfer and style use the first)
 num_test=100         # test utterances synthesized per row (0: all)
+num_prior=""         # test sentences of the prior-sample rows, each once per seed (empty: --num-test)
 synth_opts=""        # extra tts-synthesize flags for every row (e.g. "--griffin-lim-iters 60")
 figure_model=""      # model of the figures (attention alignment of its transfer row, F0 contours of its
                      # prior samples at every temperature); empty: the last model of --configs
@@ -46,7 +47,8 @@ Stages:
   2  training of every model of --configs: speechunits train-tts (torchrun with --ngpu > 1;
      --train-nj N trains N models at once on the CPU) -> <exp-dir>/<name>/model.pt
   3  synthesis of --num-test test utterances per model: speechunits tts-synthesize
-       text only (prior samples) at each --temperatures with the --seeds -> <exp-dir>/synth/<name>/text_t<T>/
+       text only (prior samples) of --num-prior sentences at each --temperatures with the --seeds
+                                                                      -> <exp-dir>/synth/<name>/text_t<T>/
        prosody transfer (own audio as reference, same text)          -> <exp-dir>/synth/<name>/transfer/
        style transfer (references from --style-set, new text; only models with a prosody
        embedding, as the transfer output's meta.json says)          -> <exp-dir>/synth/<name>/style/
@@ -79,6 +81,7 @@ fi
 [[ "$ngpu" =~ ^[0-9]+$ ]] || fail "--ngpu must be a non-negative integer, got '$ngpu'"
 [[ "$train_nj" =~ ^[1-9][0-9]*$ ]] || fail "--train-nj must be a positive integer, got '$train_nj'"
 [[ "$num_test" =~ ^[0-9]+$ ]] || fail "--num-test must be a non-negative integer (0: all), got '$num_test'"
+[[ -z "$num_prior" || "$num_prior" =~ ^[0-9]+$ ]] || fail "--num-prior must be a non-negative integer (0: all), got '$num_prior'"
 [[ "$frontend" == phonemes || "$frontend" == characters ]] || fail "--frontend must be phonemes or characters, got '$frontend'"
 [[ -n "${temperatures// /}" ]] || fail "give at least one prior temperature with --temperatures"
 for t in $temperatures; do
@@ -191,15 +194,17 @@ test_utts="$num_test"
 if stage_begin 3 "synthesis of $test_set ($test_utts utterances, vocoder ${vocoder:-Griffin-Lim}): ${names[*]}"; then
   [[ -z "$vocoder" ]] || need "$vocoder" "4 of recipes/unit2speech.sh (the mel vocoder)"
   common=(--data "$data_root/$test_set" --nj "$nj" "${dev[@]}")
-  (( num_test > 0 )) && common+=(--max-utts "$num_test")
   [[ -z "$vocoder" ]] || common+=(--vocoder "$vocoder")
+  prior=("${common[@]}")
+  (( num_test > 0 )) && common+=(--max-utts "$num_test")
+  (( ${num_prior:-$num_test} > 0 )) && prior+=(--max-utts "${num_prior:-$num_test}")
   for name in "${names[@]}"; do
     model="$exp_dir/$name/model.pt"
     need "$model" 2
     out="$synth/$name"
     for t in $temperatures; do
       # shellcheck disable=SC2086
-      run_logged "$log_dir/synth.$name.text_t$t.log" speechunits tts-synthesize --model "$model" "${common[@]}" \
+      run_logged "$log_dir/synth.$name.text_t$t.log" speechunits tts-synthesize --model "$model" "${prior[@]}" \
         --mode text --temperature "$t" --seeds "$seed_list" --out "$out/text_t$t" $synth_opts
     done
     # a model without a prosody embedding ignores the reference: its transfer row is the floor of the others

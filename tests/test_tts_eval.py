@@ -284,8 +284,9 @@ def test_tts_results_tables_and_figures(corpus: Corpus, copy_dir: Path, prior_di
     cells = [c.strip() for c in copy_line.strip("|").split("|")]
     assert cells[1:4] == ["V", f"{reports['copy']['kl_nats']['value']:.1f}", "50"]
     assert cells[4] == f"{f0['r']:.2f} [{f0['lo']:.2f}, {f0['hi']:.2f}] (n={NUM_UTTS})"
-    assert cells[6] == f"{reports['copy']['ffe_pct']['value']:.1f}" and cells[7] == f"{reports['copy']['mcd_db']['value']:.2f}"
-    assert cells[8] == f"{100 * 2 / NUM_UTTS:.1f}" and cells[9] == "–" and cells[10] == f"{NUM_UTTS}/{NUM_UTTS}"
+    assert cells[6:8] == ["–", "–"]  # no posterior means in these rows: no latent probe
+    assert cells[8] == f"{reports['copy']['ffe_pct']['value']:.1f}" and cells[9] == f"{reports['copy']['mcd_db']['value']:.2f}"
+    assert cells[10] == f"{100 * 2 / NUM_UTTS:.1f}" and cells[11] == "–" and cells[12] == f"{NUM_UTTS}/{NUM_UTTS}"
     assert "| prior10 |" in text
     div = text.split("## Diversity across seeds")[1]
     spread05 = reports["prior05"]["diversity"][0]["f0_spread_semitones"]["value"]

@@ -201,3 +201,15 @@ def test_dtw_scores_of_a_shifted_tone() -> None:
     up5 = dtw_scores(ref, _voiced(120.0 * 2 ** (5 / 12), 0.8, lead=0.1, tail=0.1), SR)
     assert up5["f0_frame_error"] > 0.6  # 33 % off on every voiced frame
     assert all(math.isnan(v) for k, v in dtw_scores(ref, ref[:10], SR).items() if k != "aligned_frames")
+
+
+def test_probe_predictions_are_held_out_and_find_a_linear_signal():
+    from speechunits.eval.prosody_metrics import pearson, probe_predictions
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 8))
+    y = 2.0 * x[:, 3] - x[:, 5] + 0.1 * rng.standard_normal(60)
+    assert pearson(y, probe_predictions(x, y)) > 0.95
+    noise = rng.standard_normal(60)  # nothing to find: held-out predictions do not correlate
+    assert abs(pearson(noise, probe_predictions(x, noise))) < 0.4
+    assert np.isnan(probe_predictions(x[:6], y[:6])).all()  # too few rows for 5 folds

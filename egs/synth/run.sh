@@ -36,6 +36,7 @@ unit2speech=false         # true: also stages 7-13, unit-to-speech (recipes/unit
 tts=false                 # true: also stages 14-19, Capacitron TTS (recipes/tts.sh; `make demo-tts`)
 tts_utts=""               # default from conf/sizes.sh: clips of the LJSpeech-shaped TTS corpus (more than 200)
 tts_num_test=""           # default from conf/sizes.sh: test utterances synthesized per TTS row
+tts_num_prior=""          # default from conf/sizes.sh: test sentences of the prior-sample rows (x seeds x temperatures)
 tts_baseline_config=conf/tts_baseline_tiny.yaml  # Tacotron2 without prosody embedding (empty: no baseline row)
 tts_vt_config=conf/tts_vt_tiny.yaml              # Capacitron V+T, trained once per --tts-capacities value
 tts_capacities="10 50 150"                       # capacities C (nats) of the V+T models vt<C> (empty: none)
@@ -99,7 +100,7 @@ user_paths "$CALLER_DIR" data_root exp_root stage1_config stage2_config \
 
 SIZES=conf/sizes.sh
 [[ "$tiny" == true ]] && SIZES=conf/sizes_tiny.sh
-for v in train_utts dev_utts test_utts fsc_speakers fsc_utts_per_speaker lj_utts tts_utts tts_num_test; do
+for v in train_utts dev_utts test_utts fsc_speakers fsc_utts_per_speaker lj_utts tts_utts tts_num_test tts_num_prior; do
   [[ -n "${!v}" ]] || printf -v "$v" '%s' "$(. "$SIZES"; echo "${!v}")"
 done
 
@@ -192,5 +193,5 @@ if [[ "$tts" == true ]] && (( stop_stage >= 15 )); then
     --nj "$nj" --device "$device" --data-root "$data_root" --exp-dir "$exp_root/tts" \
     --train-set tts_train --valid-set tts_valid --test-set tts_test --configs "$tts_models" \
     --train-opts "$tts_opts" --train-nj "$tts_train_nj" --vocoder "$tts_voc" --judge "$tts_judge" \
-    --prosody-labels "$TTS_CORPORA/.synth/ljspeech/utterances.json" --num-test "$tts_num_test"
+    --prosody-labels "$TTS_CORPORA/.synth/ljspeech/utterances.json" --num-test "$tts_num_test" --num-prior "$tts_num_prior"
 fi

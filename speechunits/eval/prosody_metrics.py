@@ -122,6 +122,36 @@ def bootstrap_pearson(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.n
     return r, float(lo), float(hi)
 
 
+def probe_predictions(features: Sequence[Sequence[float]] | np.ndarray, target: Sequence[float] | np.ndarray,
+                      folds: int = 5, ridge: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Out-of-fold predictions of ``target`` by ridge regression on ``features`` ``[n, d]``.
+
+    A *latent probe*: how much of a known property (a reference's recorded F0 shift, its speaking
+    rate) a model's prosody embedding carries, whatever its decoder makes of it. Each fold is
+    predicted by a model fitted on the others (features standardised on those), so the
+    correlation of predictions and targets is an honest held-out figure. Rows with a non-finite
+    value are NaN in the output; fewer than ``2 * folds`` usable rows give all NaN.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(target, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"probe_predictions: features [n, d] and target [n] expected, got {x.shape} and {y.shape}")
+    out = np.full(y.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(x).all(axis=1) & np.isfinite(y))
+    if ok.size < 2 * folds:
+        return out
+    order = np.random.default_rng(seed).permutation(ok)
+    for k in range(folds):
+        test = order[k::folds]
+        train = np.setdiff1d(order, test)
+        mu, sd = x[train].mean(0), x[train].std(0) + 1e-8
+        xt = (x[train] - mu) / sd
+        y_mu = y[train].mean()
+        w = np.linalg.solve(xt.T @ xt + ridge * np.eye(x.shape[1]), xt.T @ (y[train] - y_mu))
+        out[test] = ((x[test] - mu) / sd) @ w + y_mu
+    return out
+
+
 def spread_across_seeds(values: Sequence[Sequence[float]] | np.ndarray) -> float:
     """Mean over utterances (rows) of the standard deviation across seeds (columns, ``ddof=1``: the
     seeds are a sample of the model's distribution). NaN entries (a missing or unvoiced sample) are
@@ -143,5 +173,5 @@ def rows_with_spread(values: Sequence[Sequence[float]] | np.ndarray) -> int:
     return int((np.isfinite(v).sum(axis=1) >= 2).sum()) if v.ndim == 2 else 0
 
 
-__all__ = ["F0_REFERENCE_HZ", "MIN_PAIRS", "SPEECH_RANGE_DB", "bootstrap_pearson", "pearson", "rows_with_spread",
+__all__ = ["probe_predictions", "F0_REFERENCE_HZ", "MIN_PAIRS", "SPEECH_RANGE_DB", "bootstrap_pearson", "pearson", "rows_with_spread",
            "semitones", "speech_span_seconds", "spread_across_seeds", "utterance_prosody"]

@@ -51,7 +51,9 @@ from speechunits.errors import AudioError
 from speechunits.eval.aligned import dtw_scores
 from speechunits.eval.attention_metrics import attention_failure, diagonality, focus_rate
 from speechunits.eval.error_rates import error_rates
-from speechunits.eval.prosody_metrics import bootstrap_pearson, rows_with_spread, spread_across_seeds, utterance_prosody
+from speechunits.eval.prosody_metrics import (
+    bootstrap_pearson, probe_predictions, rows_with_spread, spread_across_seeds, utterance_prosody,
+)
 from speechunits.features.f0 import F0Config
 from speechunits.text2speech.labels import ProsodyLabel, read_prosody_labels
 from speechunits.text2speech.synth_dir import SynthRow, read_synth_manifest, read_synth_meta
@@ -173,6 +175,23 @@ def _transfer_pairs(scored: Sequence[dict[str, Any]], rows: Mapping[str, SynthRo
                 add("duration", ref["speech_seconds"] / row.num_symbols, rec["seconds_per_symbol"])
             add("f0_std", ref["f0_std_semitones"], rec["f0_std_semitones"])
     return pairs, no_label
+
+
+def _latent_probe(rows: Sequence[SynthRow], labels: Mapping[str, ProsodyLabel] | None,
+                  n_boot: int) -> dict[str, Any] | None:
+    """Held-out correlation of the recorded F0 shift / stretch with ridge predictions from the references'
+    posterior means (:func:`~speechunits.eval.prosody_metrics.probe_predictions`); None without labels or means."""
+    usable = [(r, labels.get(r.reference_id)) for r in rows
+              if labels is not None and r.reference_id and r.prosody_mean is not None]
+    usable = [(r, lab) for r, lab in usable if lab is not None]
+    if not usable:
+        return None
+    x = np.array([r.prosody_mean for r, _ in usable])
+    out = {}
+    for name, attr in (("f0", "f0_semitones"), ("duration", "stretch")):
+        y = np.array([np.nan if getattr(lab, attr) is None else float(getattr(lab, attr)) for _, lab in usable])
+        out[name] = correlation(y, probe_predictions(x, y), n_boot)
+    return out
 
 
 def _diversity(scored: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -313,6 +332,7 @@ def evaluate_tts(
         "voicing_error_pct": figure((r["voicing_error"] for r in scored), 100.0),
         "transfer": {"source": "labels" if label_map is not None else "reference audio",
                      **{k: correlation(x, y, bootstrap) for k, (x, y) in pairs.items()}},
+        "latent_probe": _latent_probe(rows, label_map, bootstrap),
         "diversity": _diversity(scored),
         "attention": {"failure_pct": figure((100.0 * a["failed"] for a in att)),
                       "diagonality": figure(a["diagonality"] for a in att),

@@ -21,8 +21,8 @@ from speechunits.errors import ConfigError, ManifestError
 
 PathLike = str | os.PathLike[str]
 
-COLUMNS = ("model", "prosody", "KL (nats)", "C", "F0 corr ↑", "duration corr ↑", "FFE (%) ↓", "MCD (dB) ↓",
-           "attention failures (%) ↓", "judge CER (%) ↓", "scored")
+COLUMNS = ("model", "prosody", "KL (nats)", "C", "F0 corr ↑", "duration corr ↑", "z→F0 probe ↑", "z→rate probe ↑",
+           "FFE (%) ↓", "MCD (dB) ↓", "attention failures (%) ↓", "judge CER (%) ↓", "scored")
 DIVERSITY_COLUMNS = ("model", "mode", "temperature", "F0 spread (semitones)", "duration spread (s)", "sentences × seeds")
 
 
@@ -76,8 +76,10 @@ def table_row(name: str, report: Mapping[str, Any]) -> list[str]:
     meta = report.get("meta") or {}
     judge = report.get("judge") or {}
     transfer = report["transfer"]
+    probe = report.get("latent_probe")  # absent in reports written before it existed
     return [name, str(meta.get("prosody") or "–"), _num(report["kl_nats"]["value"], ".1f"),
             capacity_cell(meta.get("capacity")), correlation_cell(transfer["f0"]), correlation_cell(transfer["duration"]),
+            *(correlation_cell(probe[k]) if probe else "–" for k in ("f0", "duration")),
             _num(report["ffe_pct"]["value"], ".1f"), _num(report["mcd_db"]["value"], ".2f"),
             _num(report["attention"]["failure_pct"]["value"], ".1f"), _num(judge.get("cer"), ".1f"),
             f"{report['num_scored']}/{report['num_rows']}"]

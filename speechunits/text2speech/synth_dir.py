@@ -56,6 +56,7 @@ class SynthRow:
     stop_fired: bool
     attention: Path | None
     line: int
+    prosody_mean: tuple[float, ...] | None = None  # optional key: the reference's posterior mean
 
 
 def _type_ok(value: Any, kind: str) -> bool:
@@ -89,6 +90,9 @@ def _parse(path: Path, root: Path, lineno: int, raw: str) -> SynthRow:
             raise ManifestError(path, f"{key!r} must be {kind}{' or null' if nullable else ''}, found {value!r}", lineno)
     if obj["mode"] not in MODES:
         raise ManifestError(path, f"'mode' must be one of {', '.join(MODES)}, found {obj['mode']!r}", lineno)
+    mean = obj.get("prosody_mean")
+    if mean is not None and not (isinstance(mean, list) and mean and all(_type_ok(v, _NUM) for v in mean)):
+        raise ManifestError(path, f"'prosody_mean' must be a non-empty list of numbers or null, found {mean!r}", lineno)
     for key in ("num_symbols", "sample_rate"):
         if obj[key] <= 0:
             raise ManifestError(path, f"{key!r} must be positive, found {obj[key]}", lineno)
@@ -99,7 +103,8 @@ def _parse(path: Path, root: Path, lineno: int, raw: str) -> SynthRow:
         temperature=None if obj["temperature"] is None else float(obj["temperature"]),
         posterior_mean=obj["posterior_mean"], kl=None if obj["kl"] is None else float(obj["kl"]),
         decoder_steps=obj["decoder_steps"], stop_fired=obj["stop_fired"],
-        attention=None if obj["attention"] is None else root / obj["attention"], line=lineno)
+        attention=None if obj["attention"] is None else root / obj["attention"], line=lineno,
+        prosody_mean=None if mean is None else tuple(float(v) for v in mean))
 
 
 def read_synth_manifest(out_dir: PathLike) -> list[SynthRow]:

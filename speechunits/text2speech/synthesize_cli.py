@@ -18,7 +18,8 @@ Output (also a data dir: the judge and ``tts-evaluate`` read it)::
 
     DIR/wavs/<id>.wav          one file per utterance (written atomically: resume is per file)
     DIR/attention/<id>.npy     float16 [decoder steps, symbols]
-    DIR/records/<id>.json      the utterance's manifest line (written last for the utterance)
+    DIR/records/<id>.json      the utterance's manifest line (written last for the utterance); rows with a
+                               reference also hold its posterior mean (``prosody_mean``: latent probes)
     DIR/manifest.jsonl         the records, sorted by id (see docs/tts.md for the fields)
     DIR/meta.json              model, its hash, prosody kind, capacity, vocoder
     DIR/bad_utts.txt           id<TAB>reason of every utterance that could not be synthesized
@@ -273,7 +274,7 @@ def make_one(synth: Synthesizer, item: Item, out: Path) -> float:
               "audio": wav_rel, "sample_rate": synth.sample_rate, "num_samples": int(len(wave)), "mode": req.mode,
               "reference_id": item.reference_id, "reference_audio": req.reference_audio, "seed": req.seed,
               "temperature": req.temperature if req.mode == "text" else None, "posterior_mean": req.posterior_mean,
-              "kl": res.kl, "decoder_steps": res.steps, "stop_fired": res.stop_fired, "attention": att_rel}
+              "kl": res.kl, "prosody_mean": res.prosody_mean, "decoder_steps": res.steps, "stop_fired": res.stop_fired, "attention": att_rel}
     if req.speaker:
         record["speaker"] = req.speaker
     atomic_write_json(record_path(out, item.id), record)

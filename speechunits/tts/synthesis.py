@@ -61,6 +61,7 @@ class SynthesisResult:
     stop_fired: bool
     num_symbols: int
     kl: float | None
+    prosody_mean: list[float] | None = None  # the reference's posterior mean (what latent probes read)
 
 
 def _device(model: Capacitron) -> torch.device:
@@ -113,13 +114,13 @@ def check_request(model: Capacitron, req: SynthesisRequest) -> None:
 
 
 def prosody_embedding(model: Capacitron, info: TTSModelInfo, req: SynthesisRequest,
-                      generator: torch.Generator) -> tuple[Tensor | None, float | None]:
-    """The embedding for ``req`` and, with a reference, its posterior KL (nats, all levels)."""
+                      generator: torch.Generator) -> tuple[Tensor | None, float | None, Tensor | None]:
+    """The embedding for ``req`` and, with a reference, its posterior KL (nats, all levels) and mean."""
     if model.prosody is None:
-        return None, None
+        return None, None, None
     device = _device(model)
     if req.mode == "text":
-        return model.prosody.sample_prior(1, float(req.temperature), device, generator), None
+        return model.prosody.sample_prior(1, float(req.temperature), device, generator), None, None
     check_request(model, req)
     ref_text = req.text if req.mode == "transfer" else req.reference_text
     text_ids = lengths = None
@@ -133,7 +134,7 @@ def prosody_embedding(model: Capacitron, info: TTSModelInfo, req: SynthesisReque
     spk_vec = model.speaker(spk.to(device)) if spk is not None and model.speaker is not None else None
     out = model.prosody(mel, torch.tensor([mel.shape[1]], device=device), encoded, lengths, spk_vec,
                         sample=not req.posterior_mean, level=req.level, temperature=float(req.temperature))
-    return out.embedding, float(out.kl.sum())
+    return out.embedding, float(out.kl.sum()), out.posterior_mean
 
 
 @torch.no_grad()
@@ -144,7 +145,7 @@ def synthesize(model: Capacitron, info: TTSModelInfo, req: SynthesisRequest, *,
     device = _device(model)
     torch.manual_seed(int(req.seed))
     generator = torch.Generator().manual_seed(int(req.seed))
-    prosody, kl = prosody_embedding(model, info, req, generator)
+    prosody, kl, mean = prosody_embedding(model, info, req, generator)
     text = encode_text(info, req.text, req.id).to(device)
     spk = speaker_tensor(info, req.speaker, model)
     out = model.infer(text, torch.tensor([text.shape[1]], device=device), prosody,
@@ -153,7 +154,8 @@ def synthesize(model: Capacitron, info: TTSModelInfo, req: SynthesisRequest, *,
     frames = steps * model.cfg.tacotron.reduction
     log_mel = model.denormalize(out.mel_after[0, :frames]).float().cpu().numpy()
     attention = out.attention[0, :steps].float().cpu().numpy()
-    return SynthesisResult(log_mel, attention, steps, bool(out.stop_fired[0]), int(text.shape[1]), kl)
+    return SynthesisResult(log_mel, attention, steps, bool(out.stop_fired[0]), int(text.shape[1]), kl,
+                           None if mean is None else [float(v) for v in mean[0].float().cpu()])
 
 
 __all__ = ["MODES", "SynthesisRequest", "SynthesisResult", "check_request", "encode_text", "prosody_embedding", "reference_mel",

@@ -10,3 +10,4 @@ lj_utts=200             # LJSpeech-shaped (single voice)
 tts_utts=1000           # LJSpeech-shaped TTS corpus (kal voice; --tts true): 100 clips per chapter, so
                         # test = LJ001 (100), valid = LJ002 (100), train = LJ003-LJ010 (800)
 tts_num_test=100        # TTS test utterances synthesized per row (the attention failure rate is over these)
+tts_num_prior=30        # TTS test sentences of the prior-sample rows: 30 x 3 seeds x 2 temperatures

@@ -7,3 +7,4 @@ fsc_utts_per_speaker=2
 lj_utts=2
 tts_utts=203            # the chapter split needs > 200 clips: test = LJ001 (100), valid = LJ002 (100), train 3
 tts_num_test=2
+tts_num_prior=2
