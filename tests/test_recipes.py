@@ -592,19 +592,21 @@ def test_ljspeech_tts_stages_use_the_paper_configs(tmp_path: Path, fake_env: dic
 @pytest.mark.parametrize("conf", sorted((REPO / "recipes" / "conf").glob("tts_*.yaml"))
                          + sorted((REPO / "egs" / "synth" / "conf").glob("tts_*_tiny.yaml")), ids=lambda p: p.name)
 def test_tts_configs_keys(conf: Path) -> None:
-    """The TTS configs use the task keys the recipes rely on, one prosody kind each, mels of their vocoder."""
+    """Every TTS config loads into the real trainer config, task options and model config (no key is a typo
+    that would be silently ignored), one prosody kind each, with the mels of the vocoder it is meant for."""
     import yaml
 
-    cfg = yaml.safe_load(conf.read_text())
-    task = cfg["task"]
-    assert set(task) <= {"batch_size", "mel", "model", "prosody"}, set(task)
-    assert set(task["model"]) == {"embed_dim", "encoder_dim", "attention", "attention_dim", "prenet_dim",
-                                  "decoder_dim", "reduction", "postnet_dim"}
-    assert task["model"]["attention"] in ("location", "dynamic_conv")
-    kind = task["prosody"]["kind"]
-    assert set(task["prosody"]) <= {"kind", "capacity", "capacity_s", "capacity_p", "latent_dim", "beta_lr"}
-    assert kind in ("none", "VT", "hierarchical") and (kind == "none") == (set(task["prosody"]) == {"kind"})
+    from speechunits.train.config import load_config
+    from speechunits.tts.config import TTSConfig
+    from speechunits.tts.task import DEFAULTS
+
+    cfg = load_config(conf)
+    task = cfg.task
+    assert set(task) <= set(DEFAULTS), set(task) - set(DEFAULTS)
+    model = TTSConfig(mel=dict(task["mel"]), tacotron={**dict(task["model"]), "num_symbols": 40},
+                      prosody=dict(task.get("prosody") or {}))
+    assert model.prosody.kind in ("none", "VT", "hierarchical") and model.tacotron.attention in ("location", "dynamic_conv")
     vocoder = (REPO / "recipes" / "conf" / "vocoder_hifigan_v1.yaml" if conf.parent.name == "conf"
                and conf.parent.parent.name == "recipes" else REPO / "egs" / "synth" / "conf" / "vocoder_mel_tiny.yaml")
-    assert task["mel"] == yaml.safe_load(vocoder.read_text())["task"]["model"]["mel"]
-    assert cfg["nonfinite"] == "skip" and cfg["max_steps"] > 0
+    assert dict(task["mel"]) == yaml.safe_load(vocoder.read_text())["task"]["model"]["mel"]
+    assert cfg.nonfinite == "skip" and cfg.max_steps > 0
