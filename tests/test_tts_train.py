@@ -147,6 +147,7 @@ def test_synthesis_modes_are_seedable_and_write_a_manifest(trained, corpus, tmp_
                   "--max-utts", "3", "--nj", "2", "--griffin-lim-iters", "2")
     assert [r["source_id"] for r in rows] == ["utt00", "utt01", "utt02"]
     assert all(r["kl"] is not None and r["kl"] >= 0 and r["reference_id"] == r["source_id"] for r in rows)
+    assert all(len(r["prosody_mean"]) == 4 for r in rows) and a[0]["prosody_mean"] is None  # posterior means only
     meta = json.loads((tmp_path / "t" / "meta.json").read_text())
     assert meta["prosody"] == "VT" and meta["vocoder"] == "griffin-lim"
 

@@ -44,6 +44,7 @@ tts_hier_config=conf/tts_hier_tiny.yaml          # hierarchical Capacitron (empt
 tts_opts=""               # KEY=VALUE overrides of every TTS training, e.g. "max_steps=50"
 tts_train_nj=2            # TTS models trained at once (each on nproc / tts_train_nj threads); measured on 2
                           # cores: two one-thread runs take 1.1 s per step each, five take 4.3 s (contention)
+tts_figure_model=""       # model of the TTS figures (alignment, prior-sample F0 contours); empty: the last one
 tts_vocoder=griffin-lim   # griffin-lim | unit2speech: the stage-10 mel vocoder (in issue 11 the tiny CPU
                           # vocoder measured worse than Griffin-Lim: MCD 8.97 vs 8.42 dB, CER 14.0 vs 9.2 %)
 
@@ -193,5 +194,6 @@ if [[ "$tts" == true ]] && (( stop_stage >= 15 )); then
     --nj "$nj" --device "$device" --data-root "$data_root" --exp-dir "$exp_root/tts" \
     --train-set tts_train --valid-set tts_valid --test-set tts_test --configs "$tts_models" \
     --train-opts "$tts_opts" --train-nj "$tts_train_nj" --vocoder "$tts_voc" --judge "$tts_judge" \
-    --prosody-labels "$TTS_CORPORA/.synth/ljspeech/utterances.json" --num-test "$tts_num_test" --num-prior "$tts_num_prior"
+    --prosody-labels "$TTS_CORPORA/.synth/ljspeech/utterances.json" --num-test "$tts_num_test" --num-prior "$tts_num_prior" \
+    --figure-model "$tts_figure_model"
 fi
