@@ -124,7 +124,7 @@ def test_lagrange_multiplier_gradient_ascends_the_constraint():
         opt.zero_grad()
         lm(torch.tensor([10.0, 1.0]), torch.tensor([5.0, 3.0])).backward()
         opt.step()
-    beta = lm.beta()
+    beta = lm.beta().detach()
     assert float(beta[0]) > 1.0 > float(beta[1])  # KL > C raises beta, KL < C lowers it
 
 
