@@ -63,8 +63,8 @@ def read_corpus(data: str | Path) -> list[Utterance]:
     return utts
 
 
-def corpus_symbols(utts: Sequence[Utterance], frontend: TextFrontend, symbols_file: str | Path | None,
-                   what: str) -> tuple[dict[str, list[str]], dict[str, str]]:
+def corpus_symbols(utts: Sequence[Utterance], frontend: TextFrontend,
+                   symbols_file: str | Path | None) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Symbols by id (from ``symbols_file`` or the front end), and the reason per skipped id."""
     bad: dict[str, str] = {}
     texts = {}
@@ -122,7 +122,7 @@ class TTSCorpus:
         utts = read_corpus(data)
         if max_utts is not None:
             utts = utts[: int(max_utts)]
-        symbols, bad = corpus_symbols(utts, frontend, symbols_file, str(data))
+        symbols, bad = corpus_symbols(utts, frontend, symbols_file)
         self.table = table if table is not None else SymbolTable.build(list(symbols.values()))
         encoded: dict[str, list[int]] = {}
         for uid, seq in symbols.items():

@@ -289,10 +289,10 @@ class Capacitron(nn.Module):
                               steps=steps, stop_fired=fired)
 
 
-def build_multipliers(cfg: TTSConfig) -> LagrangeMultipliers | None:
-    """One Lagrange multiplier per latent level (None for a plain Tacotron2)."""
+def build_multipliers(cfg: TTSConfig, initial: float = 1.0) -> LagrangeMultipliers | None:
+    """One Lagrange multiplier per latent level, each starting at ``initial`` (None for a plain Tacotron2)."""
     levels = len(cfg.prosody.capacities)
-    return LagrangeMultipliers(levels) if levels else None
+    return LagrangeMultipliers(levels, initial) if levels else None
 
 
 __all__ = ["Capacitron", "Decoder", "Postnet", "Prenet", "STOP_THRESHOLD", "TacotronOutput", "TextEncoder",

@@ -113,11 +113,9 @@ class TTSTask:
         self.model.mel_mean.copy_(mean)
         self.model.mel_std.copy_(std)
         self._norm = (mean, std, self.model.silence.detach().clone())
-        multipliers = build_multipliers(self.cfg)
+        multipliers = build_multipliers(self.cfg, float(o["beta_init"]))
         if multipliers is not None:
             self.lagrange = multipliers
-            with torch.no_grad():
-                self.lagrange.beta_raw.fill_(float(torch.log(torch.expm1(torch.tensor(float(o["beta_init"]))))))
         self.capacities = torch.tensor(self.cfg.prosody.capacities, dtype=torch.float32)
         self.valid_data = None
         if o["valid"]:
