@@ -59,14 +59,32 @@ def write_jsonl_manifest(utts: Sequence[Utterance], path: PathLike) -> None:
             os.fsync(f.fileno())
 
 
-def _parse_line(path: Path, lineno: int, raw: str) -> Utterance:
-    """One manifest line -> Utterance, with file:line errors."""
+def json_object_line(path: Path, lineno: int, raw: str) -> dict[str, Any]:
+    """One line of a JSON-lines file as a JSON object; ManifestError with ``file:line`` when it is
+    not valid JSON or not an object. Every JSONL reader of the toolkit parses its lines with it."""
     try:
         obj: Any = json.loads(raw)
     except json.JSONDecodeError as err:
         raise ManifestError(path, f"invalid JSON ({err.msg} at column {err.colno})", lineno) from None
     if not isinstance(obj, dict):
         raise ManifestError(path, f"expected a JSON object, found {type(obj).__name__}", lineno)
+    return obj
+
+
+def read_json_file(path: Path, missing: str) -> Any:
+    """The JSON document in ``path``; ManifestError naming the file with ``missing`` when it does not
+    exist, and with the parser's message and line when it is not JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ManifestError(path, missing) from None
+    except json.JSONDecodeError as err:
+        raise ManifestError(path, f"invalid JSON ({err.msg})", err.lineno) from None
+
+
+def _parse_line(path: Path, lineno: int, raw: str) -> Utterance:
+    """One manifest line -> Utterance, with file:line errors."""
+    obj = json_object_line(path, lineno, raw)
     for key in ("id", "audio"):
         if key not in obj:
             raise ManifestError(path, f"missing required field {key!r}", lineno)

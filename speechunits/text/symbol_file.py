@@ -11,8 +11,8 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
+from speechunits.data.jsonl import json_object_line
 from speechunits.errors import ConfigError, ManifestError
 from speechunits.io_utils import atomic_path
 
@@ -49,12 +49,7 @@ def write_symbols(path: PathLike, rows: Iterable[tuple[str, str, list[str]]]) ->
 
 
 def _parse(path: Path, lineno: int, raw: str) -> tuple[str, list[str]]:
-    try:
-        obj: Any = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise ManifestError(path, f"invalid JSON ({err.msg} at column {err.colno})", lineno) from None
-    if not isinstance(obj, dict):
-        raise ManifestError(path, f"expected a JSON object, found {type(obj).__name__}", lineno)
+    obj = json_object_line(path, lineno, raw)
     utt_id, symbols = obj.get("id"), obj.get("symbols")
     if not isinstance(utt_id, str) or not utt_id:
         raise ManifestError(path, f"field 'id' must be a non-empty string, found {utt_id!r}", lineno)

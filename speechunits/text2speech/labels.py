@@ -9,13 +9,13 @@ setting (the HTS voice ``slt``, espeak-ng speakers): such references count for d
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from speechunits.data.jsonl import read_json_file
 from speechunits.errors import ManifestError
 from speechunits.eval.prosody_metrics import semitones
 
@@ -41,12 +41,7 @@ def read_prosody_labels(path: str | os.PathLike[str]) -> dict[str, ProsodyLabel]
     """``{utterance id: ProsodyLabel}`` of an ``utterances.json``; ManifestError naming the file and
     the utterance when an entry is not of the generator's shape."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ManifestError(path, "prosody labels not found (the synthetic corpus's .synth/<layout>/utterances.json)") from None
-    except json.JSONDecodeError as err:
-        raise ManifestError(path, f"invalid JSON ({err.msg})", err.lineno) from None
+    data = read_json_file(path, "prosody labels not found (the synthetic corpus's .synth/<layout>/utterances.json)")
     if not isinstance(data, dict):
         raise ManifestError(path, f"expected a JSON object {{id: {{text, speaker}}}}, found {type(data).__name__}")
     labels: dict[str, ProsodyLabel] = {}

@@ -11,12 +11,12 @@ Every cell that is not defined (no reference, no judge, no seeds) is ``–``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from speechunits.data.jsonl import read_json_file
 from speechunits.errors import ConfigError, ManifestError
 
 PathLike = str | os.PathLike[str]
@@ -39,12 +39,7 @@ def parse_report_spec(spec: str) -> tuple[str, Path]:
 def load_report(path: PathLike) -> dict[str, Any]:
     """One ``tts-evaluate`` report; ManifestError naming the file when it is missing or not one."""
     path = Path(path)
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ManifestError(path, "report not found") from None
-    except json.JSONDecodeError as err:
-        raise ManifestError(path, f"invalid JSON ({err.msg})", err.lineno) from None
+    report = read_json_file(path, "report not found")
     needed = ("transfer", "ffe_pct", "mcd_db", "attention", "kl_nats", "diversity", "num_scored", "num_rows")
     if not isinstance(report, dict) or any(k not in report for k in needed):
         raise ManifestError(path, f"not a tts-evaluate report (needs keys {', '.join(needed)})")

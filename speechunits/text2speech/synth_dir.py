@@ -8,13 +8,13 @@ hole in the report. Relative ``audio``/``attention`` paths are resolved against 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from speechunits.data.jsonl import json_object_line, read_json_file
 from speechunits.errors import ManifestError
 
 PathLike = str | os.PathLike[str]
@@ -72,12 +72,7 @@ def _type_ok(value: Any, kind: str) -> bool:
 
 
 def _parse(path: Path, root: Path, lineno: int, raw: str) -> SynthRow:
-    try:
-        obj: Any = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise ManifestError(path, f"invalid JSON ({err.msg} at column {err.colno})", lineno) from None
-    if not isinstance(obj, dict):
-        raise ManifestError(path, f"expected a JSON object, found {type(obj).__name__}", lineno)
+    obj = json_object_line(path, lineno, raw)
     missing = [k for k in FIELDS if k not in obj]
     if missing:
         raise ManifestError(path, f"missing key(s) {', '.join(missing)} (every key of a synthesis manifest line is "
@@ -133,12 +128,7 @@ def read_synth_manifest(out_dir: PathLike) -> list[SynthRow]:
 def read_synth_meta(out_dir: PathLike) -> dict[str, Any]:
     """``OUT/meta.json`` (a JSON object); ManifestError when it is missing or malformed."""
     path = Path(out_dir) / META
-    if not path.is_file():
-        raise ManifestError(path, "missing: a synthesis output directory has meta.json beside its manifest")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ManifestError(path, f"invalid JSON ({err.msg})", err.lineno) from None
+    meta = read_json_file(path, "missing: a synthesis output directory has meta.json beside its manifest")
     if not isinstance(meta, dict):
         raise ManifestError(path, f"expected a JSON object, found {type(meta).__name__}")
     return meta
