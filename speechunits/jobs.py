@@ -299,6 +299,51 @@ class ShardOutput(Protocol[W]):
         ...
 
 
+class ItemFileShard:
+    """A :class:`ShardWriter` for jobs that write one file per item, atomically, the item's last
+    write: an item is finished when its file exists, so there is nothing to finish or to keep on
+    abort (the synthesis commands)."""
+
+    def __init__(self, items: Sequence[Any], path_of: Callable[[Any], Path]) -> None:
+        self.items, self.path_of = list(items), path_of
+
+    def finished_ids(self) -> set[str]:
+        return {it.id for it in self.items if self.path_of(it).is_file()}
+
+    def finish(self) -> None:
+        pass
+
+    def abort(self, exc: BaseException) -> None:
+        pass
+
+
+class ItemFileOutput:
+    """Base of a :class:`ShardOutput` whose shards are :class:`ItemFileShard` s: a file depends only on
+    its item (and the claimed settings), so no shard has files of its own. Subclasses define
+    ``where``, :meth:`path_of` and :meth:`merge`."""
+
+    where = ""
+
+    def __init__(self, out: Path, items: Sequence[Any]) -> None:
+        self.out, self.items = out, list(items)
+
+    def path_of(self, item: Any) -> Path:
+        """The file whose existence means ``item`` is finished."""
+        raise NotImplementedError
+
+    def open_shard(self, job: int, nj: int, items: Sequence[Any], **options: Any) -> ItemFileShard:
+        return ItemFileShard(items, self.path_of)
+
+    def shard_files(self, job: int) -> list[Path]:
+        return []
+
+    def shard_in_place(self, job: int) -> bool:
+        return True
+
+    def merge(self, nj: int) -> list[str]:
+        raise NotImplementedError
+
+
 # ------------------------------------------------------------------ one shard
 @dataclass
 class ShardReport:

@@ -45,7 +45,7 @@ from speechunits.data.jsonl import load_manifest
 from speechunits.device import resolve_device
 from speechunits.errors import ConfigError, ManifestError, SpeechUnitsError
 from speechunits.io_utils import atomic_path, atomic_write_json, atomic_write_text, sha256_file
-from speechunits.jobs import JobRunner, add_job_arguments, check_job_args, limit_threads
+from speechunits.jobs import ItemFileOutput, JobRunner, add_job_arguments, check_job_args, limit_threads
 from speechunits.tts.model_io import load_tts
 from speechunits.tts.synthesis import MODES, SynthesisRequest, check_request, synthesize
 from speechunits.vocoder.synthesize_cli import claim
@@ -213,38 +213,14 @@ def record_path(out: Path, uid: str) -> Path:
     return out / "records" / f"{uid}.json"
 
 
-class RecordShard:
-    """A shard's utterances: finished when ``records/<id>.json`` exists (written after the wav and attention)."""
-
-    def __init__(self, out: Path, items: Sequence[Item]) -> None:
-        self.out, self.items = out, list(items)
-
-    def finished_ids(self) -> set[str]:
-        return {u.id for u in self.items if record_path(self.out, u.id).is_file()}
-
-    def finish(self) -> None:
-        pass
-
-    def abort(self, exc: BaseException) -> None:
-        pass
-
-
-class RecordOutput:
-    """``DIR/records/*.json`` merged into ``DIR/manifest.jsonl`` (the runner's ShardOutput)."""
+class RecordOutput(ItemFileOutput):
+    """``DIR/records/*.json`` (one per utterance, written after its wav and attention) merged into
+    ``DIR/manifest.jsonl``."""
 
     where = "records/"
 
-    def __init__(self, out: Path, items: Sequence[Item]) -> None:
-        self.out, self.items = out, list(items)
-
-    def open_shard(self, job: int, nj: int, items: Sequence[Item], **options: Any) -> RecordShard:
-        return RecordShard(self.out, items)
-
-    def shard_files(self, job: int) -> list[Path]:
-        return []
-
-    def shard_in_place(self, job: int) -> bool:
-        return True
+    def path_of(self, item: Item) -> Path:
+        return record_path(self.out, item.id)
 
     def merge(self, nj: int) -> list[str]:
         lines, done = [], []

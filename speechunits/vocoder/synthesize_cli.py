@@ -38,7 +38,7 @@ from speechunits.data.utterance import Utterance
 from speechunits.device import resolve_device
 from speechunits.errors import ConfigError, SpeechUnitsError
 from speechunits.io_utils import atomic_write_json, sha256_file
-from speechunits.jobs import JobRunner, add_job_arguments, check_job_args, limit_threads
+from speechunits.jobs import ItemFileOutput, JobRunner, add_job_arguments, check_job_args, limit_threads
 from speechunits.vocoder.data import check_unit_set, data_manifest
 
 VERB = "synthesize"
@@ -72,42 +72,17 @@ class Item:
     speaker: str | None
 
 
-class WavShard:
-    """A shard's utterances: finished when ``wav/<id>.flac`` exists (written atomically)."""
-
-    def __init__(self, out: Path, items: Sequence[Item]) -> None:
-        self.out, self.items = out, list(items)
-
-    def finished_ids(self) -> set[str]:
-        return {u.id for u in self.items if wav_path(self.out, u.id).is_file()}
-
-    def finish(self) -> None:
-        pass
-
-    def abort(self, exc: BaseException) -> None:
-        pass
-
-
 def wav_path(out: Path, utt_id: str) -> Path:
     return out / "wav" / f"{utt_id}.flac"
 
 
-class WavOutput:
-    """``DIR/wav/*.flac`` + ``DIR/manifest.jsonl`` as the runner's ShardOutput."""
+class WavOutput(ItemFileOutput):
+    """``DIR/wav/*.flac`` (one per utterance, finished when it exists) + ``DIR/manifest.jsonl``."""
 
     where = "wav/"
 
-    def __init__(self, out: Path, items: Sequence[Item]) -> None:
-        self.out, self.items = out, list(items)
-
-    def open_shard(self, job: int, nj: int, items: Sequence[Item], **options: Any) -> WavShard:
-        return WavShard(self.out, items)
-
-    def shard_files(self, job: int) -> list[Path]:
-        return []  # a file depends only on its utterance and the claimed settings
-
-    def shard_in_place(self, job: int) -> bool:
-        return True
+    def path_of(self, item: Item) -> Path:
+        return wav_path(self.out, item.id)
 
     def merge(self, nj: int) -> list[str]:
         utts = []
