@@ -10,8 +10,10 @@ A CLI module calls :func:`add_train_arguments` in its ``add_arguments`` and
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from speechunits.train.config import TrainConfig, load_config
@@ -67,3 +69,18 @@ def run_training(task_factory: TaskFactory, config: TrainConfig, device: str | N
         return TrainResult(step=trainer.step, metrics=metrics, task=task, dist=info, start_step=trainer.start_step)
     finally:
         shutdown_distributed()
+
+
+def export_model(result: TrainResult, config: TrainConfig, file_name: str, verb: str) -> Path:
+    """After :func:`run_training`: rank 0 writes ``<out_dir>/<file_name>`` with the task's
+    ``export(path, step=...)``, except when this invocation found the run already finished and the
+    file is there (a rerun keeps it). Returns the path."""
+    out = Path(config.out_dir) / file_name
+    if not result.dist.is_main:
+        return out
+    if result.start_step == result.step and out.is_file():
+        print(f"{verb}: already at step {result.step}; keeping {out}", file=sys.stderr)
+    else:
+        result.task.export(out, step=result.step)  # type: ignore[attr-defined]
+        print(f"{verb}: step {result.step}; model at {out}", file=sys.stderr)
+    return out

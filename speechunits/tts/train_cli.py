@@ -13,10 +13,8 @@ which ``speechunits tts-synthesize --model`` loads. Resuming a finished run keep
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-from speechunits.train.launch import add_train_arguments, config_from_args, run_training
+from speechunits.train.launch import add_train_arguments, config_from_args, export_model, run_training
 from speechunits.tts.task import TTSTask
 
 MODEL_NAME = "model.pt"
@@ -30,12 +28,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train, then export the model for inference."""
     config = config_from_args(args)
-    result = run_training(TTSTask, config, device=args.device)
-    out = Path(config.out_dir) / MODEL_NAME
-    if result.dist.is_main and result.start_step == result.step and out.is_file():
-        print(f"train-tts: already at step {result.step}; keeping {out}", file=sys.stderr)
-    elif result.dist.is_main:
-        task: TTSTask = result.task  # type: ignore[assignment]
-        task.export(out, step=result.step)
-        print(f"train-tts: step {result.step}; model at {out}", file=sys.stderr)
+    export_model(run_training(TTSTask, config, device=args.device), config, MODEL_NAME, "train-tts")
     return 0
