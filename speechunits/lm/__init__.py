@@ -1,0 +1,1 @@
+"""Unit language models: packed token data, a decoder-only Transformer, scoring, sampling, n-grams."""
