@@ -1,4 +1,4 @@
-"""``speechunits tokenize``: output == Segmenter, resume after SIGKILL, --nj 2 == --nj 1, bad audio."""
+"""``speechunits tokenize``: output == Segmenter, resume after SIGKILL, --nj 2 == --nj 1, bad audio, --segments."""
 
 from __future__ import annotations
 
@@ -272,3 +272,109 @@ def test_dispatcher_and_option_errors(corpus: dict, tmp_path: Path, monkeypatch:
                      "--out", str(tmp_path / "u")]) == 2
     assert "nope.pt" in capsys.readouterr().err
     assert not (tmp_path / "u").exists()
+
+
+# ------------------------------------------------------------------ --segments: given spans
+def _segment_set(corpus: dict, out: Path, spans: dict[str, list[list[int]]], *, hop: int = 320,
+                 extra_samples: dict[str, int] | None = None) -> Path:
+    """A hand-written unit set (kind ``syllable``) holding ``spans`` of some corpus utterances."""
+    from speechunits.units import UnitSetWriter
+
+    extra_samples = extra_samples or {}
+    with UnitSetWriter(out, kind="syllable", sample_rate=SR, hop=hop, producer={"segmenter": "handmade"}) as w:
+        for utt in sorted(corpus["utts"], key=lambda u: u.id):
+            if utt.id in spans:
+                n = sf.info(utt.audio).frames * (SR // sf.info(utt.audio).samplerate) + extra_samples.get(utt.id, 0)
+                seg = np.asarray(spans[utt.id], np.int64).reshape(-1, 2)
+                w.add(id=utt.id, audio=utt.audio, num_samples=n, sample_rate=SR, starts=seg[:, 0], ends=seg[:, 1])
+    return out
+
+
+def _given_spans(corpus: dict) -> tuple[dict[str, list[list[int]]], dict[str, np.ndarray], dict[str, int]]:
+    """Spans for all utterances but the first (missing) and second (overhanging by 5 frames), the model's
+    features per utterance, and the samples to add to the records that overhang."""
+    seg = Segmenter(corpus["model"], device="cpu", norm_threshold=corpus["norm"], merge_threshold=MERGE)
+    utts = sorted(corpus["utts"], key=lambda u: u.id)
+    spans, states, extra = {}, {}, {}
+    for k, utt in enumerate(utts[1:], start=1):
+        h = seg(utt.audio).hidden_states
+        t = len(h)
+        states[utt.id] = h
+        if k == 1:
+            spans[utt.id], extra[utt.id] = [[0, 3], [4, t + 5]], 320 * 6  # spans from other (longer) audio
+        elif k == 2:
+            spans[utt.id] = []  # no segments at all: written with none
+        else:  # varied lengths with gaps; the last span overhangs the model's frames by one (clipped)
+            cuts = [1, 4, 5 + k % 3, 12, t - 6, t - 2]
+            spans[utt.id] = [[cuts[0], cuts[1]], [cuts[1], cuts[2]], [cuts[3], cuts[4]], [cuts[5], t + 1]]
+            extra[utt.id] = 320
+    return spans, states, extra
+
+
+def test_given_segments_pool_the_model_features(corpus: dict, tmp_path: Path) -> None:
+    """--segments: the spans are the given ones (clipped by <= 1 frame), embeddings the model's means over
+    them, producer "given" with the set's sha256; a missing or far-overhanging utterance is a bad item."""
+    from speechunits.io_utils import sha256_path
+
+    spans, states, extra = _given_spans(corpus)
+    segs = _segment_set(corpus, tmp_path / "given", spans, extra_samples=extra)
+    out = tmp_path / "u"
+    assert tok_cli.run(_args(corpus, out, segments=segs)) == 0
+    assert validate_unit_set(out).num_utterances == len(corpus["utts"]) - 2
+    meta = json.loads((out / "meta.json").read_text())
+    prod = meta["producer"]
+    assert prod["segmenter"] == "given" and meta["kind"] == "syllable"
+    assert prod["segments"] == {"path": str(segs.resolve()), "sha256": sha256_path(segs / "units.jsonl")}
+    assert "norm_threshold" not in prod and len(prod["model"]["sha256"]) == 64
+    utts = sorted(corpus["utts"], key=lambda u: u.id)
+    bad = dict(ln.split("\t", 1) for ln in (out / "bad_utts.txt").read_text().splitlines())
+    assert sorted(bad) == [utts[0].id, utts[1].id]
+    assert "not in the segment set" in bad[utts[0].id] and str(segs.resolve()) in bad[utts[0].id]
+    assert "do not fit" in bad[utts[1].id]
+    records = {r.id: r for r in read_units(out)}
+    embs = dict(iter_embeddings(out))
+    for utt in utts[2:]:
+        t = len(states[utt.id])
+        want = np.asarray(spans[utt.id], np.int64).reshape(-1, 2)
+        want[:, 1] = np.minimum(want[:, 1], t)
+        got = np.stack([records[utt.id].starts, records[utt.id].ends], axis=1).reshape(-1, 2)
+        np.testing.assert_array_equal(got, want, err_msg=utt.id)
+        emb = np.asarray(embs[utt.id], np.float32)
+        assert emb.shape == (len(want), 64)
+        if len(want):
+            assert want[-1, 1] == t  # the overhanging span was clipped, not dropped
+            np.testing.assert_allclose(emb, segment_means(states[utt.id], want), rtol=2e-3, atol=2e-3)
+    # same set: skipped; a changed set (other hash): redone
+    stamp = (out / "provenance.json").stat().st_mtime_ns
+    assert tok_cli.run(_args(corpus, out, segments=segs)) == 0
+    assert (out / "provenance.json").stat().st_mtime_ns == stamp
+    spans[utts[0].id] = [[2, 9]]
+    _segment_set(corpus, tmp_path / "given2", spans, extra_samples=extra)
+    segs.rename(tmp_path / "old")
+    (tmp_path / "given2").rename(segs)
+    assert tok_cli.run(_args(corpus, out, segments=segs)) == 0
+    assert (out / "provenance.json").stat().st_mtime_ns != stamp
+    assert [r.starts for r in read_units(out) if r.id == utts[0].id] == [[2]]
+    assert utts[0].id not in (out / "bad_utts.txt").read_text()
+
+
+def test_given_segments_errors(corpus: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture) -> None:
+    """Another frame rate, a missing directory, a directory that is no unit set: exit 2 naming it, nothing written."""
+    import speechunits.cli as top
+
+    monkeypatch.setitem(top.COMMANDS, "tokenize", ("speechunits.tokenize.tokenize_cli", "tokenize a corpus"))
+    utt = sorted(corpus["utts"], key=lambda u: u.id)[0]
+    fast = _segment_set(corpus, tmp_path / "hz100", {utt.id: [[0, 10]]}, hop=160)
+    out = tmp_path / "u"
+    base = ["tokenize", "--model", str(corpus["ckpt"]), "--data", str(corpus["manifest"]), "--out", str(out),
+            "--device", "cpu", "--threads", "1", "--segments"]
+    assert top.main(base + [str(fast)]) == 2
+    err = capsys.readouterr().err
+    assert str(fast) in err and "100 Hz" in err and "50 Hz" in err
+    assert top.main(base + [str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert top.main(base + [str(tmp_path / "empty")]) == 2
+    assert str(tmp_path / "empty") in capsys.readouterr().err
+    assert not out.exists()

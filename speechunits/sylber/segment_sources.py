@@ -127,6 +127,10 @@ class FileSegmentSource:
                 self._index = unit_set_segments(self.root)
         return self._index
 
+    def has(self, utt: Utterance) -> bool:
+        """Whether the source holds segments of ``utt`` (reads the index; its format errors propagate)."""
+        return utt.id in self._lookup()
+
     def segments(self, utt: Utterance) -> np.ndarray:
         index = self._lookup()
         if utt.id not in index:

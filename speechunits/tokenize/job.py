@@ -17,6 +17,11 @@ different config deleted first, ``bad_utts.J.txt`` + ``units.J.jsonl`` + the rec
    runs the next batch's forward pass. Embeddings are stored float16 by the writer.
 3. **Bad utterances** (bad audio, too short for one frame, non-finite features, features the
    segmenter rejects) are listed in ``bad_utts.J.txt`` with their reason.
+4. **Given segments** (``--segments UNIT_DIR``, :mod:`speechunits.tokenize.given`): the greedy
+   segmentation is replaced by another unit set's spans, and the embeddings are the model's
+   means over them; the producer block says ``segmenter: "given"`` with the set's path and
+   ``units.jsonl`` hash, the output's kind is the set's. Utterances the set lacks are bad
+   items, dropped before encoding.
 
 Test hook: the environment variable ``SPEECHUNITS_JOB_DELAY`` (seconds) sleeps after each
 batch is written, so a test can kill a job mid-way.
@@ -41,6 +46,7 @@ from speechunits.jobs import DELAY_ENV, JobRunner, ShardReport, ShardRun, limit_
 from speechunits.units.shard_output import UnitShardWriter, unit_set_runner
 from speechunits.sylber.segment import greedy_segment, segment_means
 from speechunits.sylber.thresholds import DEFAULT_MERGE_THRESHOLD, DEFAULT_NORM_THRESHOLD
+from speechunits.tokenize.given import SEGMENTER as GIVEN, GivenSegments, SegmentSet, check_frame_rate
 from speechunits.tokenize.overlap import OverlapWorker
 
 logger = logging.getLogger(__name__)
@@ -65,6 +71,8 @@ class TokenizeSettings:
     num_workers: int = 2
     device: str = "auto"
     threads: int | None = None
+    segments: SegmentSet | None = None
+    """Spans to pool over instead of greedy segmentation (:func:`speechunits.tokenize.given.open_segment_set`)."""
 
     def check(self) -> None:
         """ConfigError for values no job can honour."""
@@ -86,10 +94,13 @@ class TokenizeSettings:
 
 # ------------------------------------------------------------------ config / provenance
 def producer(settings: TokenizeSettings, model: SpeechEncoder, model_hash: str) -> dict[str, Any]:
-    """The ``producer`` block of ``meta.json``."""
+    """The ``producer`` block of ``meta.json`` (no thresholds with given segments: they play no part)."""
+    model_block = {"path": str(settings.model), "sha256": model_hash, "config": model.config.to_dict()}
+    if settings.segments is not None:
+        return {"segmenter": GIVEN, "segments": settings.segments.producer(), "model": model_block}
     return {
         "segmenter": SEGMENTER,
-        "model": {"path": str(settings.model), "sha256": model_hash, "config": model.config.to_dict()},
+        "model": model_block,
         "norm_threshold": settings.norm_threshold,
         "merge_threshold": settings.merge_threshold,
         "reset_count": settings.reset_count,
@@ -114,10 +125,15 @@ def effective_config(settings: TokenizeSettings, model: SpeechEncoder, model_has
 
 def make_runner(settings: TokenizeSettings, model: SpeechEncoder, model_hash: str, utts: list[Utterance], *,
                 progress: bool = True) -> JobRunner[UnitShardWriter]:
-    """The job runner of a tokenization run (its config hash covers model, thresholds, data, nj)."""
+    """The job runner of a tokenization run (its config hash covers model, thresholds or given segments,
+    data, nj). Given segments at another frame rate than the model's are a ConfigError here, before any work."""
+    inputs = [settings.data, settings.model]
+    if settings.segments is not None:
+        check_frame_rate(settings.segments, int(model.config.sample_rate), int(model.config.hop_length))
+        inputs.append(settings.segments.path / "units.jsonl")
     return unit_set_runner(VERB, utts=utts, out=settings.out, nj=settings.nj,
                            effective=effective_config(settings, model, model_hash, utts),
-                           inputs=[settings.data, settings.model], progress=progress)
+                           inputs=inputs, progress=progress)
 
 
 # ------------------------------------------------------------------ model
@@ -141,6 +157,7 @@ class TokenizeJob:
         self.device = resolve_device(settings.device)
         self.model_hash = model_hash
         self.sample_rate = int(model.config.sample_rate)
+        self.given = GivenSegments(settings.segments) if settings.segments is not None else None
 
     def run(self, job: int) -> ShardReport:
         """Tokenize the unfinished utterances of shard ``job``; returns what this run did."""
@@ -148,7 +165,8 @@ class TokenizeJob:
         if not 0 <= job < s.nj:
             raise ConfigError(None, f"need 0 <= --job < --nj, got --job {job} --nj {s.nj}")
         self.model.to(self.device)
-        with self.runner.open_shard(job, kind="syllable", sample_rate=self.sample_rate,
+        kind = s.segments.kind if s.segments is not None else "syllable"
+        with self.runner.open_shard(job, kind=kind, sample_rate=self.sample_rate,
                                     hop=int(self.model.config.hop_length), producer=producer(s, self.model, self.model_hash),
                                     source_manifest=str(s.data),
                                     embedding_dim=self.model.embed_dim if s.embeddings else None) as shard:
@@ -159,14 +177,20 @@ class TokenizeJob:
     def _run_batches(self, shard: ShardRun[UnitShardWriter],
                      worker: OverlapWorker[tuple[int, float, list[str]]]) -> None:
         """Encode the shard's remaining utterances; each batch is segmented and written on the worker thread."""
-        by_id = {u.id: u for u in shard.todo}
+        todo = shard.todo
+        if self.given is not None:  # utterances without given segments are not worth encoding
+            missing = [u for u in todo if not self.given.has(u)]
+            if missing:
+                shard.progress(0, [self.given.missing_reason(u) for u in missing])
+                todo = [u for u in todo if self.given.has(u)]
+        by_id = {u.id: u for u in todo}
         encoder = BatchEncoder(self.model, batch_seconds=self.settings.batch_seconds, device=self.device)
 
         def account(results: Any) -> None:
             for written, seconds, bad in results:
                 shard.progress(written, bad, seconds)
 
-        for batch in encoder.encode_utterances(shard.todo, num_workers=self.settings.num_workers, prefetch=2):
+        for batch in encoder.encode_utterances(todo, num_workers=self.settings.num_workers, prefetch=2):
             account(worker.submit(self._write_batch, shard, [(by_id[e.id], e) for e in batch.encoded], batch.failed))
             if shard.delay > 0:
                 account(worker.drain())
@@ -175,15 +199,21 @@ class TokenizeJob:
 
     def _write_batch(self, shard: ShardRun[UnitShardWriter], items: list[tuple[Utterance, Encoded]],
                      failed: list[EncodeFailure]) -> tuple[int, float, list[str]]:
-        """Worker thread: segment, average, write each utterance; returns (written, audio s, bad lines)."""
+        """Worker thread: segment (or fit the given spans), average, write each utterance; returns
+        (written, audio s, bad lines)."""
         s = self.settings
         written, seconds, bad = 0, 0.0, [f.line for f in failed]
         for utt, enc in items:
             states = enc.features
             try:
-                seg = greedy_segment(states, s.norm_threshold, s.merge_threshold, reset_count=s.reset_count)
+                if self.given is not None:
+                    seg = self.given.frames(utt, len(states))
+                else:
+                    seg = greedy_segment(states, s.norm_threshold, s.merge_threshold, reset_count=s.reset_count)
             except ValueError as err:
-                bad.append(f"{utt.id}\t{utt.audio}: model features rejected by the segmenter ({err})")
+                what = "given segments do not fit the model's frames" if self.given else \
+                    "model features rejected by the segmenter"
+                bad.append(f"{utt.id}\t{utt.audio}: {what} ({err})")
                 continue
             emb = None
             if s.embeddings:

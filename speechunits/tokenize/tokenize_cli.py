@@ -10,6 +10,11 @@ utterance is checked to be in exactly one of ``units.jsonl`` and ``bad_utts.txt`
 ``provenance.json`` is written last. After a cluster array, the same command without
 ``--job`` finds every shard finished and only merges. A complete output of the same config
 (model hash, thresholds, data, nj, embeddings) is skipped; see :mod:`speechunits.tokenize.job`.
+
+``--segments UNIT_DIR`` replaces the greedy segmentation by the spans of another unit set of
+the same utterances (e.g. ``bootstrap-segments`` output): the embeddings are the model's means
+over those spans, so ``cluster`` + ``quantize`` tokenize them the same way as Sylber's own
+segments (:mod:`speechunits.tokenize.given`).
 """
 
 from __future__ import annotations
@@ -37,12 +42,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_threshold_arguments(parser)
     parser.add_argument("--num-workers", type=int, default=2, help="parallel audio decoding calls per job (default 2)")
     parser.add_argument("--no-embeddings", action="store_true", help="write segments only (no embeddings/)")
+    parser.add_argument("--segments", type=Path, default=None, metavar="UNIT_DIR",
+                        help="pool the model's features over this unit set's spans (e.g. bootstrap-segments output) "
+                             "instead of greedy segmentation; the thresholds are then unused")
     add_job_arguments(parser)
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
     from speechunits.encoders.checkpoints import segmentation_defaults
     from speechunits.sylber.thresholds import pick_thresholds
+    from speechunits.tokenize.given import open_segment_set
     from speechunits.tokenize.job import TokenizeSettings
 
     check_job_args(args)
@@ -55,6 +64,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         norm_threshold=args.norm_threshold, merge_threshold=args.merge_threshold, reset_count=args.reset_count,
         embeddings=not args.no_embeddings, batch_seconds=args.batch_seconds, num_workers=args.num_workers,
         device=args.device, threads=args.threads,
+        segments=open_segment_set(Path(args.segments).resolve()) if args.segments is not None else None,
     )
     settings.check()
     return settings
