@@ -157,7 +157,8 @@ class NGramLM:
         out = []
         for seq in sequences:
             s = [self.bos, *np.asarray(seq, dtype=np.int64).tolist(), self.eos]
-            out.append(np.array([math.log(self.prob(s[i], s[max(0, i - self.order + 1):i])) for i in range(1, len(s))], dtype=np.float64))
+            lps = [math.log(self.prob(s[i], s[max(0, i - self.order + 1):i])) for i in range(1, len(s))]
+            out.append(np.array(lps, dtype=np.float64))
         return out
 
     # -------------------------------------------------------------- storage
