@@ -51,6 +51,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tts-synthesize": ("speechunits.text2speech.synthesize_cli", "synthesize speech with a TTS model: prior samples, prosody and style transfer"),
     "tts-evaluate": ("speechunits.text2speech.evaluate_cli", "score a TTS synthesis output dir: MCD, FFE, prosody transfer, diversity, attention, CER"),
     "tts-results": ("speechunits.text2speech.results_cli", "TTS RESULTS.md tables (models, diversity vs temperature) and figures"),
+    "lm-pack": ("speechunits.lm.pack_cli", "pack a quantized unit set into LM tokens (dedup, optional BPE)"),
+    "lm-ngram": ("speechunits.lm.ngram_cli", "fit an interpolated Kneser-Ney n-gram LM on a packed token set"),
 }
 
 
