@@ -37,7 +37,7 @@ from speechunits.io_utils import atomic_write_text
 from speechunits.lm.bpe import UnitBPE
 from speechunits.lm.model_io import load_lm
 from speechunits.lm.sampling import sample
-from speechunits.lm.tokens import check_compatible, record_tokens, unit_set_producer
+from speechunits.lm.tokens import record_tokens, unit_set_hash
 from speechunits.units import UnitRecord, read_meta, read_units, write_unit_set
 
 VERB = "lm-continue"
@@ -97,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     meta = read_meta(args.units)
     model, info = load_lm(args.model, map_location="cpu")
-    check_compatible(info.producer, unit_set_producer(meta, args.units), f"model {args.model}", f"unit set {args.units}")
+    if info.producer.get("unit_set_hash") != unit_set_hash(meta):
+        raise ConfigError(args.units, f"its tokens are not those of the model {args.model} (another unit set meta hash: "
+                                      "tokenizer, codebook or frame rate differ); tokenize the prompts as its training data")
     dedup = bool(info.producer.get("dedup"))
     bpe = UnitBPE(info.producer["bpe"]["model"]) if info.producer.get("bpe") else None
     device = resolve_device(args.device)

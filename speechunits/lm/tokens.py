@@ -32,10 +32,10 @@ import numpy as np
 
 from speechunits.errors import ConfigError, UnitFormatError
 from speechunits.io_utils import sha256_json
-from speechunits.units import UnitSetMeta, read_meta, read_units
+from speechunits.units import UnitRecord, UnitSetMeta, read_meta, read_units
 from speechunits.units.meta import META_NAME, UNITS_NAME
 
-__all__ = ["FRAME_KIND", "check_compatible", "dedup_runs", "unit_sequences", "unit_set_hash"]
+__all__ = ["FRAME_KIND", "check_compatible", "dedup_runs", "record_tokens", "unit_sequences", "unit_set_hash"]
 
 PathLike = str | os.PathLike[str]
 
@@ -87,17 +87,20 @@ def unit_sequences(unit_dir: PathLike, *, dedup: bool) -> Iterator[tuple[str, np
     if meta.vocab_size is None:
         raise UnitFormatError(unit_dir / META_NAME, "the unit set has no unit ids (vocab_size is null): "
                                                     "run quantize first")
-    expand = meta.kind == FRAME_KIND and not dedup
     for lineno, rec in enumerate(read_units(unit_dir), start=1):
         if rec.units is None:
             raise UnitFormatError(unit_dir / UNITS_NAME, f"utterance {rec.id!r} has no 'units': the unit set is not "
                                                          "quantized (run quantize first)", lineno)
-        ids = np.asarray(rec.units, dtype=np.int64)
-        if expand:
-            ids = np.repeat(ids, np.asarray(rec.ends, dtype=np.int64) - np.asarray(rec.starts, dtype=np.int64))
-        elif dedup:
-            ids = dedup_runs(ids)
-        yield rec.id, ids, rec.duration
+        yield rec.id, record_tokens(rec, dedup=dedup, kind=meta.kind), rec.duration
+
+
+def record_tokens(rec: UnitRecord, *, dedup: bool, kind: str) -> np.ndarray:
+    """The LM tokens of one quantized record: frame sets expanded to one id per frame without
+    ``dedup`` (they are stored as runs), any set's consecutive repeats merged with it."""
+    ids = np.asarray(rec.units or [], dtype=np.int64)
+    if kind == FRAME_KIND and not dedup:
+        return np.repeat(ids, np.asarray(rec.ends, dtype=np.int64) - np.asarray(rec.starts, dtype=np.int64))
+    return dedup_runs(ids) if dedup else ids
 
 
 def check_compatible(a: Mapping[str, Any], b: Mapping[str, Any], what_a: str, what_b: str) -> None:
