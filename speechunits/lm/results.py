@@ -1,0 +1,190 @@
+"""The tokenizer comparison of ``lm/run.sh``: one row per tokenizer, read from the files its stages wrote.
+
+Per tokenizer ``T`` under the experiment directory:
+
+* ``T/packed/<train>.json`` and ``T/packed/<test>.json``: tokens and audio seconds (tokens per second);
+* ``T/scores/{lm,ngram}/<test>/summary.json``: held-out perplexity per token and per second;
+* ``T/probes/{lm,ngram}.{lexical,syntactic}.json``: pair accuracy with its bootstrap CI;
+* ``T/scores/{lm,ngram}/{lexical,syntactic}/scores.jsonl`` with the gold file the probe report names:
+  the *paired* comparison LM minus n-gram (per pair id, bootstrapped over ids), which says whether
+  the Transformer beats the n-gram on the same items rather than comparing two overlapping CIs;
+* ``T/lm/metrics.jsonl``: training wall time (the sum of the gaps between consecutive training log
+  rows, gaps over ten minutes, i.e. a kill and a later resume, left out) and tokens per second.
+
+A missing file leaves its cells empty ("-"), so a partial run still gives a table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speechunits.data.corpora.zr2021 import read_gold
+from speechunits.eval.pair_accuracy import bootstrap_ci, pair_scores
+from speechunits.lm.probe_cli import read_scores
+
+PathLike = str | os.PathLike[str]
+PROBE_TASKS = ("lexical", "syntactic")
+MODELS = ("lm", "ngram")
+RESUME_GAP_S = 600.0
+CHANCE = 0.5
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def training_time(metrics_path: Path) -> dict[str, float] | None:
+    """Wall seconds, steps and mean tokens/s of a training run from its ``metrics.jsonl``."""
+    try:
+        rows = [json.loads(x) for x in metrics_path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    except (OSError, json.JSONDecodeError):
+        return None
+    train = [r for r in rows if "train/items_per_s" in r]
+    if not train:
+        return None
+    times = np.array([r["time"] for r in train], dtype=np.float64)
+    gaps = np.diff(times)
+    per_step = float(np.median(gaps / np.maximum(np.diff([r["step"] for r in train]), 1))) if len(gaps) else 0.0
+    first_step = train[0]["step"]
+    wall = float(gaps[gaps <= RESUME_GAP_S].sum()) + per_step * first_step  # the steps before the first log row
+    return {"wall_s": wall, "steps": float(train[-1]["step"]),
+            "tokens_per_s": float(np.mean([r["train/items_per_s"] for r in train]))}
+
+
+def paired_difference(gold: Path, task: str, scores_a: Path, scores_b: Path, score: str, *, num_bootstrap: int = 1000,
+                      seed: int = 0) -> dict[str, float]:
+    """Mean per-id accuracy of A minus B on the same pairs, with a 95 % bootstrap CI over ids."""
+    items = read_gold(gold, task)
+    per_id = []
+    for path in (scores_a, scores_b):
+        pairs = pair_scores(items, read_scores(path, score))
+        by_id: dict[Any, list[float]] = {}
+        for row, value in pairs:
+            by_id.setdefault(row.id, []).append(value)
+        per_id.append({k: float(np.mean(v)) for k, v in by_id.items()})
+    ids = sorted(per_id[0])
+    diff = np.array([per_id[0][i] - per_id[1][i] for i in ids], dtype=np.float64)
+    low, high = bootstrap_ci(diff, num_bootstrap, seed)
+    return {"difference": float(diff.mean()), "ci_low": low, "ci_high": high, "n_ids": len(ids)}
+
+
+@dataclass
+class TokenizerRow:
+    """Everything the table shows for one tokenizer (None: not measured)."""
+
+    name: str
+    train_tokens: int | None = None
+    train_seconds: float | None = None
+    test_tokens_per_s: float | None = None
+    perplexity: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> summary.json
+    probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # "lm.lexical" -> report
+    paired: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> LM minus n-gram
+    training: dict[str, float] | None = None
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        if self.train_tokens is None or not self.train_seconds:
+            return None
+        return self.train_tokens / self.train_seconds
+
+
+def collect_row(exp_dir: Path, name: str, train_set: str, test_set: str) -> TokenizerRow:
+    """Read one tokenizer's outputs."""
+    base = exp_dir / name
+    row = TokenizerRow(name)
+    train = _read_json(base / "packed" / f"{train_set}.json")
+    if train:
+        row.train_tokens, row.train_seconds = int(train["num_tokens"]), float(train["audio_seconds"])
+    test = _read_json(base / "packed" / f"{test_set}.json")
+    if test and test.get("audio_seconds"):
+        row.test_tokens_per_s = float(test["num_tokens"]) / float(test["audio_seconds"])
+    for model in MODELS:
+        summary = _read_json(base / "scores" / model / test_set / "summary.json")
+        if summary:
+            row.perplexity[model] = summary
+        for task in PROBE_TASKS:
+            report = _read_json(base / "probes" / f"{model}.{task}.json")
+            if report:
+                row.probes[f"{model}.{task}"] = report
+    for task in PROBE_TASKS:
+        lm, ng = row.probes.get(f"lm.{task}"), row.probes.get(f"ngram.{task}")
+        if lm and ng and lm.get("gold"):
+            row.paired[task] = paired_difference(Path(lm["gold"]), task, base / "scores" / "lm" / task / "scores.jsonl",
+                                                 base / "scores" / "ngram" / task / "scores.jsonl",
+                                                 lm.get("score", "sum"))
+    row.training = training_time(base / "lm" / "metrics.jsonl")
+    return row
+
+
+def _num(x: float | None, fmt: str = "{:.2f}") -> str:
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else fmt.format(x)
+
+
+def _acc(report: dict[str, Any] | None) -> str:
+    if not report:
+        return "-"
+    return f"{100 * report['accuracy']:.1f} [{100 * report['ci_low']:.1f}, {100 * report['ci_high']:.1f}]"
+
+
+def _verdicts(rows: list[TokenizerRow]) -> list[str]:
+    lines = []
+    for r in rows:
+        for task in PROBE_TASKS:
+            rep = r.probes.get(f"lm.{task}")
+            if not rep:
+                continue
+            chance = ("beats chance (CI above 50 %)" if rep["ci_low"] > CHANCE else
+                      "is below chance (CI under 50 %)" if rep["ci_high"] < CHANCE else
+                      "does not beat chance (CI contains 50 %)")
+            text = f"- **{r.name}**, {task}: the LM {chance}"
+            d = r.paired.get(task)
+            if d:
+                versus = ("beats the n-gram" if d["ci_low"] > 0 else "is beaten by the n-gram" if d["ci_high"] < 0
+                          else "is not distinguishable from the n-gram")
+                text += (f"; paired over the same {d['n_ids']} items it {versus} "
+                         f"(LM - n-gram {100 * d['difference']:+.1f} points, 95 % CI "
+                         f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}])")
+            lines.append(text + ".")
+    return lines
+
+
+def results_markdown(rows: list[TokenizerRow], *, test_set: str, train_set: str, token_budget: int | None,
+                     probe_counts: dict[str, int]) -> str:
+    """RESULTS.md: the table, the verdicts, and how to read them."""
+    head = ("| tokenizer | tokens/s of audio | train tokens | LM ppl/token | LM ppl/s (bits/s) | n-gram ppl/token "
+            "| sWUGGY LM % [95 % CI] | sWUGGY n-gram % | sBLIMP LM % [95 % CI] | sBLIMP n-gram % "
+            "| training wall (s) | training tokens/s |")
+    lines = ["# Unit LMs over three tokenizers of the same audio", "",
+             f"Training set `{train_set}`, held-out perplexity on `{test_set}`"
+             + (f", {token_budget:,} training tokens per LM (equal budget)" if token_budget else "") + ". "
+             f"Probes: {probe_counts.get('lexical', 0)} sWUGGY-style and {probe_counts.get('syntactic', 0)} "
+             "sBLIMP-style pairs; chance is 50 %.", "", head, "|" + "---|" * 12]
+    for r in rows:
+        lm, ng = r.perplexity.get("lm", {}), r.perplexity.get("ngram", {})
+        ppl_s = (f"{_num(lm.get('ppl_per_second'), '{:.3g}')} ({_num(lm.get('bits_per_second'), '{:.1f}')})"
+                 if lm else "-")
+        lines.append(
+            f"| {r.name} | {_num(r.tokens_per_s)} | {_num(r.train_tokens, '{:,}')} | {_num(lm.get('ppl_per_token'))} "
+            f"| {ppl_s} | {_num(ng.get('ppl_per_token'))} | {_acc(r.probes.get('lm.lexical'))} "
+            f"| {_acc(r.probes.get('ngram.lexical'))} | {_acc(r.probes.get('lm.syntactic'))} "
+            f"| {_acc(r.probes.get('ngram.syntactic'))} | {_num(r.training['wall_s'] if r.training else None, '{:.0f}')} "
+            f"| {_num(r.training['tokens_per_s'] if r.training else None, '{:.0f}')} |")
+    lines += ["", "## Verdicts", "", *(_verdicts(rows) or ["- no probe reports yet."]), "",
+              "## How to read it", "",
+              "- Perplexity per token is not comparable across tokenizers (their vocabularies and token rates "
+              "differ); perplexity per second of audio (`exp(total NLL / seconds)`, with bits per second) is.",
+              "- Probe accuracy follows the ZeroSpeech 2021 rule (1 when the correct member scores higher, 0.5 on "
+              "a tie, averaged over voices per item, then over items); the interval is a 95 % percentile "
+              "bootstrap over items. The paired LM - n-gram difference resamples the same items for both.",
+              "- Training wall time is the LM only (the n-gram trains in seconds)."]
+    return "\n".join(lines) + "\n"
