@@ -51,6 +51,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tts-synthesize": ("speechunits.text2speech.synthesize_cli", "synthesize speech with a TTS model: prior samples, prosody and style transfer"),
     "tts-evaluate": ("speechunits.text2speech.evaluate_cli", "score a TTS synthesis output dir: MCD, FFE, prosody transfer, diversity, attention, CER"),
     "tts-results": ("speechunits.text2speech.results_cli", "TTS RESULTS.md tables (models, diversity vs temperature) and figures"),
+    "train-lm": ("speechunits.lm.train_cli", "train a unit language model (decoder-only Transformer) on a packed token set"),
+    "lm-score": ("speechunits.lm.score_cli", "log-probabilities of a packed token set under a unit LM (Transformer or n-gram)"),
 }
 
 
