@@ -52,7 +52,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tts-evaluate": ("speechunits.text2speech.evaluate_cli", "score a TTS synthesis output dir: MCD, FFE, prosody transfer, diversity, attention, CER"),
     "tts-results": ("speechunits.text2speech.results_cli", "TTS RESULTS.md tables (models, diversity vs temperature) and figures"),
     "lm-pack": ("speechunits.lm.pack_cli", "pack a quantized unit set into LM tokens (dedup, optional BPE)"),
+    "train-lm": ("speechunits.lm.train_cli", "train a unit language model (decoder-only Transformer) on a packed token set"),
     "lm-ngram": ("speechunits.lm.ngram_cli", "fit an interpolated Kneser-Ney n-gram LM on a packed token set"),
+    "lm-score": ("speechunits.lm.score_cli", "log-probabilities of a packed token set under a unit LM (Transformer or n-gram)"),
+    "lm-continue": ("speechunits.lm.continue_cli", "spoken continuation: sample LM continuations of unit prompts into a unit set"),
+    "lm-results": ("speechunits.lm.results_cli", "RESULTS.md table of lm/run.sh over tokenizers"),
 }
 
 

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     """Sample continuations and write the unit set, the prompt audio and the listing."""
     _check(args)
     meta = read_meta(args.units)
-    model, info = load_lm(args.model, map_location="cpu")
+    model, info = load_lm(args.model)
     if info.producer.get("unit_set_hash") != unit_set_hash(meta):
         raise ConfigError(args.units, f"its tokens are not those of the model {args.model} (another unit set meta hash: "
                                       "tokenizer, codebook or frame rate differ); tokenize the prompts as its training data")
@@ -122,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
     if not prompts:
         raise ConfigError(args.units, f"no utterance has a token within the first {args.prompt_seconds} s")
     with torch.no_grad():
-        sampled = sample(model, lm_prompts, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                         top_p=args.top_p, generator=generator, device=device)
+        sampled = sample(model, lm_prompts, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k or None,
+                         top_p=args.top_p, generator=generator)
 
     records, listing = [], []
     args.out.mkdir(parents=True, exist_ok=True)
