@@ -19,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+from speechunits.device import resolve_device
 from speechunits.io_utils import atomic_write_json, atomic_write_text, sha256_file
 from speechunits.lm.packed import PackedTokens
 from speechunits.lm.scoring import TransformerScorer, check_scorer_data, corpus_summary, load_scorer, score_packed
@@ -28,13 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="unit LM: model.pt (train-lm) or an n-gram .json (lm-ngram)")
     parser.add_argument("--data", required=True, help="packed set prefix (lm-pack --out)")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--device", default="cpu", help="torch device for a Transformer (default: cpu)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N for a Transformer (default: auto)")
     parser.add_argument("--batch-tokens", type=int, default=16384, help="padded tokens per forward (Transformer)")
 
 
 def run(args: argparse.Namespace) -> int:
     packed = PackedTokens(args.data)
-    scorer = load_scorer(args.model, args.device)
+    scorer = load_scorer(args.model, resolve_device(args.device))
     if isinstance(scorer, TransformerScorer):
         scorer.batch_tokens = int(args.batch_tokens)
     check_scorer_data(scorer, packed, f"model {args.model}", f"data {args.data}")
