@@ -51,6 +51,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tts-synthesize": ("speechunits.text2speech.synthesize_cli", "synthesize speech with a TTS model: prior samples, prosody and style transfer"),
     "tts-evaluate": ("speechunits.text2speech.evaluate_cli", "score a TTS synthesis output dir: MCD, FFE, prosody transfer, diversity, attention, CER"),
     "tts-results": ("speechunits.text2speech.results_cli", "TTS RESULTS.md tables (models, diversity vs temperature) and figures"),
+    "lm-probe": ("speechunits.lm.probe_cli", "minimal-pair accuracy (ZeroSpeech 2021 lexical/syntactic) of LM scores"),
 }
 
 
