@@ -55,6 +55,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-lm": ("speechunits.lm.train_cli", "train a unit language model (decoder-only Transformer) on a packed token set"),
     "lm-ngram": ("speechunits.lm.ngram_cli", "fit an interpolated Kneser-Ney n-gram LM on a packed token set"),
     "lm-score": ("speechunits.lm.score_cli", "log-probabilities of a packed token set under a unit LM (Transformer or n-gram)"),
+    "lm-probe": ("speechunits.lm.probe_cli", "minimal-pair accuracy (ZeroSpeech 2021 lexical/syntactic) of LM scores"),
     "lm-continue": ("speechunits.lm.continue_cli", "spoken continuation: sample LM continuations of unit prompts into a unit set"),
     "lm-results": ("speechunits.lm.results_cli", "RESULTS.md table of lm/run.sh over tokenizers"),
 }

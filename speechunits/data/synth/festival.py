@@ -119,6 +119,28 @@ def check_festival(voices: Sequence[str]) -> None:
         )
 
 
+def lexicon_words(words: Sequence[str], lexicon: str = "cmu") -> set[str]:
+    """The ``words`` that Festival's ``lexicon`` lists (one festival process for all of them).
+
+    Festival's CMU lexicon leaves out many words its letter-to-sound rules already say right,
+    so a word missing here may still be English; a word found here is one.
+    """
+    if not words:
+        return set()
+    exe = festival_binary()
+    lines = [f"(begin (lex.select {scheme_string(lexicon)})"]
+    lines += [f"(if (lex.lookup_all {scheme_string(w)}) (format t \"%s\\n\" {scheme_string(w)}))" for w in words]
+    lines.append(")")
+    with tempfile.TemporaryDirectory(prefix="su-festival-") as tmp:
+        script = Path(tmp) / "lookup.scm"
+        script.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        proc = subprocess.run([exe, "-b", str(script)], capture_output=True, text=True, timeout=60 + len(words) // 100)
+    if proc.returncode != 0:
+        raise ExternalToolError(None, f"festival failed to look words up in lexicon {lexicon!r}: "
+                                      f"{(proc.stderr or proc.stdout).strip()[-500:]}")
+    return set(proc.stdout.split()) & set(words)
+
+
 def scheme_string(text: str) -> str:
     """``text`` as a Scheme string literal."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'

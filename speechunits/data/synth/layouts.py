@@ -1,4 +1,4 @@
-"""Plan LibriSpeech-, LJSpeech- and FSC-shaped synthetic corpora (plus TextGrid alignments).
+"""Plan LibriSpeech-, LJSpeech-, FSC- and ZeroSpeech-2021-shaped synthetic corpora (plus TextGrid alignments).
 
 Each ``*_plan`` function builds a deterministic :class:`~.corpus_job.Plan` from the seed and
 sizes alone: utterance ids, texts, speakers, output paths, and the layout's transcript and
@@ -25,10 +25,12 @@ from pathlib import Path
 
 from speechunits.audio import audio_info
 from speechunits.data.synth.corpus_job import Plan, PlannedUtt, synthesize
+from speechunits.data.synth.probes import LANGUAGE, lexical_pairs, syntactic_pairs
 from speechunits.data.synth.text import librispeech_transcript, unique_sentences
 from speechunits.data.synth.voices import FESTIVAL_VOICES, Speaker, festival_speaker, make_speakers
 from speechunits.errors import ConfigError
 from speechunits.io_utils import atomic_write_text
+from speechunits.text.espeak import Espeak
 
 PathLike = str | os.PathLike[str]
 
@@ -265,3 +267,91 @@ def synthesize_fsc(
     """
     return synthesize(fsc_plan(out, num_speakers=num_speakers, utts_per_speaker=utts_per_speaker, seed=seed,
                                voices=voices, espeak_fraction=espeak_fraction), nj=nj)
+
+
+# --------------------------------------------------------------------------- ZeroSpeech 2021 probes
+
+ZR2021_VOICES = ("kal", "slt")
+ZR2021_LEXICAL_COLUMNS = ("id", "filename", "word", "phones", "length", "frequency", "correct", "voice")
+ZR2021_SYNTACTIC_COLUMNS = ("id", "filename", "type", "subtype", "correct", "voice", "transcription")
+_FILENAME_CHARS = string.ascii_lowercase + string.digits
+
+
+def zr2021_plan(out: PathLike, num_pairs: int, *, seed: int = 0, voices: Sequence[str] = ZR2021_VOICES) -> Plan:
+    """The plan of :func:`synthesize_zr2021`."""
+    out = Path(out).absolute()
+    voices = _check_voices(voices)
+    if num_pairs < 1:
+        raise ConfigError(None, f"--num-pairs must be >= 1, found {num_pairs}")
+    root = out / "zerospeech2021"
+    config = {"layout": "zr2021", "num_pairs": int(num_pairs), "seed": seed, "voices": list(voices),
+              "generator": GENERATOR_VERSION, "espeak_ng": Espeak(LANGUAGE, workers=1).version}
+    names = random.Random(f"{seed}:zr2021:filenames")
+    prosody = random.Random(f"{seed}:zr2021:prosody")
+    used: set[str] = set()
+
+    def filename() -> str:
+        while True:
+            name = "".join(names.choice(_FILENAME_CHARS) for _ in range(12))
+            if name not in used:
+                used.add(name)
+                return name
+
+    utts: list[PlannedUtt] = []
+    speakers: list[Speaker] = []
+    # per task: (filenames of a pair, gold row by filename), in gold.csv order
+    rows: dict[str, list[tuple[tuple[str, ...], dict[str, dict[str, str]]]]] = {"lexical": [], "syntactic": []}
+
+    def add_pair(task: str, pair_id: str, voice: str, members: list[tuple[str, dict[str, str]]]) -> None:
+        spk = festival_speaker(f"{task}{pair_id}-{voice}", voice, prosody)  # one speaker: same prosody for both
+        speakers.append(spk)
+        names.shuffle(members)  # the correct member is not always first
+        gold = {}
+        for text, row in members:
+            name = filename()
+            utts.append(PlannedUtt(name, text, spk, str(root / task / "dev" / f"{name}.wav"), SAMPLE_RATE))
+            gold[name] = {"id": pair_id, "filename": name, "voice": voice, **row}
+        rows[task].append((tuple(gold), gold))
+
+    for p in lexical_pairs(num_pairs, seed):
+        for voice in voices:
+            add_pair("lexical", p.id, voice, [
+                (p.word, {"word": p.word, "phones": " ".join(p.word_phones), "length": str(len(p.word_phones)),
+                          "frequency": str(p.frequency), "correct": "1"}),
+                (p.nonword, {"word": p.nonword, "phones": " ".join(p.nonword_phones),
+                             "length": str(len(p.nonword_phones)), "frequency": str(p.frequency), "correct": "0"}),
+            ])
+    for p in syntactic_pairs(num_pairs, seed):
+        for voice in voices:
+            add_pair("syntactic", p.id, voice, [
+                (text, {"type": p.type, "subtype": p.subtype, "correct": correct, "transcription": text})
+                for text, correct in ((p.grammatical, "1"), (p.ungrammatical, "0"))
+            ])
+
+    def write_files(made: list[PlannedUtt]) -> None:
+        """``<task>/dev/gold.csv`` with the official columns, for the pairs whose two files were made."""
+        ids = {u.id for u in made}
+        for task, columns in (("lexical", ZR2021_LEXICAL_COLUMNS), ("syntactic", ZR2021_SYNTACTIC_COLUMNS)):
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+            writer.writeheader()
+            for members, gold in rows[task]:
+                if all(m in ids for m in members):
+                    writer.writerows(gold[m] for m in members)
+            atomic_write_text(root / task / "dev" / "gold.csv", buf.getvalue())
+
+    options = {"layout": "zr2021", "out": str(out), "num_pairs": str(num_pairs), "seed": str(seed),
+               "voices": ",".join(voices)}
+    return Plan("zr2021", out, root, config, options, utts, speakers, write_files)
+
+
+def synthesize_zr2021(out: PathLike, num_pairs: int, *, seed: int = 0, nj: int = 1,
+                      voices: Sequence[str] = ZR2021_VOICES) -> Path:
+    """Synthetic sWUGGY/sBLIMP probes in the ZeroSpeech 2021 layout ``OUT/zerospeech2021``.
+
+    ``{lexical,syntactic}/dev/<filename>.wav`` (16 kHz) and ``gold.csv`` with the official
+    columns: ``num_pairs`` pairs per task (:mod:`speechunits.data.synth.probes`), each spoken
+    by every voice, both members of a pair by the same speaker (voice and prosody). Filenames
+    are seeded random strings. Returns the ``OUT/zerospeech2021`` path.
+    """
+    return synthesize(zr2021_plan(out, num_pairs, seed=seed, voices=voices), nj=nj)

@@ -35,7 +35,7 @@ def parse_splits(spec: str) -> dict[str, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--layout", required=True, choices=("librispeech", "ljspeech", "fsc"))
+    parser.add_argument("--layout", required=True, choices=("librispeech", "ljspeech", "fsc", "zr2021"))
     parser.add_argument("--out", required=True, type=Path, help="output directory (corpus goes below it)")
     parser.add_argument("--splits", default="train-clean-100:200,dev-clean:40,test-clean:40",
                         help="librispeech: NAME:COUNT,... (default %(default)s)")
@@ -44,17 +44,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--utts-per-speaker", type=int, default=10, help="fsc: utterances per speaker")
     parser.add_argument("--espeak-fraction", type=float, default=0.5,
                         help="fsc: fraction of speakers that are espeak-ng voices (default %(default)s)")
+    parser.add_argument("--num-pairs", type=int, default=200,
+                        help="zr2021: minimal pairs per task (lexical, syntactic), each spoken by every voice")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--voices", default="kal,ked,slt", help="Festival voices (librispeech, fsc)")
+    parser.add_argument("--voices", default=None,
+                        help="Festival voices (librispeech, fsc: default kal,ked,slt; zr2021: default kal,slt)")
     parser.add_argument("--voice", default="slt", help="the single Festival voice of ljspeech")
     add_job_arguments(parser)
 
 
 def plan_from_args(args: argparse.Namespace) -> Plan:
     """The plan the layout options describe."""
-    from speechunits.data.synth.layouts import fsc_plan, librispeech_plan, ljspeech_plan
+    from speechunits.data.synth.layouts import ZR2021_VOICES, fsc_plan, librispeech_plan, ljspeech_plan, zr2021_plan
 
-    voices = tuple(v.strip() for v in args.voices.split(",") if v.strip())
+    default = ",".join(ZR2021_VOICES) if args.layout == "zr2021" else "kal,ked,slt"
+    voices = tuple(v.strip() for v in (args.voices or default).split(",") if v.strip())
+    if args.layout == "zr2021":
+        return zr2021_plan(args.out, args.num_pairs, seed=args.seed, voices=voices)
     if args.layout == "librispeech":
         return librispeech_plan(args.out, parse_splits(args.splits), seed=args.seed, voices=voices)
     if args.layout == "ljspeech":

@@ -86,7 +86,8 @@ def librispeech_transcript(text: str) -> str:
     return " ".join(transcript_words(text)).upper()
 
 
-def _fix_articles(words: list[str]) -> list[str]:
+def fix_articles(words: list[str]) -> list[str]:
+    """"a" becomes "an" before a word that starts with a vowel letter (in place; returns ``words``)."""
     for i in range(len(words) - 1):
         if words[i].lower() == "a" and words[i + 1][:1].lower() in "aeiou":
             words[i] = words[i][0] + "n" if len(words[i]) == 1 else words[i]
@@ -113,7 +114,7 @@ def _render(template: str, rng: random.Random) -> Sentence:
             norm_parts.append(word)
 
     def finish(parts: list[str]) -> str:
-        words = _fix_articles("".join(parts).split(" "))
+        words = fix_articles("".join(parts).split(" "))
         text = " ".join(words)
         return text[0].upper() + text[1:]
 
