@@ -16,6 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 stage=0                  # first stage to run
 stop_stage=100           # last stage to run
 name=synth               # experiment name: outputs in exp/<name>/
+exp_root=exp             # experiments live in <exp-root>/<name>/
 nj=2                     # parallel jobs (synthesis, tokenization)
 device=auto              # auto | cpu | cuda
 ngpu=0                   # >1: train with torchrun on this many GPUs (DDP)
@@ -23,7 +24,8 @@ train_nj=1               # >1: train this many LMs at once on the CPU, each on n
 data_root=../egs/synth/data   # <data-root>/<set>/ data dirs (made by egs/*/run.sh stage 0)
 train_set=train-clean-100     # LM training audio
 valid_set=dev-clean           # held out: validation during training
-test_set=test-clean           # held out: the perplexity columns and the continuation prompts
+test_sets=test-clean          # held out: perplexity of each (the first: the table's columns and the
+                              # continuation prompts); e.g. "test-clean so762" adds a real-speech set
 tokenizers="sylber bootstrap frames"   # the rows (any subset, in this order)
 sylber_model=../egs/synth/exp/sylber/stage2/model.tuned.pt  # Sylber checkpoint: syllable segments and features
 sylber_codebook=../egs/synth/exp/sylber/kmeans500.pt        # syllable k-means (empty: --num-clusters on the train set)
@@ -57,7 +59,7 @@ Stages:
   0  probes: speechunits synth-corpus --layout zr2021 (sWUGGY/sBLIMP-style pairs spoken by the corpus
      voices, --probe-pairs per task) unless --probe-dir, then prepare-data --corpus zr2021
        -> exp/<name>/data/{lexical,syntactic}
-  1  unit sets of train/valid/test and both probe sets for every tokenizer (--tokenizers):
+  1  unit sets of train/valid/test sets and both probe sets for every tokenizer (--tokenizers):
        sylber    tokenize --model --sylber-model, quantize with --sylber-codebook
        bootstrap bootstrap-segments, tokenize --segments (Sylber features pooled over them),
                  k-means (--num-clusters) on train, quantize
@@ -67,9 +69,9 @@ Stages:
        -> exp/<name>/<tokenizer>/packed/<set>.{bin,idx,items.tsv,json}
   3  training: speechunits train-lm (--lm-config, --token-budget tokens each) and lm-ngram (--ngram-order)
        -> exp/<name>/<tokenizer>/lm/model.pt, exp/<name>/<tokenizer>/ngram.json
-  4  scoring: lm-score of the test set (perplexity) and the probes with both models, lm-probe
+  4  scoring: lm-score of the test sets (perplexity) and the probes with both models, lm-probe
        -> exp/<name>/<tokenizer>/scores/<model>/<set>/, exp/<name>/<tokenizer>/probes/<model>.<task>.json
-  5  continuation: lm-continue of --num-continuations test prompts with the --continue-tokenizer LM,
+  5  continuation: lm-continue of --num-continuations prompts of the first test set with the --continue-tokenizer LM,
      synthesize with --vocoder (--durations predicted) -> exp/<name>/continuation/
   6  exp/<name>/RESULTS.md: speechunits lm-results"
 
@@ -83,7 +85,7 @@ need() {  # PATH STAGE-THAT-MAKES-IT
 }
 
 [[ $# -eq 0 ]] || fail "unexpected arguments: $*"
-user_paths "$CALLER_DIR" data_root sylber_model sylber_codebook frame_model frame_codebook probe_dir lm_config vocoder
+user_paths "$CALLER_DIR" exp_root data_root sylber_model sylber_codebook frame_model frame_codebook probe_dir lm_config vocoder
 [[ "$nj" =~ ^[1-9][0-9]*$ ]] || fail "--nj must be a positive integer, got '$nj'"
 [[ "$token_budget" =~ ^[1-9][0-9]*$ ]] || fail "--token-budget must be a positive integer, got '$token_budget'"
 [[ "$probe_score" == sum || "$probe_score" == mean ]] || fail "--probe-score must be sum or mean, got '$probe_score'"
@@ -92,11 +94,13 @@ for t in $tokenizers; do
 done
 [[ -n "$frame_model" ]] || frame_model="$sylber_model"
 
-exp="exp/$name"
+exp="$exp_root/$name"
 log="$exp/log"
 dev=(); [[ "$device" == auto ]] || dev=(--device "$device")
 probe_tasks="lexical syntactic"
-sets="$train_set $valid_set $test_set $probe_tasks"
+sets="$train_set $valid_set $test_sets $probe_tasks"
+test_set="${test_sets%% *}"   # the first: RESULTS.md's columns and the continuation prompts
+[[ -n "$test_set" ]] || fail "--test-sets is empty"
 set_data() {  # SET -> its data dir
   case "$1" in lexical|syntactic) echo "$exp/data/$1" ;; *) echo "$data_root/$1" ;; esac
 }
@@ -204,12 +208,12 @@ if stage_begin 3 "LM training ($token_budget tokens each) and $ngram_order-gram 
   (( failed == 0 )) || fail "a training failed; see $log/train.<tokenizer>.log"
 fi
 
-if stage_begin 4 "scoring: $test_set perplexity and the probes (LM and n-gram)"; then
+if stage_begin 4 "scoring: perplexity of $test_sets and the probes (LM and n-gram)"; then
   for t in $tokenizers; do
     for model in lm ngram; do
       file="$exp/$t/lm/model.pt"; [[ "$model" == ngram ]] && file="$exp/$t/ngram.json"
       need "$file" 3
-      for set in $test_set $probe_tasks; do
+      for set in $test_sets $probe_tasks; do
         run_logged "$log/score.$t.$model.$set.log" speechunits lm-score --model "$file" \
           --data "$exp/$t/packed/$set" --out "$exp/$t/scores/$model/$set" "${dev[@]}"
       done
@@ -243,5 +247,5 @@ fi
 
 if stage_begin 6 "RESULTS.md"; then
   run_logged "$log/results.log" speechunits lm-results --exp-dir "$exp" --tokenizers "$tokenizers" \
-    --test-set "$test_set" --train-set "$train_set" --token-budget "$token_budget"
+    --test-sets "$test_sets" --train-set "$train_set" --token-budget "$token_budget"
 fi

@@ -104,7 +104,7 @@ def test_token_budget_sets_the_steps_and_the_lm_learns_the_toy_language(experime
 
 def test_results_table_has_every_column_and_the_paired_verdict(experiment, capsys):
     assert main(["lm-results", "--exp-dir", str(experiment), "--tokenizers", "toy missing", "--train-set", "train",
-                 "--test-set", "test", "--token-budget", "6000"]) == 0
+                 "--test-sets", "test", "--token-budget", "6000"]) == 0
     text = (experiment / "RESULTS.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith("| toy |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
@@ -113,6 +113,7 @@ def test_results_table_has_every_column_and_the_paired_verdict(experiment, capsy
     assert float(cells[1]) == pytest.approx(1 / (6 * HOP / SR), rel=1e-3)  # one token per 6 frames of audio
     missing = next(line for line in text.splitlines() if line.startswith("| missing |"))
     assert missing.count("| - ") >= 10  # a tokenizer without outputs gives an empty row, not an error
+    assert "| toy | test | 8.33 |" in text  # the per-set table
     assert "**toy**, lexical: the LM beats chance" in text and "paired over the same 12 items" in text
     rows = json.loads((experiment / "RESULTS.json").read_text())
     assert rows[0]["paired"]["lexical"]["n_ids"] == 12

@@ -86,3 +86,12 @@ def test_given_options_and_user_paths(tmp_path: Path) -> None:
 def test_value_that_looks_like_an_option(tmp_path: Path) -> None:
     r = run(tmp_path, "--foo-bar", "--min-x 2")
     assert r.returncode == 0 and "foo=--min-x 2" in r.stdout
+
+
+def test_options_named_like_the_parsers_own_variables(tmp_path: Path) -> None:
+    """--name, --value and --old once set the parser's locals instead of the script's options."""
+    script = tmp_path / "n.sh"
+    script.write_text(f"name=a\nvalue=b\nold=c\n. {PARSE}\necho \"$name $value $old\"\n")
+    r = subprocess.run(["bash", str(script), "--name", "x", "--value=y", "--old", "z"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "x y z"

@@ -321,7 +321,8 @@ get() {  # OPTION ARGS... -> the value after OPTION
   while (( $# )); do [[ "$1" == "$want" ]] && { echo "$2"; return; }; shift; done
 }
 case "$verb" in
-  synth-corpus) out=$(get --out "$@"); mkdir -p "$out/.synth/ljspeech"; echo '{}' > "$out/.synth/ljspeech/utterances.json" ;;
+  synth-corpus) out=$(get --out "$@"); mkdir -p "$out/.synth/ljspeech"; echo '{}' > "$out/.synth/ljspeech/utterances.json"
+    for task in lexical syntactic; do mkdir -p "$out/zerospeech2021/$task/dev"; : > "$out/zerospeech2021/$task/dev/gold.csv"; done ;;
   prepare-data) out=$(get --out "$@"); mkdir -p "$out"; echo '{}' > "$out/provenance.json" ;;
   phonemize) out=$(get --out "$@"); mkdir -p "$(dirname "$out")"; : > "$out" ;;
   train-tts)  # the model file holds the prosody kind of its config (none when the config has none)
@@ -331,6 +332,12 @@ case "$verb" in
     out=$(get --out "$@"); mkdir -p "$out"; : > "$out/manifest.jsonl"
     printf '{"prosody": "%s"}\n' "$(cat "$(get --model "$@")")" > "$out/meta.json" ;;
   tts-evaluate|tts-results) out=$(get --out "$@"); mkdir -p "$(dirname "$out")"; echo '{}' > "$out" ;;
+  tokenize|bootstrap-segments|frame-units) out=$(get --out "$@"); mkdir -p "$out"; : > "$out/units.jsonl" ;;
+  cluster|lm-ngram|lm-probe) out=$(get --out "$@"); mkdir -p "$(dirname "$out")"; : > "$out" ;;
+  lm-pack) out=$(get --out "$@"); mkdir -p "$(dirname "$out")"; : > "$out.json" ;;
+  train-lm) dir=$(get --out-dir "$@"); mkdir -p "$dir"; : > "$dir/model.pt" ;;
+  lm-score|lm-continue|synthesize) mkdir -p "$(get --out "$@")" ;;
+  quantize|lm-results) ;;
   *) echo "fake speechunits: unexpected verb $verb" >&2; exit 2 ;;
 esac
 """
@@ -610,3 +617,65 @@ def test_tts_configs_keys(conf: Path) -> None:
                and conf.parent.parent.name == "recipes" else REPO / "egs" / "synth" / "conf" / "vocoder_mel_tiny.yaml")
     assert dict(task["mel"]) == yaml.safe_load(vocoder.read_text())["task"]["model"]["mel"]
     assert cfg.nonfinite == "skip" and cfg.max_steps > 0
+
+
+# --------------------------------------------------------------------------- lm/run.sh
+LM_RUN = REPO / "lm" / "run.sh"
+
+
+def lm_args(tmp_path: Path, *extra: str) -> list[str]:
+    for name in ("sylber.pt", "km.pt", "frames_km.pt", "vocoder.pt"):
+        (tmp_path / name).write_text("x")
+    tts_data(tmp_path / "data", "tr", "va", "te")
+    return ["--data-root", str(tmp_path / "data"), "--train-set", "tr", "--valid-set", "va", "--test-sets", "te",
+            "--name", "t", "--exp-root", str(tmp_path / "exp"), "--sylber-model", str(tmp_path / "sylber.pt"), "--sylber-codebook", str(tmp_path / "km.pt"),
+            "--frame-codebook", str(tmp_path / "frames_km.pt"), "--vocoder", str(tmp_path / "vocoder.pt"), *extra]
+
+
+def test_lm_recipe_help_lists_stages(tmp_path: Path) -> None:
+    r = bash(LM_RUN, "--help", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    for n, verb in ((0, "zr2021"), (1, "tokenize"), (2, "lm-pack"), (3, "train-lm"), (4, "lm-score"),
+                    (5, "lm-continue"), (6, "lm-results")):
+        line = next(line for line in lines if line.lstrip().startswith(f"{n}  "))
+        assert verb in line, (n, line)
+    assert "--token-budget (current: '1000000')" in r.stdout and "--probe-dir" in r.stdout
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--tokenizers", "sylber hubert"], "unknown 'hubert'"),
+    (["--token-budget", "0"], "--token-budget must be a positive integer"),
+    (["--probe-score", "median"], "--probe-score must be sum or mean"),
+    (["--test-sets", ""], "--test-sets is empty"),
+    (["extra-positional"], "unexpected arguments"),
+])
+def test_lm_recipe_rejects_bad_options(tmp_path: Path, fake_env: dict[str, str], extra: list[str], message: str) -> None:
+    r = bash(LM_RUN, *lm_args(tmp_path), *extra, cwd=tmp_path, env=fake_env)
+    assert r.returncode != 0 and message in r.stderr, r.stderr
+    assert calls(fake_env) == []
+
+
+def test_lm_recipe_stages_and_arguments(tmp_path: Path, fake_env: dict[str, str]) -> None:
+    r = bash(LM_RUN, *lm_args(tmp_path, "--token-budget", "5000", "--device", "cpu"), cwd=tmp_path, env=fake_env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    exp = tmp_path / "exp" / "t"
+    sets = ["tr", "va", "te", "lexical", "syntactic"]
+    pack = calls(fake_env, "lm-pack")
+    assert [opt(c, "--out") for c in pack] == [str(exp / t / "packed" / s)
+                                               for t in ("sylber", "bootstrap", "frames") for s in sets]
+    assert {opt(c, "--dedup") for c in pack[:10]} == {"false"} and {opt(c, "--dedup") for c in pack[10:]} == {"true"}
+    boot = [c for c in calls(fake_env, "tokenize") if "--segments" in c]
+    assert len(boot) == 5 and opt(boot[0], "--segments") == str(exp / "units" / "bootstrap_segments" / "tr")
+    assert all(opt(c, "--codebook") == str(tmp_path / "km.pt") for c in calls(fake_env, "quantize")[:5])
+    trains = calls(fake_env, "train-lm")
+    assert len(trains) == 3 and all(opt(c, "--token-budget") == "5000" and opt(c, "--device") == "cpu" for c in trains)
+    assert len(calls(fake_env, "lm-ngram")) == 3
+    scored = [opt(c, "--data").split("/")[-1] for c in calls(fake_env, "lm-score")]
+    assert scored == ["te", "lexical", "syntactic"] * 6  # 3 tokenizers x (LM, n-gram)
+    assert len(calls(fake_env, "lm-probe")) == 12
+    cont = calls(fake_env, "lm-continue")[0]
+    assert opt(cont, "--model") == str(exp / "sylber" / "lm" / "model.pt")
+    assert opt(cont, "--units") == str(exp / "units" / "sylber" / "te")
+    assert opt(calls(fake_env, "synthesize")[0], "--durations") == "predicted"
+    assert opt(calls(fake_env, "lm-results")[0], "--test-sets") == "te"

@@ -313,9 +313,7 @@ def _given_spans(corpus: dict) -> tuple[dict[str, list[list[int]]], dict[str, np
 
 def test_given_segments_pool_the_model_features(corpus: dict, tmp_path: Path) -> None:
     """--segments: the spans are the given ones (clipped by <= 1 frame), embeddings the model's means over
-    them, producer "given" with the set's sha256; a missing or far-overhanging utterance is a bad item."""
-    from speechunits.io_utils import sha256_path
-
+    them, producer "given" with the set's own producer; a missing or far-overhanging utterance is a bad item."""
     spans, states, extra = _given_spans(corpus)
     segs = _segment_set(corpus, tmp_path / "given", spans, extra_samples=extra)
     out = tmp_path / "u"
@@ -324,7 +322,7 @@ def test_given_segments_pool_the_model_features(corpus: dict, tmp_path: Path) ->
     meta = json.loads((out / "meta.json").read_text())
     prod = meta["producer"]
     assert prod["segmenter"] == "given" and meta["kind"] == "syllable"
-    assert prod["segments"] == {"path": str(segs.resolve()), "sha256": sha256_path(segs / "units.jsonl")}
+    assert prod["segments"] == {"path": str(segs.resolve()), "producer": {"segmenter": "handmade"}}
     assert "norm_threshold" not in prod and len(prod["model"]["sha256"]) == 64
     utts = sorted(corpus["utts"], key=lambda u: u.id)
     bad = dict(ln.split("\t", 1) for ln in (out / "bad_utts.txt").read_text().splitlines())

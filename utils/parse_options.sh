@@ -26,16 +26,16 @@ __po_list() {  # one line per option; a trailing '# comment' on its 'name=value'
     echo "  --${n//_/-} (current: '${!n}')${d:+  $d}"
   done
 }
-__po_set() {  # name value
-  local name="$1" value="$2" old
-  case " $__po_names " in *" $name "*) ;; *)
-    echo "$0: unknown option --${name//_/-}; valid options:" >&2; __po_list >&2; exit 1 ;; esac
-  old="${!name}"
-  if [[ "$old" == true || "$old" == false ]] && [[ "$value" != true && "$value" != false ]]; then
-    echo "$0: option --${name//_/-} is boolean; expected true or false, got '$value'" >&2; exit 1
+__po_set() {  # name value (locals are __po_-prefixed: an option may be called name, value, ...)
+  local __po_name="$1" __po_value="$2" __po_old
+  case " $__po_names " in *" $__po_name "*) ;; *)
+    echo "$0: unknown option --${__po_name//_/-}; valid options:" >&2; __po_list >&2; exit 1 ;; esac
+  __po_old="${!__po_name}"
+  if [[ "$__po_old" == true || "$__po_old" == false ]] && [[ "$__po_value" != true && "$__po_value" != false ]]; then
+    echo "$0: option --${__po_name//_/-} is boolean; expected true or false, got '$__po_value'" >&2; exit 1
   fi
-  printf -v "$name" '%s' "$value"
-  PO_GIVEN="$PO_GIVEN $name"
+  printf -v "$__po_name" '%s' "$__po_value"
+  PO_GIVEN="$PO_GIVEN $__po_name"
 }
 PO_GIVEN=""  # names of the options given on this command line (see utils/stages.sh: user_paths)
 while [[ $# -gt 0 ]]; do

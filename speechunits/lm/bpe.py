@@ -26,6 +26,7 @@ import sentencepiece as spm
 
 from speechunits.errors import CheckpointError, ConfigError
 from speechunits.io_utils import atomic_write_bytes, sha256_file
+from speechunits.text.sentencepiece_model import load_sentencepiece
 
 __all__ = ["MAX_UNITS", "UNIT_BASE", "UnitBPE", "train_bpe", "units_to_text"]
 
@@ -82,11 +83,7 @@ class UnitBPE:
 
     def __init__(self, model_path: PathLike) -> None:
         self.path = Path(model_path)
-        self.sp = spm.SentencePieceProcessor()
-        try:
-            self.sp.Load(str(self.path))
-        except (OSError, RuntimeError) as err:
-            raise CheckpointError(self.path, f"cannot load a SentencePiece model ({err})") from None
+        self.sp = load_sentencepiece(self.path)
         pieces: list[np.ndarray] = []
         for p in range(1, self.sp.GetPieceSize()):
             text = self.sp.IdToPiece(p)

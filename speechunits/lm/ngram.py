@@ -30,7 +30,7 @@ import json
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,33 +119,26 @@ class NGramLM:
     def _context(self, history: Sequence[int]) -> Context:
         return tuple(history[-(self.order - 1):]) if self.order > 1 else ()
 
+    def _interpolation(self, history: Sequence[int]) -> Iterator[tuple[dict[int, int], float, float]]:
+        """(counts after the context, their total, discount) of every order whose context was seen,
+        lowest first: the levels the interpolation walks up."""
+        ctx = self._context(history)
+        for k in range(len(ctx) + 1):  # from order 1 (empty context) up to the full context
+            ws = self.levels[k].table.get(ctx[len(ctx) - k:])
+            if ws:
+                yield ws, self.levels[k].totals[ctx[len(ctx) - k:]], self.levels[k].discount
+
     def prob(self, token: int, history: Sequence[int]) -> float:
         """p(token | history): ``history`` are LM ids starting with BOS; ``token`` an id or EOS."""
-        ctx = self._context(history)
         p = 1.0 / (self.vocab_size + 1)
-        for k in range(len(ctx) + 1):  # from order 1 (empty context) up to the full context
-            level = self.levels[k]
-            h = ctx[len(ctx) - k:]
-            ws = level.table.get(h)
-            if not ws:
-                continue
-            total = level.totals[h]
-            d = level.discount
+        for ws, total, d in self._interpolation(history):
             p = max(ws.get(token, 0) - d, 0.0) / total + d * len(ws) / total * p
         return p
 
     def next_distribution(self, history: Sequence[int]) -> np.ndarray:
         """p(. | history) over the V+1 outcomes: ids ``0..V-1``, then EOS at index V (float64)."""
-        ctx = self._context(history)
         dist = np.full(self.vocab_size + 1, 1.0 / (self.vocab_size + 1))
-        for k in range(len(ctx) + 1):
-            level = self.levels[k]
-            h = ctx[len(ctx) - k:]
-            ws = level.table.get(h)
-            if not ws:
-                continue
-            total = level.totals[h]
-            d = level.discount
+        for ws, total, d in self._interpolation(history):
             counts = np.zeros(self.vocab_size + 1)
             idx = np.fromiter((w if w != self.eos else self.vocab_size for w in ws), dtype=np.int64, count=len(ws))
             counts[idx] = np.fromiter(ws.values(), dtype=np.float64, count=len(ws))

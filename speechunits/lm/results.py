@@ -3,7 +3,8 @@
 Per tokenizer ``T`` under the experiment directory:
 
 * ``T/packed/<train>.json`` and ``T/packed/<test>.json``: tokens and audio seconds (tokens per second);
-* ``T/scores/{lm,ngram}/<test>/summary.json``: held-out perplexity per token and per second;
+* ``T/scores/{lm,ngram}/<test>/summary.json`` for every test set: held-out perplexity per token and
+  per second (the first test set fills the main table, every set the per-set table);
 * ``T/probes/{lm,ngram}.{lexical,syntactic}.json``: pair accuracy with its bootstrap CI;
 * ``T/scores/{lm,ngram}/{lexical,syntactic}/scores.jsonl`` with the gold file the probe report names:
   the *paired* comparison LM minus n-gram (per pair id, bootstrapped over ids), which says whether
@@ -85,8 +86,8 @@ class TokenizerRow:
     name: str
     train_tokens: int | None = None
     train_seconds: float | None = None
-    test_tokens_per_s: float | None = None
-    perplexity: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> summary.json
+    test_tokens_per_s: dict[str, float] = field(default_factory=dict)  # test set -> tokens per second of audio
+    perplexity: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # set -> model -> summary.json
     probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # "lm.lexical" -> report
     paired: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> LM minus n-gram
     training: dict[str, float] | None = None
@@ -98,20 +99,22 @@ class TokenizerRow:
         return self.train_tokens / self.train_seconds
 
 
-def collect_row(exp_dir: Path, name: str, train_set: str, test_set: str) -> TokenizerRow:
+def collect_row(exp_dir: Path, name: str, train_set: str, test_sets: list[str]) -> TokenizerRow:
     """Read one tokenizer's outputs."""
     base = exp_dir / name
     row = TokenizerRow(name)
     train = _read_json(base / "packed" / f"{train_set}.json")
     if train:
         row.train_tokens, row.train_seconds = int(train["num_tokens"]), float(train["audio_seconds"])
-    test = _read_json(base / "packed" / f"{test_set}.json")
-    if test and test.get("audio_seconds"):
-        row.test_tokens_per_s = float(test["num_tokens"]) / float(test["audio_seconds"])
+    for test_set in test_sets:
+        test = _read_json(base / "packed" / f"{test_set}.json")
+        if test and test.get("audio_seconds"):
+            row.test_tokens_per_s[test_set] = float(test["num_tokens"]) / float(test["audio_seconds"])
+        for model in MODELS:
+            summary = _read_json(base / "scores" / model / test_set / "summary.json")
+            if summary:
+                row.perplexity.setdefault(test_set, {})[model] = summary
     for model in MODELS:
-        summary = _read_json(base / "scores" / model / test_set / "summary.json")
-        if summary:
-            row.perplexity[model] = summary
         for task in PROBE_TASKS:
             report = _read_json(base / "probes" / f"{model}.{task}.json")
             if report:
@@ -158,19 +161,33 @@ def _verdicts(rows: list[TokenizerRow]) -> list[str]:
     return lines
 
 
-def results_markdown(rows: list[TokenizerRow], *, test_set: str, train_set: str, token_budget: int | None,
+def _per_set_table(rows: list[TokenizerRow], test_sets: list[str]) -> list[str]:
+    """Held-out figures of every test set: tokens/s, LM and n-gram perplexity per token, LM bits per second."""
+    lines = ["## Held-out sets", "", "| tokenizer | set | tokens/s of audio | LM ppl/token | LM bits/s | n-gram ppl/token "
+             "| n-gram bits/s |", "|" + "---|" * 7]
+    for r in rows:
+        for t in test_sets:
+            lm, ng = r.perplexity.get(t, {}).get("lm", {}), r.perplexity.get(t, {}).get("ngram", {})
+            lines.append(f"| {r.name} | {t} | {_num(r.test_tokens_per_s.get(t))} | {_num(lm.get('ppl_per_token'))} "
+                         f"| {_num(lm.get('bits_per_second'), '{:.1f}')} | {_num(ng.get('ppl_per_token'))} "
+                         f"| {_num(ng.get('bits_per_second'), '{:.1f}')} |")
+    return [*lines, ""]
+
+
+def results_markdown(rows: list[TokenizerRow], *, test_sets: list[str], train_set: str, token_budget: int | None,
                      probe_counts: dict[str, int]) -> str:
     """RESULTS.md: the table, the verdicts, and how to read them."""
     head = ("| tokenizer | tokens/s of audio | train tokens | LM ppl/token | LM ppl/s (bits/s) | n-gram ppl/token "
             "| sWUGGY LM % [95 % CI] | sWUGGY n-gram % | sBLIMP LM % [95 % CI] | sBLIMP n-gram % "
             "| training wall (s) | training tokens/s |")
+    test_set = test_sets[0]
     lines = ["# Unit LMs over three tokenizers of the same audio", "",
              f"Training set `{train_set}`, held-out perplexity on `{test_set}`"
              + (f", {token_budget:,} training tokens per LM (equal budget)" if token_budget else "") + ". "
              f"Probes: {probe_counts.get('lexical', 0)} sWUGGY-style and {probe_counts.get('syntactic', 0)} "
              "sBLIMP-style pairs; chance is 50 %.", "", head, "|" + "---|" * 12]
     for r in rows:
-        lm, ng = r.perplexity.get("lm", {}), r.perplexity.get("ngram", {})
+        lm, ng = r.perplexity.get(test_set, {}).get("lm", {}), r.perplexity.get(test_set, {}).get("ngram", {})
         ppl_s = (f"{_num(lm.get('ppl_per_second'), '{:.3g}')} ({_num(lm.get('bits_per_second'), '{:.1f}')})"
                  if lm else "-")
         lines.append(
@@ -180,6 +197,7 @@ def results_markdown(rows: list[TokenizerRow], *, test_set: str, train_set: str,
             f"| {_acc(r.probes.get('ngram.syntactic'))} | {_num(r.training['wall_s'] if r.training else None, '{:.0f}')} "
             f"| {_num(r.training['tokens_per_s'] if r.training else None, '{:.0f}')} |")
     lines += ["", "## Verdicts", "", *(_verdicts(rows) or ["- no probe reports yet."]), "",
+              *_per_set_table(rows, test_sets),
               "## How to read it", "",
               "- Perplexity per token is not comparable across tokenizers (their vocabularies and token rates "
               "differ); perplexity per second of audio (`exp(total NLL / seconds)`, with bits per second) is.",

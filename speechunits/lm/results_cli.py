@@ -3,7 +3,7 @@
 Example::
 
     speechunits lm-results --exp-dir lm/exp/synth --tokenizers "sylber bootstrap frames" \\
-        --train-set train --test-set test-clean --token-budget 1000000
+        --train-set train --test-sets "test-clean so762" --token-budget 1000000
 """
 
 from __future__ import annotations
@@ -22,18 +22,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exp-dir", required=True, type=Path, help="lm/exp/<name> of lm/run.sh")
     parser.add_argument("--tokenizers", required=True, help="space-separated tokenizer names, the rows in order")
     parser.add_argument("--train-set", required=True, help="name of the packed training set")
-    parser.add_argument("--test-set", required=True, help="name of the packed held-out set of the perplexity columns")
+    parser.add_argument("--test-sets", required=True,
+                        help="space-separated packed held-out sets; the first fills the main table's perplexity columns")
     parser.add_argument("--token-budget", type=int, default=None, help="training tokens per LM, for the header")
     parser.add_argument("--out", type=Path, default=None, help="markdown file (default EXP_DIR/RESULTS.md)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Collect the rows, write RESULTS.md and results.json, print the table."""
-    rows = [collect_row(args.exp_dir, t, args.train_set, args.test_set) for t in args.tokenizers.split()]
+    rows = [collect_row(args.exp_dir, t, args.train_set, args.test_sets.split()) for t in args.tokenizers.split()]
     counts = {}
     for task in PROBE_TASKS:
         counts[task] = max((r.probes.get(f"lm.{task}", {}).get("n_ids", 0) for r in rows), default=0)
-    text = results_markdown(rows, test_set=args.test_set, train_set=args.train_set, token_budget=args.token_budget,
+    text = results_markdown(rows, test_sets=args.test_sets.split(), train_set=args.train_set, token_budget=args.token_budget,
                             probe_counts=counts)
     out = args.out or args.exp_dir / "RESULTS.md"
     atomic_write_text(out, text)

@@ -20,6 +20,7 @@ import sentencepiece as spm
 
 from speechunits.errors import CheckpointError, ConfigError
 from speechunits.io_utils import atomic_write_bytes
+from speechunits.text.sentencepiece_model import load_sentencepiece
 
 PathLike = str | os.PathLike[str]
 
@@ -86,11 +87,7 @@ class SLUTokenizer:
 
     def __init__(self, model_path: PathLike) -> None:
         self.path = Path(model_path)
-        self.sp = spm.SentencePieceProcessor()
-        try:
-            self.sp.Load(str(self.path))
-        except (OSError, RuntimeError) as err:
-            raise CheckpointError(self.path, f"cannot load a SentencePiece model ({err})") from err
+        self.sp = load_sentencepiece(self.path)
         self.sep_id = self.sp.PieceToId(SEP)
         if self.sep_id == self.sp.unk_id():
             raise CheckpointError(self.path, f"model has no {SEP!r} symbol: not an SLU tokenizer")

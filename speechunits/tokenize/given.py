@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,16 +40,22 @@ MAX_OVERHANG_FRAMES = 1
 
 @dataclass(frozen=True)
 class SegmentSet:
-    """A unit set whose spans are pooled: its directory, token kind and ``units.jsonl`` hash."""
+    """A unit set whose spans are pooled: its directory, token kind, producer and ``units.jsonl`` hash."""
 
     path: Path
     kind: str
     frame_rate_hz: float
     sha256: str
+    segmenter: dict[str, Any]
+    """The segment set's own producer block: which segmenter, with which settings."""
 
-    def producer(self) -> dict[str, str]:
-        """The ``segments`` entry of the producer block (``path`` + sha256 of ``units.jsonl``)."""
-        return {"path": str(self.path), "sha256": self.sha256}
+    def producer(self) -> dict[str, Any]:
+        """The ``segments`` entry of the output's producer block: the set's path and its producer.
+
+        It says *how* the segments were made, not *which data* they cover, so the train and test
+        sets of one tokenizer share a producer (and the LM's unit set hash); the hash of this set's
+        ``units.jsonl`` goes into the job config instead, so a changed segment set is redone."""
+        return {"path": str(self.path), "producer": self.segmenter}
 
 
 def open_segment_set(unit_dir: Path) -> SegmentSet:
@@ -62,7 +69,8 @@ def open_segment_set(unit_dir: Path) -> SegmentSet:
     units = unit_dir / "units.jsonl"
     if not units.is_file():
         raise ConfigError(units, "--segments: the segment unit set has no units.jsonl")
-    return SegmentSet(path=unit_dir, kind=meta.kind, frame_rate_hz=meta.frame_rate_hz, sha256=sha256_path(units))
+    return SegmentSet(path=unit_dir, kind=meta.kind, frame_rate_hz=meta.frame_rate_hz, sha256=sha256_path(units),
+                      segmenter=dict(meta.producer))
 
 
 def check_frame_rate(segments: SegmentSet, sample_rate: int, hop: int) -> None:

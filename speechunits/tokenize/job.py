@@ -114,13 +114,16 @@ def effective_config(settings: TokenizeSettings, model: SpeechEncoder, model_has
     Batch size, workers, threads and device are left out: they do not change the result
     (beyond float rounding).
     """
-    return {
+    config = {
         "verb": VERB,
         "producer": producer(settings, model, model_hash),
         "embeddings": settings.embeddings,
         "nj": settings.nj,
         "data": {"path": str(settings.data.resolve()), "utterances": len(utts), "sha256": manifest_fingerprint(utts)},
     }
+    if settings.segments is not None:
+        config["segments_sha256"] = settings.segments.sha256
+    return config
 
 
 def make_runner(settings: TokenizeSettings, model: SpeechEncoder, model_hash: str, utts: list[Utterance], *,
