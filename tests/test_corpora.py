@@ -282,7 +282,7 @@ def test_slurp_errors(tmp_path: Path) -> None:
 
 
 def test_registry_rejects_options_a_corpus_does_not_take(tmp_path: Path) -> None:
-    assert set(CORPORA) == {"librispeech", "ljspeech", "fsc", "slurp"}
+    assert set(CORPORA) == {"librispeech", "ljspeech", "fsc", "slurp", "zr2021"}
     with pytest.raises(ConfigError, match="--alignments is not supported for corpus 'fsc'"):
         CORPORA["fsc"].load(make_fsc(tmp_path), "train", alignments_dir=tmp_path)
 

@@ -174,6 +174,22 @@ def _per_set_table(rows: list[TokenizerRow], test_sets: list[str]) -> list[str]:
     return [*lines, ""]
 
 
+def _subtype_table(rows: list[TokenizerRow]) -> list[str]:
+    """sBLIMP-style accuracy per subtype, LM and n-gram: where length or order decides, not the type mean."""
+    subtypes = sorted({k for r in rows for m in MODELS for k in (r.probes.get(f"{m}.syntactic") or {}).get("by_subtype", {})})
+    if not subtypes:
+        return []
+    lines = ["## sBLIMP-style accuracy by subtype (%)", "",
+             "| tokenizer | model | " + " | ".join(subtypes) + " |", "|" + "---|" * (2 + len(subtypes))]
+    for r in rows:
+        for m in MODELS:
+            by = (r.probes.get(f"{m}.syntactic") or {}).get("by_subtype", {})
+            if by:
+                cells = [_num(100 * by[k]["accuracy"], "{:.1f}") if k in by else "-" for k in subtypes]
+                lines.append(f"| {r.name} | {m} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def results_markdown(rows: list[TokenizerRow], *, test_sets: list[str], train_set: str, token_budget: int | None,
                      probe_counts: dict[str, int]) -> str:
     """RESULTS.md: the table, the verdicts, and how to read them."""
@@ -197,12 +213,15 @@ def results_markdown(rows: list[TokenizerRow], *, test_sets: list[str], train_se
             f"| {_acc(r.probes.get('ngram.syntactic'))} | {_num(r.training['wall_s'] if r.training else None, '{:.0f}')} "
             f"| {_num(r.training['tokens_per_s'] if r.training else None, '{:.0f}')} |")
     lines += ["", "## Verdicts", "", *(_verdicts(rows) or ["- no probe reports yet."]), "",
-              *_per_set_table(rows, test_sets),
+              *_per_set_table(rows, test_sets), *_subtype_table(rows),
               "## How to read it", "",
               "- Perplexity per token is not comparable across tokenizers (their vocabularies and token rates "
               "differ); perplexity per second of audio (`exp(total NLL / seconds)`, with bits per second) is.",
               "- Probe accuracy follows the ZeroSpeech 2021 rule (1 when the correct member scores higher, 0.5 on "
               "a tie, averaged over voices per item, then over items); the interval is a 95 % percentile "
               "bootstrap over items. The paired LM - n-gram difference resamples the same items for both.",
+              "- With summed log-probabilities (`--probe-score sum`) a member with fewer tokens is favoured: "
+              "subtypes whose ungrammatical member is longer (`doubled`) or shorter (`dropped`) than the grammatical "
+              "one measure length as much as grammar; the subtype table shows it.",
               "- Training wall time is the LM only (the n-gram trains in seconds)."]
     return "\n".join(lines) + "\n"
