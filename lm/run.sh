@@ -73,7 +73,7 @@ Stages:
        -> exp/<name>/<tokenizer>/scores/<model>/<set>/, exp/<name>/<tokenizer>/probes/<model>.<task>.json
   5  continuation: lm-continue of --num-continuations prompts of the first test set with the --continue-tokenizer LM,
      synthesize with --vocoder (--durations predicted) -> exp/<name>/continuation/
-  6  exp/<name>/RESULTS.md: speechunits lm-results"
+  6  exp/<name>/RESULTS.md (+ continuation.png after stage 5): speechunits lm-results"
 
 . ../utils/parse_options.sh
 . ../utils/stages.sh
@@ -246,6 +246,7 @@ if stage_begin 5 "continuation: $num_continuations $test_set prompts, $continue_
 fi
 
 if stage_begin 6 "RESULTS.md"; then
+  cont=(); [[ -f "$exp/continuation/continuations.jsonl" ]] && cont=(--continuation "$exp/continuation")
   run_logged "$log/results.log" speechunits lm-results --exp-dir "$exp" --tokenizers "$tokenizers" \
-    --test-sets "$test_sets" --train-set "$train_set" --token-budget "$token_budget"
+    --test-sets "$test_sets" --train-set "$train_set" --token-budget "$token_budget" "${cont[@]}"
 fi

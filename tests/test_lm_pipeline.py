@@ -139,6 +139,11 @@ def test_continuation_extends_the_prompt_and_keeps_its_audio(experiment, tmp_pat
         assert item["new_units"][0] == (prompt.units[-1] + 1) % K
         wav, sr = sf.read(out / "prompts" / f"{item['id']}.wav")
         assert sr == SR and len(wav) == prompt.ends[-1] * HOP
+    # the results page summarises it and draws the prompts (no vocoder output here: real prompts only)
+    assert main(["lm-results", "--exp-dir", str(tmp_path), "--tokenizers", "toy", "--train-set", "train",
+                 "--test-sets", "test", "--continuation", str(out), "--figure-utts", "2"]) == 0
+    assert "3 prompts of" in (tmp_path / "RESULTS.md").read_text()
+    assert (tmp_path / "continuation.png").stat().st_size > 1000
 
 
 def test_continuation_refuses_prompts_of_another_tokenizer(experiment, tmp_path, capsys):

@@ -28,6 +28,7 @@ import numpy as np
 
 from speechunits.data.corpora.zr2021 import read_gold
 from speechunits.eval.pair_accuracy import bootstrap_ci, pair_scores
+from speechunits.features.spectrogram_plot import plot_spectrograms
 from speechunits.lm.probe_cli import read_scores
 
 PathLike = str | os.PathLike[str]
@@ -224,4 +225,27 @@ def results_markdown(rows: list[TokenizerRow], *, test_sets: list[str], train_se
               "subtypes whose ungrammatical member is longer (`doubled`) or shorter (`dropped`) than the grammatical "
               "one measure length as much as grammar; the subtype table shows it.",
               "- Training wall time is the LM only (the n-gram trains in seconds)."]
+    return "\n".join(lines) + "\n"
+
+
+def continuation_section(cont_dir: Path, figure: Path, num_utts: int) -> str:
+    """A RESULTS.md section on ``lm-continue``'s output: counts, and a spectrogram figure of the first
+    ``num_utts`` prompts (real audio, vocoded) against their vocoded continuations."""
+    listing = [json.loads(x) for x in (cont_dir / "continuations.jsonl").read_text(encoding="utf-8").splitlines()]
+    new = [len(x["new_units"]) for x in listing]
+    panels = []
+    for item in listing[:num_utts]:
+        wav = cont_dir / "synth" / "wav"
+        for label, path in (("prompt (real)", cont_dir / "prompts" / f"{item['id']}.wav"),
+                            ("prompt (vocoded)", next(wav.glob(f"{item['id']}.prompt.*"), None)),
+                            ("+ continuation", next(wav.glob(f"{item['id']}.continued.*"), None))):
+            if path is not None and path.is_file():
+                panels.append((f"{item['id']}\n{label}", path))
+    lines = ["", "## Spoken continuation", "",
+             f"{len(listing)} prompts of `{cont_dir}`; sampled tokens per continuation: mean {np.mean(new):.1f}, "
+             f"min {min(new)}, max {max(new)} (fewer than `--max-new-tokens` when the LM ended the sentence). "
+             "Real prompts in `prompts/`, vocoded prompts and continuations in `synth/wav/`."]
+    if panels:
+        plot_spectrograms(panels, figure, title="prompt, vocoded prompt, vocoded prompt + LM continuation")
+        lines += ["", f"![continuation spectrograms]({figure.name})"]
     return "\n".join(lines) + "\n"

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from speechunits.io_utils import atomic_write_text
-from speechunits.unit2speech.results import audio_of, load_reports, markdown_table, plot_spectrograms
+from speechunits.features.spectrogram_plot import plot_spectrograms
+from speechunits.unit2speech.results import audio_of, load_reports, markdown_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         write_audio(out, np.clip(wave, -1.0, 1.0), sample_rate)
         line = f"resynthesize: {path} -> {out} ({len(wave) / sample_rate:.2f} s)"
         if args.plot:
-            from speechunits.unit2speech.results import plot_spectrograms
+            from speechunits.features.spectrogram_plot import plot_spectrograms
 
             png = plot_spectrograms([("original", path), (f"{cfg.input} resynthesis", out)], args.out / f"{path.stem}.png",
                                     sample_rate=sample_rate, title=path.name)
