@@ -187,26 +187,19 @@ if stage_begin 3 "LM training ($token_budget tokens each) and $ngram_order-gram 
   cmd=(speechunits train-lm)
   (( ngpu > 1 )) && cmd=(torchrun --standalone --nproc_per_node "$ngpu" -m speechunits train-lm)
   threads=$(( $(nproc) / (train_nj > 0 ? train_nj : 1) )); (( threads >= 1 )) || threads=1
-  running=0; failed=0
+  pool_init "$train_nj"
   for t in $tokenizers; do
     p="$exp/$t/packed"
     need "$p/$train_set.json" 2
     run_logged "$log/ngram.$t.log" speechunits lm-ngram --train "$p/$train_set" --order "$ngram_order" \
       --out "$exp/$t/ngram.json"
+    (( train_nj > 1 )) && echo "training $t in the background on $threads thread(s) (log: $log/train.$t.log)"
     # shellcheck disable=SC2086  # the overrides are words
-    args=("${cmd[@]}" --config "$lm_config" --out-dir "$exp/$t/lm" --resume auto "${dev[@]}" \
-      --token-budget "$token_budget" "task.train=$p/$train_set" "task.valid=$p/$valid_set" $train_opts)
-    if (( train_nj > 1 )); then
-      if (( running >= train_nj )); then wait -n || failed=1; running=$(( running - 1 )); fi
-      echo "training $t in the background on $threads thread(s) (log: $log/train.$t.log)"
-      OMP_NUM_THREADS=$threads run_logged "$log/train.$t.log" "${args[@]}" > /dev/null &
-      running=$(( running + 1 ))
-    else
-      run_logged "$log/train.$t.log" "${args[@]}"
-    fi
+    OMP_NUM_THREADS=$threads pool_run "$log/train.$t.log" "${cmd[@]}" --config "$lm_config" --out-dir "$exp/$t/lm" \
+      --resume auto "${dev[@]}" --token-budget "$token_budget" "task.train=$p/$train_set" "task.valid=$p/$valid_set" \
+      $train_opts
   done
-  while (( running > 0 )); do wait -n || failed=1; running=$(( running - 1 )); done
-  (( failed == 0 )) || fail "a training failed; see $log/train.<tokenizer>.log"
+  pool_wait || fail "a training failed; see $log/train.<tokenizer>.log"
 fi
 
 if stage_begin 4 "scoring: perplexity of $test_sets and the probes (LM and n-gram)"; then

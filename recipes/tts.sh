@@ -169,24 +169,17 @@ if stage_begin 2 "training: ${names[*]}"; then
   cmd=(speechunits train-tts)
   (( ngpu > 1 )) && cmd=(torchrun --standalone --nproc_per_node "$ngpu" -m speechunits train-tts)
   threads=$(( $(nproc) / (train_nj > 0 ? train_nj : 1) )); (( threads >= 1 )) || threads=1
-  running=0; failed=0
+  pool_init "$train_nj"
   for name in "${names[@]}"; do
+    (( train_nj > 1 )) && echo "training $name in the background on $threads thread(s) (log: $log_dir/train.$name.log)"
     # shellcheck disable=SC2086  # the overrides are words
-    args=("${cmd[@]}" --config "${model_config[$name]}" --out-dir "$exp_dir/$name" \
-      "${dev[@]}" --resume auto "task.train=$data_root/$train_set" "task.valid=$data_root/$valid_set" \
-      "task.train_symbols=$phonemes/$train_set.jsonl" "task.valid_symbols=$phonemes/$valid_set.jsonl" \
-      "task.frontend.kind=$frontend" "task.frontend.language=$language" ${model_opts[$name]} $train_opts)
-    if (( train_nj > 1 )); then  # in the background, output in the log only (progress bars would interleave)
-      if (( running >= train_nj )); then wait -n || failed=1; running=$(( running - 1 )); fi
-      echo "training $name in the background on $threads thread(s) (log: $log_dir/train.$name.log)"
-      OMP_NUM_THREADS=$threads run_logged "$log_dir/train.$name.log" "${args[@]}" > /dev/null &
-      running=$(( running + 1 ))
-    else
-      run_logged "$log_dir/train.$name.log" "${args[@]}"
-    fi
+    OMP_NUM_THREADS=$threads pool_run "$log_dir/train.$name.log" "${cmd[@]}" --config "${model_config[$name]}" \
+      --out-dir "$exp_dir/$name" "${dev[@]}" --resume auto "task.train=$data_root/$train_set" \
+      "task.valid=$data_root/$valid_set" "task.train_symbols=$phonemes/$train_set.jsonl" \
+      "task.valid_symbols=$phonemes/$valid_set.jsonl" "task.frontend.kind=$frontend" \
+      "task.frontend.language=$language" ${model_opts[$name]} $train_opts
   done
-  while (( running > 0 )); do wait -n || failed=1; running=$(( running - 1 )); done
-  (( failed == 0 )) || fail "a training failed; see $log_dir/train.<name>.log"
+  pool_wait || fail "a training failed; see $log_dir/train.<name>.log"
 fi
 
 test_utts="$num_test"

@@ -198,6 +198,31 @@ echo "not reached"
     assert "jobs failed" in r.stdout and f"job 1 of 2 failed; see {tmp_path}/log/k.1.log" in r.stderr
     assert f"exit status 7; see {tmp_path}/log/b.log" in r.stderr and "not reached" not in r.stdout
 
+
+def test_pool_runs_n_at_once_and_reports_a_failure(tmp_path: Path) -> None:
+    """utils/stages.sh pool_init/pool_run/pool_wait: at most N at once, env prefixes reach the command,
+    a failed background command makes pool_wait false; N = 1 runs in the foreground."""
+    script = tmp_path / "p.sh"
+    script.write_text(f"""set -euo pipefail
+. {REPO / 'utils' / 'stages.sh'}
+pool_init 2
+for i in 1 2 3; do
+  MARK=$i pool_run {tmp_path}/log/p$i.log bash -c 'echo start $MARK >> {tmp_path}/order; sleep 0.3; echo end $MARK >> {tmp_path}/order; [[ $MARK != 2 ]]'
+done
+pool_wait || echo "pool failed"
+pool_init 1
+pool_run {tmp_path}/log/f.log echo foreground
+pool_wait && echo "pool ok"
+""")
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "pool failed" in r.stdout and "foreground" in r.stdout and "pool ok" in r.stdout
+    order = (tmp_path / "order").read_text().split()
+    events = [" ".join(order[i:i + 2]) for i in range(0, len(order), 2)]
+    assert sorted(events[:2]) == ["start 1", "start 2"]  # two at once ...
+    assert events.index("start 3") > min(events.index("end 1"), events.index("end 2"))  # ... the third waits
+    assert "exit status 1; see" in r.stderr and "p2.log" in r.stderr
+
 @pytest.mark.slow
 def test_librispeech_recipe_end_to_end(tmp_path: Path) -> None:
     """Stages 0, 1 and 6 on the tiny corpus: data dir, bootstrap units, RESULTS.md; rerun skips."""

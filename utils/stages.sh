@@ -4,6 +4,9 @@
 #   run_logged LOG cmd ...      run cmd, output shown and appended to LOG; names LOG on failure
 #   run_jobs NJ LOG cmd ...     NJ copies of cmd in parallel, the word JOB in LOG and in the
 #                               arguments replaced by 0..NJ-1 (Kaldi run.pl style); waits for all
+#   pool_init N; pool_run LOG cmd ...; pool_wait
+#                               run_logged commands N at a time in the background (N <= 1: one by one in
+#                               the foreground); pool_wait waits for them and is false when any failed
 #   save_stdout FILE cmd ...    run cmd with its stdout saved to FILE (atomically) and shown
 #   user_paths DIR var ...      relative paths given on the command line (not defaults) are
 #                               made absolute against DIR, the caller's cwd before run.sh cd'ed
@@ -50,6 +53,31 @@ run_jobs() {  # NJ LOG(with JOB) cmd ... (JOB replaced)
     fi
   done
   return "$failed"
+}
+
+pool_init() {  # N
+  __pool_max="$1"; __pool_running=0; __pool_failed=0
+}
+
+pool_run() {  # LOG cmd ...   (run_logged; in the background, output in LOG only: progress bars would interleave)
+  if (( __pool_max > 1 )); then
+    if (( __pool_running >= __pool_max )); then
+      wait -n || __pool_failed=1
+      __pool_running=$(( __pool_running - 1 ))
+    fi
+    run_logged "$@" > /dev/null &
+    __pool_running=$(( __pool_running + 1 ))
+  else
+    run_logged "$@"
+  fi
+}
+
+pool_wait() {  # false when a pooled command failed
+  while (( __pool_running > 0 )); do
+    wait -n || __pool_failed=1
+    __pool_running=$(( __pool_running - 1 ))
+  done
+  (( __pool_failed == 0 ))
 }
 
 save_stdout() {  # FILE cmd ...   run cmd, its stdout written to FILE (atomically) and shown
