@@ -161,3 +161,27 @@ def test_check_compatible_names_both_sides() -> None:
             check_compatible(a, b, "model", "data")
         assert json.dumps(a)  # a is unchanged
         assert "vs" in str(err.value)
+
+
+def test_packed_set_round_trip_and_damage_is_named(tmp_path: Path) -> None:
+    """uint16 and uint32 storage, empty sequences, and every damaged file is an error naming it."""
+    from speechunits.lm.packed import packed_files, write_packed
+
+    seqs = [np.array([1, 2, 3]), np.array([], dtype=np.int64), np.array([70000, 5])]
+    header = write_packed(tmp_path / "big", ["a", "b", "c"], seqs, [1.0, 0.5, 2.0], vocab_size=70001, producer={"k": 1})
+    p = PackedTokens(tmp_path / "big")
+    assert header["dtype"] == "uint32" and p.ids == ["a", "b", "c"] and p.lengths.tolist() == [3, 0, 2]
+    assert [p[i].tolist() for i in range(3)] == [s.tolist() for s in seqs] and p.audio_seconds == 3.5
+    write_packed(tmp_path / "small", ["a"], [np.array([4, 4])], [1.0], vocab_size=10, producer={})
+    assert PackedTokens(tmp_path / "small").dtype == np.uint16
+    with pytest.raises(ValueError, match="c: tokens must be"):
+        write_packed(tmp_path / "bad", ["a", "c"], [np.array([1]), np.array([10])], [1.0, 1.0], vocab_size=10,
+                     producer={})
+    assert not packed_files(tmp_path / "bad")["json"].exists()  # no header: the set does not exist
+    files = packed_files(tmp_path / "big")
+    files["bin"].write_bytes(files["bin"].read_bytes()[:-4])
+    with pytest.raises(UnitFormatError, match=r"big\.bin: expected 20 bytes .* truncated"):
+        PackedTokens(tmp_path / "big")
+    files["json"].unlink()
+    with pytest.raises(UnitFormatError, match=r"big\.json: no packed-set header"):
+        PackedTokens(tmp_path / "big")
