@@ -278,11 +278,48 @@ def test_slurp_errors(tmp_path: Path) -> None:
         load_slurp(root, "devel")
 
 
+# ------------------------------------------------------------------ speechocean762
+
+
+def make_speechocean762(tmp_path: Path) -> Path:
+    """<root>/test/{wav.scp,text,utt2spk,spk2utt} with root-relative WAVE/ paths, as the corpus ships."""
+    root = tmp_path / "speechocean762"
+    utts = {"000030012": ("0003", "MARK IS GOING TO SEE ELEPHANT"), "000030024": ("0003", "KATE LOVES CHINA"),
+            "000240010": ("0024", "IT IS A NICE DAY")}
+    split = root / "test"
+    split.mkdir(parents=True)
+    for utt, (spk, _) in utts.items():
+        tone(root / "WAVE" / f"SPEAKER{spk}" / f"{utt}.WAV".replace(".WAV", ".wav")).rename(
+            root / "WAVE" / f"SPEAKER{spk}" / f"{utt}.WAV")
+    (split / "wav.scp").write_text("".join(f"{u}\tWAVE/SPEAKER{s}/{u}.WAV\n" for u, (s, _) in utts.items()))
+    (split / "text").write_text("".join(f"{u}\t{t}\n" for u, (_, t) in utts.items()))
+    (split / "utt2spk").write_text("".join(f"{u}\t{s}\n" for u, (s, _) in utts.items()))
+    (split / "spk2utt").write_text("0003 000030012 000030024\n0024 000240010\n")
+    return root
+
+
+def test_speechocean762_reads_root_relative_wav_scp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_speechocean762(tmp_path)
+    monkeypatch.chdir(tmp_path)  # not the corpus root: paths must resolve against it, not the cwd
+    utts = CORPORA["speechocean762"].load(root, "test")
+    assert [(u.id, u.speaker, u.text) for u in utts][:2] == [("000030012", "0003", "MARK IS GOING TO SEE ELEPHANT"),
+                                                              ("000030024", "0003", "KATE LOVES CHINA")]
+    assert utts[2].audio == str(root.absolute() / "WAVE" / "SPEAKER0024" / "000240010.WAV")
+    with pytest.raises(ManifestError, match="split 'train' is missing"):
+        CORPORA["speechocean762"].load(root, "train")
+    (root / "WAVE" / "SPEAKER0024" / "000240010.WAV").unlink()
+    with pytest.raises(ManifestError, match=r"test/wav.scp: audio of utterance '000240010' not found"):
+        CORPORA["speechocean762"].load(root, "test")
+    (root / "test" / "text").write_text("000030012\tMARK\n")
+    with pytest.raises(ManifestError, match="no transcript for utterance"):
+        CORPORA["speechocean762"].load(root, "test")
+
+
 # ------------------------------------------------------------------ registry and prepare-data
 
 
 def test_registry_rejects_options_a_corpus_does_not_take(tmp_path: Path) -> None:
-    assert set(CORPORA) == {"librispeech", "ljspeech", "fsc", "slurp", "zr2021"}
+    assert set(CORPORA) == {"librispeech", "ljspeech", "fsc", "slurp", "speechocean762", "zr2021"}
     with pytest.raises(ConfigError, match="--alignments is not supported for corpus 'fsc'"):
         CORPORA["fsc"].load(make_fsc(tmp_path), "train", alignments_dir=tmp_path)
 

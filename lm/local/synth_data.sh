@@ -3,7 +3,7 @@
 # and voices) with more training speech than egs/synth's own, in one plan so that no sentence of
 # dev-clean/test-clean is in the training splits (the generator draws unique sentences per plan).
 #   bash lm/local/synth_data.sh [--train-utts 6000] [--nj 2]  -> lm/exp/synth/data/{train,dev-clean,test-clean}
-# then: bash lm/run.sh --data-root exp/synth/data --train-set train
+# then: bash lm/run.sh --data-root lm/exp/synth/data --train-set train
 # Measured on 2 CPU cores: about 8 minutes for 7,700 utterances (7.0 h of speech) with --nj 2.
 set -euo pipefail
 CALLER_DIR="$PWD"

@@ -210,17 +210,19 @@ def _check_spk2utt(path: Path, utt2spk: dict[str, str]) -> None:
         raise ManifestError(path, f"{len(missing)} utterances of utt2spk are not listed, first {missing[0]!r}")
 
 
-def _resolve_audio(value: str) -> str:
-    if value.rstrip().endswith("|"):
+def _resolve_audio(value: str, audio_root: Path | None) -> str:
+    if value.rstrip().endswith("|") or os.path.isabs(value):
         return value
-    return str(Path(value).absolute()) if not os.path.isabs(value) else value
+    return str((audio_root / value) if audio_root is not None else Path(value).absolute())
 
 
-def read_kaldi_dir(data_dir: PathLike, *, require_text: bool = True) -> list[Utterance]:
+def read_kaldi_dir(data_dir: PathLike, *, require_text: bool = True, audio_root: PathLike | None = None) -> list[Utterance]:
     """Read and validate a Kaldi data dir into utterances sorted by id.
 
     With ``require_text`` (default), an existing ``text`` file must hold a line for every
-    utterance of ``wav.scp``; without it, missing transcripts become ``None``.
+    utterance of ``wav.scp``; without it, missing transcripts become ``None``. Relative
+    ``wav.scp`` paths resolve against ``audio_root`` when given (a corpus that ships its data
+    dirs with paths relative to its own root), else against the current directory (Kaldi).
     """
     root = Path(data_dir)
     if not root.is_dir():
@@ -235,7 +237,8 @@ def read_kaldi_dir(data_dir: PathLike, *, require_text: bool = True) -> list[Utt
     wavs = _read_table(wav_scp)
     if not wavs:
         raise ManifestError(wav_scp, "no utterances (file is empty)")
-    utts = {key: Utterance(id=key, audio=_resolve_audio(value)) for key, (value, _n) in wavs.items()}
+    base = None if audio_root is None else Path(audio_root).absolute()
+    utts = {key: Utterance(id=key, audio=_resolve_audio(value, base)) for key, (value, _n) in wavs.items()}
 
     text_path = root / "text"
     if text_path.is_file():

@@ -1,4 +1,4 @@
-"""Loaders for the real published layouts of LibriSpeech, LJSpeech, Fluent Speech Commands, SLURP and ZeroSpeech 2021.
+"""Loaders for the real published layouts of LibriSpeech, LJSpeech, Fluent Speech Commands, SLURP, speechocean762 and ZeroSpeech 2021.
 
 Each loader returns ``list[Utterance]`` sorted by id with absolute audio paths and raises
 :class:`speechunits.errors.ManifestError` naming the file and the problem. :data:`CORPORA`
@@ -12,11 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from speechunits.data.corpora import fsc, librispeech, ljspeech, slurp, zr2021
+from speechunits.data.corpora import fsc, librispeech, ljspeech, slurp, speechocean762, zr2021
 from speechunits.data.corpora.fsc import load_fsc
 from speechunits.data.corpora.librispeech import load_librispeech
 from speechunits.data.corpora.ljspeech import load_ljspeech
 from speechunits.data.corpora.slurp import load_slurp
+from speechunits.data.corpora.speechocean762 import load_speechocean762
 from speechunits.data.corpora.zr2021 import load_zr2021
 from speechunits.data.utterance import Utterance
 from speechunits.errors import ConfigError
@@ -59,6 +60,7 @@ CORPORA: dict[str, Corpus] = {
     "ljspeech": Corpus("ljspeech", load_ljspeech, ljspeech.SPLITS, ljspeech.LAYOUT),
     "fsc": Corpus("fsc", load_fsc, fsc.SPLITS, fsc.LAYOUT),
     "slurp": Corpus("slurp", load_slurp, slurp.SPLITS, slurp.LAYOUT, takes_audio_dir=True),
+    "speechocean762": Corpus("speechocean762", load_speechocean762, speechocean762.SPLITS, speechocean762.LAYOUT),
     "zr2021": Corpus("zr2021", load_zr2021, zr2021.SPLITS, zr2021.LAYOUT),
 }
 
