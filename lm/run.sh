@@ -46,6 +46,8 @@ lm_config=conf/lm_small.yaml   # train-lm config (model size, task.batch_tokens,
 train_opts=""            # KEY=VALUE overrides of every LM's training
 token_budget=1000000     # training tokens per LM (equal budget; train-lm --token-budget sets max_steps)
 ngram_order=3            # order of the smoothed n-gram baseline
+lm_model=best            # best | last: stages 4-5 use <lm>/model.best.pt (lowest validation NLL) when it
+                         # exists, or the last step's model.pt
 vocoder=../egs/synth/exp/unit2speech/vocoder_syllables/vocoder.pt  # syllable unit vocoder (duration predictor)
 continue_tokenizer=sylber # whose LM continues the prompts (its units must be the vocoder's)
 num_continuations=10     # test prompts continued
@@ -69,7 +71,7 @@ Stages:
   2  packing: speechunits lm-pack (frames deduplicated with --frame-dedup true; BPE with --bpe-vocab)
        -> exp/<name>/<tokenizer>/packed/<set>.{bin,idx,items.tsv,json}
   3  training: speechunits train-lm (--lm-config, --token-budget tokens each) and lm-ngram (--ngram-order)
-       -> exp/<name>/<tokenizer>/lm/model.pt, exp/<name>/<tokenizer>/ngram.json
+       -> exp/<name>/<tokenizer>/lm/model.pt (+ model.best.pt), exp/<name>/<tokenizer>/ngram.json
   4  scoring: lm-score of the test sets (perplexity) and the probes with both models, lm-probe
        -> exp/<name>/<tokenizer>/scores/<model>/<set>/, exp/<name>/<tokenizer>/probes/<model>.<task>.json
   5  continuation: lm-continue of --num-continuations prompts of the first test set with the --continue-tokenizer LM,
@@ -90,6 +92,7 @@ user_paths "$CALLER_DIR" exp_root data_root sylber_model sylber_codebook frame_m
 [[ "$nj" =~ ^[1-9][0-9]*$ ]] || fail "--nj must be a positive integer, got '$nj'"
 [[ "$token_budget" =~ ^[1-9][0-9]*$ ]] || fail "--token-budget must be a positive integer, got '$token_budget'"
 [[ "$probe_score" == sum || "$probe_score" == mean ]] || fail "--probe-score must be sum or mean, got '$probe_score'"
+[[ "$lm_model" == best || "$lm_model" == last ]] || fail "--lm-model must be best or last, got '$lm_model'"
 for t in $tokenizers; do
   case "$t" in sylber|bootstrap|frames) ;; *) fail "--tokenizers: unknown '$t' (sylber, bootstrap, frames)" ;; esac
 done
@@ -102,6 +105,10 @@ probe_tasks="lexical syntactic"
 sets="$train_set $valid_set $test_sets $probe_tasks"
 test_set="${test_sets%% *}"   # the first: RESULTS.md's columns and the continuation prompts
 [[ -n "$test_set" ]] || fail "--test-sets is empty"
+lm_file() {  # TOKENIZER -> the LM file of stages 4-5 (see --lm-model)
+  local dir="$exp/$1/lm"
+  if [[ "$lm_model" == best && -f "$dir/model.best.pt" ]]; then echo "$dir/model.best.pt"; else echo "$dir/model.pt"; fi
+}
 set_data() {  # SET -> its data dir
   case "$1" in lexical|syntactic) echo "$exp/data/$1" ;; *) echo "$data_root/$1" ;; esac
 }
@@ -205,7 +212,7 @@ fi
 if stage_begin 4 "scoring: perplexity of $test_sets and the probes (LM and n-gram)"; then
   for t in $tokenizers; do
     for model in lm ngram; do
-      file="$exp/$t/lm/model.pt"; [[ "$model" == ngram ]] && file="$exp/$t/ngram.json"
+      file="$(lm_file "$t")"; [[ "$model" == ngram ]] && file="$exp/$t/ngram.json"
       need "$file" 3
       for set in $test_sets $probe_tasks; do
         run_logged "$log/score.$t.$model.$set.log" speechunits lm-score --model "$file" \
@@ -227,10 +234,10 @@ if stage_begin 4 "scoring: perplexity of $test_sets and the probes (LM and n-gra
 fi
 
 if stage_begin 5 "continuation: $num_continuations $test_set prompts, $continue_tokenizer LM, vocoder $vocoder"; then
-  need "$exp/$continue_tokenizer/lm/model.pt" 3
+  need "$(lm_file "$continue_tokenizer")" 3
   [[ -f "$vocoder" ]] || fail "--vocoder: no $vocoder (train it with egs/synth/run.sh --unit2speech true)"
   c="$exp/continuation"
-  run_logged "$log/continue.log" speechunits lm-continue --model "$exp/$continue_tokenizer/lm/model.pt" \
+  run_logged "$log/continue.log" speechunits lm-continue --model "$(lm_file "$continue_tokenizer")" \
     --units "$exp/units/$continue_tokenizer/$test_set" --out "$c" --num-utts "$num_continuations" \
     --prompt-seconds "$prompt_seconds" --max-new-tokens "$max_new_tokens" --temperature "$temperature" \
     --top-p "$top_p" --seed "$seed" "${dev[@]}"

@@ -229,3 +229,16 @@ def test_trained_model_samples_its_toy_language(data, tmp_path):
     model: UnitLM = trainer.model  # type: ignore[assignment]
     out = sample(model, [np.array([2, 3])], 6, temperature=0)[0]
     assert len(out) >= 3 and np.array_equal(out[:3], [4, 5, 0])  # (t + 1) mod V continues the prompt
+
+
+def test_best_validation_step_is_exported_and_survives_resume(data, tmp_path):
+    """model.best.pt holds the step of the lowest valid NLL so far; a resumed run keeps that record."""
+    opts = ("validate_every=2", "save_every=2", "lr=0.05", "max_steps=6")  # valid NLL: step 4 < step 6 < step 2
+    _train(tmp_path / "run", data, *opts, "stop_after=4")
+    _train(tmp_path / "run", data, *opts)
+    rows = [r for r in read_metrics(tmp_path / "run") if "valid/nll_per_token" in r]
+    by_step = {r["step"]: r["valid/nll_per_token"] for r in rows}
+    best = min(by_step, key=by_step.get)
+    _, info = load_lm(tmp_path / "run" / "model.best.pt")
+    assert best == 4 and by_step[6] > by_step[4]  # the resumed run's first validation is no new best ...
+    assert info.step == best and rows[-1]["valid/best_step"] == best  # ... because the record was resumed

@@ -360,7 +360,7 @@ case "$verb" in
   tokenize|bootstrap-segments|frame-units) out=$(get --out "$@"); mkdir -p "$out"; : > "$out/units.jsonl" ;;
   cluster|lm-ngram|lm-probe) out=$(get --out "$@"); mkdir -p "$(dirname "$out")"; : > "$out" ;;
   lm-pack) out=$(get --out "$@"); mkdir -p "$(dirname "$out")"; : > "$out.json" ;;
-  train-lm) dir=$(get --out-dir "$@"); mkdir -p "$dir"; : > "$dir/model.pt" ;;
+  train-lm) dir=$(get --out-dir "$@"); mkdir -p "$dir"; : > "$dir/model.pt"; : > "$dir/model.best.pt" ;;
   lm-score|lm-continue|synthesize) mkdir -p "$(get --out "$@")" ;;
   quantize|lm-results) ;;
   *) echo "fake speechunits: unexpected verb $verb" >&2; exit 2 ;;
@@ -672,6 +672,7 @@ def test_lm_recipe_help_lists_stages(tmp_path: Path) -> None:
     (["--tokenizers", "sylber hubert"], "unknown 'hubert'"),
     (["--token-budget", "0"], "--token-budget must be a positive integer"),
     (["--probe-score", "median"], "--probe-score must be sum or mean"),
+    (["--lm-model", "first"], "--lm-model must be best or last"),
     (["--test-sets", ""], "--test-sets is empty"),
     (["extra-positional"], "unexpected arguments"),
 ])
@@ -700,7 +701,8 @@ def test_lm_recipe_stages_and_arguments(tmp_path: Path, fake_env: dict[str, str]
     assert scored == ["te", "lexical", "syntactic"] * 6  # 3 tokenizers x (LM, n-gram)
     assert len(calls(fake_env, "lm-probe")) == 12
     cont = calls(fake_env, "lm-continue")[0]
-    assert opt(cont, "--model") == str(exp / "sylber" / "lm" / "model.pt")
+    assert opt(cont, "--model") == str(exp / "sylber" / "lm" / "model.best.pt")  # --lm-model best (default)
+    assert {opt(c, "--model").split("/")[-1] for c in calls(fake_env, "lm-score")} == {"model.best.pt", "ngram.json"}
     assert opt(cont, "--units") == str(exp / "units" / "sylber" / "te")
     assert opt(calls(fake_env, "synthesize")[0], "--durations") == "predicted"
     assert opt(calls(fake_env, "lm-results")[0], "--test-sets") == "te"

@@ -16,7 +16,8 @@ The loss is the mean next-token NLL over the micro-batch's real targets (BOS nev
 see :func:`~speechunits.lm.model.next_token_logprobs`); ``num_items`` is the number of target
 tokens, so the Trainer's throughput figure is tokens/s. Validation scores the whole valid set
 through :mod:`speechunits.lm.scoring` (full sequences, not windows) on rank 0: the same numbers
-``lm-score`` prints. Precision, compile, DDP and resume come from the Trainer.
+``lm-score`` prints; each new best is exported to ``model.best.pt`` beside the run's checkpoints
+(its step and NLL are task state, so a resumed run keeps comparing against them). Precision, compile, DDP and resume come from the Trainer.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ from speechunits.lm.tokens import check_compatible
 from speechunits.train.config import TrainConfig
 from speechunits.train.distributed import DistInfo
 from speechunits.train.wrap import unwrap_model
+
+BEST_MODEL_NAME = "model.best.pt"
+"""The model at the step of the lowest validation NLL so far (written by rank 0 during training)."""
 
 DEFAULTS: dict[str, Any] = {
     "train": None,  # packed set prefix (speechunits lm-pack)
@@ -153,6 +157,8 @@ class LMTask:
         self.bos, self.eos = bos_id(self.cfg), eos_id(self.cfg)
         self.sampler = TokenBatches(self.train_data.lengths, int(o["max_len"]), int(o["batch_tokens"]), self.dist,
                                     int(o["data_seed"]), float(o["length_jitter"]))
+        self.best_path = Path(config.out_dir) / BEST_MODEL_NAME
+        self.best_nll, self.best_step = math.inf, -1
 
     # ------------------------------------------------------------------ Trainer hooks
     def batches(self, epoch: int, start: int = 0) -> Iterator[dict[str, Any]]:
@@ -171,26 +177,32 @@ class LMTask:
         return loss, {"nll_per_token": float(loss.detach())}
 
     def validate(self, step: int) -> dict[str, float]:
-        """Corpus figures of the valid set (rank 0; the other ranks return nothing)."""
+        """Corpus figures of the valid set (rank 0; the other ranks return nothing). A new best
+        ``nll_per_token`` is also exported to ``<out_dir>/model.best.pt``: a run longer than its data
+        supports overfits, and the last step is then not the model to score."""
         if not self.dist.is_main or self.valid_data is None:
             return {}
         model: UnitLM = unwrap_model(self.model)  # type: ignore[assignment]
         scorer = TransformerScorer(model, self.train_data.producer, batch_tokens=int(self.opts["batch_tokens"]))
         s = corpus_summary(score_packed(scorer, self.valid_data, max_sequences=self.opts["valid_max_sequences"]))
-        out = {"nll_per_token": s["nll_per_token"], "ppl": s["ppl_per_token"]}
+        if s["nll_per_token"] < self.best_nll:
+            self.best_nll, self.best_step = float(s["nll_per_token"]), step
+            self.export(self.best_path, step=step)
+        out = {"nll_per_token": s["nll_per_token"], "ppl": s["ppl_per_token"], "best_step": float(self.best_step)}
         if math.isfinite(s["bits_per_second"]):  # a set without durations has no per-second figure
             out["bits_per_second"] = s["bits_per_second"]
         return out
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        return {"best_nll": self.best_nll, "best_step": self.best_step}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        self.best_nll = float(state.get("best_nll", math.inf))
+        self.best_step = int(state.get("best_step", -1))
 
     def export(self, path: str | Path, step: int | None = None) -> None:
         save_lm(path, unwrap_model(self.model), self.train_data.producer, step)  # type: ignore[arg-type]
 
 
-__all__ = ["DEFAULTS", "LMTask", "TokenBatches", "collate", "steps_for_budget", "task_options"]
+__all__ = ["BEST_MODEL_NAME", "DEFAULTS", "LMTask", "TokenBatches", "collate", "steps_for_budget", "task_options"]
