@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechunits.asr.batching import pack_by_frames
+from speechunits.data.batching import pack_by_frames
 from speechunits.asr.decode import ctc_decode, greedy_decode, prefix_beam_search
 from speechunits.asr.fbank import FbankConfig, log_fbank
 from speechunits.asr.vocab import BASE_CHARS, CharVocab, normalize_text

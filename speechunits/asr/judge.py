@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from speechunits.asr.batching import pack_by_frames
+from speechunits.data.batching import pack_by_frames
 from speechunits.asr.decode import ctc_decode
 from speechunits.asr.fbank import FbankConfig, log_fbank, pad_features
 from speechunits.asr.model import CTCJudgeModel, JudgeModelConfig

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from speechunits.asr.batching import pack_by_frames
+from speechunits.data.batching import pack_by_frames
 from speechunits.asr.data import read_transcribed
 from speechunits.data.waves import load_waves, report_bad
 from speechunits.asr.decode import ctc_decode

@@ -47,6 +47,7 @@ from fairseq2.data.data_pipeline import Collater, DataPipeline, read_sequence
 from tqdm import tqdm
 
 from speechunits.audio import audio_info, load_audio
+from speechunits.data.batching import pack_by_frames
 from speechunits.data.utterance import Utterance
 from speechunits.errors import AudioError, ConfigError
 
@@ -96,16 +97,7 @@ def pack_buckets(lengths: Sequence[int], max_batch_samples: int, *, shuffle: boo
     """
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(lengths)) if shuffle else np.arange(len(lengths))
-    order = sorted(order.tolist(), key=lambda i: lengths[i])
-    buckets: list[list[int]] = []
-    current: list[int] = []
-    for i in order:  # ascending lengths: the newcomer is the longest of its bucket
-        if current and (len(current) + 1) * lengths[i] > max_batch_samples:
-            buckets.append(current)
-            current = []
-        current.append(i)
-    if current:
-        buckets.append(current)
+    buckets = pack_by_frames(sorted(order.tolist(), key=lambda i: lengths[i]), lengths, max_batch_samples)
     if shuffle:
         buckets = [buckets[j] for j in rng.permutation(len(buckets))]
     return buckets

@@ -25,8 +25,11 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from speechunits.data.batching import pack_by_frames
 from speechunits.errors import ConfigError
 from speechunits.lm.model import UnitLM, bos_id, eos_id, next_token_logprobs
+from speechunits.lm.model_io import load_lm
+from speechunits.lm.ngram import NGramLM
 from speechunits.lm.packed import PackedTokens
 from speechunits.lm.tokens import check_compatible
 
@@ -58,19 +61,6 @@ class SequenceScore:
                 "mean_logprob": self.mean_logprob, "seconds": self.seconds}
 
 
-def lm_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
-    """Indices grouped by length (longest first) so each batch's padded size stays within
-    ``batch_tokens`` (a longer sequence than that gets a batch of its own)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    for i in order:
-        if batches and lengths[batches[-1][0]] * (len(batches[-1]) + 1) <= batch_tokens:
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
-
-
 class TransformerScorer:
     """The Scorer protocol for a :class:`~speechunits.lm.model.UnitLM` (batched, right-padded)."""
 
@@ -89,7 +79,9 @@ class TransformerScorer:
             if s.ndim != 1 or (s.size and (s.min() < 0 or s.max() >= self.vocab_size)):
                 raise ValueError(f"sequence {k}: expected a 1-d array of token ids in [0, {self.vocab_size})")
         out: list[np.ndarray] = [np.zeros(0)] * len(seqs)
-        for batch in lm_batches([len(s) + 1 for s in seqs], self.batch_tokens):
+        widths = [len(s) + 1 for s in seqs]
+        longest_first = sorted(range(len(seqs)), key=lambda i: -widths[i])
+        for batch in pack_by_frames(longest_first, widths, self.batch_tokens):
             width = len(seqs[batch[0]]) + 1
             inputs = torch.full((len(batch), width), bos_id(cfg), dtype=torch.long)
             targets = torch.full((len(batch), width), eos_id(cfg), dtype=torch.long)
@@ -108,11 +100,7 @@ def load_scorer(path: str | os.PathLike[str], device: str | torch.device = "cpu"
     """A scorer from a model file: ``.json`` -> n-gram (:class:`speechunits.lm.ngram.NGramLM`),
     anything else -> a Transformer saved by :func:`speechunits.lm.model_io.save_lm`."""
     if Path(path).suffix == ".json":
-        from speechunits.lm.ngram import NGramLM  # noqa: PLC0415 (the Transformer path needs no n-gram)
-
         return NGramLM.load(path)
-    from speechunits.lm.model_io import load_lm
-
     model, info = load_lm(path, device)
     return TransformerScorer(model, info.producer)
 

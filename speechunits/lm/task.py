@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from speechunits.data.batching import pack_by_frames
 from speechunits.errors import ConfigError
 from speechunits.lm.model import UnitLM, UnitLMConfig, bos_id, eos_id, next_token_logprobs
 from speechunits.lm.model_io import save_lm
@@ -82,18 +83,8 @@ class TokenBatches:
         width = np.minimum(self.predictions, self.max_len)
         offsets = (rng.random(len(width)) * (self.predictions - width + 1)).astype(np.int64)
         keys = width * (1.0 + self.jitter * rng.random(len(width)))
-        batches: list[list[tuple[int, int]]] = []
-        current: list[tuple[int, int]] = []
-        longest = 0
-        for i in np.argsort(keys, kind="stable"):
-            w = int(width[i])
-            if current and max(longest, w) * (len(current) + 1) > self.batch_tokens:
-                batches.append(current)
-                current, longest = [], 0
-            current.append((int(i), int(offsets[i])))
-            longest = max(longest, w)
-        if current:
-            batches.append(current)
+        order = np.argsort(keys, kind="stable").tolist()
+        batches = [[(i, int(offsets[i])) for i in b] for b in pack_by_frames(order, width.tolist(), self.batch_tokens)]
         rng.shuffle(batches)  # type: ignore[arg-type]
         world = self.dist.world_size
         usable = len(batches) // world * world

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from speechunits.data.batching import pack_by_frames
 from speechunits.data.jsonl import load_manifest
 from speechunits.data.utterance import Utterance
 from speechunits.data.waves import load_waves, report_bad
@@ -195,17 +196,7 @@ class BucketBatches:
         rng = random.Random(f"{self.seed}:{epoch}")
         keys = [f * (1.0 + self.jitter * rng.random()) for f in self.frames]
         order = sorted(range(len(self.frames)), key=lambda i: keys[i])
-        batches: list[list[int]] = []
-        current: list[int] = []
-        for i in order:
-            longest = max([self.frames[j] for j in current] + [self.frames[i]])
-            if current and (len(current) >= self.batch_size or
-                            (self.max_frames and longest * (len(current) + 1) > self.max_frames)):
-                batches.append(current)
-                current = []
-            current.append(i)
-        if current:
-            batches.append(current)
+        batches = pack_by_frames(order, self.frames, self.max_frames or sys.maxsize, self.batch_size)
         rng.shuffle(batches)
         world = self.dist.world_size
         usable = len(batches) // world * world

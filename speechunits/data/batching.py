@@ -1,4 +1,5 @@
-"""Length-bucketed batches under a padded-frames budget."""
+"""Length-bucketed batches under a padded-size budget: the one packing loop of every batcher that
+bounds ``len(batch) * longest item`` (audio pipeline, CTC judge, TTS, unit LM training and scoring)."""
 
 from __future__ import annotations
 
