@@ -57,7 +57,9 @@ def pair_scores(gold_items: Iterable[GoldLike], scores: Mapping[str, float]) -> 
     return out
 
 
-def _grouped(pairs: Sequence[tuple[Any, float]], group_by: Sequence[str]) -> np.ndarray:
+def item_scores(pairs: Sequence[tuple[Any, float]], group_by: Sequence[str] = ("id",)) -> np.ndarray:
+    """The mean pair score of each item (pairs grouped by the ``group_by`` gold fields: the official
+    rule averages an item's voices), items in the order of their first pair."""
     groups: dict[tuple, list[float]] = defaultdict(list)
     for item, value in pairs:
         groups[tuple(getattr(item, key) for key in group_by)].append(value)
@@ -78,10 +80,21 @@ def bootstrap_ci(values: np.ndarray, num_bootstrap: int, seed: int, level: float
 
 def _summary(pairs: Sequence[tuple[Any, float]], group_by: Sequence[str], num_bootstrap: int,
              seed: int) -> dict[str, Any]:
-    values = _grouped(pairs, group_by)
+    values = item_scores(pairs, group_by)
     low, high = bootstrap_ci(values, num_bootstrap, seed)
     return {"accuracy": float(values.mean()), "ci_low": low, "ci_high": high, "n_pairs": len(pairs),
             "n_ids": len(values)}
+
+
+def paired_difference(gold_items: Sequence[GoldLike], scores_a: Mapping[str, float], scores_b: Mapping[str, float],
+                      *, group_by: Sequence[str] = ("id",), num_bootstrap: int = 1000,
+                      seed: int = 0) -> dict[str, Any]:
+    """Accuracy of scorer A minus scorer B on the same items, with a bootstrap CI over the items
+    (resampled together, in sorted item order): whether A beats B, rather than whether two CIs overlap."""
+    items = sorted(gold_items, key=lambda g: tuple(getattr(g, key) for key in group_by))
+    diff = item_scores(pair_scores(items, scores_a), group_by) - item_scores(pair_scores(items, scores_b), group_by)
+    low, high = bootstrap_ci(diff, num_bootstrap, seed)
+    return {"difference": float(diff.mean()), "ci_low": low, "ci_high": high, "n_ids": len(diff)}
 
 
 def pair_accuracy(gold_items: Iterable[GoldLike], scores: Mapping[str, float], *,
@@ -106,4 +119,4 @@ def pair_accuracy(gold_items: Iterable[GoldLike], scores: Mapping[str, float], *
     return report
 
 
-__all__ = ["CI_LEVEL", "GoldLike", "bootstrap_ci", "pair_accuracy", "pair_scores"]
+__all__ = ["CI_LEVEL", "GoldLike", "bootstrap_ci", "item_scores", "pair_accuracy", "pair_scores", "paired_difference"]

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from speechunits.data.corpora.zr2021 import read_gold
-from speechunits.eval.pair_accuracy import bootstrap_ci, pair_scores
+from speechunits.eval.pair_accuracy import paired_difference
 from speechunits.features.spectrogram_plot import plot_spectrograms
 from speechunits.lm.probe_cli import read_scores
 
@@ -63,21 +63,9 @@ def training_time(metrics_path: Path) -> dict[str, float] | None:
             "tokens_per_s": float(np.mean([r["train/items_per_s"] for r in train]))}
 
 
-def paired_difference(gold: Path, task: str, scores_a: Path, scores_b: Path, score: str, *, num_bootstrap: int = 1000,
-                      seed: int = 0) -> dict[str, float]:
-    """Mean per-id accuracy of A minus B on the same pairs, with a 95 % bootstrap CI over ids."""
-    items = read_gold(gold, task)
-    per_id = []
-    for path in (scores_a, scores_b):
-        pairs = pair_scores(items, read_scores(path, score))
-        by_id: dict[Any, list[float]] = {}
-        for row, value in pairs:
-            by_id.setdefault(row.id, []).append(value)
-        per_id.append({k: float(np.mean(v)) for k, v in by_id.items()})
-    ids = sorted(per_id[0])
-    diff = np.array([per_id[0][i] - per_id[1][i] for i in ids], dtype=np.float64)
-    low, high = bootstrap_ci(diff, num_bootstrap, seed)
-    return {"difference": float(diff.mean()), "ci_low": low, "ci_high": high, "n_ids": len(ids)}
+def paired_difference_files(gold: Path, task: str, scores_a: Path, scores_b: Path, score: str) -> dict[str, float]:
+    """:func:`~speechunits.eval.pair_accuracy.paired_difference` of two ``lm-score`` outputs on one gold file."""
+    return paired_difference(read_gold(gold, task), read_scores(scores_a, score), read_scores(scores_b, score))
 
 
 @dataclass
@@ -123,9 +111,10 @@ def collect_row(exp_dir: Path, name: str, train_set: str, test_sets: list[str]) 
     for task in PROBE_TASKS:
         lm, ng = row.probes.get(f"lm.{task}"), row.probes.get(f"ngram.{task}")
         if lm and ng and lm.get("gold"):
-            row.paired[task] = paired_difference(Path(lm["gold"]), task, base / "scores" / "lm" / task / "scores.jsonl",
-                                                 base / "scores" / "ngram" / task / "scores.jsonl",
-                                                 lm.get("score", "sum"))
+            row.paired[task] = paired_difference_files(Path(lm["gold"]), task,
+                                                       base / "scores" / "lm" / task / "scores.jsonl",
+                                                       base / "scores" / "ngram" / task / "scores.jsonl",
+                                                       lm.get("score", "sum"))
     row.training = training_time(base / "lm" / "metrics.jsonl")
     return row
 
