@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from speechunits.audio import audio_info
+from speechunits.data.corpora.zr2021 import GOLD_COLUMNS
 from speechunits.data.synth.corpus_job import Plan, PlannedUtt, synthesize
 from speechunits.data.synth.probes import LANGUAGE, lexical_pairs, syntactic_pairs
 from speechunits.data.synth.text import librispeech_transcript, unique_sentences
@@ -272,8 +273,6 @@ def synthesize_fsc(
 # --------------------------------------------------------------------------- ZeroSpeech 2021 probes
 
 ZR2021_VOICES = ("kal", "slt")
-ZR2021_LEXICAL_COLUMNS = ("id", "filename", "word", "phones", "length", "frequency", "correct", "voice")
-ZR2021_SYNTACTIC_COLUMNS = ("id", "filename", "type", "subtype", "correct", "voice", "transcription")
 _FILENAME_CHARS = string.ascii_lowercase + string.digits
 
 
@@ -331,7 +330,7 @@ def zr2021_plan(out: PathLike, num_pairs: int, *, seed: int = 0, voices: Sequenc
     def write_files(made: list[PlannedUtt]) -> None:
         """``<task>/dev/gold.csv`` with the official columns, for the pairs whose two files were made."""
         ids = {u.id for u in made}
-        for task, columns in (("lexical", ZR2021_LEXICAL_COLUMNS), ("syntactic", ZR2021_SYNTACTIC_COLUMNS)):
+        for task, columns in GOLD_COLUMNS.items():
             buf = io.StringIO()
             writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
             writer.writeheader()
