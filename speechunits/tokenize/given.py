@@ -32,6 +32,7 @@ from speechunits.errors import ConfigError
 from speechunits.io_utils import sha256_path
 from speechunits.sylber.bootstrap import FRAME_RATE
 from speechunits.sylber.segment_sources import FileSegmentSource
+from speechunits.units import read_meta
 
 SEGMENTER = "given"
 MAX_OVERHANG_FRAMES = 1
@@ -60,8 +61,6 @@ class SegmentSet:
 
 def open_segment_set(unit_dir: Path) -> SegmentSet:
     """Read the segment set's meta and hash its ``units.jsonl`` (UnitFormatError when it is no unit set)."""
-    from speechunits.units import read_meta
-
     unit_dir = Path(unit_dir)
     if not unit_dir.is_dir():
         raise ConfigError(unit_dir, "--segments: segment unit set directory does not exist")

@@ -19,8 +19,8 @@ different config deleted first, ``bad_utts.J.txt`` + ``units.J.jsonl`` + the rec
    segmenter rejects) are listed in ``bad_utts.J.txt`` with their reason.
 4. **Given segments** (``--segments UNIT_DIR``, :mod:`speechunits.tokenize.given`): the greedy
    segmentation is replaced by another unit set's spans, and the embeddings are the model's
-   means over them; the producer block says ``segmenter: "given"`` with the set's path and
-   ``units.jsonl`` hash, the output's kind is the set's. Utterances the set lacks are bad
+   means over them; the producer block says ``segmenter: "given"`` with the set's path and its own
+   producer (the ``units.jsonl`` hash is in the job config), the output's kind is the set's. Utterances the set lacks are bad
    items, dropped before encoding.
 
 Test hook: the environment variable ``SPEECHUNITS_JOB_DELAY`` (seconds) sleeps after each
