@@ -12,12 +12,12 @@ codebook, deduplication or BPE model. It is the baseline the Transformer LM is c
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from speechunits.errors import ConfigError
 from speechunits.lm.ngram import NGramLM
 from speechunits.lm.packed import PackedTokens
+from speechunits.lm.scoring import corpus_summary, score_packed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +33,7 @@ def run(args: argparse.Namespace) -> int:
     model = NGramLM.fit((data[i] for i in range(len(data))), data.vocab_size, args.order, producer=data.producer)
     model.save(args.out)
     grams = [sum(len(ws) for ws in level.table.values()) for level in model.levels]
-    nll = -sum(float(lp.sum()) for lp in model.token_logprobs([data[i] for i in range(len(data))]))
-    predictions = data.num_tokens + len(data)
+    train_ppl = corpus_summary(score_packed(model, data))["ppl_per_token"]
     print(f"lm-ngram: wrote {args.out}: order {args.order}, vocab {data.vocab_size}, n-grams per order {grams}, "
-          f"train ppl per token {math.exp(nll / max(predictions, 1)):.3f}")
+          f"train ppl per token {train_ppl:.3f}")
     return 0
