@@ -27,7 +27,7 @@ from speechunits.io_utils import sha256_file
 from speechunits.lm.bpe import UnitBPE, train_bpe
 from speechunits.lm.packed import PackedTokens, packed_files, write_packed
 from speechunits.lm.tokens import unit_sequences, unit_set_hash
-from speechunits.units import read_meta
+from speechunits.units import UnitSetMeta, read_meta
 from speechunits.units.meta import UNITS_NAME
 
 
@@ -52,9 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="repack even if the packed set is up to date")
 
 
-def producer_block(unit_dir: Path, dedup: bool, bpe: UnitBPE | None, units_sha256: str) -> dict[str, Any]:
+def producer_block(unit_dir: Path, meta: UnitSetMeta, dedup: bool, bpe: UnitBPE | None,
+                   units_sha256: str) -> dict[str, Any]:
     """The producer block of a packed set made from ``unit_dir`` (see :mod:`speechunits.lm.tokens`)."""
-    meta = read_meta(unit_dir)
     return {"unit_set": str(unit_dir), "unit_set_hash": unit_set_hash(meta), "kind": meta.kind,
             "frame_rate_hz": meta.frame_rate_hz, "dedup": bool(dedup),
             "bpe": None if bpe is None else {"model": str(bpe.path), "sha256": bpe.sha256, "vocab_size": bpe.vocab_size},
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         except CheckpointError:
             bpe = None
     if not args.force and (args.bpe_vocab is None or (bpe is not None and bpe.vocab_size == args.bpe_vocab)) \
-            and _up_to_date(prefix, producer_block(args.units, args.dedup, bpe, units_sha)):
+            and _up_to_date(prefix, producer_block(args.units, meta, args.dedup, bpe, units_sha)):
         print(_summary(prefix, PackedTokens(prefix).header, True))
         return 0
     ids: list[str] = []
@@ -109,6 +109,6 @@ def run(args: argparse.Namespace) -> int:
         seqs = [bpe.encode(s) for s in seqs]
     vocab = bpe.vocab_size if bpe is not None else int(meta.vocab_size or 0)
     header = write_packed(prefix, ids, seqs, seconds, vocab_size=vocab,
-                          producer=producer_block(args.units, args.dedup, bpe, units_sha))
+                          producer=producer_block(args.units, meta, args.dedup, bpe, units_sha))
     print(_summary(prefix, header, False), file=sys.stdout)
     return 0
