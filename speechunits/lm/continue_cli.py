@@ -23,6 +23,7 @@ and ``OUT/continuations.jsonl`` lists prompt and sampled unit ids with the sampl
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -131,9 +132,9 @@ def run(args: argparse.Namespace) -> int:
         new_units = [int(u) for u in (bpe.decode(new) if bpe else new)]
         spans = np.asarray(p.ends) - np.asarray(p.starts)
         frames = 1 if frame_level else max(1, int(round(float(spans.mean()))))
-        records.append(UnitRecord(**{**p.to_dict(), "id": f"{p.id}.prompt"}))
-        cont = continued_record(p, new_units, frames, meta.hop, meta.sample_rate)
-        records.append(UnitRecord(**{**cont.to_dict(), "id": f"{p.id}.continued"}))
+        records.append(dataclasses.replace(p, id=f"{p.id}.prompt"))
+        records.append(dataclasses.replace(continued_record(p, new_units, frames, meta.hop, meta.sample_rate),
+                                           id=f"{p.id}.continued"))
         seconds = min(p.ends[-1] * meta.hop / meta.sample_rate, p.num_samples / p.sample_rate)
         wav = load_audio(meta.resolve_audio(p, args.units), target_sr=meta.sample_rate, duration_s=seconds)
         write_audio(args.out / "prompts" / f"{p.id}.wav", wav, meta.sample_rate)
