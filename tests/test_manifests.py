@@ -300,3 +300,17 @@ def test_combine_data(tmp_path: Path) -> None:
     assert [u.id for u in load_manifest(tmp_path / "ab")] == ["a0", "a1", "b1"]
     assert main(["combine-data", str(tmp_path / "aa"), str(tmp_path / "a"), str(tmp_path / "a")]) == 2
     assert not (tmp_path / "aa").exists()
+
+
+def test_load_manifests_concatenates_and_rejects_shared_ids(tmp_path: Path) -> None:
+    from speechunits.data.jsonl import load_manifests
+
+    utts = _utts(tmp_path)
+    write_kaldi_dir(utts[:1], tmp_path / "a")
+    write_kaldi_dir(utts[1:], tmp_path / "b")
+    both = load_manifests([tmp_path / "a", tmp_path / "b"])
+    assert [u.id for u in both] == [u.id for u in utts[:1]] + [u.id for u in _sorted(utts[1:])]
+    assert [u.id for u in load_manifests(tmp_path / "b")] == [u.id for u in _sorted(utts[1:])]
+    write_kaldi_dir(utts[:1], tmp_path / "c")
+    with pytest.raises(ManifestError, match=f"{utts[0].id}.*also in .*a"):
+        load_manifests([tmp_path / "a", tmp_path / "c"])

@@ -153,3 +153,24 @@ def load_manifest(path_or_dir: PathLike, *, require_text: bool = True) -> list[U
         return read_jsonl_manifest(path)
     found = "nothing" if not path.exists() else f"a file with suffix {path.suffix!r}"
     raise ManifestError(path, f"expected a Kaldi data directory or a .jsonl manifest, found {found}")
+
+
+def load_manifests(paths: PathLike | Sequence[PathLike], *, require_text: bool = True) -> list[Utterance]:
+    """:func:`load_manifest` of one source or of several, concatenated in order.
+
+    An utterance id found in two sources is an error naming both (training on a combination
+    of corpora, e.g. real and synthetic speech, must not silently shadow one of them).
+    """
+    sources = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not sources:
+        raise ManifestError(None, "no data sources given")
+    utts: list[Utterance] = []
+    origin: dict[str, PathLike] = {}
+    for source in sources:
+        for utt in load_manifest(source, require_text=require_text):
+            if utt.id in origin:
+                raise ManifestError(source, f"utterance id {utt.id!r} is also in {origin[utt.id]}; "
+                                            "ids must be unique across combined data sources")
+            origin[utt.id] = source
+            utts.append(utt)
+    return utts
