@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tune-segmentation": ("speechunits.sylber.tune_cli", "pick segmentation thresholds of a model on a labelled dev set"),
     "results-table": ("speechunits.eval.report_cli", "RESULTS.md table and plot from eval-boundaries reports"),
     "train-sylber": ("speechunits.sylber.train_cli", "train Sylber (stage 1 from given segments, stage 2 self-distillation)"),
+    "train-hubert": ("speechunits.hubert.train_cli", "HuBERT-style masked-prediction pretraining (a self-supervised teacher for Sylber)"),
     "tokenize": ("speechunits.tokenize.tokenize_cli", "tokenize a corpus into syllable units (sharded, resumable)"),
     "frame-units": ("speechunits.quantize.frame_units_cli", "k-means frame units (one encoder layer at 50 Hz) of a corpus, end to end"),
     "slu-cil": ("speechunits.slu.cil_cli", "class-incremental SLU: run one method (ft|er|er_kd|coconut|coconut_kd|joint) through all tasks"),

@@ -17,7 +17,7 @@ FLOORS: list[set[str]] = [
     {"eval"},
     {"train"},
     {"encoders"},
-    {"sylber", "quantize", "slu", "vocoder", "asr", "tts", "lm"},
+    {"sylber", "quantize", "slu", "vocoder", "asr", "tts", "lm", "hubert"},
     {"tokenize", "unit2speech", "text2speech"},
     {"cli", "__main__"},
 ]

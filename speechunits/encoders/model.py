@@ -68,6 +68,26 @@ class EncoderConfig:
         base.update(overrides)
         return cls(**base)
 
+    @classmethod
+    def from_spec(cls, spec: Any) -> EncoderConfig:
+        """A config from a training config's ``model`` entry: ``"base"``, ``"tiny"`` or a mapping
+        ``{preset: base|tiny, <field>: value, ...}`` overriding fields of the preset."""
+        if spec == "base":
+            return cls()
+        if spec == "tiny":
+            return cls.tiny()
+        if isinstance(spec, dict):
+            spec = dict(spec)
+            preset = spec.pop("preset", "base")
+            known = {f.name for f in fields(cls)}
+            unknown = sorted(set(spec) - known)
+            if unknown or preset not in ("base", "tiny"):
+                raise ValueError(f"bad encoder spec: unknown fields {unknown} or preset {preset!r}; "
+                                 f"known fields: {sorted(known)}, presets: base, tiny")
+            base = cls.tiny() if preset == "tiny" else cls()
+            return cls.from_dict({**base.to_dict(), **spec})
+        raise ValueError(f"an encoder spec is 'base', 'tiny' or a mapping, got {spec!r}")
+
     @property
     def hop_length(self) -> int:
         """Samples per output frame (320 for HuBERT base)."""
@@ -216,6 +236,18 @@ class SpeechEncoder(nn.Module):
         """(features (B, T, D) of the last layer, frame_lengths (B,)); padded frames are zero."""
         feats, frame_lengths = self._features(waveforms, lengths)
         out = self.encoder(feats, frame_lengths)
+        return self._zero_padding(out, frame_lengths), frame_lengths
+
+    def forward_masked(
+        self, waveforms: Tensor, lengths: Tensor | None, frame_mask: Tensor, mask_embedding: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` with the projected frames that ``frame_mask`` (B, T) marks replaced by
+        ``mask_embedding`` (D,) before the positional convolution (HuBERT's masked prediction)."""
+        feats, frame_lengths = self._features(waveforms, lengths)
+        x, attention = self.encoder._preprocess(feats, frame_lengths)
+        mask = frame_mask[:, : x.shape[1]].to(x.device).unsqueeze(-1)
+        x = torch.where(mask, mask_embedding.to(x.dtype), x)
+        out = self.encoder.transformer(x, attention_mask=attention)
         return self._zero_padding(out, frame_lengths), frame_lengths
 
     def extract_features(

@@ -21,7 +21,6 @@ see ``recipes/conf/sylber_stage1.yaml`` / ``sylber_stage2.yaml`` and :data:`DEFA
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -109,23 +108,10 @@ def build_student(opts: dict[str, Any]) -> SpeechEncoder:
 
         model = load_encoder(opts["init"], num_layers=opts["num_layers"])
         return model.train()
-    spec = opts["model"]
-    if spec == "base":
-        config = EncoderConfig()
-    elif spec == "tiny":
-        config = EncoderConfig.tiny()
-    elif isinstance(spec, dict):
-        spec = dict(spec)
-        preset = spec.pop("preset", "base")
-        known = {f.name for f in fields(EncoderConfig)}
-        unknown = sorted(set(spec) - known)
-        if unknown or preset not in ("base", "tiny"):
-            raise ConfigError(None, f"bad task.model: unknown fields {unknown} or preset {preset!r}; "
-                                    f"known fields: {sorted(known)}, presets: base, tiny")
-        base = EncoderConfig.tiny() if preset == "tiny" else EncoderConfig()
-        config = EncoderConfig.from_dict({**base.to_dict(), **spec})
-    else:
-        raise ConfigError(None, f"task.model must be 'base', 'tiny' or a mapping, got {spec!r}")
+    try:
+        config = EncoderConfig.from_spec(opts["model"])
+    except ValueError as err:
+        raise ConfigError(None, f"task.model: {err}") from None
     return SpeechEncoder(config)
 
 
