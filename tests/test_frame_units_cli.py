@@ -201,3 +201,89 @@ def test_cli_dispatch(corpus: dict[str, Path], tmp_path: Path, monkeypatch: pyte
     assert "--layer must be >= 1" in capsys.readouterr().err
     assert cli.main(base + ["--codebook", str(corpus["out"] / fu.CODEBOOK_NAME)]) == 0
     assert json.loads((tmp_path / "o" / "provenance.json").read_text())["config"]["layer"] == 1
+
+
+# ------------------------------------------------------------------ --features mfcc|logmel (HuBERT iteration 1)
+@pytest.fixture(scope="module")
+def mfcc_units(corpus: dict[str, Path]) -> Path:
+    out = corpus["root"] / "mfcc_km"
+    args = _args(features="mfcc", data=corpus["data"], out=out, k=K, max_frames=80, seed=1, device="cpu",
+                 batch_seconds=2.0, quiet=True)
+    assert fu.run(args) == 0
+    return out
+
+
+def test_features_unit_set_on_the_encoder_grid(corpus: dict[str, Path], mfcc_units: Path) -> None:
+    """--features mfcc: a kind=frame set at 50 Hz whose frame i is frame i of a HuBERT-style encoder."""
+    from speechunits.features.frame_features import FrameFeatureConfig, mfcc_frames
+
+    report = validate_unit_set(mfcc_units)
+    meta = read_meta(mfcc_units)
+    book = load_codebook(mfcc_units / fu.CODEBOOK_NAME)
+    assert meta.kind == "frame" and (meta.sample_rate, meta.hop) == (16000, 320) and meta.frame_rate_hz == 50.0
+    assert book.dim == 39 and meta.vocab_size == K + 1 and meta.special_ids["silence"] == K
+    assert report.num_utterances == len(GOOD)
+    assert meta.producer["features"] == "mfcc" and "model" not in meta.producer
+    assert meta.producer["feature_config"] == FrameFeatureConfig(kind="mfcc").to_dict()
+    assert meta.producer["codebook"]["hash"] == book.hash
+    assert json.loads((mfcc_units / "provenance.json").read_text())["config"]["features"]["kind"] == "mfcc"
+    encoder = SpeechEncoder(EncoderConfig.tiny())  # the conv stack of HuBERT base (kernel/stride)
+    cent = torch.from_numpy(book.centroids)
+    used = set()
+    for uid, rec in _records(mfcc_units).items():
+        wav = torch.from_numpy(load_audio(meta.resolve_audio(rec), SR))
+        assert rec.num_samples == len(wav)
+        assert rec.starts[0] == 0 and rec.ends[-1] == encoder.frame_lengths(len(wav))
+        assert rec.starts[1:] == rec.ends[:-1]
+        direct = torch.cdist(mfcc_frames(wav), cent).argmin(1).numpy()
+        assert np.array_equal(runs_to_frames(rec.units, rec.starts, rec.ends), direct), uid
+        used.update(rec.units)
+    assert len(used) > 2
+    reasons = dict(line.split("\t", 1) for line in (mfcc_units / fu.BAD_NAME).read_text().splitlines())
+    assert sorted(reasons) == ["zbad", "zshort"] and "short.wav" in reasons["zshort"]
+
+
+def test_features_sharded_jobs_and_rerun(corpus: dict[str, Path], mfcc_units: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """--job J tasks then a merge give the single run's units; a rerun does nothing; logmel is another config."""
+    out = corpus["root"] / "mfcc_array"
+    kw = dict(features="mfcc", data=corpus["data"], out=out, k=K, max_frames=80, seed=1, device="cpu",
+              batch_seconds=2.0, quiet=True, nj=2)
+    with pytest.raises(ConfigError, match="run the same command without --job first"):
+        fu.run(_args(**kw, job=1))
+    out.mkdir()
+    for name in (fu.CODEBOOK_NAME, fu.CODEBOOK_NAME + ".json"):  # pass 1 of the same settings
+        (out / name).write_bytes((mfcc_units / name).read_bytes())
+    for job in (1, 0):
+        assert fu.run(_args(**kw, job=job)) == 0
+    assert not (out / "units.jsonl").exists()
+    assert fu.run(_args(**kw)) == 0  # merges
+    assert (out / "units.jsonl").read_text() == (mfcc_units / "units.jsonl").read_text()
+    capsys.readouterr()
+    assert fu.run(_args(**kw)) == 0
+    assert "nothing to do" in capsys.readouterr().err
+    logmel = corpus["root"] / "logmel_km"
+    assert fu.run(_args(**{**kw, "features": "logmel", "out": logmel, "nj": 1})) == 0
+    assert load_codebook(logmel / fu.CODEBOOK_NAME).dim == 80 and read_meta(logmel).producer["features"] == "logmel"
+    with pytest.raises(ConfigError, match="wrong.pt.*--features logmel dim 80"):
+        wrong = save_codebook(corpus["root"] / "wrong.pt", np.eye(3, dtype=np.float32), metric="euclidean").path
+        fu.run(_args(features="logmel", data=corpus["data"], out=corpus["root"] / "o5", codebook=wrong, quiet=True))
+
+
+def test_features_or_model_exactly_one(corpus: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(cli.COMMANDS, "frame-units", ("speechunits.quantize.frame_units_cli", "frame units"))
+    base = ["frame-units", "--data", str(corpus["data"]), "--out", str(tmp_path / "o"), "--k", "2", "--quiet"]
+    cases = [
+        (["--features", "mfcc", "--model", str(corpus["model"]), "--layer", "1"], "replaces --model/--layer"),
+        (["--features", "logmel", "--layer", "1"], "replaces --model/--layer"),
+        ([], "give --model CKPT --layer L (encoder features) or --features mfcc|logmel"),
+        (["--model", str(corpus["model"])], "--model needs --layer"),
+        (["--layer", "2"], "--layer 2 needs --model"),
+    ]
+    for extra, message in cases:
+        assert cli.main(base + extra) == 2, extra
+        assert message in capsys.readouterr().err, extra
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit):
+        cli.main(base + ["--features", "plp"])

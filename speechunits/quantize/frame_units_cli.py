@@ -6,10 +6,16 @@ Example::
         --out exp/hubert6_km500 --k 500 --max-frames 1000000 --metric euclidean --device auto
     speechunits frame-units --model hubert_base_ls960.pt --layer 6 --data data/test \\
         --out exp/hubert6_km500_test --codebook exp/hubert6_km500/codebook.pt
+    speechunits frame-units --features mfcc --data data/train --out exp/mfcc_km100 --k 100
 
-The output of transformer layer ``--layer`` (1-based; the model is loaded truncated to that
-many layers) is computed in length-bucketed batches of at most ``--batch-seconds`` of padded
-audio; each row is trimmed to its own frame count (padding never reaches the features).
+The frames are either the output of transformer layer ``--layer`` of an encoder (1-based; the
+model is loaded truncated to that many layers), or, with ``--features mfcc|logmel`` instead of
+``--model``/``--layer``, per-utterance standardised signal features on the same 50 Hz grid
+(:mod:`speechunits.features.frame_features`: 39-dim MFCC + deltas, HuBERT's iteration-1
+targets, or 80 log-mels; window 400, hop 320, so frame ``i`` is frame ``i`` of a HuBERT-style
+encoder). Either way they are computed in length-bucketed batches of at most
+``--batch-seconds`` of padded audio; each row is trimmed to its own frame count (padding never
+reaches the features).
 
 * **Pass 1** (``--k`` only): a reservoir sample of at most ``--max-frames`` frames
   (Algorithm R over per-utterance blocks, deterministic for ``--seed``) is clustered with
@@ -29,7 +35,8 @@ audio; each row is trimmed to its own frame count (padding never reaches the fea
 Utterances with unreadable audio, too short for one frame, or with non-finite features are
 left out and listed in ``OUT/bad_utts.txt`` (``<id>\\t<reason>``); utterances longer than a
 whole batch run alone afterwards. ``provenance.json`` is written last: an output that is
-complete for the same model (SHA-256), layer, corpus and codebook settings is skipped.
+complete for the same model (SHA-256) and layer (or feature parameters), corpus and codebook
+settings is skipped.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ from speechunits.quantize.kmeans import METRICS, kmeans
 from speechunits.quantize.sampling import reservoir_sample
 from speechunits.encoders.batch import BatchEncoder
 from speechunits.encoders.model import SpeechEncoder
+from speechunits.features.frame_features import FEATURE_KINDS, FrameFeatureConfig, FrameFeatureExtractor
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +84,14 @@ DEFAULT_MAX_FRAMES = 1_000_000
 
 # ------------------------------------------------------------------ arguments
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, type=Path, help="encoder checkpoint (HuBERT/Sylber, any layout "
-                                                                  "load_encoder reads)")
-    parser.add_argument("--layer", required=True, type=int, help="transformer layer whose output is quantized "
-                                                                 "(1-based, e.g. 6 for HuBERT base)")
+    parser.add_argument("--model", type=Path, default=None, help="encoder checkpoint (HuBERT/Sylber, any layout "
+                                                                 "load_encoder reads); with --layer")
+    parser.add_argument("--layer", type=int, default=None, help="transformer layer whose output is quantized "
+                                                                "(1-based, e.g. 6 for HuBERT base); with --model")
+    parser.add_argument("--features", choices=FEATURE_KINDS, default=None,
+                        help="instead of --model/--layer: quantize signal features on the encoder's 50 Hz grid "
+                             "(mfcc: 13 MFCC + deltas + delta-deltas = 39 dims, HuBERT iteration 1; logmel: 80 "
+                             "log-mels), standardised per utterance")
     parser.add_argument("--data", required=True, type=Path, help="Kaldi data dir or JSONL manifest")
     parser.add_argument("--out", required=True, type=Path, help="unit set directory to write")
     book = parser.add_mutually_exclusive_group(required=True)
@@ -107,7 +119,18 @@ def check_args(args: argparse.Namespace) -> None:
     """ConfigError for option values no run can honour."""
     check_job_args(args)
     problems = []
-    if args.layer < 1:
+    if args.features is not None:
+        if args.model is not None or args.layer is not None:
+            problems.append(f"--features {args.features} replaces --model/--layer: give either --features or "
+                            "--model CKPT --layer L, not both")
+    elif args.model is None and args.layer is None:
+        problems.append("the frames to quantize are missing: give --model CKPT --layer L (encoder features) or "
+                        "--features mfcc|logmel (signal features)")
+    elif args.model is None:
+        problems.append(f"--layer {args.layer} needs --model CKPT (or give --features mfcc|logmel instead)")
+    elif args.layer is None:
+        problems.append("--model needs --layer L (1-based transformer layer, e.g. 6 for HuBERT base)")
+    if args.layer is not None and args.layer < 1:
         problems.append(f"--layer must be >= 1 (1-based transformer layer), got {args.layer}")
     if args.k is not None and args.k < 1:
         problems.append(f"--k must be >= 1, got {args.k}")
@@ -151,17 +174,41 @@ def load_layer_model(path: Path, layer: int, device: torch.device) -> SpeechEnco
     return model.to(device).eval()
 
 
+FrameModule = SpeechEncoder | FrameFeatureExtractor
+"""What makes the frames: an encoder (with a layer) or a signal feature extractor (``layer=None``)."""
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (the CPU when it has none)."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def frame_encoder(module: FrameModule, layer: int | None, batch_seconds: float) -> BatchEncoder:
+    """The batched float32 (no autocast) encoder of ``module``'s frames on its own device.
+
+    A :class:`~speechunits.features.frame_features.FrameFeatureExtractor` has the attributes
+    :class:`BatchEncoder` reads from a model, so signal features share the one batched path
+    (bucketing, trimming, accounting of bad and too-short utterances).
+    """
+    return BatchEncoder(module, batch_seconds=batch_seconds, layer=layer,  # type: ignore[arg-type]
+                        device=module_device(module), autocast=False)
+
+
 class LayerFeatures:
     """Layer ``layer`` features of a corpus, one utterance at a time: ``(utt, num_samples, (T, D) float32)``.
 
-    Each iteration is one full pass through :class:`~speechunits.encoders.batch.BatchEncoder`
-    (float32, no autocast); :attr:`bad` then holds the ``id<TAB>reason`` lines of the
-    utterances left out in that pass.
+    ``model`` may also be a :class:`~speechunits.features.frame_features.FrameFeatureExtractor`
+    (then ``layer`` is None), or any module with an encoder's attributes whose ``forward``
+    gives ``(B, T, D)`` frames. Each iteration is one full pass through
+    :class:`~speechunits.encoders.batch.BatchEncoder` (float32, no autocast); :attr:`bad` then
+    holds the ``id<TAB>reason`` lines of the utterances left out in that pass.
     """
 
-    def __init__(self, model: SpeechEncoder, layer: int, utts: list[Utterance], *, batch_seconds: float,
-                 num_workers: int = 2, desc: str = VERB, progress: bool = True) -> None:
-        self.encoder = BatchEncoder(model, batch_seconds=batch_seconds, layer=layer, autocast=False)
+    def __init__(self, model: FrameModule | torch.nn.Module, layer: int | None, utts: list[Utterance], *,
+                 batch_seconds: float, num_workers: int = 2, desc: str = VERB, progress: bool = True) -> None:
+        self.encoder = frame_encoder(model, layer, batch_seconds)  # type: ignore[arg-type]
         self.utts = utts
         self.num_workers = num_workers
         self.desc = desc
@@ -216,12 +263,12 @@ def fit_codebook(features: LayerFeatures, path: Path, settings: dict[str, Any], 
 
 
 # ------------------------------------------------------------------ pass 2
-def assign_shard(runner: JobRunner[UnitShardWriter], job: int, model: SpeechEncoder, book: Codebook,
+def assign_shard(runner: JobRunner[UnitShardWriter], job: int, model: FrameModule, book: Codebook,
                  args: argparse.Namespace, producer: dict[str, Any], device: torch.device) -> None:
     """Pass 2 of shard ``job``: features of its unfinished utterances -> frame-unit runs in ``units.JOB.jsonl``."""
     model.to(device)
     nearest = Assigner(book, device=str(device))
-    encoder = BatchEncoder(model, batch_seconds=args.batch_seconds, layer=args.layer, autocast=False)
+    encoder = frame_encoder(model, args.layer, args.batch_seconds)
     sample_rate = encoder.sample_rate
     with runner.open_shard(job, kind="frame", sample_rate=sample_rate, hop=int(model.config.hop_length),
                            producer=frame_units_producer(producer, book), source_manifest=str(args.data),
@@ -246,24 +293,31 @@ def run(args: argparse.Namespace) -> int:
     check_args(args)
     out: Path = args.out
     progress = not args.quiet
-    if not args.model.exists():
+    if args.model is not None and not args.model.exists():
         raise CheckpointError(args.model, "checkpoint does not exist")
     utts = load_manifest(args.data, require_text=False)
     if not utts:
         raise ManifestError(args.data, "the corpus has no utterances")
-    model_hash = sha256_path(args.model)
+    signal = FrameFeatureConfig(kind=args.features) if args.features is not None else None
+    model_hash = sha256_path(args.model) if signal is None else None
+    # what the frames are: part of the effective config and of the codebook's source hash
+    source: dict[str, Any] = ({"model": model_hash, "layer": args.layer} if signal is None
+                              else {"features": signal.to_dict()})
     book: Codebook | None = None
     if args.codebook is not None:
         book = load_codebook(args.codebook)
         book_cfg: dict[str, Any] = {"path": str(args.codebook.resolve()), "hash": book.hash}
     else:
         book_cfg = {"train": kmeans_settings(args)}
+    frames_cfg: dict[str, Any] = ({"model": {"path": str(args.model.resolve()), "sha256": model_hash},
+                                   "layer": args.layer} if signal is None else {"features": signal.to_dict()})
     effective = {
-        "verb": VERB, "model": {"path": str(args.model.resolve()), "sha256": model_hash}, "layer": args.layer,
+        "verb": VERB, **frames_cfg,
         "data": {"path": str(args.data.resolve()), "utterances": len(utts), "sha256": manifest_fingerprint(utts)},
         "codebook": book_cfg,
     }
-    inputs = [args.data, args.model] + ([args.codebook] if args.codebook is not None else [])
+    inputs = ([args.data] + ([args.model] if args.model is not None else [])
+              + ([args.codebook] if args.codebook is not None else []))
     runner = unit_set_runner(VERB, utts=utts, out=out, nj=args.nj, effective=effective, inputs=inputs,
                              force=args.force, progress=progress)
     if runner.complete():
@@ -272,29 +326,38 @@ def run(args: argparse.Namespace) -> int:
     log_to_stderr()
     limit_threads(args.threads)
     device = resolve_device(args.device)
-    model = load_layer_model(args.model, args.layer, device)
+    model: FrameModule
+    if signal is None:
+        model = load_layer_model(args.model, args.layer, device)
+        what = f"layer {args.layer} feature dim {model.embed_dim} of {args.model}"
+        producer = {"features": "encoder-layer",
+                    "model": {"path": str(args.model), "sha256": model_hash, "config": model.config.to_dict()},
+                    "layer": args.layer}
+    else:
+        model = FrameFeatureExtractor(signal).to(device)
+        what = f"--features {signal.kind} dim {model.embed_dim}"
+        producer = {"features": signal.kind, "feature_config": signal.to_dict()}
     if book is None:
-        book = pass_one(args, utts, model, model_hash, effective, device, progress=progress)
+        book = pass_one(args, utts, model, source, effective, device, progress=progress)
     if book.dim != model.embed_dim:
-        raise ConfigError(book.path, f"codebook dim {book.dim} != layer {args.layer} feature dim {model.embed_dim} "
-                                     f"of {args.model}")
+        raise ConfigError(book.path, f"codebook dim {book.dim} != {what}")
     runner.shard_config = {"codebook": book.hash}
     model.cpu()  # a shard moves it back; a parent that only launches local jobs then holds no device memory
-    producer = {"features": "encoder-layer",
-                "model": {"path": str(args.model), "sha256": model_hash, "config": model.config.to_dict()},
-                "layer": args.layer}
     return runner.run(lambda job: assign_shard(runner, job, model, book, args, producer, device), args, add_arguments,
                       empty_ok=False)
 
 
-def pass_one(args: argparse.Namespace, utts: list[Utterance], model: SpeechEncoder, model_hash: str,
+def pass_one(args: argparse.Namespace, utts: list[Utterance], model: FrameModule, source: dict[str, Any],
              effective: dict[str, Any], device: torch.device, *, progress: bool) -> Codebook:
-    """The codebook of ``--k``: ``OUT/codebook.pt`` when it matches this config, else fitted now (not with --job)."""
+    """The codebook of ``--k``: ``OUT/codebook.pt`` when it matches this config, else fitted now (not with --job).
+
+    ``source`` says what the frames are (model hash and layer, or the feature parameters).
+    """
     settings = kmeans_settings(args)
-    source = sha256_json({"model": model_hash, "layer": args.layer, "data": effective["data"]["sha256"]})
+    source_hash = sha256_json({**source, "data": effective["data"]["sha256"]})
     path = args.out / CODEBOOK_NAME
     refit = args.force and args.job is None  # a --job of a forced run uses the codebook its parent just fitted
-    book = None if refit else reusable_codebook(path, source, settings)
+    book = None if refit else reusable_codebook(path, source_hash, settings)
     if book is not None:
         print(f"{VERB}: reusing {path} (k={book.k}, hash {book.hash[:12]})", file=sys.stderr)
         return book
@@ -305,11 +368,12 @@ def pass_one(args: argparse.Namespace, utts: list[Utterance], model: SpeechEncod
     features = LayerFeatures(model, args.layer, utts, batch_seconds=args.batch_seconds, num_workers=args.num_workers,
                              desc=f"{VERB} pass 1/2 (sample frames)", progress=progress)
     try:
-        return fit_codebook(features, path, settings, source_hash=source, device=device, data=args.data,
+        return fit_codebook(features, path, settings, source_hash=source_hash, device=device, data=args.data,
                             progress=progress)
     except AudioError:
         write_bad_lines(args.out / BAD_NAME, features.bad)
         raise
 
 
-__all__ = ["BAD_NAME", "CODEBOOK_NAME", "LayerFeatures", "add_arguments", "assign_shard", "fit_codebook", "run"]
+__all__ = ["BAD_NAME", "CODEBOOK_NAME", "FrameModule", "LayerFeatures", "add_arguments", "assign_shard", "fit_codebook",
+           "frame_encoder", "load_layer_model", "module_device", "run"]
