@@ -80,12 +80,12 @@ targets() {  # ITER FEATURE-ARGS...: frame targets of every set, codebook fitted
 train() {  # ITER CONFIG OPTS
   local it="$1" config="$2" opts="$3"
   local out="$exp_dir/iter$it"
-  local cmd=(speechunits train-hubert --config "$config" --out-dir "$out" --resume auto
-             task.data="$data_root/$train_set" task.targets="$exp_dir/targets$it/$train_set")
+  local cmd=(speechunits train-hubert --config "$config" --out-dir "$out" --resume auto)
+  [[ "$device" != auto ]] && cmd+=(--device "$device")   # options before the KEY=VALUE overrides
+  cmd+=(task.data="$data_root/$train_set" task.targets="$exp_dir/targets$it/$train_set")
   if [[ -n "$valid_set" ]]; then
     cmd+=(task.valid_data="$data_root/$valid_set" task.valid_targets="$exp_dir/targets$it/$valid_set")
   fi
-  [[ "$device" != auto ]] && cmd+=(--device "$device")
   if (( ngpu > 1 )); then
     cmd=(python -m torch.distributed.run --standalone --nproc_per_node "$ngpu" -m speechunits "${cmd[@]:1}")
   fi
