@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-hubert": ("speechunits.hubert.train_cli", "HuBERT-style masked-prediction pretraining (a self-supervised teacher for Sylber)"),
     "tokenize": ("speechunits.tokenize.tokenize_cli", "tokenize a corpus into syllable units (sharded, resumable)"),
     "frame-units": ("speechunits.quantize.frame_units_cli", "k-means frame units (one encoder layer, or MFCC/log-mel, at 50 Hz) of a corpus, end to end"),
+    "probe-phones": ("speechunits.quantize.phone_probe_cli", "phone purity, cluster purity and PNMI of k-means over each layer of each system"),
     "slu-cil": ("speechunits.slu.cil_cli", "class-incremental SLU: run one method (ft|er|er_kd|coconut|coconut_kd|joint) through all tasks"),
     "slu-results": ("speechunits.slu.results_cli", "comparison table over class-incremental SLU methods"),
     "cluster": ("speechunits.quantize.cluster_cli", "k-means codebook over segment (or frame) embeddings"),
