@@ -33,6 +33,9 @@ num_clusters=0     # k of the k-means codebook (stage 5); 0 skips stage 5
 cluster_opts=""    # extra flags for `speechunits cluster` (e.g. "--max-samples 1000000 --metric cosine")
 alignments=""      # dir searched for <utt-id>.TextGrid references (stage 6; empty: skip 6)
 tier=syllables     # TextGrid tier holding the reference syllables
+syllabify_phones=false  # true: stage 6 builds the reference syllables from the phone tier (ARPAbet) instead of --tier
+phone_tier=phones  # phone tier syllabified with --syllabify-phones true (syllables stay inside the 'words' tier)
+matching=max       # boundary matching in stage 6: max (maximum one-to-one) | greedy (nearest pairs first)
 tolerance=0.05     # boundary tolerance in seconds (stage 6)
 tune_shift=false   # true: pick the boundary shift on the first dev set, then apply it
 tune_thresholds=false  # true: pick each trained model's norm/merge thresholds on the first dev set (needs --alignments)
@@ -189,6 +192,8 @@ if stage_begin 6 "evaluate boundaries on: $test_sets"; then
     systems="bootstrap:$exp_dir/bootstrap"
     for m in $models; do systems="$systems ${m%%:*}:$exp_dir/units/${m%%:*}"; done
     dev_first="${dev_sets%% *}"
+    refs_note="tier '$tier'"
+    [[ "$syllabify_phones" == true ]] && refs_note="phone tier '$phone_tier' syllabified"
     for set in $test_sets; do
       ref="$alignments"   # searched recursively for <utt-id>.TextGrid (dev and test sets alike)
       rows=()
@@ -196,7 +201,12 @@ if stage_begin 6 "evaluate boundaries on: $test_sets"; then
         name="${s%%:*}" dir="${s#*:}"
         [[ -f "$dir/$set/units.jsonl" ]] || { echo "stage 6: no $name units of $set ($dir/$set); not scored"; continue; }
         eval_cmd=(speechunits eval-boundaries --units "$dir/$set" --alignments "$ref" --tier "$tier"
-                  --tolerance "$tolerance" --json "$exp_dir/eval/$name.$set.json")
+                  --tolerance "$tolerance" --matching "$matching" --json "$exp_dir/eval/$name.$set.json")
+        case "$syllabify_phones" in
+          true) eval_cmd+=(--syllabify-phones --phone-tier "$phone_tier") ;;
+          false) ;;
+          *) echo "$0: --syllabify-phones must be true or false, got '$syllabify_phones'" >&2; exit 1 ;;
+        esac
         if [[ "$tune_shift" == true ]]; then
           [[ -n "$dev_first" ]] || { echo "$0: --tune-shift true needs --dev-sets" >&2; exit 1; }
           eval_cmd+=(--tune-shift-on "$dir/$dev_first")
@@ -206,7 +216,7 @@ if stage_begin 6 "evaluate boundaries on: $test_sets"; then
       done
       run_logged "$log_dir/results.$set.log" speechunits results-table --out "$exp_dir/RESULTS.$set.md" \
         --plot "$exp_dir/scores.$set.png" --title "Syllable boundaries on $set ($exp_dir)" \
-        --notes "Written by recipes/sylber.sh stage 6 on $(date '+%F %T'). References: tier '$tier' under $ref." \
+        --notes "Written by recipes/sylber.sh stage 6 on $(date '+%F %T'). References: $refs_note under $ref." \
         "${rows[@]}"
     done
     for set in $test_sets; do cat "$exp_dir/RESULTS.$set.md"; echo; done > "$exp_dir/RESULTS.md.tmp.$$"

@@ -4,10 +4,13 @@ A tier is a list of :class:`Interval` (seconds, label). Tier names used across s
 are ``"words"``, ``"syllables"`` and ``"phones"`` (MFA writes ``words``/``phones``).
 Labels in :data:`SILENCE_LABELS` mean silence to every consumer.
 
-Reading is strict: a truncated file, an unknown tier class, intervals that overlap or
-leave gaps, or ``xmin > xmax`` raise :class:`speechunits.errors.AlignmentError` naming
-the file and line. Writing is atomic and fills gaps with empty-label intervals so that
-Praat and MFA accept the result.
+Reading is strict where it matters: a truncated file, an unknown tier class, and, in the
+tiers that are read, intervals that overlap or leave gaps or have ``xmin > xmax`` raise
+:class:`speechunits.errors.AlignmentError` naming the file and line. ``read_textgrid(path,
+tiers=[...])`` validates only the tiers asked for: the others are parsed past but not
+checked, so an irregular tier of another tool (an EMU export's phoneme tier with
+overlapping intervals, say) does not block reading a well-formed syllable tier. Writing is
+atomic and fills gaps with empty-label intervals so that Praat and MFA accept the result.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import bisect
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,6 +159,15 @@ def _read_interval_tier(toks: _Tokens, name: str, tier_min: float, tier_max: flo
     return out
 
 
+def _skip_interval_tier(toks: _Tokens, name: str) -> None:
+    """Parse past an interval tier that is not read: its values are consumed, never checked."""
+    n, _ = toks.count(f"the number of intervals of tier {name!r}")
+    for i in range(n):
+        toks.number(f"xmin of interval {i + 1} of tier {name!r}")
+        toks.number(f"xmax of interval {i + 1} of tier {name!r}")
+        toks.string(f"the text of interval {i + 1} of tier {name!r}")
+
+
 def _skip_text_tier(toks: _Tokens, name: str) -> None:
     n, _ = toks.count(f"the number of points of tier {name!r}")
     for i in range(n):
@@ -163,13 +175,20 @@ def _skip_text_tier(toks: _Tokens, name: str) -> None:
         toks.string(f"the mark of point {i + 1} of tier {name!r}")
 
 
-def read_textgrid(path: PathLike) -> dict[str, list[Interval]]:
-    """All IntervalTiers of a Praat TextGrid (long or short text format) by tier name.
+def read_textgrid(
+    path: PathLike, tiers: Collection[str] | None = None, *, required: bool = True
+) -> dict[str, list[Interval]]:
+    """IntervalTiers of a Praat TextGrid (long or short text format) by tier name.
 
-    Point tiers (``TextTier``) are read, checked and left out of the result. Raises
-    AlignmentError (with file and line) for malformed files.
+    ``tiers=None`` reads and checks every tier; point tiers (``TextTier``) are checked and
+    left out of the result. With ``tiers``, only those interval tiers are checked and
+    returned (in file order); every other tier is parsed past without checks. A requested
+    tier that is duplicated or a point tier is an error, and so is a missing one unless
+    ``required=False`` (then it is just absent from the result). Raises AlignmentError
+    (with file and line) for malformed files.
     """
     p = Path(path)
+    wanted = None if tiers is None else set(tiers)
     try:
         data = p.read_bytes()
     except OSError as err:
@@ -184,27 +203,37 @@ def read_textgrid(path: PathLike) -> dict[str, list[Interval]]:
     xmax, _ = toks.number("the TextGrid xmax")
     _check_span(p, xmin, xmax, "the TextGrid", line)
     flag = toks.next("flag", "tiers? <exists> or <absent>")
-    if flag.value == "<absent>":
-        return {}
-    size, _ = toks.count("the number of tiers")
-    tiers: dict[str, list[Interval]] = {}
+    size = 0 if flag.value == "<absent>" else toks.count("the number of tiers")[0]
+    out: dict[str, list[Interval]] = {}
+    found: list[str] = []
     for t in range(size):
         kind = toks.string(f'the class of tier {t + 1} ("IntervalTier" or "TextTier")')
         name = toks.string(f"the name of tier {t + 1}").value
+        found.append(name)
+        checked = wanted is None or name in wanted
         tmin, tline = toks.number(f"xmin of tier {name!r}")
         tmax, _ = toks.number(f"xmax of tier {name!r}")
-        _check_span(p, tmin, tmax, f"tier {name!r}", tline)
+        if checked:
+            _check_span(p, tmin, tmax, f"tier {name!r}", tline)
         if kind.value == "IntervalTier":
-            if name in tiers:
+            if not checked:
+                _skip_interval_tier(toks, name)
+                continue
+            if name in out:
                 raise AlignmentError(p, f"duplicate tier name {name!r}", kind.line)
-            tiers[name] = _read_interval_tier(toks, name, tmin, tmax)
+            out[name] = _read_interval_tier(toks, name, tmin, tmax)
         elif kind.value == "TextTier":
+            if wanted is not None and name in wanted:
+                raise AlignmentError(p, f"tier {name!r} is a point tier (TextTier), not an interval tier", kind.line)
             _skip_text_tier(toks, name)
         else:
             raise AlignmentError(
                 p, f"unknown tier class {kind.value!r}: expected \"IntervalTier\" or \"TextTier\"", kind.line
             )
-    return tiers
+    missing = sorted((wanted or set()) - set(out))
+    if missing and required:
+        raise AlignmentError(p, f"no tier named {', '.join(map(repr, missing))}; tiers found: {found}")
+    return out
 
 
 # --------------------------------------------------------------------------- reference syllables
@@ -212,12 +241,12 @@ def read_textgrid(path: PathLike) -> dict[str, list[Interval]]:
 
 def textgrid_syllables(path: PathLike, tier: str = "syllables",
                        skip_labels: Iterable[str] = SILENCE_LABELS) -> list[Interval]:
-    """The non-silence intervals of one TextGrid tier: the reference syllables of an utterance."""
-    tiers = read_textgrid(path)
-    if tier not in tiers:
-        raise AlignmentError(path, f"no tier named {tier!r}; tiers found: {sorted(tiers)}")
+    """The non-silence intervals of one TextGrid tier: the reference syllables of an utterance.
+
+    Only that tier has to be well formed (see :func:`read_textgrid`)."""
+    intervals = read_textgrid(path, tiers=[tier])[tier]
     skip = {s.strip().lower() for s in skip_labels}
-    return [iv for iv in tiers[tier] if iv.label.strip().lower() not in skip]
+    return [iv for iv in intervals if iv.label.strip().lower() not in skip]
 
 
 def textgrid_syllable_spans(path: PathLike, tier: str = "syllables",

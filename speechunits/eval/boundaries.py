@@ -9,13 +9,20 @@ Conventions
   way (:func:`interval_boundaries`).
 * **One-to-one matching.** A predicted boundary ``p`` and a reference boundary ``r`` may be
   paired when ``|p - r| <= tolerance`` (inclusive, with 1e-9 s of slack for float rounding).
-  Each boundary is used at most once. :func:`match_boundaries` finds a *maximum* matching
-  with a two-pointer sweep over the sorted lists: pair the current two when they are within
-  tolerance, otherwise drop the earlier one. On a line with a symmetric window this greedy
-  sweep is optimal (exchange argument: a boundary dropped by the sweep is out of reach of
-  every boundary still to come on the other side, and pairing the earliest compatible pair
-  never blocks a larger matching); ``tests/test_boundary_metrics.py`` checks it against an
-  exact bipartite matching on random cases.
+  Each boundary is used at most once. Two matchings (:data:`MATCHINGS`):
+
+  - ``"max"`` (the default) finds a *maximum* matching with a two-pointer sweep over the
+    sorted lists: pair the current two when they are within tolerance, otherwise drop the
+    earlier one. On a line with a symmetric window this sweep is optimal (exchange
+    argument: a boundary dropped by the sweep is out of reach of every boundary still to
+    come on the other side, and pairing the earliest compatible pair never blocks a larger
+    matching); ``tests/test_boundary_metrics.py`` checks it against an exact bipartite
+    matching on random cases.
+  - ``"greedy"`` is nearest-first: every (pred, ref) pair within tolerance, sorted by
+    distance (ties: earlier prediction, then earlier reference), is accepted when neither
+    side is taken yet. It never finds more hits than ``"max"`` and can find fewer (a
+    prediction between two references takes the nearer one, which another prediction
+    needed).
 * **Corpus level.** Hits and counts are summed over utterances before P/R/F1/R-value are
   computed (not a mean of per-utterance scores).
 * **R-value** (Räsänen et al., 2009) on the 0-1 scale, with HR = recall and over-segmentation
@@ -67,11 +74,47 @@ def interval_boundaries(intervals: Iterable[tuple[float, float]] | np.ndarray) -
     return np.unique(arr.reshape(-1))
 
 
-def match_pairs(pred: np.ndarray, ref: np.ndarray, tolerance: float = DEFAULT_TOLERANCE) -> np.ndarray:
-    """Maximum one-to-one matching of sorted boundary times; returns (K, 2) [pred_idx, ref_idx]."""
+MATCHINGS = ("max", "greedy")
+"""Boundary matchings: maximum one-to-one (two-pointer sweep) or nearest-first greedy."""
+
+MATCHING_NAMES = {"max": "maximum one-to-one matching", "greedy": "greedy nearest-first one-to-one matching"}
+"""How tables and reports name each matching."""
+
+
+def check_matching(matching: str) -> str:
+    """``matching`` if it is one of :data:`MATCHINGS`, else ValueError."""
+    if matching not in MATCHINGS:
+        raise ValueError(f"matching must be one of {MATCHINGS}, got {matching!r}")
+    return matching
+
+
+def _greedy_pairs(p: np.ndarray, r: np.ndarray, tol: float) -> list[tuple[int, int]]:
+    """Nearest-first greedy matching of sorted ``p`` and ``r`` (pairs within ``tol``)."""
+    lo = np.searchsorted(r, p - tol, side="left")
+    hi = np.searchsorted(r, p + tol, side="right")
+    # distances rounded to 1 ns so that float noise does not break ties between equal distances
+    cand = sorted((round(abs(p[i] - r[j]), 9), i, j) for i in range(len(p)) for j in range(lo[i], hi[i]))
+    used_p: set[int] = set()
+    used_r: set[int] = set()
+    pairs: list[tuple[int, int]] = []
+    for _, i, j in cand:
+        if i not in used_p and j not in used_r:
+            used_p.add(i)
+            used_r.add(j)
+            pairs.append((i, j))
+    return sorted(pairs)
+
+
+def match_pairs(
+    pred: np.ndarray, ref: np.ndarray, tolerance: float = DEFAULT_TOLERANCE, matching: str = "max"
+) -> np.ndarray:
+    """One-to-one matching of boundary times; returns (K, 2) [pred_idx, ref_idx] into the *sorted*
+    arrays, by increasing pred_idx. ``matching``: ``"max"`` or ``"greedy"`` (module docstring)."""
     p = np.sort(np.asarray(pred, dtype=np.float64))
     r = np.sort(np.asarray(ref, dtype=np.float64))
     tol = tolerance + _EPS
+    if check_matching(matching) == "greedy":
+        return np.asarray(_greedy_pairs(p, r, tol), dtype=np.int64).reshape(-1, 2)
     pairs: list[tuple[int, int]] = []
     i = j = 0
     while i < len(p) and j < len(r):
@@ -86,9 +129,11 @@ def match_pairs(pred: np.ndarray, ref: np.ndarray, tolerance: float = DEFAULT_TO
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 
-def match_boundaries(pred: np.ndarray, ref: np.ndarray, tolerance: float = DEFAULT_TOLERANCE) -> int:
-    """Number of hits of the maximum one-to-one matching (see :func:`match_pairs`)."""
-    return int(len(match_pairs(pred, ref, tolerance)))
+def match_boundaries(
+    pred: np.ndarray, ref: np.ndarray, tolerance: float = DEFAULT_TOLERANCE, matching: str = "max"
+) -> int:
+    """Number of hits of the one-to-one matching (see :func:`match_pairs`)."""
+    return int(len(match_pairs(pred, ref, tolerance, matching)))
 
 
 @dataclass(frozen=True)
@@ -149,12 +194,13 @@ def scores_from_counts(counts: BoundaryCounts) -> BoundaryScores:
 
 
 def utterance_counts(
-    pred: np.ndarray, ref: np.ndarray, tolerance: float = DEFAULT_TOLERANCE, shift: float = 0.0
+    pred: np.ndarray, ref: np.ndarray, tolerance: float = DEFAULT_TOLERANCE, shift: float = 0.0,
+    matching: str = "max",
 ) -> BoundaryCounts:
     """Counts for one utterance; ``shift`` seconds are added to the predicted boundaries."""
     p = np.asarray(pred, dtype=np.float64) + shift
     r = np.asarray(ref, dtype=np.float64)
-    return BoundaryCounts(match_boundaries(p, r, tolerance), len(p), len(r))
+    return BoundaryCounts(match_boundaries(p, r, tolerance, matching), len(p), len(r))
 
 
 def evaluate_boundaries(
@@ -162,6 +208,7 @@ def evaluate_boundaries(
     ref_by_utt: Mapping[str, np.ndarray],
     tolerance: float = DEFAULT_TOLERANCE,
     shift: float = 0.0,
+    matching: str = "max",
 ) -> BoundaryScores:
     """Corpus-level scores over the utterances of ``ref_by_utt`` (boundary times in seconds).
 
@@ -175,9 +222,10 @@ def evaluate_boundaries(
             f"prediction/reference utterance ids differ: {len(missing)} without prediction "
             f"(e.g. {missing[:3]}), {len(extra)} without reference (e.g. {extra[:3]})"
         )
+    check_matching(matching)
     total = BoundaryCounts()
     for utt, ref in ref_by_utt.items():
-        total = total + utterance_counts(pred_by_utt[utt], ref, tolerance, shift)
+        total = total + utterance_counts(pred_by_utt[utt], ref, tolerance, shift, matching)
     return scores_from_counts(total)
 
 
@@ -186,13 +234,15 @@ def tune_shift(
     ref_by_utt: Mapping[str, np.ndarray],
     grid: Sequence[float] = DEFAULT_SHIFT_GRID,
     tolerance: float = DEFAULT_TOLERANCE,
+    matching: str = "max",
 ) -> tuple[float, BoundaryScores]:
-    """Grid-search the constant shift (s, added to predictions) maximising the R-value."""
+    """Grid-search the constant shift (s, added to predictions) maximising the R-value
+    (scored with ``matching``)."""
     if len(grid) == 0:
         raise ValueError("shift grid is empty")
     best: tuple[float, BoundaryScores] | None = None
     for shift in sorted(grid, key=lambda s: (abs(s), s)):
-        scores = evaluate_boundaries(pred_by_utt, ref_by_utt, tolerance, float(shift))
+        scores = evaluate_boundaries(pred_by_utt, ref_by_utt, tolerance, float(shift), matching)
         if best is None or scores.r_value > best[1].r_value + 1e-12:
             best = (float(shift), scores)
     assert best is not None

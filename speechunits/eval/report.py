@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from speechunits.errors import ConfigError
+from speechunits.eval.boundaries import MATCHING_NAMES
 from speechunits.io_utils import atomic_path
 
 COLUMNS = ("P", "R", "F1", "R-val", "tok/s", "ref tok/s", "shift (ms)", "utts")
@@ -79,6 +80,19 @@ def plot_scores(rows: Sequence[tuple[str, Mapping[str, Any]]], out: str | Path, 
     plt.close(fig)
 
 
+def _matching_note(report: dict[str, Any]) -> str:
+    """The matching a report was scored with (reports written before the option: the maximum one)."""
+    matching = report.get("matching", "max")
+    return MATCHING_NAMES.get(matching, f"{matching} matching")
+
+
+def _reference_note(report: dict[str, Any]) -> str:
+    """Where a report's reference syllables came from, for the RESULTS.md note."""
+    if report.get("reference") == "syllabified phones":
+        return f"references: phone tier '{report['tier']}' syllabified"
+    return f"reference tier '{report['tier']}'"
+
+
 def write_results(
     out: str | Path, rows: Sequence[tuple[str, str | Path]], *, title: str, notes: str = "", plot: str | Path | None = None
 ) -> str:
@@ -91,8 +105,8 @@ def write_results(
     if notes:
         text += [notes, ""]
     text += [markdown_table(loaded), "",
-             f"Boundary tolerance {1000 * first['tolerance']:.0f} ms, one-to-one matching; P/R/F1/R-value in %; "
-             f"tokens per second over the total audio duration; reference tier '{first['tier']}'.", ""]
+             f"Boundary tolerance {1000 * first['tolerance']:.0f} ms, {_matching_note(first)}; "
+             f"P/R/F1/R-value in %; tokens per second over the total audio duration; {_reference_note(first)}.", ""]
     text += [f"- {name}: units `{report['units']}`" + (f", shift tuned on `{report['shift_tuned_on']['units']}`"
                                                         if report.get("shift_tuned_on") else "")
              for name, report in loaded]

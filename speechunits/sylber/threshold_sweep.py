@@ -49,11 +49,13 @@ def sweep_thresholds(
     shift_grid: Sequence[float] = (0.0,),
     tolerance: float = 0.05,
     reset_count: bool = False,
+    matching: str = "max",
 ) -> list[SweepPoint]:
     """Score every threshold pair on ``states`` (utt -> (T, D) features) against ``refs`` (utt -> seconds).
 
     The shift is tuned (by R-value, as in ``eval-boundaries --tune-shift-on``) separately for
-    every pair; ``seconds`` is the total audio duration behind the token rate.
+    every pair; ``seconds`` is the total audio duration behind the token rate; ``matching`` as in
+    :func:`speechunits.eval.boundaries.match_pairs`.
     """
     ids = sorted(refs)
     missing = [u for u in ids if u not in states]
@@ -66,7 +68,7 @@ def sweep_thresholds(
             segs = [np.asarray(s).reshape(-1, 2) for s in greedy_segment_batch(
                 feats, norm_threshold=float(nt), merge_threshold=float(mt), reset_count=reset_count)]
             pred = {u: segment_boundaries(s, frame_rate) for u, s in zip(ids, segs)}
-            shift, scores = tune_shift(pred, refs, shift_grid, tolerance)  # one shift: just scored there
+            shift, scores = tune_shift(pred, refs, shift_grid, tolerance, matching)  # one shift: just scored there
             tokens = sum(len(s) for s in segs)
             points.append(SweepPoint(float(nt), float(mt), float(shift), scores, tokens / max(seconds, 1e-9)))
     return points

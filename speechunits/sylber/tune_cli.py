@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from speechunits.config import parse_grid
-from speechunits.data.alignments import textgrid_syllable_spans
 from speechunits.data.jsonl import load_manifest
 from speechunits.errors import AlignmentError, ConfigError
 from speechunits.eval.boundaries import DEFAULT_SHIFT_GRID, DEFAULT_TOLERANCE, interval_boundaries
+from speechunits.eval.boundaries_refs import add_scoring_arguments, read_references, reference_spec
 from speechunits.sylber.threshold_sweep import METRICS, SweepPoint, best_point, plot_sweep, sweep_thresholds
 from speechunits.io_utils import atomic_write_json, index_files
 
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="dev Kaldi data dir or JSONL manifest")
     parser.add_argument("--alignments", required=True, type=Path,
                         help="directory searched recursively for <utt id>.TextGrid")
-    parser.add_argument("--tier", default="syllables", help="TextGrid tier with the reference syllables")
+    add_scoring_arguments(parser)  # --tier, --syllabify-phones, --phone-tier, --word-tier, --phone-map, --matching
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="seconds (default 0.05)")
     parser.add_argument("--norm-grid", default=None,
                         help="MIN:MAX:STEP or comma list of norm thresholds (default: 0.4-1.4 x the checkpoint's)")
@@ -60,12 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _references(args: argparse.Namespace) -> tuple[list[Any], dict[str, np.ndarray], list[str]]:
     utts = load_manifest(args.data, require_text=False)
     grids = index_files(args.alignments, ".TextGrid")
+    spec = reference_spec(args)
     kept, refs, missing = [], {}, []
     for utt in sorted(utts, key=lambda u: u.id):
         if utt.id not in grids:
             missing.append(utt.id)
             continue
-        refs[utt.id] = interval_boundaries(textgrid_syllable_spans(grids[utt.id], args.tier)[1])
+        refs[utt.id] = interval_boundaries(read_references(grids[utt.id], spec, utt.id).spans)
         kept.append(utt)
         if args.max_utts and len(kept) >= args.max_utts:
             break
@@ -93,12 +94,13 @@ def tune(args: argparse.Namespace) -> tuple[dict[str, Any], list[SweepPoint], Sp
     seconds = sum(len(w) for w in waves) / segmenter.sample_rate
     sweep = partial(sweep_thresholds, {u.id: h for u, h in zip(utts, states)}, refs, frame_rate=segmenter.frame_rate,
                     seconds=seconds, shift_grid=parse_grid(args.shift_grid, "--shift-grid"), tolerance=args.tolerance,
-                    reset_count=args.reset_count)
+                    reset_count=args.reset_count, matching=args.matching)
     points = sweep(norm_grid, merge_grid)
     best = best_point(points, args.metric)
     default = sweep([base], [segmenter.merge_threshold])[0]
     report = {
-        "model": str(args.model), "data": str(args.data), "alignments": str(args.alignments), "tier": args.tier,
+        "model": str(args.model), "data": str(args.data), "alignments": str(args.alignments),
+        **reference_spec(args).describe(), "matching": args.matching,
         "tolerance": args.tolerance, "metric": args.metric, "utterances": len(utts), "seconds": seconds,
         "missing_alignments": len(missing), "missing_ids": missing[:100],
         "checkpoint_defaults": default.as_dict(),
