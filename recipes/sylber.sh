@@ -136,9 +136,11 @@ tune_model() {  # DIR: with --tune-thresholds true, DIR/model.tuned.pt = DIR/mod
   local dir="$1"
   [[ "$tune_thresholds" == true ]] || return 0
   [[ "$dir/model.tuned.pt" -nt "$dir/model.pt" ]] && { echo "$dir/model.tuned.pt is up to date"; return 0; }
+  local refs=(--tier "$tier")
+  [[ "$syllabify_phones" == true ]] && refs=(--syllabify-phones --phone-tier "$phone_tier")
   run_logged "$log_dir/tune.$(basename "$dir").log" speechunits tune-segmentation --model "$dir/model.pt" \
-    --data "$data_root/${dev_sets%% *}" --alignments "$alignments" --tier "$tier" --tolerance "$tolerance" \
-    --device "$device" --json "$dir/tune.json" --plot "$dir/tune.png" --export "$dir/model.tuned.pt"
+    --data "$data_root/${dev_sets%% *}" --alignments "$alignments" "${refs[@]}" --tolerance "$tolerance" \
+    --matching "$matching" --device "$device" --json "$dir/tune.json" --plot "$dir/tune.png" --export "$dir/model.tuned.pt"
 }
 
 if [[ -z "$sylber_ckpt" && -n "$train_set" ]] && stage_begin 2 "Sylber stage 1 training on $train_set"; then
