@@ -295,7 +295,11 @@ class ShardOutput(Protocol[W]):
         ...
 
     def merge(self, nj: int) -> list[str]:
-        """Join the ``nj`` finished shards into the output; returns the ids it holds, read from its files."""
+        """Join the ``nj`` finished shards into the output; returns the ids it holds, read from its files.
+
+        An output that knows how much audio it holds may set an attribute ``audio_seconds``
+        (float) here; the summary line reports it (optional: the runner reads it with ``getattr``).
+        """
         ...
 
 
@@ -494,6 +498,8 @@ class MergeSummary:
 
     written: int
     bad: int
+    audio_seconds: float | None = None
+    """Seconds of audio in the merged output, when the output reports it (``ShardOutput.merge``)."""
 
 
 class JobRunner(Generic[W]):
@@ -617,7 +623,8 @@ class JobRunner(Generic[W]):
             bad_path(out, j).unlink(missing_ok=True)
             self.record_path(j).unlink(missing_ok=True)
         write_provenance(out, self.effective, inputs=self.inputs)
-        return MergeSummary(written=len(written), bad=len(bad))
+        seconds = getattr(self.output, "audio_seconds", None)
+        return MergeSummary(written=len(written), bad=len(bad), audio_seconds=seconds)
 
     def run(self, run_shard: Callable[[int], Any], args: argparse.Namespace,
             add_arguments: Callable[[argparse.ArgumentParser], None], *, empty_ok: bool = True) -> int:
@@ -651,8 +658,9 @@ class JobRunner(Generic[W]):
                       file=sys.stderr)
                 return 1
         summary = self.merge(empty_ok=empty_ok)
+        audio = "" if summary.audio_seconds is None else f", {summary.audio_seconds:.1f} s of audio"
         print(f"{self.verb}: wrote {self.out}: {summary.written} utterance(s) in {self.output.where}, {summary.bad} "
-              f"in {BAD_NAME} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+              f"in {BAD_NAME}{audio} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
         if summary.bad:
             print(f"{self.verb}: left out {summary.bad} utterance(s); reasons in {bad_path(self.out)}", file=sys.stderr)
         return 0

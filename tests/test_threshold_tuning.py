@@ -14,7 +14,7 @@ from speechunits.cli import main
 from speechunits.data.alignments import Interval, write_textgrid
 from speechunits.data.kaldi import write_kaldi_dir
 from speechunits.data.utterance import Utterance
-from speechunits.sylber.threshold_sweep import best_point, plot_sweep, sweep_thresholds
+from speechunits.sylber.threshold_sweep import SweepPoint, best_point, extend_sweep, plot_sweep, sweep_thresholds
 from speechunits.encoders.checkpoints import load_encoder, save_encoder
 from speechunits.encoders.model import EncoderConfig, SpeechEncoder
 
@@ -93,15 +93,24 @@ def test_tune_segmentation_cli_writes_report_plot_and_tuned_checkpoint(tmp_path:
     assert main(args) == 0
     report = json.loads((tmp_path / "tune.json").read_text())
     assert report["utterances"] == 3 and report["missing_ids"] == ["u3"]
-    assert "have no TextGrid" in capsys.readouterr().err
-    # default norm grid: 0.4 ... 1.4 x the checkpoint's threshold
+    cap = capsys.readouterr()
+    assert "have no TextGrid" in cap.err
+    # default norm grid: 0.4 ... 1.4 x the checkpoint's threshold (step 0.3), grown past the edge the best lies on
     norms = sorted({p["norm_threshold"] for p in report["grid"]})
-    assert norms[0] == pytest.approx(1.2) and norms[-1] == pytest.approx(4.2) and len(report["grid"]) == 2 * len(norms)
+    ext = report["grid_extensions"]
+    low = [e["value"] for e in ext if e["axis"] == "norm_threshold" and e["side"] == "low"]
+    high = [e["value"] for e in ext if e["axis"] == "norm_threshold" and e["side"] == "high"]
+    assert norms[0] == pytest.approx(low[-1] if low else 1.2) and norms[-1] == pytest.approx(high[-1] if high else 4.2)
+    assert [round(n, 4) for n in norms] == [round(1.2 + 0.3 * i, 4) for i in range(-len(low), 11 + len(high))]
+    assert len(report["grid"]) == len(norms) * len({p["merge_threshold"] for p in report["grid"]})
+    assert report["max_extensions"] == 4 and all(0 <= e["value"] < 1 for e in ext if e["axis"] == "merge_threshold")
+    assert cap.out.count("grid extended:") == len(ext)
     assert report["best"]["f1"] == max(p["f1"] for p in report["grid"])
     assert report["checkpoint_defaults"]["norm_threshold"] == 3.0 and "f1" in report["checkpoint_defaults"]
     tuned = load_encoder(tmp_path / "tuned.pt")
     assert tuned.segmentation_defaults["norm_threshold"] == pytest.approx(report["best"]["norm_threshold"])
     assert tuned.segmentation_defaults["merge_threshold"] == pytest.approx(report["best"]["merge_threshold"])
+    assert tuned.segmentation_defaults["shift"] == pytest.approx(report["best"]["shift"])  # the pair's tuned shift
     assert tuned.segmentation_defaults["speech_mean"] == 4.0  # the rest of the record is kept
     original = load_encoder(tmp_path / "m.pt")
     assert all(torch.equal(a, b) for a, b in zip(original.state_dict().values(), tuned.state_dict().values()))
@@ -118,3 +127,58 @@ def test_tune_segmentation_without_any_alignment_names_the_directory(tmp_path: P
     assert main(args) == 2
     assert f"{tmp_path / 'empty'}: no <utt id>.TextGrid found" in capsys.readouterr().err
     assert not (tmp_path / "tuned.pt").exists()
+
+
+def _objective_sweep(peak: tuple[float, float], calls: list[tuple[float, float]]):
+    """A sweep whose F1 peaks at ``peak`` (norm, merge); records every pair it scores in ``calls``."""
+    from speechunits.eval.boundaries import BoundaryScores
+
+    def sweep(norms, merges):
+        points = []
+        for n in norms:
+            for m in merges:
+                calls.append((n, m))
+                f1 = 1.0 - (n - peak[0]) ** 2 - (m - peak[1]) ** 2
+                points.append(SweepPoint(float(n), float(m), 0.0, BoundaryScores(f1, f1, f1, 0.0, f1, 1, 1, 1), 4.0))
+        return points
+
+    return sweep
+
+
+def test_grid_extends_past_the_edge_the_best_point_lies_on() -> None:
+    calls: list[tuple[float, float]] = []
+    sweep = _objective_sweep((0.6, 0.72), calls)
+    norms, merges = (1.2, 1.5, 1.8), (0.5, 0.6)
+    points, ext = extend_sweep(sweep(norms, merges), norms, merges, sweep, "f1", max_extensions=5)
+    # the corner (1.2, 0.6) first grows the norm axis down to the optimum's row and one past it, then merge up
+    assert [(e.axis, e.side, e.value) for e in ext] == [
+        ("norm_threshold", "low", 0.9), ("norm_threshold", "low", 0.6), ("norm_threshold", "low", 0.3),
+        ("merge_threshold", "high", 0.7), ("merge_threshold", "high", 0.8)]
+    assert [e.points for e in ext] == [2, 2, 2, 6, 6]  # only the new points: a row or a column of the grid so far
+    assert (ext[0].best_before.norm_threshold, ext[0].best_before.merge_threshold) == (1.2, 0.6)
+    assert len(calls) == len(set(calls)) == len(points) == 6 * 4  # a rectangle, every pair scored once
+    best = best_point(points, "f1")
+    assert (best.norm_threshold, best.merge_threshold) == (0.6, 0.7)
+    assert ext[-1].as_dict()["best_before"] == {"norm_threshold": 0.6, "merge_threshold": 0.7,
+                                                "f1": pytest.approx(100 * (1 - 0.02 ** 2)),
+                                                "r_value": pytest.approx(100 * (1 - 0.02 ** 2))}
+    # bounded: with 4 extensions the best may still sit on an edge
+    calls.clear()
+    points, ext = extend_sweep(sweep(norms, merges), norms, merges, sweep, "f1", max_extensions=4)
+    assert len(ext) == 4 and best_point(points, "f1").merge_threshold == 0.7
+
+
+def test_grid_extension_stays_within_the_valid_thresholds() -> None:
+    calls: list[tuple[float, float]] = []
+    # optimum below norm 0 and above merge 1: the grid cannot grow past norm 0.1 - 0.1 = 0 or merge 0.9 + 0.1 = 1
+    sweep = _objective_sweep((-1.0, 1.5), calls)
+    points, ext = extend_sweep(sweep((0.1, 0.2), (0.8, 0.9)), (0.2, 0.1), (0.8, 0.9), sweep, "f1")
+    assert ext == [] and len(points) == 4
+    # a single value on an axis gives no step to grow by; max_extensions=0 never grows
+    sweep = _objective_sweep((5.0, 0.5), calls)
+    assert extend_sweep(sweep((1.0,), (0.5,)), (1.0,), (0.5,), sweep, "f1")[1] == []
+    assert extend_sweep(sweep((1.0, 2.0), (0.5,)), (1.0, 2.0), (0.5,), sweep, "f1", max_extensions=0)[1] == []
+    points, ext = extend_sweep(sweep((1.0, 2.0), (0.5,)), (1.0, 2.0), (0.5,), sweep, "f1", max_extensions=2)
+    assert [(e.side, e.value) for e in ext] == [("high", 3.0), ("high", 4.0)]
+    with pytest.raises(ValueError, match="max_extensions"):
+        extend_sweep(points, (1.0,), (0.5,), sweep, "f1", max_extensions=-1)

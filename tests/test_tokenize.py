@@ -91,7 +91,7 @@ def single(corpus: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_output_equals_segmenter(corpus: dict, single: Path) -> None:
-    report = validate_unit_set(single)
+    report = validate_unit_set(single, check_audio=True)
     assert report.num_utterances == len(corpus["utts"])
     meta = json.loads((single / "meta.json").read_text())
     prod = meta["producer"]
@@ -108,7 +108,10 @@ def test_output_equals_segmenter(corpus: dict, single: Path) -> None:
         rec, ref = records[utt.id], seg(utt.audio)
         got = np.stack([rec.starts, rec.ends], axis=1).reshape(-1, 2)
         np.testing.assert_array_equal(got, ref.segments_frames, err_msg=utt.id)
-        assert rec.num_samples == ref.num_samples and rec.text == utt.text and rec.speaker == utt.speaker
+        info = sf.info(utt.audio)  # the record holds the file's own length and rate (u03 is at 8 kHz)
+        assert (rec.num_samples, rec.sample_rate) == (info.frames, info.samplerate)
+        assert rec.num_samples * SR == ref.num_samples * rec.sample_rate  # the model saw it resampled
+        assert rec.text == utt.text and rec.speaker == utt.speaker
         emb = np.asarray(embs[utt.id])
         assert emb.dtype == np.float16 and emb.shape == ref.embeddings.shape
         np.testing.assert_allclose(emb.astype(np.float32), segment_means(ref.hidden_states, ref.segments_frames),

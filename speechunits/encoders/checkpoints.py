@@ -548,7 +548,8 @@ def _unwrap(obj: dict[str, Any], path: Path) -> tuple[dict[str, Any], str, dict[
 
 
 def segmentation_defaults(path: str | PathLike[str]) -> dict[str, float]:
-    """Thresholds recorded in one of our model files (``save_encoder``); {} for other layouts."""
+    """Segmentation defaults (thresholds, ``shift``, norm statistics) recorded in one of our model files
+    (``save_encoder``); {} for other layouts."""
     path = Path(path)
     if path.is_dir() or not path.is_file():
         return {}
@@ -562,10 +563,11 @@ def save_encoder(
 ) -> None:
     """Write ``{"format", "config", "state_dict"[, "segmentation"]}`` atomically.
 
-    ``segmentation`` holds the thresholds this model should be segmented with (e.g. the
-    adaptive norm threshold reached in training); :func:`load_encoder` exposes them as
-    ``model.segmentation_defaults`` and Sylber's ``Segmenter``
-    uses them unless told otherwise.
+    ``segmentation`` holds the settings this model should be segmented with (e.g. the
+    adaptive norm threshold reached in training; ``tune-segmentation --export`` adds the tuned
+    ``norm_threshold``, ``merge_threshold`` and ``shift``, the seconds added to every boundary);
+    :func:`load_encoder` exposes them as ``model.segmentation_defaults`` and Sylber's
+    ``Segmenter``, ``tokenize`` and ``segment`` use them unless told otherwise.
     """
     payload: dict[str, Any] = {
         "format": FORMAT_TAG,

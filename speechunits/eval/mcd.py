@@ -20,8 +20,8 @@ Along the path, each aligned pair ``(c, c')`` costs
 the path. Silence is not removed, but both waves' band powers are floored at one level,
 ``DYNAMIC_RANGE_DB`` (60 dB) below the reference's loudest band (:func:`paired_cepstra`):
 without it the log of near-silent bands (down to ``1e-10``) dominates the distance, and MCD
-measures the hiss a vocoder leaves in pauses rather than the speech. The DTW kernel is compiled with numba (``cache=True``:
-set ``NUMBA_CACHE_DIR`` to keep its cache out of the source tree).
+measures the hiss a vocoder leaves in pauses rather than the speech. The DTW kernel is compiled with numba (``cache=True``;
+the cache goes to a user directory, never the source tree: :mod:`speechunits.numba_cache`).
 """
 
 from __future__ import annotations

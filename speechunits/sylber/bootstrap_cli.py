@@ -3,7 +3,12 @@
 Reads a corpus (Kaldi data dir or JSONL manifest), runs
 :func:`speechunits.sylber.bootstrap.bootstrap_segments` on every utterance (audio loaded at
 16 kHz) and writes a unit set of kind ``syllable`` at frame rate 16000/320 with segments only
-(no unit ids, no embeddings) through the unit-set writer of :mod:`speechunits.units`.
+(no unit ids, no embeddings) through the unit-set writer of :mod:`speechunits.units`. Each
+record holds the audio file's own ``num_samples`` and ``sample_rate`` (as the unit format
+says, so ``validate-units --check-audio`` accepts it), whatever rate the frames are counted at:
+from the file's header (a manifest's claim is not needed: the file is read anyway); for a Kaldi
+pipe command, from the manifest when it records them (else the command's output header). A
+decoded length that disagrees with them is a bad utterance.
 
 Sharding, resuming and merging are the job runner's (:mod:`speechunits.jobs` with the unit-set
 output of :mod:`speechunits.units.shard_output`, ``docs/jobs.md``): utterances sorted by id are dealt round-robin to ``--nj`` shards; ``--job J``
@@ -18,14 +23,16 @@ as ``<id>\t<reason>``. The effective config and provenance are written last
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from speechunits.audio import audio_info, is_pipe_command
 from speechunits.data.utterance import Utterance
-from speechunits.errors import ConfigError, SpeechUnitsError
+from speechunits.errors import AudioError, ConfigError, SpeechUnitsError
 from speechunits.jobs import JobRunner, add_job_arguments, check_job_args, limit_threads, log_to_stderr
 from speechunits.units.shard_output import UnitShardWriter, unit_set_runner
 from speechunits.sylber.bootstrap import HOP, SAMPLE_RATE, BootstrapConfig, bootstrap_segments
@@ -39,10 +46,35 @@ def effective_config(args: argparse.Namespace, config: BootstrapConfig) -> dict[
     return {"verb": VERB, "data": str(Path(args.data).resolve()), "nj": args.nj, "bootstrap": config.to_dict()}
 
 
-def segment_utterance(utt: Utterance, config: BootstrapConfig) -> tuple[np.ndarray, int]:
-    """(segments, number of 16 kHz samples) of one utterance; raises SpeechUnitsError on bad audio."""
+def file_length(utt: Utterance) -> tuple[int, int]:
+    """(samples, sample rate) of the utterance's audio: the file's header; for a pipe command the
+    manifest's values when recorded (running the command once more costs a decode)."""
+    if is_pipe_command(utt.audio) and utt.num_samples is not None and utt.sample_rate is not None:
+        return int(utt.num_samples), int(utt.sample_rate)
+    info = audio_info(utt.audio)
+    return info.num_samples, info.sample_rate
+
+
+def resampled_samples(num_samples: int, orig_sr: int, target_sr: int = SAMPLE_RATE) -> int:
+    """Length of ``num_samples`` resampled from ``orig_sr`` to ``target_sr`` (ceil of the reduced ratio,
+    as ``speechunits.audio.resample`` gives)."""
+    if orig_sr == target_sr:
+        return num_samples
+    g = math.gcd(orig_sr, target_sr)
+    return -(-num_samples * (target_sr // g) // (orig_sr // g))
+
+
+def segment_utterance(utt: Utterance, config: BootstrapConfig) -> tuple[np.ndarray, int, int]:
+    """(segments, samples, sample rate) of one utterance, the last two the audio file's own;
+    raises SpeechUnitsError on bad audio (a length that disagrees with the manifest/header included)."""
+    num_samples, sample_rate = file_length(utt)
     wave = AcousticSegmentSource.load(utt)
-    return bootstrap_segments(wave, SAMPLE_RATE, config), len(wave)
+    expected = resampled_samples(num_samples, sample_rate)
+    if len(wave) != expected:
+        raise AudioError(utt.audio, f"decoded {len(wave)} samples at {SAMPLE_RATE} Hz but the manifest/header gives "
+                                    f"{num_samples} samples at {sample_rate} Hz ({expected} at {SAMPLE_RATE} Hz); "
+                                    "the manifest is stale or the file is damaged")
+    return bootstrap_segments(wave, SAMPLE_RATE, config), num_samples, sample_rate
 
 
 def run_shard(runner: JobRunner[UnitShardWriter], job: int, config: BootstrapConfig,
@@ -52,13 +84,13 @@ def run_shard(runner: JobRunner[UnitShardWriter], job: int, config: BootstrapCon
                            producer={"segmenter": "acoustic-bootstrap", "config": config.to_dict()}) as shard:
         for utt in shard.todo:
             try:
-                seg, num_samples = segment_utterance(utt, config)
+                seg, num_samples, sample_rate = segment_utterance(utt, config)
             except SpeechUnitsError as err:
                 shard.progress(0, [f"{utt.id}\t{err}"])
                 continue
-            shard.writer.add(id=utt.id, audio=utt.audio, num_samples=num_samples, sample_rate=SAMPLE_RATE,
+            shard.writer.add(id=utt.id, audio=utt.audio, num_samples=num_samples, sample_rate=sample_rate,
                              starts=seg[:, 0].tolist(), ends=seg[:, 1].tolist(), speaker=utt.speaker, text=utt.text)
-            shard.progress(1, audio_seconds=num_samples / SAMPLE_RATE)
+            shard.progress(1, audio_seconds=num_samples / sample_rate)
             shard.pause()
 
 
@@ -91,4 +123,5 @@ def run(args: argparse.Namespace) -> int:
     return runner.run(lambda job: run_shard(runner, job, config, str(args.data)), args, add_arguments)
 
 
-__all__ = ["add_arguments", "effective_config", "run", "run_shard", "segment_utterance"]
+__all__ = ["add_arguments", "effective_config", "file_length", "resampled_samples", "run", "run_shard",
+           "segment_utterance"]

@@ -31,7 +31,7 @@ Zero-length segments, which the reference can emit only for degenerate settings
 
 Public API: :func:`greedy_segment`, :func:`greedy_segment_batch`, :func:`segment_means`,
 :func:`segments_to_seconds`. Nothing is compiled at import; the first call compiles (cached on
-disk with ``cache=True``).
+disk with ``cache=True``, in the user cache directory of :mod:`speechunits.numba_cache`).
 """
 
 from __future__ import annotations

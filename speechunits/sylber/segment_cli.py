@@ -2,11 +2,16 @@
 
 Prints (``--out -``, the default) or writes (``--out DIR``: ``DIR/<stem>.json|tsv``) the
 segments of each file in seconds. ``--format json`` gives one JSON object per file
-(``file``, ``num_samples``, ``sample_rate``, ``frame_rate``, ``segments`` in seconds,
-``frames`` as ``[start, end)`` frame indices); ``--format tsv`` gives ``file<TAB>start<TAB>end``
-lines. ``--plot out.png`` (one file only) draws waveform, log-mel spectrogram and frame norms
-with the segments. Files whose audio cannot be read are reported on stderr and make the exit
-status 2; the other files are still processed.
+(``file``, ``num_samples`` and ``sample_rate`` of the audio as the model saw it (resampled to
+the model's rate), ``frame_rate``, ``shift``, ``segments`` in seconds, ``frames`` as
+``[start, end)`` frame indices); ``--format tsv`` gives ``file<TAB>start<TAB>end`` lines.
+The boundary shift (``--shift SECONDS``, default the checkpoint's, stored by
+``tune-segmentation --export``, else 0) is added to every boundary: exactly in seconds, by
+whole frames in ``frames``, both clipped to the audio (:mod:`speechunits.sylber.boundary_shift`).
+``--plot out.png`` (one file only) draws waveform, log-mel spectrogram and frame norms with the
+segments. Files whose audio cannot be read are reported on stderr and make the exit status 2;
+the other files are still processed. A one-line summary (files, segments, seconds of audio,
+where the output went) ends on stderr.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ def format_result(name: str, result: SegmentationResult, fmt: str) -> str:
     if fmt == "json":
         return json.dumps({
             "file": name, "num_samples": result.num_samples, "sample_rate": result.sample_rate,
-            "frame_rate": result.frame_rate,
+            "frame_rate": result.frame_rate, "shift": result.shift,
             "segments": [[round(float(s), 6), round(float(e), 6)] for s, e in result.segments_seconds],
             "frames": result.segments_frames.tolist(),
         }) + "\n"
@@ -61,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         if dupes:
             raise ConfigError(out_dir, f"several input files share the name(s) {dupes}; their outputs would collide")
     seg = Segmenter(args.model, device=args.device, norm_threshold=args.norm_threshold,
-                    merge_threshold=args.merge_threshold, reset_count=args.reset_count)
+                    merge_threshold=args.merge_threshold, reset_count=args.reset_count, shift=args.shift)
     names, waves, failed = [], [], 0
     for f in args.files:
         try:
@@ -84,4 +89,8 @@ def run(args: argparse.Namespace) -> int:
 
         plot_segmentation(waves[0], results[0], args.plot, norm_threshold=seg.norm_threshold, title=Path(names[0]).name)
     sys.stdout.flush()
+    seconds = sum(len(w) for w in waves) / seg.sample_rate
+    where = "standard output" if out_dir is None else str(out_dir)
+    print(f"segment: {len(results)} file(s), {sum(r.num_segments for r in results)} segments, {seconds:.1f} s of "
+          f"audio -> {where}; {failed} unreadable; shift {1000 * seg.shift:+.0f} ms", file=sys.stderr)
     return 2 if failed else 0

@@ -9,7 +9,9 @@ non-overlapping, silence left out.
 * :class:`FileSegmentSource`: precomputed segments: per-utterance ``<id>.npy`` arrays (frames
   or seconds), TextGrid tiers (``<id>.TextGrid``, found recursively) or a unit set directory.
 * :class:`ModelSegmentSource`: any callable ``model(audio_path)`` whose result has
-  ``.segments_frames`` (e.g. :class:`speechunits.sylber.segmenter.Segmenter`).
+  ``.segments_frames`` (e.g. :class:`speechunits.sylber.segmenter.Segmenter`). Built from
+  ``model:CHECKPOINT`` it ignores the checkpoint's boundary shift (``shift: 0``, unless the
+  spec dict gives one): the frames stay the model's own, which stage-1 targets index.
 
 :func:`make_segment_source` builds one from a spec string or dict::
 
@@ -210,6 +212,7 @@ def make_segment_source(spec: str | Mapping[str, Any]) -> SegmentSource:
             raise ConfigError(None, "segment source 'model' needs a 'checkpoint' or a 'model' object")
         from speechunits.sylber.segmenter import Segmenter
 
+        cfg.setdefault("shift", 0.0)  # the model's own frames: they index its features (stage-1 targets)
         return ModelSegmentSource(Segmenter(cfg.pop("checkpoint"), **cfg))
     raise ConfigError(None, f"unknown segment source type {kind!r}; expected acoustic, npy, textgrid, units or model")
 

@@ -9,6 +9,11 @@ path (:class:`speechunits.encoders.batch.BatchEncoder`), which trims each uttera
 padding with the model's exact frame lengths; because the encoder is padding-invariant (see
 :mod:`speechunits.encoders.model`) the results equal per-item calls. An utterance shorter
 than the model's receptive field gets no frames and no segments.
+
+The boundary shift (``shift`` seconds, default the checkpoint's, see
+:mod:`speechunits.sylber.boundary_shift`) moves ``segments_seconds`` exactly and
+``segments_frames`` by whole frames, both clipped to the audio; a segment that collapses is
+dropped with its embedding row. ``hidden_states`` are the model's, unshifted.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from speechunits.device import resolve_device
 from speechunits.encoders.batch import TOO_SHORT, BatchEncoder
 from speechunits.encoders.model import SpeechEncoder
 from speechunits.errors import AudioError
+from speechunits.sylber.boundary_shift import shift_frames, shift_segment_frames, shift_segment_seconds
 from speechunits.sylber.segment import greedy_segment_batch, segment_means, segments_to_seconds
-from speechunits.sylber.thresholds import pick_thresholds
+from speechunits.sylber.thresholds import pick_shift, pick_thresholds
 
 AudioInput = Union[str, "os.PathLike[str]", np.ndarray, torch.Tensor]
 
@@ -45,6 +51,8 @@ class SegmentationResult:
     frame_rate: float
     num_samples: int  # at sample_rate
     sample_rate: int = 16000
+    shift: float = 0.0  # seconds added to the boundary times (segments_frames: shift_frames frames)
+    shift_frames: int = 0
 
     @property
     def num_segments(self) -> int:
@@ -71,6 +79,8 @@ class Segmenter:
             settable after construction). ``None`` takes the thresholds recorded in the
             checkpoint (``model.segmentation_defaults``), else Sylber's defaults
             (:mod:`speechunits.sylber.thresholds`).
+        shift: seconds added to every boundary (``None``: the checkpoint's ``shift``, else 0);
+            a settable attribute like the thresholds.
         autocast: bf16 autocast on CUDA (ignored on the CPU).
         load_kwargs: passed to ``load_encoder`` (``config``, ``prefix``, ``num_layers`` ...).
     """
@@ -83,6 +93,7 @@ class Segmenter:
         norm_threshold: float | None = None,
         merge_threshold: float | None = None,
         reset_count: bool = False,
+        shift: float | None = None,
         autocast: bool = True,
         **load_kwargs: Any,
     ) -> None:
@@ -96,6 +107,7 @@ class Segmenter:
         self.model = model.to(self.device).eval()
         self.norm_threshold, self.merge_threshold = pick_thresholds(model.segmentation_defaults, norm_threshold,
                                                                     merge_threshold)
+        self.shift = pick_shift(model.segmentation_defaults, shift)
         self.reset_count = bool(reset_count)
         self.autocast = bool(autocast)
 
@@ -146,16 +158,27 @@ class Segmenter:
         segs = greedy_segment_batch(states, norm_threshold=self.norm_threshold, merge_threshold=self.merge_threshold,
                                     reset_count=self.reset_count)
         out = []
+        frames = shift_frames(self.shift, self.frame_rate)
+        hop = int(self.model.config.hop_length)
         for wav, h, s in zip(waves, states, segs):
             s = np.asarray(s, dtype=np.int64).reshape(-1, 2)
+            emb = segment_means(h, s) if len(s) else np.zeros((0, h.shape[1]), np.float32)
+            seconds = segments_to_seconds(s, self.frame_rate)
+            if self.shift != 0.0:
+                seconds = shift_segment_seconds(seconds, self.shift, len(wav) / self.sample_rate)
+                moved, keep = shift_segment_frames(s, frames, -(-len(wav) // hop))
+                ok = seconds[keep, 1] > seconds[keep, 0]  # non-empty both in frames and in seconds
+                s, seconds, emb = moved[ok], seconds[keep[ok]], emb[keep[ok]]
             out.append(SegmentationResult(
                 segments_frames=s,
-                segments_seconds=segments_to_seconds(s, self.frame_rate),
-                embeddings=segment_means(h, s) if len(s) else np.zeros((0, h.shape[1]), np.float32),
+                segments_seconds=seconds,
+                embeddings=emb,
                 hidden_states=h,
                 frame_rate=self.frame_rate,
                 num_samples=len(wav),
                 sample_rate=self.sample_rate,
+                shift=self.shift,
+                shift_frames=frames,
             ))
         return out
 

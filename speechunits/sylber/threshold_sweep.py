@@ -6,11 +6,19 @@ its speech/non-speech norm distributions and the middle of the merge range); the
 far from the best operating point, so a recipe may pick them on a labelled *dev* set, as it
 picks the constant boundary shift. Features are computed once; every grid point only reruns
 the linear-time segmentation.
+
+**Grid extension** (:func:`extend_sweep`). A best point on the edge of the grid says the
+optimum may lie beyond it (the best norm threshold of a trained model was seen on the lowest
+row). So while the best pair lies on an edge that can still grow (norm thresholds stay
+``> 0``, merge thresholds in ``[0, 1)``, as the command accepts them), the grid grows by one
+step beyond that edge (the step between the two outermost values there) and only the new
+points are swept, at most ``max_extensions`` times. The grid stays a rectangle: a new norm
+row is swept at every merge value so far, a new merge column at every norm value so far.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +82,87 @@ def sweep_thresholds(
     return points
 
 
+@dataclass(frozen=True)
+class GridExtension:
+    """One step the grid grew by: ``axis`` (``norm_threshold`` or ``merge_threshold``), ``side``
+    (``low``/``high``), the new ``value``, the ``points`` swept for it, and the best point before."""
+
+    axis: str
+    side: str
+    value: float
+    points: int
+    best_before: SweepPoint
+
+    def as_dict(self) -> dict[str, Any]:
+        before = self.best_before
+        return {"axis": self.axis, "side": self.side, "value": self.value, "points": self.points,
+                "best_before": {"norm_threshold": before.norm_threshold, "merge_threshold": before.merge_threshold,
+                                "f1": 100.0 * before.scores.f1, "r_value": 100.0 * before.scores.r_value}}
+
+
+MAX_EXTENSIONS = 4
+"""Default bound on how many times :func:`extend_sweep` grows the grid."""
+
+_ALLOWED: dict[str, Callable[[float], bool]] = {
+    "norm_threshold": lambda v: v > 0.0,
+    "merge_threshold": lambda v: 0.0 <= v < 1.0,
+}
+
+
+def _edge_step(values: Sequence[float], best: float, axis: str) -> tuple[str, float] | None:
+    """(side, new value) one step beyond the edge ``best`` lies on, when that value is allowed."""
+    if len(values) < 2:
+        return None
+    if best == values[0]:
+        side, new = "low", values[0] - (values[1] - values[0])
+    elif best == values[-1]:
+        side, new = "high", values[-1] + (values[-1] - values[-2])
+    else:
+        return None
+    new = round(new, 6)
+    return (side, new) if _ALLOWED[axis](new) and new not in values else None
+
+
+def extend_sweep(
+    points: Sequence[SweepPoint],
+    norm_grid: Sequence[float],
+    merge_grid: Sequence[float],
+    sweep: Callable[[Sequence[float], Sequence[float]], list[SweepPoint]],
+    metric: str = "f1",
+    max_extensions: int = MAX_EXTENSIONS,
+) -> tuple[list[SweepPoint], list[GridExtension]]:
+    """Grow the grid past the edge the best point lies on (see the module docstring).
+
+    ``points`` are the sweep of ``norm_grid`` x ``merge_grid``; ``sweep(norms, merges)`` scores
+    new pairs (e.g. :func:`sweep_thresholds` with its other arguments bound). Returns all
+    points (the new ones appended) and the extensions made, in order. The norm axis is grown
+    first when the best point sits on a corner; each step counts once towards ``max_extensions``.
+    """
+    if max_extensions < 0:
+        raise ValueError(f"max_extensions must be >= 0, got {max_extensions}")
+    points = list(points)
+    axes = {"norm_threshold": sorted(set(map(float, norm_grid))),
+            "merge_threshold": sorted(set(map(float, merge_grid)))}
+    extensions: list[GridExtension] = []
+    while len(extensions) < max_extensions:
+        best = best_point(points, metric)
+        for axis, values in axes.items():
+            step = _edge_step(values, getattr(best, axis), axis)
+            if step is not None:
+                break
+        else:
+            break
+        side, value = step
+        if axis == "norm_threshold":
+            new = sweep([value], axes["merge_threshold"])
+        else:
+            new = sweep(axes["norm_threshold"], [value])
+        values.insert(0 if side == "low" else len(values), value)
+        points += new
+        extensions.append(GridExtension(axis, side, value, len(new), best))
+    return points, extensions
+
+
 def best_point(points: Sequence[SweepPoint], metric: str = "f1") -> SweepPoint:
     """The point with the highest ``metric`` (ties: the earlier point of the grid)."""
     if metric not in METRICS:
@@ -119,4 +208,5 @@ def plot_sweep(points: Sequence[SweepPoint], out: str | Path, metric: str = "f1"
     plt.close(fig)
 
 
-__all__ = ["METRICS", "SweepPoint", "best_point", "plot_sweep", "sweep_thresholds"]
+__all__ = ["MAX_EXTENSIONS", "METRICS", "GridExtension", "SweepPoint", "best_point", "extend_sweep", "plot_sweep",
+           "sweep_thresholds"]

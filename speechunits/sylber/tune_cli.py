@@ -2,9 +2,15 @@
 
 Encodes the ``--data`` utterances that have a ``<utt id>.TextGrid`` under ``--alignments``
 once, then scores every (norm threshold, merge threshold) pair of the grid, each at its best
-constant shift, and reports the best pair by ``--metric``. ``--export`` writes a copy of the
-checkpoint whose recorded segmentation defaults are the chosen thresholds, so ``tokenize``
-and ``segment`` use them without flags. Use a dev set, never the test set you report on.
+constant shift, and reports the best pair by ``--metric``. When the best pair lies on an edge
+of the grid, the grid grows one step past that edge and only the new points are swept, up to
+``--max-extensions`` times (:func:`speechunits.sylber.threshold_sweep.extend_sweep`); the
+report lists the extensions made. ``--export`` writes a copy of the checkpoint whose recorded
+segmentation defaults are the chosen thresholds and the chosen pair's boundary shift
+(``shift``, seconds added to every boundary), so ``tokenize`` and ``segment`` use them
+without flags. The sweep always scores the model's raw boundaries (a shift the checkpoint
+already records is not applied first): the exported shift replaces it. Use a dev set, never
+the test set you report on.
 """
 
 from __future__ import annotations
@@ -23,7 +29,15 @@ from speechunits.data.jsonl import load_manifest
 from speechunits.errors import AlignmentError, ConfigError
 from speechunits.eval.boundaries import DEFAULT_SHIFT_GRID, DEFAULT_TOLERANCE, interval_boundaries
 from speechunits.eval.boundaries_refs import add_scoring_arguments, read_references, reference_spec
-from speechunits.sylber.threshold_sweep import METRICS, SweepPoint, best_point, plot_sweep, sweep_thresholds
+from speechunits.sylber.threshold_sweep import (
+    MAX_EXTENSIONS,
+    METRICS,
+    SweepPoint,
+    best_point,
+    extend_sweep,
+    plot_sweep,
+    sweep_thresholds,
+)
 from speechunits.io_utils import atomic_write_json, index_files
 
 if TYPE_CHECKING:
@@ -47,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shift-grid", default=f"{DEFAULT_SHIFT_GRID[0]}:{DEFAULT_SHIFT_GRID[-1]}:0.005",
                         help="shifts (s) tried for every pair; '0' scores without a shift")
     parser.add_argument("--metric", choices=METRICS, default="f1", help="what the best pair maximises")
+    parser.add_argument("--max-extensions", type=int, default=MAX_EXTENSIONS,
+                        help="times the grid may grow one step past the edge the best pair lies on "
+                             f"(norm > 0, merge in [0, 1)); 0: never (default {MAX_EXTENSIONS})")
     parser.add_argument("--max-utts", type=int, default=0, help="score only the first N aligned utterances (0: all)")
     parser.add_argument("--reset-count", action="store_true", help="corrected greedy variant (reference quirk off)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -54,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the whole grid and the best pair here")
     parser.add_argument("--plot", type=Path, default=None, help="heatmap of the metric over the grid (png/pdf/svg)")
     parser.add_argument("--export", type=Path, default=None,
-                        help="write a copy of the checkpoint with the chosen thresholds as its defaults")
+                        help="write a copy of the checkpoint with the chosen thresholds and boundary shift as its "
+                             "defaults")
 
 
 def _references(args: argparse.Namespace) -> tuple[list[Any], dict[str, np.ndarray], list[str]]:
@@ -82,6 +100,8 @@ def tune(args: argparse.Namespace) -> tuple[dict[str, Any], list[SweepPoint], Sp
 
     if not (args.tolerance > 0 and math.isfinite(args.tolerance)):
         raise ConfigError(None, f"--tolerance must be a positive number of seconds, got {args.tolerance}")
+    if args.max_extensions < 0:
+        raise ConfigError(None, f"--max-extensions must be >= 0, got {args.max_extensions}")
     utts, refs, missing = _references(args)
     segmenter = Segmenter(args.model, device=args.device)
     waves, states = segmenter.encode_many([u.audio for u in utts], batch_seconds=args.batch_seconds,
@@ -95,7 +115,8 @@ def tune(args: argparse.Namespace) -> tuple[dict[str, Any], list[SweepPoint], Sp
     sweep = partial(sweep_thresholds, {u.id: h for u, h in zip(utts, states)}, refs, frame_rate=segmenter.frame_rate,
                     seconds=seconds, shift_grid=parse_grid(args.shift_grid, "--shift-grid"), tolerance=args.tolerance,
                     reset_count=args.reset_count, matching=args.matching)
-    points = sweep(norm_grid, merge_grid)
+    points, extensions = extend_sweep(sweep(norm_grid, merge_grid), norm_grid, merge_grid, sweep, args.metric,
+                                      args.max_extensions)
     best = best_point(points, args.metric)
     default = sweep([base], [segmenter.merge_threshold])[0]
     report = {
@@ -104,6 +125,7 @@ def tune(args: argparse.Namespace) -> tuple[dict[str, Any], list[SweepPoint], Sp
         "tolerance": args.tolerance, "metric": args.metric, "utterances": len(utts), "seconds": seconds,
         "missing_alignments": len(missing), "missing_ids": missing[:100],
         "checkpoint_defaults": default.as_dict(),
+        "max_extensions": args.max_extensions, "grid_extensions": [e.as_dict() for e in extensions],
         "best": best.as_dict(), "grid": [p.as_dict() for p in points],
     }
     return report, points, segmenter.model
@@ -114,6 +136,12 @@ def run(args: argparse.Namespace) -> int:
     report, points, model = tune(args)
     best, d = report["best"], report["checkpoint_defaults"]
     print(f"tune-segmentation: {report['utterances']} utterances of {args.data}, {len(points)} threshold pairs")
+    for e in report["grid_extensions"]:
+        print(f"  grid extended: best on the {e['side']} {e['axis'].replace('_', ' ')} edge, "
+              f"swept {e['points']} more pair(s) at {e['value']:.4g}")
+    if len(report["grid_extensions"]) == args.max_extensions > 0:
+        print(f"warning: the grid grew {args.max_extensions} times (--max-extensions) and the best pair may still "
+              "lie on its edge; widen --norm-grid/--merge-grid", file=sys.stderr)
     for what, p in (("checkpoint defaults", d), (f"best by {args.metric}", best)):
         print(f"  {what}: norm {p['norm_threshold']:.4g}, merge {p['merge_threshold']:.4g}, "
               f"shift {1000 * p['shift']:+.0f} ms -> P {p['precision']:.1f} R {p['recall']:.1f} "
@@ -129,9 +157,11 @@ def run(args: argparse.Namespace) -> int:
         from speechunits.encoders.checkpoints import save_encoder
 
         segmentation = {**getattr(model, "segmentation_defaults", {}),
-                        "norm_threshold": best["norm_threshold"], "merge_threshold": best["merge_threshold"]}
+                        "norm_threshold": best["norm_threshold"], "merge_threshold": best["merge_threshold"],
+                        "shift": best["shift"]}
         save_encoder(args.export, model.cpu(), segmentation=segmentation)
-        print(f"  tuned checkpoint: {args.export}")
+        print(f"  tuned checkpoint: {args.export} (norm {best['norm_threshold']:.4g}, merge "
+              f"{best['merge_threshold']:.4g}, shift {1000 * best['shift']:+.0f} ms)")
     return 0
 
 

@@ -15,6 +15,14 @@ different config deleted first, ``bad_utts.J.txt`` + ``units.J.jsonl`` + the rec
 2. **Segmentation + writing** (greedy segmentation, segment means, ``writer.add``) run on a
    worker thread (:class:`~speechunits.tokenize.overlap.OverlapWorker`) while the main thread
    runs the next batch's forward pass. Embeddings are stored float16 by the writer.
+   The boundary shift (``settings.shift`` seconds: the checkpoint's ``shift`` unless
+   ``--shift`` is given) moves the segments by whole frames after the embeddings are taken,
+   clipped to the audio (:mod:`speechunits.sylber.boundary_shift`); a non-zero shift is
+   recorded in the producer (``shift`` applied, ``shift_frames``, ``shift_requested``), so
+   boundary evaluation knows the set carries it. Each record holds the audio file's own ``num_samples`` and ``sample_rate`` (the unit
+   format's rule, checked by ``validate-units --check-audio``), from the manifest when it
+   records them, else from the file's header: the lengths the data pipeline planned with and
+   checked the decoded audio against. The frames count at the model's rate (``meta.json``).
 3. **Bad utterances** (bad audio, too short for one frame, non-finite features, features the
    segmenter rejects) are listed in ``bad_utts.J.txt`` with their reason.
 4. **Given segments** (``--segments UNIT_DIR``, :mod:`speechunits.tokenize.given`): the greedy
@@ -30,20 +38,23 @@ batch is written, so a test can kill a job mid-way.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from speechunits.data.pipeline import stored_length
 from speechunits.data.utterance import Utterance, manifest_fingerprint
 from speechunits.device import resolve_device
 from speechunits.encoders.batch import BatchEncoder, Encoded, EncodeFailure
 from speechunits.encoders.model import SpeechEncoder
-from speechunits.errors import ConfigError
+from speechunits.errors import AudioError, ConfigError
 from speechunits.io_utils import sha256_path
 from speechunits.jobs import DELAY_ENV, JobRunner, ShardReport, ShardRun, limit_threads
 from speechunits.units.shard_output import UnitShardWriter, unit_set_runner
+from speechunits.sylber.boundary_shift import shift_frames, shift_producer, shift_segment_frames
 from speechunits.sylber.segment import greedy_segment, segment_means
 from speechunits.sylber.thresholds import DEFAULT_MERGE_THRESHOLD, DEFAULT_NORM_THRESHOLD
 from speechunits.tokenize.given import SEGMENTER as GIVEN, GivenSegments, SegmentSet, check_frame_rate
@@ -66,6 +77,8 @@ class TokenizeSettings:
     norm_threshold: float = DEFAULT_NORM_THRESHOLD
     merge_threshold: float = DEFAULT_MERGE_THRESHOLD
     reset_count: bool = False
+    shift: float = 0.0
+    """Seconds added to every boundary (rounded to whole frames); unused with ``segments``."""
     embeddings: bool = True
     batch_seconds: float = 60.0
     num_workers: int = 2
@@ -85,6 +98,8 @@ class TokenizeSettings:
             problems.append(f"--num-workers must be >= 1, got {self.num_workers}")
         if self.threads is not None and self.threads < 1:
             problems.append(f"--threads must be >= 1, got {self.threads}")
+        if not math.isfinite(self.shift):
+            problems.append(f"--shift must be a finite number of seconds, got {self.shift}")
         if not (self.norm_threshold >= 0 and -1 <= self.merge_threshold <= 1):
             problems.append(f"need --norm-threshold >= 0 and -1 <= --merge-threshold <= 1, got "
                             f"{self.norm_threshold}, {self.merge_threshold}")
@@ -94,17 +109,24 @@ class TokenizeSettings:
 
 # ------------------------------------------------------------------ config / provenance
 def producer(settings: TokenizeSettings, model: SpeechEncoder, model_hash: str) -> dict[str, Any]:
-    """The ``producer`` block of ``meta.json`` (no thresholds with given segments: they play no part)."""
+    """The ``producer`` block of ``meta.json`` (no thresholds or shift with given segments: they play no part).
+
+    A non-zero boundary shift adds ``shift`` (seconds applied, whole frames), ``shift_frames`` and
+    ``shift_requested``; without these keys the set carries no shift.
+    """
     model_block = {"path": str(settings.model), "sha256": model_hash, "config": model.config.to_dict()}
     if settings.segments is not None:
         return {"segmenter": GIVEN, "segments": settings.segments.producer(), "model": model_block}
-    return {
+    block = {
         "segmenter": SEGMENTER,
         "model": model_block,
         "norm_threshold": settings.norm_threshold,
         "merge_threshold": settings.merge_threshold,
         "reset_count": settings.reset_count,
     }
+    if settings.shift != 0.0:
+        block.update(shift_producer(settings.shift, float(model.frame_rate)))
+    return block
 
 
 def effective_config(settings: TokenizeSettings, model: SpeechEncoder, model_hash: str,
@@ -160,6 +182,8 @@ class TokenizeJob:
         self.device = resolve_device(settings.device)
         self.model_hash = model_hash
         self.sample_rate = int(model.config.sample_rate)
+        self.hop = int(model.config.hop_length)
+        self.shift_frames = 0 if settings.segments is not None else shift_frames(settings.shift, float(model.frame_rate))
         self.given = GivenSegments(settings.segments) if settings.segments is not None else None
 
     def run(self, job: int) -> ShardReport:
@@ -221,11 +245,19 @@ class TokenizeJob:
             emb = None
             if s.embeddings:
                 emb = segment_means(states, seg) if len(seg) else np.zeros((0, states.shape[1]), np.float32)
-            shard.writer.add(id=utt.id, audio=utt.audio, num_samples=enc.num_samples, sample_rate=self.sample_rate,
+            if self.shift_frames:  # boundaries moved after pooling: the embeddings are the model's own frames
+                seg, keep = shift_segment_frames(seg, self.shift_frames, -(-enc.num_samples // self.hop))
+                emb = emb[keep] if emb is not None else None
+            try:  # the file's own length and rate (enc.num_samples is at the model's rate)
+                num_samples, sample_rate = stored_length(utt)
+            except AudioError as err:  # read once already while planning; only a file changed since fails here
+                bad.append(f"{utt.id}\t{err}")
+                continue
+            shard.writer.add(id=utt.id, audio=utt.audio, num_samples=num_samples, sample_rate=sample_rate,
                              starts=seg[:, 0].tolist(), ends=seg[:, 1].tolist(), speaker=utt.speaker,
                              text=utt.text, embeddings=emb)
             written += 1
-            seconds += enc.num_samples / self.sample_rate
+            seconds += num_samples / sample_rate
         return written, seconds, bad
 
 

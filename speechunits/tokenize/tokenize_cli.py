@@ -44,24 +44,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-embeddings", action="store_true", help="write segments only (no embeddings/)")
     parser.add_argument("--segments", type=Path, default=None, metavar="UNIT_DIR",
                         help="pool the model's features over this unit set's spans (e.g. bootstrap-segments output) "
-                             "instead of greedy segmentation; the thresholds are then unused")
+                             "instead of greedy segmentation; the thresholds and the shift are then unused")
     add_job_arguments(parser)
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
     from speechunits.encoders.checkpoints import segmentation_defaults
-    from speechunits.sylber.thresholds import pick_thresholds
+    from speechunits.sylber.thresholds import pick_shift, pick_thresholds
     from speechunits.tokenize.given import open_segment_set
     from speechunits.tokenize.job import TokenizeSettings
 
     check_job_args(args)
     if not Path(args.model).exists():
         raise ConfigError(Path(args.model), "model checkpoint does not exist")
-    args.norm_threshold, args.merge_threshold = pick_thresholds(
-        segmentation_defaults(args.model), args.norm_threshold, args.merge_threshold)
+    recorded = segmentation_defaults(args.model)
+    args.norm_threshold, args.merge_threshold = pick_thresholds(recorded, args.norm_threshold, args.merge_threshold)
+    args.shift = pick_shift(recorded, args.shift)
     settings = TokenizeSettings(
         model=Path(args.model).resolve(), data=Path(args.data).resolve(), out=Path(args.out).resolve(), nj=args.nj,
         norm_threshold=args.norm_threshold, merge_threshold=args.merge_threshold, reset_count=args.reset_count,
+        shift=args.shift if args.segments is None else 0.0,
         embeddings=not args.no_embeddings, batch_seconds=args.batch_seconds, num_workers=args.num_workers,
         device=args.device, threads=args.threads,
         segments=open_segment_set(Path(args.segments).resolve()) if args.segments is not None else None,

@@ -51,6 +51,8 @@ class UnitSetOutput:
     def __init__(self, out: Path, audio_root: str | None) -> None:
         self.out = Path(out)
         self.audio_root = audio_root
+        self.audio_seconds: float | None = None
+        """Seconds of audio of the merged set (its records' ``num_samples / sample_rate``), set by :meth:`merge`."""
 
     def open_shard(self, job: int, nj: int, items: Sequence[Any], **writer_kwargs: Any) -> UnitShardWriter:
         """``writer_kwargs``: kind, sample_rate, hop, producer, ... of :class:`UnitSetWriter`."""
@@ -65,7 +67,7 @@ class UnitSetOutput:
         return (self.out / shard_units_name(job)).is_file()
 
     def merge(self, nj: int) -> list[str]:
-        merge_shards(self.out, nj)
+        self.audio_seconds = merge_shards(self.out, nj).seconds
         return [json.loads(text)["id"] for _n, text in iter_unit_lines(self.out / UNITS_NAME)]
 
 
