@@ -153,3 +153,19 @@ def load_manifest(path_or_dir: PathLike, *, require_text: bool = True) -> list[U
         return read_jsonl_manifest(path)
     found = "nothing" if not path.exists() else f"a file with suffix {path.suffix!r}"
     raise ManifestError(path, f"expected a Kaldi data directory or a .jsonl manifest, found {found}")
+
+
+def load_manifests(paths: Sequence[PathLike], *, require_text: bool = True) -> list[Utterance]:
+    """The utterances of several data dirs / manifests (:func:`load_manifest`), concatenated in order.
+
+    Utterance ids must be unique across them: a duplicate is a ManifestError naming both sources.
+    """
+    seen: dict[str, PathLike] = {}
+    utts: list[Utterance] = []
+    for src in paths:
+        for utt in load_manifest(src, require_text=require_text):
+            if utt.id in seen:
+                raise ManifestError(src, f"utterance id {utt.id!r} also appears in {seen[utt.id]}")
+            seen[utt.id] = src
+            utts.append(utt)
+    return utts
