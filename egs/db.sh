@@ -8,6 +8,7 @@ LIBRISPEECH="${SPEECHUNITS_LIBRISPEECH:-}"   # dir holding LibriSpeech/<split>/ 
 LJSPEECH="${SPEECHUNITS_LJSPEECH:-}"         # the LJSpeech-1.1 dir (metadata.csv, wavs/)
 FSC="${SPEECHUNITS_FSC:-}"                   # the fluent_speech_commands_dataset dir (data/, wavs/)
 SLURP="${SPEECHUNITS_SLURP:-}"               # the SLURP dir (dataset/slurp/*.jsonl, audio/)
+SPEECHOCEAN762="${SPEECHUNITS_SPEECHOCEAN762:-}"  # the speechocean762 dir (train/, test/, WAVE/; OpenSLR SLR101)
 
 # require_corpus NAME PATH EXPECTED_LAYOUT_TEXT
 # Returns 0 when PATH is an existing directory; otherwise prints what is wrong, how to set

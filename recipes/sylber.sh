@@ -19,7 +19,7 @@ ngpu=0             # >1: train with torchrun on this many GPUs (DDP)
 device=auto        # auto | cpu | cuda: device for training and tokenization
 data_root=data     # holds one Kaldi data dir per set: <data-root>/<set>/
 exp_dir=exp/sylber # outputs: segments, models, units, logs, RESULTS.md
-train_set=""       # data dir name of the training audio (stages 1-3, k-means in 5)
+train_set=""       # data dir name(s) of the training audio, space-separated (stages 1-3; k-means in 5 on the first)
 dev_sets=""        # space-separated data dir names (shift tuning in 6)
 test_sets=""       # space-separated data dir names scored in 6
 stage1_config="$RECIPES/conf/sylber_stage1.yaml"  # training config of stage 2 (Sylber stage 1)
@@ -54,12 +54,14 @@ Stages:
        starts from, and stages 4-6 use, the tuned checkpoints.
   4  tokenize dev and test sets (and the train set when --num-clusters > 0) with the stage-1
        and final models -> <exp-dir>/units/<model>/<set>/ (segments + embeddings)
-  5  k-means codebook on the train set's final-model embeddings, then quantize every
+  5  k-means codebook on the (first) train set's final-model embeddings, then quantize every
        tokenized set -> <exp-dir>/kmeans<k>.pt, units filled in place
   6  evaluate: speechunits eval-boundaries of every system (bootstrap, stage 1, stage 2)
        on the test sets -> <exp-dir>/eval/*.json, <exp-dir>/RESULTS.<set>.md + scores.<set>.png,
        gathered in <exp-dir>/RESULTS.md
-With --sylber-ckpt the released model replaces stages 2-3 (its units are named 'sylber')."
+With --sylber-ckpt the released model replaces stages 2-3 (its units are named 'sylber').
+Several --train-set names (\"a b\") are each bootstrapped in stage 1 and trained on together in
+stages 2-3 (task.data / task.segments become YAML lists; utterance ids must be unique across them)."
 
 . "$UTILS/parse_options.sh"
 . "$UTILS/stages.sh"
@@ -110,6 +112,19 @@ else
   echo "$0: no --train-set and no --sylber-ckpt: only the bootstrap segmenter is run and scored (stages 1 and 6)"
 fi
 
+yaml_list() {  # PATH...: one path as is, several as a quoted YAML list ['a','b'] (a KEY=VALUE override value)
+  if (( $# == 1 )); then printf '%s' "$1"; return; fi
+  local out="" p q="'"
+  for p in "$@"; do out+="${out:+,}$q${p//$q/$q$q}$q"; done
+  printf '[%s]' "$out"
+}
+train_data=() train_segments=()  # the train sets' data dirs and bootstrap unit sets
+for set in $train_set; do
+  train_data+=("$data_root/$set")
+  train_segments+=("$exp_dir/bootstrap/$set")
+done
+train_first="${train_set%% *}"
+
 train() {  # OUT CONFIG OVERRIDES...: speechunits train-sylber, under torchrun when --ngpu > 1
   local out="$1" config="$2"; shift 2
   local cmd=(speechunits train-sylber --config "$config" --out-dir "$out" --resume auto)
@@ -144,17 +159,17 @@ tune_model() {  # DIR: with --tune-thresholds true, DIR/model.tuned.pt = DIR/mod
 }
 
 if [[ -z "$sylber_ckpt" && -n "$train_set" ]] && stage_begin 2 "Sylber stage 1 training on $train_set"; then
-  need "$exp_dir/bootstrap/$train_set/units.jsonl" 1
+  for seg in "${train_segments[@]}"; do need "$seg/units.jsonl" 1; done
   # shellcheck disable=SC2086
-  train "$exp_dir/stage1" "$stage1_config" task.data="$data_root/$train_set" \
-    task.segments="$exp_dir/bootstrap/$train_set" ${init:+task.init="$init"} $stage1_opts
+  train "$exp_dir/stage1" "$stage1_config" task.data="$(yaml_list "${train_data[@]}")" \
+    task.segments="$(yaml_list "${train_segments[@]}")" ${init:+task.init="$init"} $stage1_opts
   tune_model "$exp_dir/stage1"
 fi
 
 if [[ -z "$sylber_ckpt" && -n "$train_set" ]] && stage_begin 3 "Sylber stage 2 training on $train_set"; then
   need "$exp_dir/stage1/model$suffix.pt" 2
   # shellcheck disable=SC2086
-  train "$exp_dir/stage2" "$stage2_config" task.data="$data_root/$train_set" \
+  train "$exp_dir/stage2" "$stage2_config" task.data="$(yaml_list "${train_data[@]}")" \
     task.init="$exp_dir/stage1/model$suffix.pt" $stage2_opts
   tune_model "$exp_dir/stage2"
 fi
@@ -167,7 +182,7 @@ if [[ -n "$models" ]] && stage_begin 4 "tokenize $eval_sets with the models ($mo
     need "$ckpt" "$([[ $name == stage1 ]] && echo 2 || echo 3)"
     for set in $tok_sets; do
       # stage-1 units are only scored, never clustered: skip its train set
-      [[ "$name" != "$final" && "$set" == "$train_set" && " $eval_sets " != *" $set "* ]] && continue
+      [[ "$name" != "$final" && " $train_set " == *" $set "* && " $eval_sets " != *" $set "* ]] && continue
       run_logged "$log_dir/tokenize.$name.$set.log" speechunits tokenize --model "$ckpt" \
         --data "$data_root/$set" --out "$exp_dir/units/$name/$set" --nj "$nj" --device "$device" \
         --batch-seconds "$batch_seconds"
@@ -176,10 +191,10 @@ if [[ -n "$models" ]] && stage_begin 4 "tokenize $eval_sets with the models ($mo
 fi
 
 if [[ -n "$models" && -n "$train_set" ]] && (( num_clusters > 0 )) && stage_begin 5 "k-means ($num_clusters clusters) and quantization"; then
-  need "$exp_dir/units/$final/$train_set/units.jsonl" 4
+  need "$exp_dir/units/$final/$train_first/units.jsonl" 4
   codebook="$exp_dir/kmeans$num_clusters.pt"
   # shellcheck disable=SC2086
-  run_logged "$log_dir/cluster.log" speechunits cluster --units "$exp_dir/units/$final/$train_set" \
+  run_logged "$log_dir/cluster.log" speechunits cluster --units "$exp_dir/units/$final/$train_first" \
     --k "$num_clusters" --out "$codebook" --device "$device" $cluster_opts
   for set in $train_set $eval_sets; do
     run_logged "$log_dir/quantize.$set.log" speechunits quantize --units "$exp_dir/units/$final/$set" \

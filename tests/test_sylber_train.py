@@ -13,7 +13,8 @@ import torch
 from speechunits.cli import main
 from speechunits.data.kaldi import write_kaldi_dir
 from speechunits.data.utterance import Utterance
-from speechunits.errors import ConfigError
+from speechunits.errors import ConfigError, ManifestError
+from speechunits.sylber.speed import scale_segments
 from speechunits.sylber.train_task import SylberTask, crop_segments
 from speechunits.train.config import load_config
 from speechunits.units import UnitSetWriter
@@ -21,8 +22,9 @@ from speechunits.units import UnitSetWriter
 SR = 16000
 
 
-def make_corpus(root: Path, n: int = 6) -> tuple[Path, Path]:
-    """Tone 'syllables' separated by silence; returns (data dir, unit set of their segments)."""
+def make_corpus(root: Path, n: int = 6, prefix: str = "u") -> tuple[Path, Path]:
+    """Tone 'syllables' separated by silence, utterances ``<prefix>0..``; returns (data dir, unit set
+    of their segments)."""
     rng = np.random.default_rng(0)
     utts = []
     unit_dir = root / "segments"
@@ -39,10 +41,11 @@ def make_corpus(root: Path, n: int = 6) -> tuple[Path, Path]:
                 starts.append(int(t * 50))
                 ends.append(int((t + dur) * 50))
                 t += dur + rng.uniform(0.03, 0.1)
-            path = root / f"u{i}.wav"
+            path = root / f"{prefix}{i}.wav"
             sf.write(path, wav, SR)
-            utts.append(Utterance(id=f"u{i}", audio=str(path), text=None, speaker="s0"))
-            writer.add(id=f"u{i}", audio=str(path), num_samples=len(wav), sample_rate=SR, starts=starts, ends=ends)
+            utts.append(Utterance(id=f"{prefix}{i}", audio=str(path), text=None, speaker="s0"))
+            writer.add(id=f"{prefix}{i}", audio=str(path), num_samples=len(wav), sample_rate=SR, starts=starts,
+                       ends=ends)
     write_kaldi_dir(utts, root / "data")
     return root / "data", unit_dir
 
@@ -96,6 +99,61 @@ def test_stage1_needs_segments_for_every_utterance(tmp_path: Path) -> None:
         SylberTask(load_config(None, overrides(data, **{"task.stage": 1})))
     with pytest.raises(ConfigError, match="unknown sylber task options"):
         SylberTask(load_config(None, overrides(data, **{"task.segments": segments, "task.bogus": 1})))
+
+
+def test_several_data_dirs_and_unit_sets(tmp_path: Path) -> None:
+    """task.data / task.segments as lists (the YAML-list override the recipe passes): concatenated,
+    merged by id; an id in two of them is an error naming both."""
+    data_a, seg_a = make_corpus(tmp_path / "a", n=2, prefix="a")
+    data_b, seg_b = make_corpus(tmp_path / "b", n=3, prefix="b")
+    task = SylberTask(load_config(None, overrides(f"[{data_a},{data_b}]", **{"task.segments": f"[{seg_a},{seg_b}]"})))
+    assert [u.id for u in task.utts] == ["a0", "a1", "b0", "b1", "b2"]
+    assert sorted(task.segments) == ["a0", "a1", "b0", "b1", "b2"]
+    with pytest.raises(ManifestError, match=rf"{data_b}: utterance id 'b0' is also in {data_b}"):
+        SylberTask(load_config(None, overrides(f"[{data_b},{data_b}]", **{"task.segments": seg_b})))
+    with pytest.raises(ConfigError, match=rf"{seg_b}: utterance 'b0' also has segments in {seg_b}"):
+        SylberTask(load_config(None, overrides(data_b, **{"task.segments": f"[{seg_b},{seg_b}]"})))
+    with pytest.raises(ConfigError, match=rf"{seg_a}: no segments for 3 training utterance"):
+        SylberTask(load_config(None, overrides(f"[{data_a},{data_b}]", **{"task.segments": f"[{seg_a}]"})))
+
+
+def test_training_with_every_augmentation(tmp_path: Path) -> None:
+    data, segments = make_corpus(tmp_path, n=4)
+    out = tmp_path / "s1"
+    aug = {"task.augment.speed.prob": 1.0, "task.augment.pitch.prob": 1.0, "task.augment.reverb.prob": 1.0,
+           "task.augment.reverb.early_reflections": 3, "max_steps": 2}
+    assert main(["train-sylber", "--out-dir", str(out), "--device", "cpu",
+                 *overrides(data, **{"task.segments": segments, **aug})]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert np.all(np.isfinite([r["train/loss"] for r in rows if "train/loss" in r]))
+    with pytest.raises(ConfigError, match="unknown task.augment.pitch options"):
+        SylberTask(load_config(None, overrides(data, **{"task.segments": segments, "task.augment.pitch.steps": 2})))
+
+
+def test_speed_perturbed_crops_get_scaled_segments_and_own_generators(tmp_path: Path) -> None:
+    from fractions import Fraction
+
+    from speechunits.data.pipeline import AudioBatch
+
+    data, segments = make_corpus(tmp_path, n=2)
+    task = SylberTask(load_config(None, overrides(data, **{"task.segments": segments,
+                                                           "task.augment.speed.prob": 1.0})))
+    batch = AudioBatch(ids=["u0", "u1"], waveforms=torch.zeros(2, SR), lengths=torch.tensor([SR, SR]),
+                       offsets=torch.tensor([0, 3200]))
+    factors = [Fraction(11, 10), Fraction(9, 10)]
+    wavs, lengths, drawn = task.augment.both(batch.waveforms, batch.lengths, lambda k, d: task._generator(7, d, k))
+    assert len(drawn) == 2 and all(0.9 <= f <= 1.1 for f in drawn) and any(f != 1 for f in drawn)
+    assert wavs.shape[1] == int(lengths.max()) and lengths.tolist() != [SR, SR]
+    new_frames = torch.tensor([45, 49])
+    got = task._file_segments(batch, new_frames, factors)
+    for g, utt, off, f, n in zip(got, ["u0", "u1"], [0, 10], factors, [45, 49]):
+        # cropped on the read crop's 49 frames, then scaled by 1 / factor and clipped to the new frames
+        assert g.tolist() == scale_segments(crop_segments(task.segments[utt], off, 49), f, n).tolist()
+    assert task._file_segments(batch, new_frames)[1].tolist() == crop_segments(task.segments["u1"], 10, 49).tolist()
+    # the noise keeps the seed it always had; each augmentation kind has its own
+    assert task._generator(7).initial_seed() == (0 * 1_000_003 + 7) * 1_009 + 0
+    seeds = {task._generator(7, "cpu", kind).initial_seed() for kind in ("noise", "speed", "pitch", "reverb")}
+    assert len(seeds) == 4 and task._generator(8, "cpu", "speed").initial_seed() not in seeds
 
 
 def test_exported_model_carries_its_thresholds(tmp_path: Path) -> None:

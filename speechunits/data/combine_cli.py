@@ -10,9 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from speechunits.data.jsonl import MANIFEST_FILE, load_manifest, write_jsonl_manifest
+from speechunits.data.jsonl import MANIFEST_FILE, load_manifests, write_jsonl_manifest
 from speechunits.data.kaldi import write_kaldi_dir
-from speechunits.errors import ManifestError
 from speechunits.provenance import is_complete, write_provenance
 
 
@@ -28,15 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if is_complete(args.out, config):
         print(f"combine-data: {args.out} is complete for these inputs; skipped", file=sys.stderr)
         return 0
-    seen: dict[str, Path] = {}
-    utts = []
-    for src in args.inputs:
-        for utt in load_manifest(src, require_text=False):
-            if utt.id in seen:
-                raise ManifestError(src, f"utterance id {utt.id!r} also appears in {seen[utt.id]}")
-            seen[utt.id] = src
-            utts.append(utt)
-    utts.sort(key=lambda u: u.id)
+    utts = sorted(load_manifests(args.inputs, require_text=False), key=lambda u: u.id)
     write_kaldi_dir(utts, args.out)
     write_jsonl_manifest(utts, args.out / MANIFEST_FILE)
     write_provenance(args.out, config, list(args.inputs))

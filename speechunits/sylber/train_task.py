@@ -1,14 +1,20 @@
 """Sylber training as a :class:`speechunits.train.loop.TrainTask` (stage 1 and stage 2).
 
-Both stages regress the student's last-layer features, computed on noise-augmented audio,
-onto the teacher's features averaged within each syllable segment (zeros outside
-segments). They differ only in where the segments come from:
+Both stages regress the student's last-layer features, computed on augmented audio (noise,
+and optionally pitch shift and reverberation: :mod:`speechunits.sylber.augmentations`), onto
+the teacher's features averaged within each syllable segment (zeros outside segments). An
+optional speed perturbation changes the crop that both see (the segments scaled with it).
+The two stages differ only in where the segments come from:
 
 - stage 1: a unit set of segments made beforehand (the bootstrap segmenter, or any
   segment source written in the unit-token format), shifted into each training crop;
 - stage 2: online, by the greedy segmentation of the teacher's features, with the adaptive
   norm threshold (running speech/non-speech Gaussians, synchronised across ranks) and a
   merge threshold drawn per step from ``merge_threshold_range``.
+
+The training audio may be several data dirs / manifests (``task.data`` a list, concatenated;
+ids unique across them), and stage 1's segments several unit sets (``task.segments`` a list,
+merged by id).
 
 The teacher is an EMA of the student (``ema_decay`` 1.0, the paper's setting, keeps it
 frozen at the initial model). Without a pretrained initial model (``init``), stage 1 can
@@ -21,6 +27,7 @@ see ``recipes/conf/sylber_stage1.yaml`` / ``sylber_stage2.yaml`` and :data:`DEFA
 from __future__ import annotations
 
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +35,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from speechunits.data.jsonl import load_manifest
+from speechunits.data.jsonl import load_manifests
 from speechunits.data.pipeline import AudioBatch, build_audio_pipeline
 from speechunits.errors import ConfigError
 from speechunits.sylber.augment import NoiseAugmenter, NoiseBank
+from speechunits.sylber.augmentations import Augmentations
 from speechunits.sylber.feature_teacher import LogMelTeacher
 from speechunits.sylber.losses import distillation_loss, segment_average_targets
 from speechunits.encoders.model import EncoderConfig, SpeechEncoder, conv_output_lengths
 from speechunits.sylber.segment import greedy_segment_batch
+from speechunits.sylber.speed import scale_segments
 from speechunits.sylber.thresholder import AdaptiveNormThreshold
 from speechunits.train.config import TrainConfig
 from speechunits.train.distributed import DistInfo
@@ -44,8 +53,8 @@ from speechunits.train.wrap import unwrap_model
 
 DEFAULTS: dict[str, Any] = {
     "stage": 1,
-    "data": None,  # Kaldi data dir or JSONL manifest of the training audio
-    "segments": None,  # stage 1: unit set directory with the bootstrap segments
+    "data": None,  # Kaldi data dir or JSONL manifest of the training audio, or a list of them (concatenated)
+    "segments": None,  # stage 1: unit set directory with the bootstrap segments, or a list of them (merged by id)
     "init": None,  # checkpoint to start the student (and teacher) from; None: random init
     "init_sha256": None,  # set by train-sylber: content hash of ``init`` (a changed init model is a new run)
     "model": "base",  # base | tiny | {preset: base|tiny, <EncoderConfig field>: value} (when init is None)
@@ -61,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "num_workers": 2,
     "noise": {},  # NoiseAugmenter options
     "noise_dir": None,
+    "augment": {},  # speed / pitch / reverb options (speechunits.sylber.augmentations); all off by default
     "merge_threshold_range": [0.8, 0.9],
     "thresholder": {},  # AdaptiveNormThreshold options (start statistics, decay, fixed)
     "thresholder_start": "stats",  # stage 2: stats (adapt from the init model's norm statistics) |
@@ -71,6 +81,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 NORM_STATS = ("speech_mean", "speech_var", "silence_mean", "silence_var")
+STREAMS = {"noise": 0, "speed": 1, "pitch": 2, "reverb": 3}  # one generator per augmentation kind
 
 
 def _opts(config: TrainConfig) -> dict[str, Any]:
@@ -82,6 +93,9 @@ def _opts(config: TrainConfig) -> dict[str, Any]:
         raise ConfigError(None, f"task.stage must be 1 or 2, got {opts['stage']!r}")
     if not opts["data"]:
         raise ConfigError(None, "task.data (Kaldi data dir or manifest of training audio) is required")
+    for key in ("data", "segments"):
+        if isinstance(opts[key], (list, tuple)) and not all(isinstance(p, str) and p for p in opts[key]):
+            raise ConfigError(None, f"task.{key} must be a path or a list of paths, got {opts[key]!r}")
     if opts["stage"] == 1 and not opts["segments"]:
         raise ConfigError(None, "stage 1 needs task.segments: a unit set of bootstrap segments "
                                 "(speechunits bootstrap-segments makes one)")
@@ -115,13 +129,28 @@ def build_student(opts: dict[str, Any]) -> SpeechEncoder:
     return SpeechEncoder(config)
 
 
-def load_segments(unit_dir: str | Path, frame_rate: float) -> dict[str, np.ndarray]:
-    """Every utterance's (N, 2) [start, end) segments of a unit set, on the model's frame grid."""
+def as_paths(value: str | Path | list[str] | tuple[str, ...]) -> list[str]:
+    """A ``task.data`` / ``task.segments`` value as a list of paths."""
+    return [str(p) for p in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+
+def load_segments(unit_dirs: str | Path | list[str], frame_rate: float) -> dict[str, np.ndarray]:
+    """Every utterance's (N, 2) [start, end) segments of one or several unit sets (merged by id),
+    on the model's frame grid. An id in two unit sets is a ConfigError naming both."""
     from speechunits.sylber.segment_sources import FRAME_RATE, unit_set_segments
 
-    if abs(frame_rate - FRAME_RATE) > 1e-9:
-        raise ConfigError(unit_dir, f"model frame rate {frame_rate} Hz differs from the segment grid {FRAME_RATE} Hz")
-    return unit_set_segments(unit_dir)
+    merged: dict[str, np.ndarray] = {}
+    source: dict[str, str] = {}
+    for unit_dir in as_paths(unit_dirs):
+        if abs(frame_rate - FRAME_RATE) > 1e-9:
+            raise ConfigError(unit_dir, f"model frame rate {frame_rate} Hz differs from the segment grid "
+                                        f"{FRAME_RATE} Hz")
+        for utt, seg in unit_set_segments(unit_dir).items():
+            if utt in merged:
+                raise ConfigError(unit_dir, f"utterance {utt!r} also has segments in {source[utt]}; "
+                                            "the unit sets of task.segments must hold distinct ids")
+            merged[utt], source[utt] = seg, unit_dir
+    return merged
 
 
 def segment_mask(segments: list[np.ndarray], num_frames: int) -> Tensor:
@@ -150,6 +179,7 @@ class SylberTask:
         self.model = build_student(self.opts)
         self.model.train()
         self.hop = self.model.config.hop_length
+        self.conv_layers = self.model.config.extractor_conv_layer_config
         self.frame_rate = self.model.frame_rate  # the Trainer later wraps self.model in DDP
         if self.dist.world_size > 1 and self.model.config.layer_drop > 0 and not config.ddp_find_unused:
             # each rank drops different layers, so DDP must not wait for their gradients
@@ -180,14 +210,18 @@ class SylberTask:
         self.student_norms = AdaptiveNormThreshold(decay=float(self.opts["export_stats_decay"]))
         bank = NoiseBank.from_dir(self.opts["noise_dir"]) if self.opts["noise_dir"] else None
         self.augmenter = NoiseAugmenter(**self.opts["noise"], noise_bank=bank)
-        self.utts = load_manifest(self.opts["data"], require_text=False)
+        self.augment = Augmentations.from_options(self.opts["augment"], sample_rate=self.model.config.sample_rate)
+        self.utts = load_manifests(as_paths(self.opts["data"]), require_text=False)
         self.segments: dict[str, np.ndarray] = {}
         if self.opts["stage"] == 1:
             self.segments = load_segments(self.opts["segments"], self.model.frame_rate)
             missing = [u.id for u in self.utts if u.id not in self.segments]
             if missing:
-                raise ConfigError(self.opts["segments"], f"no segments for {len(missing)} training utterance(s), "
-                                                          f"e.g. {missing[:3]}; rerun the bootstrap stage on this data")
+                sources = as_paths(self.opts["segments"])
+                where = sources[0] if len(sources) == 1 else None
+                prefix = "" if where else f"task.segments {sources}: "
+                raise ConfigError(where, f"{prefix}no segments for {len(missing)} training utterance(s), "
+                                         f"e.g. {missing[:3]}; rerun the bootstrap stage on this data")
 
     # -- data ---------------------------------------------------------------------------
     def batches(self, epoch: int) -> Iterator[AudioBatch]:
@@ -207,15 +241,29 @@ class SylberTask:
     def num_items(self, batch: AudioBatch) -> int:
         return int(batch.lengths.shape[0])
 
-    def _generator(self, step: int, device: torch.device | str = "cpu") -> torch.Generator:
-        """The step's generator (on ``device``: the augmentation draws on the batch's device)."""
-        return torch.Generator(device=device).manual_seed((self.seed * 1_000_003 + step) * 1_009 + self.dist.rank)
+    def _generator(self, step: int, device: torch.device | str = "cpu", kind: str = "noise") -> torch.Generator:
+        """The step's generator of one augmentation ``kind`` (on ``device``: the noise and reverb draw
+        on the batch's device), fixed by (seed, step, rank, kind)."""
+        if kind == "noise":  # the seed it always had: runs without task.augment draw the same noise
+            seed = (self.seed * 1_000_003 + step) * 1_009 + self.dist.rank
+        else:
+            key = [self.seed % 2**63, step, self.dist.rank, STREAMS[kind]]
+            seed = int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0])
+        return torch.Generator(device=device).manual_seed(seed)
 
     # -- segments -----------------------------------------------------------------------
-    def _file_segments(self, batch: AudioBatch, frame_lengths: Tensor) -> list[np.ndarray]:
+    def _file_segments(self, batch: AudioBatch, frame_lengths: Tensor,
+                       factors: list[Fraction] | None = None) -> list[np.ndarray]:
+        """The stage-1 segments of each crop of ``batch`` (as read, before any speed perturbation),
+        scaled by the crop's speed factor and clipped to ``frame_lengths`` (after it)."""
         offsets = batch.offsets if batch.offsets is not None else torch.zeros_like(batch.lengths)
-        return [crop_segments(self.segments[utt], int(off) // self.hop, int(n))
-                for utt, off, n in zip(batch.ids, offsets.tolist(), frame_lengths.tolist())]
+        if factors is None:
+            return [crop_segments(self.segments[utt], int(off) // self.hop, int(n))
+                    for utt, off, n in zip(batch.ids, offsets.tolist(), frame_lengths.tolist())]
+        read_frames = conv_output_lengths(batch.lengths.cpu(), self.conv_layers).tolist()
+        rows = zip(batch.ids, offsets.tolist(), read_frames, frame_lengths.tolist(), factors)
+        return [scale_segments(crop_segments(self.segments[utt], int(off) // self.hop, int(n0)), f, int(n))
+                for utt, off, n0, n, f in rows]
 
     def _online_segments(self, teacher: Tensor, frame_lengths: Tensor, step: int) -> tuple[list[np.ndarray], float, float]:
         lo, hi = self.opts["merge_threshold_range"]
@@ -253,12 +301,15 @@ class SylberTask:
 
     # -- step ---------------------------------------------------------------------------
     def training_step(self, batch: AudioBatch, step: int) -> tuple[Tensor, dict[str, float]]:
-        wavs, lengths = batch.waveforms, batch.lengths
+        def generator_for(kind: str, device: torch.device | str) -> torch.Generator:
+            return self._generator(step, device, kind)
+
+        wavs, lengths, factors = self.augment.both(batch.waveforms, batch.lengths, generator_for)
         metrics: dict[str, float] = {}
         inside: Tensor | None = None  # (B, T) frames inside a target segment
         if self.feature_teacher is not None:  # stage 1 only: segments first, they set the teacher's statistics
             frame_lengths = conv_output_lengths(lengths, self.feature_teacher.conv_layers).to(wavs.device)
-            segments = self._file_segments(batch, frame_lengths)
+            segments = self._file_segments(batch, frame_lengths, factors)
             inside = segment_mask(segments, int(frame_lengths.max())).to(wavs.device)
             speech = inside if self.opts["logmel_standardise"] == "speech" else None
             teacher, _ = self.feature_teacher(wavs, lengths, speech_mask=speech)
@@ -266,11 +317,12 @@ class SylberTask:
             with torch.no_grad():
                 teacher, frame_lengths = self.teacher(wavs, lengths)
             if self.opts["stage"] == 1:
-                segments = self._file_segments(batch, frame_lengths)
+                segments = self._file_segments(batch, frame_lengths, factors)
             else:
                 segments, norm_thr, merge = self._online_segments(teacher, frame_lengths, step)
                 metrics.update(norm_threshold=norm_thr, merge_threshold=merge)
-        noisy = self.augmenter(wavs, self._generator(step, wavs.device), lengths)
+        student_in = self.augment.student(wavs, lengths, generator_for)
+        noisy = self.augmenter(student_in, self._generator(step, wavs.device), lengths)
         student, _ = self.model(noisy, lengths)
         valid = torch.arange(student.shape[1], device=student.device)[None, :] < frame_lengths[:, None]
         target = segment_average_targets(teacher.float(), segments, self.opts["target_norm"])
