@@ -30,7 +30,10 @@ get() { local want="$1"; shift; while (( $# )); do [[ "$1" == "$want" ]] && { ec
 case "$verb" in
   prepare-data) out=$(get --out "$@"); mkdir -p "$out"; echo '{}' > "$out/provenance.json"; : > "$out/manifest.jsonl" ;;
   bootstrap-segments|tokenize) out=$(get --out "$@"); mkdir -p "$out"; : > "$out/units.jsonl" ;;
-  train-sylber) dir=$(get --out-dir "$@"); mkdir -p "$dir"; : > "$dir/model.pt" ;;
+  train-sylber|train-hubert) dir=$(get --out-dir "$@"); mkdir -p "$dir"; : > "$dir/model.pt" ;;
+  frame-units) out=$(get --out "$@"); mkdir -p "$out"; : > "$out/units.jsonl"; : > "$out/codebook.pt" ;;
+  combine-data) mkdir -p "$1"; echo '{}' > "$1/provenance.json" ;;
+  probe-phones) out=$(get --markdown "$@"); mkdir -p "$(dirname "$out")"; echo "| probe |" > "$out" ;;
   eval-boundaries) out=$(get --json "$@"); mkdir -p "$(dirname "$out")"; echo '{}' > "$out" ;;
   results-table) out=$(get --out "$@"); mkdir -p "$(dirname "$out")"; echo "# $out" > "$out" ;;
   *) echo "fake speechunits: unexpected verb $verb" >&2; exit 2 ;;
@@ -130,14 +133,14 @@ def test_stage0_errors_name_the_layout(tmp_path: Path, extra: list[str], message
 def test_help_lists_stages_and_the_corpus(tmp_path: Path) -> None:
     r = bash(RUN, "--help", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    for n in range(7):
-        assert any(line.lstrip().startswith(f"{n}  ") for line in r.stdout.splitlines()), n
+    for n in range(12):
+        assert any(line.lstrip().startswith(f"{n} ") for line in r.stdout.splitlines()), n
     for text in ("--extra-train-sets", "--teacher-init", "no time alignments", "task.augment.reverb.prob=0"):
         assert text in r.stdout, text
     assert "openslr.org/101" in RUN.read_text() and "CC BY 4.0" in RUN.read_text()
 
 
-def test_stages_1_to_6_with_extra_sets(tmp_path: Path, fake_env: dict[str, str]) -> None:
+def test_sylber_stages_with_extra_sets_and_a_given_teacher(tmp_path: Path, fake_env: dict[str, str]) -> None:
     from speechunits.train.config import load_config
 
     data = tmp_path / "data"
@@ -169,10 +172,11 @@ def test_stages_1_to_6_with_extra_sets(tmp_path: Path, fake_env: dict[str, str])
     tok = sorted(opt(c, "--data") for c in calls(fake_env, "tokenize"))
     assert tok == sorted(str(data / s) for s in ("so762_test", "test-clean") for _ in range(2))
     assert calls(fake_env, "eval-boundaries") == []
-    assert "stage 6: skipped: speechocean762 has no time alignments" in r.stdout
+    assert "stage 11: skipped: speechocean762 has no time alignments" in r.stdout
+    assert calls(fake_env, "train-hubert") == []  # --teacher-init: no HuBERT stages
 
     Path(fake_env["FAKE_CALLS"]).unlink()
-    r = bash(RUN, *args, "--stage", "6", "--alignments", str(tmp_path / "ali"), cwd=tmp_path, env=fake_env)
+    r = bash(RUN, *args, "--stage", "11", "--alignments", str(tmp_path / "ali"), cwd=tmp_path, env=fake_env)
     assert r.returncode == 0, r.stdout + r.stderr
     scored = [opt(c, "--units") for c in calls(fake_env, "eval-boundaries")]
     assert scored == [str(exp / "sylber" / d / "test-clean")  # never the speechocean762 test split
@@ -190,7 +194,7 @@ def test_single_train_set_keeps_plain_paths(tmp_path: Path, fake_env: dict[str, 
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--stage", "2"], "give --teacher-init CHECKPOINT"),
+    (["--stage", "7"], "it is made by stage 4"),
     (["--teacher-init", "nothing.pt"], "--teacher-init"),
     (["--extra-train-sets", "synth/a/train synth/b/train", "--teacher-init", "h.pt"], "two extra sets named 'train'"),
     (["--extra-test-sets", "nodir"], "no provenance.json"),
@@ -205,3 +209,30 @@ def test_bad_options(tmp_path: Path, fake_env: dict[str, str], extra: list[str],
              *extra, cwd=tmp_path, env=fake_env)
     assert r.returncode != 0 and message in r.stderr, r.stdout + r.stderr
     assert calls(fake_env, "train-sylber") == []
+
+
+def test_hubert_stages_train_the_teacher_of_sylber(tmp_path: Path, fake_env: dict[str, str]) -> None:
+    """Without --teacher-init: combine the train sets, MFCC targets, iteration 1, layer targets,
+    iteration 2, the probe; Sylber stage 1 then starts from iteration 2."""
+    data = tmp_path / "data"
+    data_dirs(data, "so762_train", "so762_test")
+    data_dirs(tmp_path / "synth" / "data", "train-clean-100", "dev-clean")
+    exp = tmp_path / "exp"
+    r = bash(RUN, "--data-root", str(data), "--exp-root", str(exp), "--stage", "1", "--stop-stage", "7", "--nj", "1",
+             "--extra-train-sets", "synth/data/train-clean-100", "--hubert-valid-set", "synth/data/dev-clean",
+             "--probe-set", "synth/data/dev-clean", "--probe-alignments", "ali", "--hubert-layer", "4",
+             "--hubert-iter1-opts", "max_steps=10", cwd=tmp_path, env=fake_env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (combine,) = calls(fake_env, "combine-data")
+    assert combine[1:] == [str(data / s) for s in ("train_all", "so762_train", "train-clean-100")]
+    units = calls(fake_env, "frame-units")
+    assert [opt(c, "--data") for c in units] == [str(data / s) for s in ("train_all", "dev-clean")] * 2
+    assert opt(units[0], "--features") == "mfcc" and opt(units[2], "--layer") == "4"
+    assert opt(units[2], "--model") == str(exp / "hubert/iter1/model.pt")
+    it1, it2 = calls(fake_env, "train-hubert")
+    assert f"task.targets={exp / 'hubert/targets1/train_all'}" in it1 and it1[-1] == "max_steps=10"
+    assert f"task.valid_data={data / 'dev-clean'}" in it2
+    (probe,) = calls(fake_env, "probe-phones")
+    assert f"hubert-iter2={exp / 'hubert/iter2/model.pt'}" in probe
+    (s1,) = calls(fake_env, "train-sylber")
+    assert f"task.init={exp / 'hubert/iter2/model.pt'}" in s1

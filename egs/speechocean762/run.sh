@@ -3,6 +3,7 @@
 # 5,000 read English sentences of 250 Mandarin L1 speakers, 16 kHz; download it from
 # https://www.openslr.org/101/ and unpack it yourself: nothing is downloaded here), optionally
 # together with other data dirs (e.g. the synthetic egs/synth ones).
+#   bash egs/speechocean762/run.sh --corpus-dir /data/speechocean762       # HuBERT teacher trained here
 #   bash egs/speechocean762/run.sh --corpus-dir /data/speechocean762 --teacher-init /models/hubert.pt
 #   bash egs/speechocean762/run.sh --corpus-dir ... --extra-train-sets "egs/synth/data/train-clean-100"
 # speechocean762 has no time alignments: boundary scoring (stage 6) needs another real labelled
@@ -25,7 +26,18 @@ extra_train_sets=""          # more training data dirs (paths, space-separated),
 extra_dev_sets=""            # labelled data dirs (paths) to tune on (--tune-shift / --tune-thresholds; need --alignments)
 extra_test_sets=""           # labelled data dirs (paths) scored in stage 6 against --alignments
 alignments=""                # dir searched for <utt-id>.TextGrid of the extra dev/test sets (stage 6, tuning)
-teacher_init=""              # HuBERT checkpoint (fairseq .pt / HF dir / speechunits model.pt): Sylber stage 1 starts from it
+teacher_init=""              # HuBERT checkpoint (fairseq .pt / HF dir / speechunits model.pt): Sylber stage 1 starts
+                             # from it and stages 1-5 are skipped; empty: stages 1-5 train one (recipes/hubert.sh)
+hubert_iter1_config=../../recipes/conf/hubert_iter1.yaml  # HuBERT iteration 1 (stage 2)
+hubert_iter2_config=../../recipes/conf/hubert_iter2.yaml  # HuBERT iteration 2 (stage 4)
+hubert_iter1_opts=""         # KEY=VALUE overrides of iteration 1, e.g. "max_steps=1000"
+hubert_iter2_opts=""         # KEY=VALUE overrides of iteration 2
+hubert_k1=100                # MFCC k-means clusters (iteration-1 targets)
+hubert_k2=500                # layer k-means clusters (iteration-2 targets)
+hubert_layer=6               # layer of iteration 1 clustered for iteration 2
+hubert_valid_set=""          # data dir (path) for HuBERT's held-out masked accuracy (e.g. egs/synth/data/dev-clean)
+probe_set=""                 # data dir (path) with phone TextGrids under --probe-alignments: phone-purity probe (stage 5)
+probe_alignments=""          # dir searched for <utt-id>.TextGrid of --probe-set (tier 'phones')
 stage1_config=../../recipes/conf/sylber_stage1_real.yaml  # Sylber stage 1 config (augmentation on)
 stage2_config=../../recipes/conf/sylber_stage2_real.yaml  # Sylber stage 2 config (augmentation on)
 stage1_opts=""               # KEY=VALUE overrides of stage 1, e.g. "task.augment.reverb.prob=0" (ablation)
@@ -44,16 +56,23 @@ help_message="Usage: bash egs/speechocean762/run.sh --corpus-dir DIR [options]
 Stages:
   0  data prep: speechunits prepare-data --corpus speechocean762 for every --train-sets and
      --test-sets split -> <data-root>/so762_<split>/ (Kaldi files, manifest.jsonl, provenance.json)
-  (HuBERT pretraining stages will come here; until then give --teacher-init)
-  1  bootstrap segments of every train set (speechocean762 and --extra-train-sets), the test
-     splits and the extra dev/test sets                              (recipes/sylber.sh, as are 2-6)
-  2  Sylber stage 1 training on all train sets together (recipes/conf/sylber_stage1_real.yaml:
-     noise, reverb, speed and pitch augmentation; --teacher-init is the initial model)
-  3  Sylber stage 2 training (recipes/conf/sylber_stage2_real.yaml)
-  4  tokenization of the test splits and extra dev/test sets with the stage-1 and stage-2 models
-  5  k-means (--num-clusters > 0) on the first train set, and quantization
-  6  boundary evaluation of --extra-test-sets against --alignments -> <exp-root>/sylber/RESULTS.md
-     (speechocean762 itself has no time alignments; without both options stage 6 is skipped)
+  Stages 1-5 train the self-supervised teacher (recipes/hubert.sh stages 1-5; skipped with
+  --teacher-init) on all train sets combined (speechunits combine-data -> <data-root>/train_all):
+  1  HuBERT iteration-1 targets: MFCC k-means (--hubert-k1)
+  2  HuBERT iteration 1 (--hubert-iter1-config)
+  3  HuBERT iteration-2 targets: k-means (--hubert-k2) of layer --hubert-layer of iteration 1
+  4  HuBERT iteration 2 -> <exp-root>/hubert/iter2/model.pt, the initial model of Sylber stage 1
+  5  phone-purity probe of log-mel, MFCC and both iterations (with --probe-set and --probe-alignments)
+  6  bootstrap segments of every train set (speechocean762 and --extra-train-sets), the test
+     splits and the extra dev/test sets                              (recipes/sylber.sh, as are 7-11)
+  7  Sylber stage 1 training on all train sets together (recipes/conf/sylber_stage1_real.yaml:
+     noise, reverb, speed and pitch augmentation; the HuBERT of stage 4 or --teacher-init is the
+     initial model)
+  8  Sylber stage 2 training (recipes/conf/sylber_stage2_real.yaml)
+  9  tokenization of the test splits and extra dev/test sets with the stage-1 and stage-2 models
+  10 k-means (--num-clusters > 0) on the first train set, and quantization
+  11 boundary evaluation of --extra-test-sets against --alignments -> <exp-root>/sylber/RESULTS.md
+     (speechocean762 itself has no time alignments; without both options stage 11 is skipped)
 Extra sets are data dirs made elsewhere (e.g. by egs/synth/run.sh stage 0); each is linked as
 <data-root>/<its folder name>, so their names must differ from each other and from so762_<split>.
 Ablations: --stage1-opts \"task.augment.reverb.prob=0\" (see egs/speechocean762/README.md)."
@@ -65,7 +84,8 @@ if [[ $# -ne 0 ]]; then
   echo "$0: unexpected arguments: $*" >&2
   exit 1
 fi
-user_paths "$CALLER_DIR" corpus_dir alignments teacher_init stage1_config stage2_config data_root exp_root
+user_paths "$CALLER_DIR" corpus_dir alignments teacher_init stage1_config stage2_config data_root exp_root \
+  hubert_iter1_config hubert_iter2_config probe_alignments
 
 LAYOUT="speechocean762/                      (from https://www.openslr.org/101/)
   train/ test/                       Kaldi data dirs: wav.scp text utt2spk spk2utt (spk2age spk2gender)
@@ -139,11 +159,6 @@ if stage_begin 0 "data prep of speechocean762 splits: $train_sets $test_sets"; t
   done
 fi
 
-# ---------------------------------------------------------------------------------------------
-# HuBERT pretraining on the same data dirs goes here (recipes/hubert.sh, to be added): its final
-# checkpoint then replaces --teacher-init as the initial model of Sylber stage 1 below.
-# ---------------------------------------------------------------------------------------------
-
 (( stop_stage >= 1 )) || exit 0
 extra_train=$(link_sets $extra_train_sets) || exit 1
 extra_dev=$(link_sets $extra_dev_sets) || exit 1
@@ -156,14 +171,33 @@ fi
 if [[ -n "$extra_train$extra_dev$extra_test" ]]; then
   echo "extra data dirs linked in $data_root: $(echo $extra_train $extra_dev $extra_test)"
 fi
-if (( stage <= 2 && 2 <= stop_stage )); then
-  if [[ -n "$teacher_init" && ! -e "$teacher_init" ]]; then
-    echo "$0: --teacher-init $teacher_init does not exist" >&2
-    exit 1
+if [[ -n "$teacher_init" && ! -e "$teacher_init" ]]; then
+  echo "$0: --teacher-init $teacher_init does not exist" >&2
+  exit 1
+fi
+
+# Stages 1-5: the self-supervised teacher, trained here unless --teacher-init names one.
+if [[ -z "$teacher_init" ]]; then
+  hubert_valid=$(link_sets $hubert_valid_set) || exit 1
+  probe=$(link_sets $probe_set) || exit 1
+  . ../../utils/path.sh
+  if (( stage <= 4 && 1 <= stop_stage )); then
+    # one training data dir for the targets and both iterations (the k-means codebooks span all of it)
+    # shellcheck disable=SC2086
+    run_logged "$exp_root/data/log/combine.train_all.log" speechunits combine-data "$data_root/train_all" \
+      $(for s in $all_train; do echo "$data_root/$s"; done)
   fi
-  if [[ -z "$teacher_init" && "$stage1_opts" != *task.init=* && "$stage1_opts" != *task.teacher=logmel* ]]; then
-    echo "$0: Sylber stage 1 (stage 2 here) distils from its initial model: give --teacher-init CHECKPOINT" \
-         "(a HuBERT), or --stage1-opts \"task.teacher=logmel ...\" to train from scratch on a log-mel teacher" >&2
+  if (( stop_stage >= 1 && stage <= 5 )); then
+    ../../recipes/hubert.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$(( stop_stage < 5 ? stop_stage : 5 ))" \
+      --nj "$nj" --ngpu "$ngpu" --device "$device" --data-root "$data_root" --exp-dir "$exp_root/hubert" \
+      --train-set train_all --valid-set "$hubert_valid" --iter1-config "$hubert_iter1_config" \
+      --iter2-config "$hubert_iter2_config" --iter1-opts "$hubert_iter1_opts" --iter2-opts "$hubert_iter2_opts" \
+      --k1 "$hubert_k1" --k2 "$hubert_k2" --iter2-layer "$hubert_layer" --probe-set "$probe" \
+      --alignments "$probe_alignments"
+  fi
+  teacher_init="$exp_root/hubert/iter2/model.pt"
+  if (( stage <= 7 && 7 <= stop_stage )) && [[ ! -f "$teacher_init" ]]; then
+    echo "$0: missing $teacher_init; it is made by stage 4 (rerun with --stage 1, or give --teacher-init)" >&2
     exit 1
   fi
 fi
@@ -175,15 +209,16 @@ common=(--nj "$nj" --ngpu "$ngpu" --device "$device" --data-root "$data_root" --
         --num-clusters "$num_clusters" --cluster-opts "$cluster_opts"
         --alignments "$alignments" --tune-thresholds "$tune_thresholds")
 
-if (( stage <= 5 )); then
-  # stages 1-5 on everything; the speechocean762 test splits cannot be scored, so stage 6 runs apart
-  ../../recipes/sylber.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$(( stop_stage < 5 ? stop_stage : 5 ))" \
+if (( stage <= 10 && stop_stage >= 6 )); then
+  # Sylber stages 1-5 (here 6-10) on everything; the speechocean762 test splits cannot be scored,
+  # so Sylber stage 6 (here 11) runs apart
+  ../../recipes/sylber.sh --stage "$(( stage > 6 ? stage - 5 : 1 ))" --stop-stage "$(( stop_stage < 10 ? stop_stage - 5 : 5 ))" \
     "${common[@]}" --test-sets "$(echo $(so762_names $test_sets) $extra_test)"
 fi
 
-if stage_begin 6 "boundary evaluation of the extra test sets: ${extra_test:-none}"; then
+if stage_begin 11 "boundary evaluation of the extra test sets: ${extra_test:-none}"; then
   if [[ -z "$alignments" || -z "$extra_test" ]]; then
-    echo "stage 6: skipped: speechocean762 has no time alignments; score on a labelled real set with" \
+    echo "stage 11: skipped: speechocean762 has no time alignments; score on a labelled real set with" \
          "--extra-test-sets DATA_DIR --alignments TEXTGRID_DIR"
   else
     # shellcheck disable=SC2086
