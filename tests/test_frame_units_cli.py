@@ -73,9 +73,15 @@ def _records(unit_dir: Path) -> dict[str, object]:
     return {r.id: r for r in read_units(unit_dir)}
 
 
+def _file_length(path: Path) -> tuple[int, int]:
+    """What a record holds (docs/unit-format.md): the file's own samples and rate, not the 16 kHz ones."""
+    info = sf.info(path)
+    return info.frames, info.samplerate
+
+
 def test_output_validates_with_producer(corpus: dict[str, Path]) -> None:
     out = corpus["out"]
-    report = validate_unit_set(out)
+    report = validate_unit_set(out, check_audio=True)
     meta = read_meta(out)
     book = load_codebook(out / fu.CODEBOOK_NAME)
     assert meta.kind == "frame" and (meta.sample_rate, meta.hop) == (16000, 320)
@@ -99,7 +105,7 @@ def test_runs_tile_and_equal_direct_assignment(corpus: dict[str, Path]) -> None:
     used = set()
     for uid, rec in recs.items():
         wav = torch.from_numpy(load_audio(meta.resolve_audio(rec), SR))
-        assert rec.num_samples == len(wav) and rec.sample_rate == SR
+        assert (rec.num_samples, rec.sample_rate) == _file_length(meta.resolve_audio(rec))  # b2: 8 kHz
         with torch.inference_mode():
             layers, lengths = model.extract_features(wav[None], torch.tensor([len(wav)]), num_layers=LAYER)
         feats = layers[LAYER - 1][0, : int(lengths[0])].float()
@@ -217,7 +223,7 @@ def test_features_unit_set_on_the_encoder_grid(corpus: dict[str, Path], mfcc_uni
     """--features mfcc: a kind=frame set at 50 Hz whose frame i is frame i of a HuBERT-style encoder."""
     from speechunits.features.frame_features import FrameFeatureConfig, mfcc_frames
 
-    report = validate_unit_set(mfcc_units)
+    report = validate_unit_set(mfcc_units, check_audio=True)
     meta = read_meta(mfcc_units)
     book = load_codebook(mfcc_units / fu.CODEBOOK_NAME)
     assert meta.kind == "frame" and (meta.sample_rate, meta.hop) == (16000, 320) and meta.frame_rate_hz == 50.0
@@ -232,7 +238,7 @@ def test_features_unit_set_on_the_encoder_grid(corpus: dict[str, Path], mfcc_uni
     used = set()
     for uid, rec in _records(mfcc_units).items():
         wav = torch.from_numpy(load_audio(meta.resolve_audio(rec), SR))
-        assert rec.num_samples == len(wav)
+        assert (rec.num_samples, rec.sample_rate) == _file_length(meta.resolve_audio(rec))
         assert rec.starts[0] == 0 and rec.ends[-1] == encoder.frame_lengths(len(wav))
         assert rec.starts[1:] == rec.ends[:-1]
         direct = torch.cdist(mfcc_frames(wav), cent).argmin(1).numpy()

@@ -1,6 +1,7 @@
-"""``bootstrap-segments`` and ``tokenize`` on audio that is not 16 kHz mono: every record holds the audio
-file's own ``num_samples`` and ``sample_rate`` (docs/unit-format.md), so ``validate-units --check-audio``
-accepts their output; the frames stay on the 16000/320 grid. Both commands end with a summary line."""
+"""``bootstrap-segments``, ``tokenize``, ``frame-units`` (``--features mfcc`` and ``--model``) and the
+``resynthesize`` tokenizers on audio that is not 16 kHz mono: every record holds the audio file's own
+``num_samples`` and ``sample_rate`` (docs/unit-format.md), so ``validate-units --check-audio`` accepts
+their output; the frames stay on the 16000/320 grid. The corpus commands end with a summary line."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from speechunits.audio import load_audio
 from speechunits.cli import main
 from speechunits.data.jsonl import write_jsonl_manifest
 from speechunits.data.utterance import Utterance
 from speechunits.encoders.checkpoints import save_encoder
+from speechunits.quantize.codebook import save_codebook
 from speechunits.sylber.segmenter import Segmenter
-from speechunits.units import read_meta, read_units, validate_unit_set
+from speechunits.unit2speech.tokenizers import FrameUnitTokenizer, SyllableTokenizer
+from speechunits.units import UnitSetWriter, read_meta, read_units, validate_unit_set
 from synthetic_inputs import randomised_tiny_model, speechlike
 
 SR = 16000
@@ -49,6 +53,23 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
     write_jsonl_manifest(utts, manifest)
     assert facts["stereo22050"][2] == 2 and facts["r08000"][1] == 8000
     return {"root": root, "manifest": manifest, "utts": utts, "facts": facts}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tiny encoder checkpoint whose stored norm threshold gives several segments, and a 4-centroid codebook."""
+    root = tmp_path_factory.mktemp("tiny")
+    model = randomised_tiny_model()
+    states = Segmenter(model, device="cpu", norm_threshold=0.0).encode([speechlike(2.0, 0)])[0]
+    norm = float(np.percentile(np.linalg.norm(states, axis=1), 30))  # some frames below: several segments
+    save_encoder(root / "tiny.pt", model, segmentation={"norm_threshold": norm, "merge_threshold": 0.9})
+    save_codebook(root / "km.npy", states[:: max(1, len(states) // 4)][:4].astype(np.float32), metric="euclidean")
+    return {"ckpt": root / "tiny.pt", "km": root / "km.npy", "norm": norm}
+
+
+def _encoder_frames(path: str) -> int:
+    """Frames of a HuBERT-style conv stack (window 400, hop 320) over the audio read at 16 kHz."""
+    return (len(load_audio(path, SR)) - 400) // 320 + 1
 
 
 def _check_records(out: Path, facts: dict) -> None:
@@ -101,18 +122,58 @@ def test_bootstrap_segments_reads_lengths_from_files_and_pipe_lengths_from_the_m
     assert (piped.num_samples, piped.sample_rate) == corpus["facts"][corpus["utts"][1].id][:2]
 
 
-def test_tokenize_records_each_files_own_rate(corpus: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    model = randomised_tiny_model()
-    ckpt = tmp_path / "tiny.pt"
-    save_encoder(ckpt, model)
-    states = Segmenter(model, device="cpu", norm_threshold=0.0).encode([speechlike(2.0, 0)])[0]
-    norm = float(np.percentile(np.linalg.norm(states, axis=1), 30))  # some frames below: several segments
+def test_tokenize_records_each_files_own_rate(corpus: dict, tiny: dict, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "tok"
-    argv = ["tokenize", "--model", str(ckpt), "--data", str(corpus["manifest"]), "--out", str(out), "--device", "cpu",
-            "--norm-threshold", repr(norm), "--merge-threshold", "0.9", "--batch-seconds", "5", "--threads", "1"]
+    argv = ["tokenize", "--model", str(tiny["ckpt"]), "--data", str(corpus["manifest"]), "--out", str(out),
+            "--device", "cpu", "--norm-threshold", repr(tiny["norm"]), "--merge-threshold", "0.9",
+            "--batch-seconds", "5", "--threads", "1"]
     assert main(argv) == 0
     _check_records(out, corpus["facts"])
     assert sum(r.num_tokens for r in read_units(out)) > len(corpus["facts"])
     err = capsys.readouterr().err
     assert f"tokenize: wrote {out}: {len(corpus['facts'])} utterance(s) in units.jsonl, 0 in bad_utts.txt, " in err
     assert json.loads((out / "meta.json").read_text())["producer"]["segmenter"] == "sylber-greedy"
+
+
+@pytest.mark.parametrize("frames", ["mfcc", "model"])
+def test_frame_units_records_each_files_own_rate(corpus: dict, tiny: dict, tmp_path: Path, frames: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``frame-units`` from MFCCs (HuBERT iteration 1) and from an encoder layer: file-rate records whose
+    runs tile the encoder's frames of the audio read at 16 kHz."""
+    out = tmp_path / "fu"
+    source = ["--features", "mfcc"] if frames == "mfcc" else ["--model", str(tiny["ckpt"]), "--layer", "1"]
+    argv = ["frame-units", *source, "--data", str(corpus["manifest"]), "--out", str(out), "--k", "3",
+            "--max-frames", "200", "--iters", "5", "--device", "cpu", "--batch-seconds", "5", "--num-workers", "1",
+            "--threads", "1", "--quiet"]
+    assert main(argv) == 0
+    _check_records(out, corpus["facts"])
+    meta = read_meta(out)
+    for rec in read_units(out):
+        assert rec.starts[0] == 0 and rec.starts[1:] == rec.ends[:-1]
+        assert rec.ends[-1] == _encoder_frames(str(meta.resolve_audio(rec))), rec.id  # the model's grid
+    err = capsys.readouterr().err
+    assert f"frame-units: wrote {out}: {len(corpus['facts'])} utterance(s) in units.jsonl, 0 in bad_utts.txt" in err
+
+
+def test_resynthesize_tokenizers_record_each_files_own_rate(corpus: dict, tiny: dict, tmp_path: Path) -> None:
+    """The records ``resynthesize`` hands the vocoder are those of a unit set: written out, they pass the
+    audio check, and the vocoder's frame grid (``meta.audio_frames``) is that of the audio read at 16 kHz."""
+    paths = [Path(u.audio) for u in corpus["utts"]]
+    tokenizers = {"frame": FrameUnitTokenizer(tiny["ckpt"], tiny["km"], layer=1),
+                  "syllable": SyllableTokenizer(tiny["ckpt"], tiny["km"])}
+    for name, tokenizer in tokenizers.items():
+        meta = tokenizer.meta
+        out = tmp_path / name
+        with UnitSetWriter(out, kind=meta.kind, sample_rate=meta.sample_rate, hop=meta.hop,
+                           vocab_size=meta.vocab_size, special_ids=meta.special_ids) as writer:
+            for tok in tokenizer(paths):
+                writer.add(**tok.record.to_dict())
+                grid = -(-len(load_audio(tok.record.audio, SR)) // meta.hop)
+                assert meta.audio_frames(tok.record.num_samples, tok.record.sample_rate) == grid, tok.record.id
+        _check_records(out, corpus["facts"])
+        records = list(read_units(out))
+        if name == "frame":  # runs over every frame of the encoder's grid
+            assert all(r.ends[-1] == _encoder_frames(r.audio) for r in records)
+        else:
+            assert sum(r.num_tokens for r in records) > len(paths)  # it really segmented them

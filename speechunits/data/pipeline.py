@@ -46,9 +46,9 @@ import torch
 from fairseq2.data.data_pipeline import Collater, DataPipeline, read_sequence
 from tqdm import tqdm
 
-from speechunits.audio import audio_info, load_audio
+from speechunits.audio import load_audio
 from speechunits.data.batching import pack_by_frames
-from speechunits.data.utterance import Utterance
+from speechunits.data.utterance import Utterance, stored_length
 from speechunits.errors import AudioError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -101,14 +101,6 @@ def pack_buckets(lengths: Sequence[int], max_batch_samples: int, *, shuffle: boo
     if shuffle:
         buckets = [buckets[j] for j in rng.permutation(len(buckets))]
     return buckets
-
-
-def stored_length(utt: Utterance) -> tuple[int, int]:
-    """(samples, sample rate) of an utterance: from the manifest when recorded, else the audio header."""
-    if utt.num_samples is not None and utt.sample_rate is not None:
-        return int(utt.num_samples), int(utt.sample_rate)
-    info = audio_info(utt.audio)
-    return info.num_samples, info.sample_rate
 
 
 def _crop_offset(seed: int, utt_id: str, excess: int, align: int = 1) -> int:

@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from speechunits.audio import is_pipe_command
+from speechunits.audio import audio_info, is_pipe_command
 from speechunits.io_utils import sha256_json
 
 
@@ -59,6 +59,20 @@ class Utterance:
             duration=d.get("duration"),
             extra=extra,
         )
+
+
+def stored_length(utt: Utterance) -> tuple[int, int]:
+    """(samples per channel, sample rate) of an utterance's audio file: from the manifest when it records both,
+    else from the audio header (AudioError when unreadable).
+
+    These are the file's own values, what a unit record holds (docs/unit-format.md), whatever rate
+    the audio is read at; :mod:`speechunits.data.pipeline` plans batches with them and checks the
+    decoded audio against them.
+    """
+    if utt.num_samples is not None and utt.sample_rate is not None:
+        return int(utt.num_samples), int(utt.sample_rate)
+    info = audio_info(utt.audio)
+    return info.num_samples, info.sample_rate
 
 
 def manifest_fingerprint(utts: list[Utterance]) -> str:

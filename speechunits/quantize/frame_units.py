@@ -5,9 +5,9 @@ consecutive repeats become one token ``[start, end)`` (:func:`speechunits.units.
 so a frame unit set has the same schema as a syllable one (``kind="frame"``) and
 :func:`speechunits.units.runs_to_frames` gives the frame sequence back.
 
-Frame ``i`` covers samples ``[i * hop, (i + 1) * hop)``. Features longer than the audio
-(``ceil(num_samples / hop)`` frames, plus the format's 1-frame tolerance) are an error, never
-silently cut.
+Frame ``i`` covers samples ``[i * hop, (i + 1) * hop)`` at the set's rate. Features longer than
+the audio (its ``ceil(num_samples * sample_rate_set / (sample_rate * hop))`` frames, plus the
+format's 1-frame tolerance) are an error, never silently cut.
 """
 
 from __future__ import annotations
@@ -32,7 +32,12 @@ PathLike = str | os.PathLike[str]
 
 @dataclass
 class FrameItem:
-    """One utterance and its per-frame features ``(T, D)``."""
+    """One utterance and its per-frame features ``(T, D)``.
+
+    ``num_samples`` and ``sample_rate`` are the audio file's own (per channel, at the file's
+    rate: what the unit format records), even when the features were computed from the audio
+    resampled to the set's rate; the frames count at the set's ``sample_rate / hop``.
+    """
 
     id: str
     audio: str
@@ -81,15 +86,15 @@ def frame_units_producer(producer: dict[str, Any] | None, book: Codebook) -> dic
 def add_frame_units(writer: UnitSetWriter, nearest: Assigner, item: FrameItem) -> None:
     """Quantize one item's frames, merge repeats into runs, add the record to ``writer``.
 
-    Features longer than the audio allows (``ceil(num_samples / hop)`` frames plus the format's
+    Features longer than the audio allows (its frames at the set's rate plus the format's
     1-frame tolerance) raise UnitFormatError: never silently cut.
     """
     feats = np.asarray(item.features)
     limit = writer.meta.audio_frames(item.num_samples, item.sample_rate) + END_TOLERANCE
     if feats.ndim != 2 or feats.shape[0] > limit:
         raise UnitFormatError(writer.out, f"utterance {item.id!r}: features of shape {feats.shape} for "
-                                          f"{item.num_samples} samples (at most {limit} frames of hop "
-                                          f"{writer.meta.hop} expected)")
+                                          f"{item.num_samples} samples at {item.sample_rate} Hz (at most {limit} "
+                                          f"frames of {writer.meta.frame_rate} expected)")
     units, starts, ends = frames_to_runs(nearest(feats))
     writer.add(id=item.id, audio=item.audio, num_samples=item.num_samples, sample_rate=item.sample_rate,
                starts=starts, ends=ends, units=units, speaker=item.speaker, text=item.text)

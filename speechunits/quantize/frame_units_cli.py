@@ -28,7 +28,9 @@ reaches the features).
   each shard extracts its utterances' features again (never all held in memory), assigns
   every frame to its nearest centroid and merges consecutive repeats into one token
   (:func:`speechunits.quantize.frame_units.add_frame_units`), writing a resumable
-  ``kind="frame"`` shard at ``sample_rate / hop`` (16000/320 for HuBERT) with
+  ``kind="frame"`` shard at ``sample_rate / hop`` (16000/320 for HuBERT: the frames count at
+  the model's rate, while each record holds the audio file's own ``num_samples`` and
+  ``sample_rate``, as the unit format says, from the manifest or the file's header) with
   ``vocab_size = k + 1`` (id ``k`` is the silence id, as ``quantize`` writes); the shards are then merged and validated. ``--job J`` needs the
   codebook already there (``--codebook``, or ``OUT/codebook.pt`` from pass 1 of this config).
 
@@ -52,7 +54,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from speechunits.data.utterance import Utterance, manifest_fingerprint
+from speechunits.data.utterance import Utterance, manifest_fingerprint, stored_length
 from speechunits.device import resolve_device
 from speechunits.errors import AudioError, CheckpointError, ConfigError, ManifestError
 from speechunits.io_utils import sha256_json, sha256_path
@@ -197,7 +199,8 @@ def frame_encoder(module: FrameModule, layer: int | None, batch_seconds: float) 
 
 
 class LayerFeatures:
-    """Layer ``layer`` features of a corpus, one utterance at a time: ``(utt, num_samples, (T, D) float32)``.
+    """Layer ``layer`` features of a corpus, one utterance at a time: ``(utt, num_samples, (T, D) float32)``
+    (``num_samples`` at the model's rate: what the frames were computed from).
 
     ``model`` may also be a :class:`~speechunits.features.frame_features.FrameFeatureExtractor`
     (then ``layer`` is None), or any module with an encoder's attributes whose ``forward``
@@ -269,19 +272,25 @@ def assign_shard(runner: JobRunner[UnitShardWriter], job: int, model: FrameModul
     model.to(device)
     nearest = Assigner(book, device=str(device))
     encoder = frame_encoder(model, args.layer, args.batch_seconds)
-    sample_rate = encoder.sample_rate
-    with runner.open_shard(job, kind="frame", sample_rate=sample_rate, hop=int(model.config.hop_length),
+    with runner.open_shard(job, kind="frame", sample_rate=encoder.sample_rate, hop=int(model.config.hop_length),
                            producer=frame_units_producer(producer, book), source_manifest=str(args.data),
                            **codebook_vocabulary(book)) as shard:
         by_id = {u.id: u for u in shard.todo}
         for batch in encoder.encode_utterances(shard.todo, num_workers=args.num_workers):
+            written, seconds, bad = 0, 0.0, [f.line for f in batch.failed]
             for enc in batch.encoded:
                 utt = by_id[enc.id]
-                add_frame_units(shard.writer, nearest, FrameItem(id=utt.id, audio=utt.audio, num_samples=enc.num_samples,
-                                                                 sample_rate=sample_rate, features=enc.features,
+                try:  # the file's own length and rate (enc.num_samples is at the model's rate)
+                    num_samples, rate = stored_length(utt)
+                except AudioError as err:  # read once already while planning; only a file changed since fails here
+                    bad.append(f"{utt.id}\t{err}")
+                    continue
+                add_frame_units(shard.writer, nearest, FrameItem(id=utt.id, audio=utt.audio, num_samples=num_samples,
+                                                                 sample_rate=rate, features=enc.features,
                                                                  speaker=utt.speaker, text=utt.text))
-            shard.progress(len(batch.encoded), [f.line for f in batch.failed],
-                           sum(e.num_samples for e in batch.encoded) / sample_rate)
+                written += 1
+                seconds += num_samples / rate
+            shard.progress(written, bad, seconds)
             shard.pause()
 
 

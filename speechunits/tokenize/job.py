@@ -45,8 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from speechunits.data.pipeline import stored_length
-from speechunits.data.utterance import Utterance, manifest_fingerprint
+from speechunits.data.utterance import Utterance, manifest_fingerprint, stored_length
 from speechunits.device import resolve_device
 from speechunits.encoders.batch import BatchEncoder, Encoded, EncodeFailure
 from speechunits.encoders.model import SpeechEncoder

@@ -10,7 +10,10 @@
 
 Both hand back :class:`UnitRecord` s (plus segment embeddings for syllables) and the
 :class:`UnitSetMeta` they would have in a unit set, so the vocoder reads them exactly as it
-reads files.
+reads files. As in a unit set, a record holds the audio file's own ``num_samples`` and
+``sample_rate`` (from its header), while its frames count at the model's rate (the meta's):
+a 22.05 kHz file is encoded at 16 kHz, and the vocoder's frame grid,
+``meta.audio_frames(num_samples, sample_rate)``, is that of the resampled audio.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speechunits.audio import load_audio
+from speechunits.audio import audio_info, load_audio
 from speechunits.errors import ConfigError
 from speechunits.units.convert import frames_to_runs
 from speechunits.units.meta import UnitSetMeta, default_special_ids
@@ -42,6 +45,13 @@ class Tokenized:
 def _meta(kind: str, sample_rate: int, hop: int, vocab_size: int | None, silence: int | None) -> UnitSetMeta:
     return UnitSetMeta(kind=kind, sample_rate=sample_rate, hop=hop, vocab_size=vocab_size,
                        special_ids={**default_special_ids(), "silence": silence})
+
+
+def _record(path: PathLike, starts: list[int], ends: list[int], units: list[int] | None) -> UnitRecord:
+    """The unit record of one audio file: its id is the file's stem, its length and rate the file's own."""
+    info = audio_info(path)
+    return UnitRecord(id=Path(path).stem, audio=str(Path(path).absolute()), num_samples=info.num_samples,
+                      sample_rate=info.sample_rate, starts=starts, ends=ends, units=units)
 
 
 def _hop(sample_rate: int, frame_rate: float) -> int:
@@ -71,9 +81,7 @@ class SyllableTokenizer:
         out = []
         for path, res in zip(paths, results):
             units = None if self.assign is None else self.assign(res.embeddings).tolist()
-            rec = UnitRecord(id=Path(path).stem, audio=str(Path(path).absolute()), num_samples=res.num_samples,
-                             sample_rate=res.sample_rate, starts=res.segments_frames[:, 0].tolist(),
-                             ends=res.segments_frames[:, 1].tolist(), units=units)
+            rec = _record(path, res.segments_frames[:, 0].tolist(), res.segments_frames[:, 1].tolist(), units)
             out.append(Tokenized(rec, res.embeddings.astype(np.float32)))
         return out
 
@@ -109,7 +117,6 @@ class FrameUnitTokenizer:
         out = []
         for i, path in enumerate(paths):
             units, starts, ends = frames_to_runs(self.assign(features[i]))
-            rec = UnitRecord(id=Path(path).stem, audio=str(Path(path).absolute()), num_samples=len(waves[i]),
-                             sample_rate=self.sample_rate, starts=starts, ends=ends, units=units)
+            rec = _record(path, starts, ends, units)
             out.append(Tokenized(rec))
         return out

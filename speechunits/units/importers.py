@@ -18,6 +18,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from speechunits.data.utterance import stored_length
 from speechunits.errors import UnitFormatError
 from speechunits.units.convert import frames_to_runs
 from speechunits.units.writer import UnitSetWriter
@@ -113,7 +114,7 @@ def import_fairseq_units(
                 if utt_id not in utts:
                     raise UnitFormatError(in_path, f"utterance {utt_id!r} is not in the manifest {manifest}", lineno)
                 utt = utts[utt_id]
-                num_samples, sr = _length(utt)
+                num_samples, sr = stored_length(utt)  # the file's own, as the format says
                 audio, speaker, text = utt.audio, utt.speaker, utt.text
             else:
                 num_samples, sr, audio, speaker, text = len(ids) * hop, sample_rate, utt_id, None, None
@@ -123,13 +124,3 @@ def import_fairseq_units(
             except UnitFormatError as err:
                 raise UnitFormatError(in_path, err.problem, lineno) from None
     return len(seen)
-
-
-def _length(utt: Any) -> tuple[int, int]:
-    """(num_samples, sample_rate) of a manifest utterance, from the manifest or the audio header."""
-    if utt.num_samples is not None and utt.sample_rate is not None:
-        return int(utt.num_samples), int(utt.sample_rate)
-    from speechunits.audio import audio_info
-
-    info = audio_info(utt.audio)
-    return info.num_samples, info.sample_rate
