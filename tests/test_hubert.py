@@ -177,3 +177,16 @@ def test_pretraining_heads_score_every_class() -> None:
     model = HubertPretrainModel(SpeechEncoder(EncoderConfig.tiny()), 7, proj_dim=16)
     logits, frames = model(torch.randn(1, 8000), torch.tensor([8000]), torch.zeros(1, 24, dtype=torch.bool))
     assert logits.shape == (1, int(frames[0]), 7) and logits.abs().max() <= 10.0 + 1e-4  # cosine / 0.1
+
+
+def test_validation_reports_held_out_accuracy(tmp_path: Path) -> None:
+    data, targets = make_corpus(tmp_path, n=2)
+    task = HubertTask(load_config(None, overrides(data, targets, **{"task.valid_data": data,
+                                                                    "task.valid_targets": targets})))
+    task.model.eval()  # as the Trainer calls it
+    with torch.no_grad():
+        first, again = task.validate(0), task.validate(0)
+    assert set(first) >= {"acc_masked", "loss_masked", "acc_unmasked", "mask_fraction"}
+    assert first == again  # a fixed mask: the same model scores the same
+    with pytest.raises(ConfigError, match="go together"):
+        HubertTask(load_config(None, overrides(data, targets, **{"task.valid_data": data})))

@@ -211,7 +211,7 @@ class HubertTask:
                 count += 1
         finally:
             pipe.close()
-        return {f"valid_{k}": v / max(count, 1) for k, v in totals.items()}
+        return {k: v / max(count, 1) for k, v in totals.items()}
 
     # -- state --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
