@@ -190,3 +190,25 @@ def test_validation_reports_held_out_accuracy(tmp_path: Path) -> None:
     assert first == again  # a fixed mask: the same model scores the same
     with pytest.raises(ConfigError, match="go together"):
         HubertTask(load_config(None, overrides(data, targets, **{"task.valid_data": data})))
+
+
+@pytest.mark.slow
+def test_train_hubert_under_torchrun_two_ranks(tmp_path: Path) -> None:
+    """DDP (gloo, 2 CPU ranks): both ranks train on their own shards, rank 0 exports the encoder."""
+    import os
+    import subprocess
+    import sys
+
+    data, targets = make_corpus(tmp_path, n=6)
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "speechunits", "train-hubert", "--out-dir", str(out), "--device", "cpu",
+           *overrides(data, targets, max_steps=2, ddp_find_unused="true")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    from speechunits.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    state = load_checkpoint(latest_checkpoint(out))
+    assert state["world_size"] == 2 and state["step"] == 2
+    assert load_encoder(out / "model.pt").embed_dim == 64
