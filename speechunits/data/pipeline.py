@@ -353,3 +353,29 @@ def build_audio_pipeline(
         crop_samples=crop_samples, crop_align=max(1, int(crop_align)), rank=rank, world_size=world_size, shuffle=shuffle, seed=seed,
         num_parallel_calls=num_parallel_calls, prefetch=prefetch, drop_remainder=drop_remainder, on_error=on_error,
     )
+
+
+def training_crops(
+    utts: Sequence[Utterance],
+    *,
+    epoch: int,
+    seed: int,
+    max_batch_seconds: float,
+    crop_seconds: float,
+    crop_align: int,
+    rank: int = 0,
+    world_size: int = 1,
+    num_workers: int = 2,
+) -> Iterator[AudioBatch]:
+    """One epoch of seeded, shuffled training crops for ``rank`` (what a self-supervised task's
+    ``batches(epoch)`` yields); under DDP every rank gets the same number of batches. The
+    pipeline's threads are stopped when the iteration ends or is abandoned."""
+    pipe = build_audio_pipeline(
+        utts, max_batch_seconds=max_batch_seconds, crop_seconds=crop_seconds, crop_align=crop_align,
+        rank=rank, world_size=world_size, shuffle=True, seed=seed * 100_003 + epoch,
+        num_parallel_calls=num_workers, drop_remainder=world_size > 1,
+    )
+    try:
+        yield from pipe
+    finally:
+        pipe.close()  # stop fairseq2's threads now, not at interpreter exit

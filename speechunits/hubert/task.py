@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from speechunits.data.jsonl import load_manifests
-from speechunits.data.pipeline import AudioBatch, build_audio_pipeline
+from speechunits.data.pipeline import AudioBatch, build_audio_pipeline, training_crops
 from speechunits.encoders.model import EncoderConfig, SpeechEncoder, conv_output_lengths
 from speechunits.errors import ConfigError
 from speechunits.hubert.masking import span_mask
@@ -130,17 +130,11 @@ class HubertTask:
     # -- data ---------------------------------------------------------------------------
     def batches(self, epoch: int) -> Iterator[AudioBatch]:
         """This rank's crops of one epoch, in a seeded order."""
-        pipe = build_audio_pipeline(
-            self.utts, max_batch_seconds=float(self.opts["max_batch_seconds"]),
-            crop_seconds=float(self.opts["crop_seconds"]), crop_align=self.hop,
-            rank=self.dist.rank, world_size=self.dist.world_size, shuffle=True,
-            seed=self.seed * 100_003 + epoch, num_parallel_calls=int(self.opts["num_workers"]),
-            drop_remainder=self.dist.world_size > 1,
-        )
-        try:
-            yield from pipe
-        finally:
-            pipe.close()
+        return training_crops(self.utts, epoch=epoch, seed=self.seed,
+                              max_batch_seconds=float(self.opts["max_batch_seconds"]),
+                              crop_seconds=float(self.opts["crop_seconds"]), crop_align=self.hop,
+                              rank=self.dist.rank, world_size=self.dist.world_size,
+                              num_workers=int(self.opts["num_workers"]))
 
     def num_items(self, batch: AudioBatch) -> int:
         return int(batch.lengths.shape[0])

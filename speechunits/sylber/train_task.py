@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from speechunits.data.jsonl import load_manifests
-from speechunits.data.pipeline import AudioBatch, build_audio_pipeline
+from speechunits.data.pipeline import AudioBatch, training_crops
 from speechunits.errors import ConfigError
 from speechunits.sylber.augment import NoiseAugmenter, NoiseBank
 from speechunits.sylber.augmentations import Augmentations
@@ -226,17 +226,11 @@ class SylberTask:
     # -- data ---------------------------------------------------------------------------
     def batches(self, epoch: int) -> Iterator[AudioBatch]:
         """This rank's crops of one epoch, in a seeded order (same for the same epoch)."""
-        pipe = build_audio_pipeline(
-            self.utts, max_batch_seconds=float(self.opts["max_batch_seconds"]),
-            crop_seconds=float(self.opts["crop_seconds"]), crop_align=self.hop,
-            rank=self.dist.rank, world_size=self.dist.world_size, shuffle=True,
-            seed=self.seed * 100_003 + epoch, num_parallel_calls=int(self.opts["num_workers"]),
-            drop_remainder=self.dist.world_size > 1,
-        )
-        try:
-            yield from pipe
-        finally:
-            pipe.close()  # stop fairseq2's threads now, not at interpreter exit
+        return training_crops(self.utts, epoch=epoch, seed=self.seed,
+                              max_batch_seconds=float(self.opts["max_batch_seconds"]),
+                              crop_seconds=float(self.opts["crop_seconds"]), crop_align=self.hop,
+                              rank=self.dist.rank, world_size=self.dist.world_size,
+                              num_workers=int(self.opts["num_workers"]))
 
     def num_items(self, batch: AudioBatch) -> int:
         return int(batch.lengths.shape[0])
