@@ -59,13 +59,6 @@ fi
 log_dir="$exp_dir/log"
 sets="$train_set $valid_set"
 
-need() {  # PATH STAGE-THAT-MAKES-IT
-  if [[ ! -e "$1" ]]; then
-    echo "$0: missing $1; it is made by stage $2 (rerun with --stage $2)" >&2
-    exit 1
-  fi
-}
-
 targets() {  # ITER FEATURE-ARGS...: frame targets of every set, codebook fitted on the train set
   local it="$1" k="$2"; shift 2
   local out="$exp_dir/targets$it"

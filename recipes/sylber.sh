@@ -83,13 +83,6 @@ if [[ "$tune_thresholds" == true && ( -z "$alignments" || -z "$dev_sets" ) ]]; t
   exit 1
 fi
 
-need() {  # PATH STAGE-THAT-MAKES-IT: fail clearly when an input of a later stage is missing
-  if [[ ! -e "$1" ]]; then
-    echo "$0: missing $1; it is made by stage $2 (rerun with --stage $2)" >&2
-    exit 1
-  fi
-}
-
 for set in $train_set $eval_sets; do
   if (( stage <= 1 && 1 <= stop_stage )) && [[ ! -f "$data_root/$set/provenance.json" ]]; then
     echo "$0: data dir $data_root/$set is missing or incomplete; run stage 0 of the egs/<corpus>/run.sh first" >&2

@@ -127,10 +127,6 @@ sets="$(printf '%s\n' "$train_set" "$valid_set" "$test_set" "$style_set" | awk '
 dev=()
 [[ "$device" == auto ]] || dev=(--device "$device")
 
-need() {  # PATH STAGE-THAT-MAKES-IT: fail clearly when an input of a later stage is missing
-  [[ -e "$1" ]] || fail "missing $1; it is made by stage $2 (rerun with --stage $2)"
-}
-
 if (( stage <= 1 && 1 <= stop_stage )); then
   for set in $sets; do
     [[ -f "$data_root/$set/provenance.json" ]] \

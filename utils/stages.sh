@@ -98,3 +98,10 @@ user_paths() {  # CALLER_DIR var ...
     fi
   done
 }
+
+need() {  # PATH STAGE-THAT-MAKES-IT: fail clearly when an input of a later stage is missing
+  if [[ ! -e "$1" ]]; then
+    echo "$0: missing $1; it is made by stage $2 (rerun with --stage $2)" >&2
+    exit 1
+  fi
+}
