@@ -1,7 +1,8 @@
 """HuBERT's span masking: random span starts, each masking ``span`` frames (spans may overlap).
 
-As in HuBERT (and wav2vec 2.0), ``round(mask_prob * T / span)`` starts are drawn without
-replacement per utterance of ``T`` valid frames (at least ``min_spans``), and each masks the
+As in HuBERT (and wav2vec 2.0), ``mask_prob * T / span`` starts, rounded up or down at random
+(in proportion to the fraction), are drawn without replacement per utterance of ``T`` valid
+frames (at least ``min_spans``), and each masks the
 ``span`` frames from its start. With the paper's ``mask_prob=0.8, span=10`` (8 % of frames
 start a span) about half of the frames end up masked, because spans overlap. Padded frames
 are never masked.
