@@ -30,6 +30,7 @@ def test_recordings_are_cut_at_pauses_with_shifted_tiers(tmp_path: Path) -> None
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "2 utterances, 8.0 s" in done.stdout
+    assert (out / "data" / "provenance.json").is_file() and (out / "data" / "manifest.jsonl").is_file()
     utts = read_kaldi_dir(out / "data")
     assert [u.id for u in utts] == ["rec-000", "rec-001"] and [u.text for u in utts] == ["hello", "world"]
     second = read_textgrid(out / "alignments" / "rec-001.TextGrid")

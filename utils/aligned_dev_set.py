@@ -20,8 +20,10 @@ from pathlib import Path
 import soundfile as sf
 
 from speechunits.data.alignments import Interval, is_silence, read_textgrid, write_textgrid
+from speechunits.data.jsonl import MANIFEST_FILE, write_jsonl_manifest
 from speechunits.data.kaldi import write_kaldi_dir
 from speechunits.data.utterance import Utterance
+from speechunits.provenance import write_provenance
 
 
 def pauses(words: list[Interval], min_pause: float) -> list[float]:
@@ -82,6 +84,9 @@ def main() -> None:
             utts.append(Utterance(id=utt, audio=str(out_wav.resolve()), text=text, speaker=audio.stem))
             total += b - a
     write_kaldi_dir(utts, args.out / "data")
+    write_jsonl_manifest(utts, args.out / "data" / MANIFEST_FILE)
+    config = {"pairs": args.pair, "min_seconds": args.min_seconds, "min_pause": args.min_pause}
+    write_provenance(args.out / "data", config, [p.partition(":")[2] for p in args.pair])  # last: the dir is complete
     print(f"aligned_dev_set: {len(utts)} utterances, {total:.1f} s, from {len(args.pair)} recordings -> {args.out}")
 
 
