@@ -230,6 +230,21 @@ def test_resume_refuses_a_different_config(tmp_path: Path) -> None:
     assert t.step == 6 and t.resumed_from is not None and t.resumed_from.name == "step_00000004.pt"
 
 
+def test_training_longer_with_resume_force_follows_the_new_schedule(tmp_path: Path) -> None:
+    """Raising max_steps on a finished run: the decay restarts from the new config, not at lr 0."""
+    from speechunits.train.schedule import LRFactor
+
+    c = cfg(tmp_path, max_steps=4, save_every=4, schedule="linear", warmup_steps=1, lr=0.01)
+    Trainer(ToyRegressionTask(c), c).fit()
+    assert [r["train/lr"] for r in read_metrics(c.out_dir) if "train/lr" in r][-1] == pytest.approx(0.01 / 3)
+    longer = cfg(tmp_path, max_steps=8, save_every=4, schedule="linear", warmup_steps=1, lr=0.01, resume_force=True)
+    Trainer(ToyRegressionTask(longer), longer).fit()
+    lrs = {r["step"]: r["train/lr"] for r in read_metrics(c.out_dir) if "train/lr" in r}
+    want = LRFactor("linear", 1, 8)
+    assert [lrs[s] for s in (5, 8)] == pytest.approx([0.01 * want(4), 0.01 * want(7)])
+    assert lrs[5] > 0.005  # the old schedule had decayed to 0 at step 4
+
+
 def test_resume_never_starts_over(tmp_path: Path) -> None:
     c = cfg(tmp_path, max_steps=3)
     Trainer(ToyRegressionTask(c), c).fit()

@@ -189,6 +189,26 @@ class _OptimizerStepResult:
     grad_norm: Tensor  # before clipping
 
 
+def load_schedule_position(scheduler: Any, saved: dict[str, Any]) -> None:
+    """Resume a LambdaLR at the saved step under *this* run's schedule.
+
+    ``LambdaLR.load_state_dict`` also restores the saved schedule's parameters (the attributes of
+    its :class:`~speechunits.train.schedule.LRFactor`). Where the config changed them (e.g.
+    ``max_steps`` raised with ``resume_force=true`` to train longer), the saved ones would keep
+    the old decay, often at lr 0 from the resumed step on. The position comes from the
+    checkpoint, the shape from the config, and the learning rate is set for the resumed step.
+    """
+    fresh = [dict(getattr(f, "__dict__", {})) for f in scheduler.lr_lambdas]
+    scheduler.load_state_dict(saved)
+    for factor, params in zip(scheduler.lr_lambdas, fresh):
+        if params:
+            factor.__dict__.update(params)
+    step = scheduler.last_epoch
+    for group, base, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * factor(step)
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+
+
 class Trainer:
     """Train ``task`` under ``config``, writing checkpoints and logs to ``out_dir``.
 
@@ -299,7 +319,7 @@ class Trainer:
                     raise ValueError(f"optimizer {spec.name!r}: scheduler {'absent' if saved.scheduler is None else 'present'} "
                                      f"in the checkpoint, {'absent' if spec.scheduler is None else 'present'} in the task")
                 if spec.scheduler is not None:
-                    spec.scheduler.load_state_dict(saved.scheduler)
+                    load_schedule_position(spec.scheduler, saved.scheduler)
             if hasattr(self.task, "load_state_dict") and state.get("task") is not None:
                 self.task.load_state_dict(state["task"])
         except (RuntimeError, KeyError, ValueError) as err:
