@@ -15,6 +15,7 @@ as an audio file.
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
 import subprocess
@@ -184,6 +185,16 @@ def validate_waveform(wav: np.ndarray, path: PathLike) -> None:
         raise AudioError(
             path, f"audio contains {int((~finite).sum())} non-finite samples (first: {kind} at sample {bad})"
         )
+
+
+def resampled_length(num_samples: int, orig_sr: int, target_sr: int) -> int:
+    """Length :func:`resample` gives for ``num_samples`` samples (torchaudio's arithmetic: ceil of the reduced ratio)."""
+    if orig_sr == target_sr:
+        return num_samples
+    import torch
+
+    gcd = math.gcd(orig_sr, target_sr)
+    return int(torch.ceil(torch.as_tensor((target_sr // gcd) * num_samples / (orig_sr // gcd))).item())
 
 
 def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

@@ -10,7 +10,8 @@ import soundfile as sf
 import torch
 
 from speechunits.audio import load_audio
-from speechunits.data.pipeline import AudioBatch, build_audio_pipeline, pack_buckets, resampled_length
+from speechunits.audio import resampled_length
+from speechunits.data.pipeline import AudioBatch, build_audio_pipeline, pack_buckets
 from speechunits.data.utterance import Utterance
 from speechunits.errors import AudioError, ConfigError
 

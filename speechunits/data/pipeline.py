@@ -34,7 +34,6 @@ skipped lists of all ranks together name each bad utterance once.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -46,7 +45,7 @@ import torch
 from fairseq2.data.data_pipeline import Collater, DataPipeline, read_sequence
 from tqdm import tqdm
 
-from speechunits.audio import load_audio
+from speechunits.audio import load_audio, resampled_length
 from speechunits.data.batching import pack_by_frames
 from speechunits.data.utterance import Utterance, stored_length
 from speechunits.errors import AudioError, ConfigError
@@ -79,14 +78,6 @@ class SkippedUtterance:
     audio: str
     reason: str
     too_long: int | None = None
-
-
-def resampled_length(num_samples: int, orig_sr: int, target_sr: int) -> int:
-    """Length after ``torchaudio.functional.resample`` (same arithmetic: ceil of the reduced ratio)."""
-    if orig_sr == target_sr:
-        return num_samples
-    gcd = math.gcd(orig_sr, target_sr)
-    return int(torch.ceil(torch.as_tensor((target_sr // gcd) * num_samples / (orig_sr // gcd))).item())
 
 
 def pack_buckets(lengths: Sequence[int], max_batch_samples: int, *, shuffle: bool, seed: int) -> list[list[int]]:

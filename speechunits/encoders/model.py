@@ -24,6 +24,8 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
+from speechunits.features.frame_features import frame_grid
+
 HUBERT_BASE_CONV = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
 
 
@@ -186,10 +188,7 @@ class SpeechEncoder(nn.Module):
     @property
     def receptive_field(self) -> int:
         """Fewest input samples that give one output frame (the conv stack's receptive field)."""
-        need = 1
-        for _, kernel, stride in reversed(self.config.extractor_conv_layer_config):
-            need = (need - 1) * stride + kernel
-        return need
+        return frame_grid(self.config.extractor_conv_layer_config)[0]
 
     def frame_lengths(self, num_samples: int | Tensor) -> int | Tensor:
         """Exact number of output frames for ``num_samples`` input samples (int or tensor)."""

@@ -20,8 +20,8 @@ Both are **standardised per utterance**: every dimension gets mean 0 and standar
 1 over the utterance's frames (population std; a dimension whose std is below
 :data:`STD_FLOOR`, e.g. constant over a silent utterance, becomes 0). Padding never reaches
 the features: a padded batch is cut to each row's own frames before deltas and statistics,
-so a batch gives what one call per utterance gives. (Sylber's ``LogMelTeacher`` computes similar log-mels on the same grid, with
-statistics over speech frames only and a random projection; it keeps its own code.)
+so a batch gives what one call per utterance gives. (Sylber's ``LogMelTeacher`` takes the same grid from :func:`frame_grid`; its log-mels are
+standardised over speech frames only and randomly projected, so it keeps its own extractor.)
 """
 
 from __future__ import annotations

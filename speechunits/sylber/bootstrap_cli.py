@@ -23,14 +23,13 @@ as ``<id>\t<reason>``. The effective config and provenance are written last
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from speechunits.audio import audio_info, is_pipe_command
+from speechunits.audio import audio_info, is_pipe_command, resampled_length
 from speechunits.data.utterance import Utterance
 from speechunits.errors import AudioError, ConfigError, SpeechUnitsError
 from speechunits.jobs import JobRunner, add_job_arguments, check_job_args, limit_threads, log_to_stderr
@@ -55,21 +54,12 @@ def file_length(utt: Utterance) -> tuple[int, int]:
     return info.num_samples, info.sample_rate
 
 
-def resampled_samples(num_samples: int, orig_sr: int, target_sr: int = SAMPLE_RATE) -> int:
-    """Length of ``num_samples`` resampled from ``orig_sr`` to ``target_sr`` (ceil of the reduced ratio,
-    as ``speechunits.audio.resample`` gives)."""
-    if orig_sr == target_sr:
-        return num_samples
-    g = math.gcd(orig_sr, target_sr)
-    return -(-num_samples * (target_sr // g) // (orig_sr // g))
-
-
 def segment_utterance(utt: Utterance, config: BootstrapConfig) -> tuple[np.ndarray, int, int]:
     """(segments, samples, sample rate) of one utterance, the last two the audio file's own;
     raises SpeechUnitsError on bad audio (a length that disagrees with the manifest/header included)."""
     num_samples, sample_rate = file_length(utt)
     wave = AcousticSegmentSource.load(utt)
-    expected = resampled_samples(num_samples, sample_rate)
+    expected = resampled_length(num_samples, sample_rate, SAMPLE_RATE)
     if len(wave) != expected:
         raise AudioError(utt.audio, f"decoded {len(wave)} samples at {SAMPLE_RATE} Hz but the manifest/header gives "
                                     f"{num_samples} samples at {sample_rate} Hz ({expected} at {SAMPLE_RATE} Hz); "
@@ -123,5 +113,5 @@ def run(args: argparse.Namespace) -> int:
     return runner.run(lambda job: run_shard(runner, job, config, str(args.data)), args, add_arguments)
 
 
-__all__ = ["add_arguments", "effective_config", "file_length", "resampled_samples", "run", "run_shard",
+__all__ = ["add_arguments", "effective_config", "file_length", "run", "run_shard",
            "segment_utterance"]

@@ -25,6 +25,7 @@ import torchaudio
 from torch import Tensor, nn
 
 from speechunits.encoders.model import conv_output_lengths
+from speechunits.features.frame_features import frame_grid
 
 MIN_STAT_FRAMES = 4
 """Fewer speech frames than this in an utterance: its statistics come from all valid frames."""
@@ -63,12 +64,7 @@ class LogMelTeacher(nn.Module):
                  sample_rate: int = 16000, scale: float = 1.0, deltas: bool = True, seed: int = 0) -> None:
         super().__init__()
         self.conv_layers = [tuple(layer) for layer in conv_layers]
-        window = 1
-        hop = 1
-        for _, kernel, stride in reversed(self.conv_layers):
-            window = (window - 1) * stride + kernel
-        for _, _, stride in self.conv_layers:
-            hop *= stride
+        window, hop = frame_grid(self.conv_layers)
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate, n_fft=window, win_length=window, hop_length=hop,
             n_mels=n_mels, center=False, power=2.0,
