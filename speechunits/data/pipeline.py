@@ -58,6 +58,7 @@ from tqdm import tqdm
 
 from speechunits.audio import load_audio, resampled_length
 from speechunits.data.batching import pack_by_frames
+from speechunits.data.pipeline_torch import TorchReader
 from speechunits.data.utterance import Utterance, stored_length
 from speechunits.errors import AudioError, ConfigError
 
@@ -334,7 +335,7 @@ class AudioPipeline:
         pin = pin_memory_wanted(pin_memory)
         self._reader: _Reader | None
         if backend == "fairseq2":
-            from speechunits.data.pipeline_fairseq2 import Fairseq2Reader  # imports fairseq2: only when chosen
+            from speechunits.data.pipeline_fairseq2 import Fairseq2Reader
 
             loader = _BucketLoader(self._utts, lengths, sample_rate=sample_rate, crop=crop_samples,
                                    crop_align=crop_align, seed=seed, pin_memory=pin)
@@ -342,8 +343,6 @@ class AudioPipeline:
                                           drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls,
                                           prefetch=prefetch)
         elif backend == "torch":
-            from speechunits.data.pipeline_torch import TorchReader
-
             loader = _BucketLoader(self._utts, lengths, sample_rate=sample_rate, crop=crop_samples,
                                    crop_align=crop_align, seed=seed)
             self._reader = TorchReader(mine, loader, num_workers=num_parallel_calls, prefetch=prefetch,

@@ -2,16 +2,18 @@
 .shard(rank, world_size, allow_uneven=not drop_remainder) .map(load, num_parallel_calls)
 .prefetch(prefetch)``, decoding in fairseq2's worker threads.
 
-Importing this module imports fairseq2 (whose native part, fairseq2n, is built for one torch
-version), so :mod:`speechunits.data.pipeline` imports it only once this backend is chosen.
+fairseq2 (whose native part, fairseq2n, is built for one torch version) is imported only when
+a :class:`Fairseq2Reader` is made, i.e. once this backend is chosen, never when a speechunits
+module is imported: the toolkit must import where fairseq2 is absent or does not match torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fairseq2.data.data_pipeline import DataPipeline, read_sequence
+if TYPE_CHECKING:
+    from fairseq2.data.data_pipeline import DataPipeline
 
 
 class Fairseq2Reader:
@@ -19,6 +21,8 @@ class Fairseq2Reader:
 
     def __init__(self, buckets: Sequence[Sequence[int]], load: Callable[[Sequence[int]], dict[str, Any]], *,
                  rank: int, world_size: int, drop_remainder: bool, num_parallel_calls: int, prefetch: int) -> None:
+        from fairseq2.data.data_pipeline import read_sequence
+
         self._pipeline: DataPipeline | None = (
             read_sequence([list(b) for b in buckets])
             .shard(rank, world_size, allow_uneven=not drop_remainder)
