@@ -191,6 +191,8 @@ def test_abandoned_or_closed_passes_leave_no_worker_processes(corpus: list[Utter
     next(it)
     pipe.close()  # closed mid-pass
     assert multiprocessing.active_children() == []
+    with pytest.raises(RuntimeError, match="closed during a pass"):
+        next(it)
     with pytest.raises(RuntimeError, match="closed"):
         list(pipe)
     for _ in build_audio_pipeline(corpus, backend="torch", max_batch_seconds=0.4, num_parallel_calls=2):

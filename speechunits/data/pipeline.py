@@ -512,7 +512,8 @@ def build_audio_pipeline(
         logger.warning("skipping utterance %s: %s", s.id, s.reason)
     return AudioPipeline(
         utts, lengths, plan_skipped, sample_rate=sample_rate, max_batch_samples=max_batch_samples,
-        crop_samples=crop_samples, crop_align=max(1, int(crop_align)), rank=rank, world_size=world_size, shuffle=shuffle, seed=seed,
+        crop_samples=crop_samples, crop_align=max(1, int(crop_align)), rank=rank, world_size=world_size,
+        shuffle=shuffle, seed=seed,
         num_parallel_calls=num_parallel_calls, prefetch=prefetch, drop_remainder=drop_remainder, on_error=on_error,
         backend=chosen, pin_memory=pin_memory, max_padding=max_padding,
     )

@@ -60,9 +60,15 @@ class TorchReader:
         it = iter(loader)
         self._active = it
         try:
-            for item in it:
+            while True:
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
                 self._position += 1
                 yield item
+                if self._active is not it:  # close() stopped the workers while the consumer held this batch
+                    raise RuntimeError("AudioPipeline was closed during a pass")
         finally:
             self._stop(it)
 
