@@ -1,6 +1,6 @@
 # speechunits: install, demo and test.
 #
-#   make install     system packages (apt, when missing), $(VENV), pip install -e '.[test]'
+#   make install     system packages (apt, when missing), $(VENV), pip install -e '.[test,fairseq2]'
 #   make demo        install, then bash egs/synth/run.sh (synthetic corpus -> units -> scores)
 #   make demo-unit2speech  the demo, then its unit-to-speech stages 7-13 (vocoders, judge, RESULTS.md)
 #   make demo-tts    demo-unit2speech, then its Capacitron TTS stages 14-19 (tiny Tacotron2/Capacitron, RESULTS.md)
@@ -34,7 +34,7 @@ STAMP := $(VENV)/.installed-$(PYPROJECT_SHA)
 .PHONY: help install system-deps venv demo demo-unit2speech demo-tts test test-fast clean
 
 help:
-	@echo "make install    system packages ($(APT_PACKAGES)), $(VENV), pip install -e '.[test]'"
+	@echo "make install    system packages ($(APT_PACKAGES)), $(VENV), pip install -e '.[test,fairseq2]'"
 	@echo "make demo       install + bash egs/synth/run.sh (synthetic corpora -> Sylber training -> units -> scores)"
 	@echo "make demo-unit2speech  make demo, then its unit-to-speech stages (vocoders, CTC judge, RESULTS.md)"
 	@echo "make demo-tts   make demo-unit2speech, then its Capacitron TTS stages (voiced by its mel vocoder, judged by its judge)"
@@ -86,8 +86,8 @@ $(VENV)/bin/python:
 
 # (c) pip install only when pyproject.toml changed since the last successful install.
 $(STAMP): | $(VENV)/bin/python
-	@echo "pip: installing -e '.[test]' into $(VENV) (pyproject.toml sha256 $(PYPROJECT_SHA))"
-	$(VENV)/bin/python -m pip install -e '.[test]'
+	@echo "pip: installing -e '.[test,fairseq2]' into $(VENV) (pyproject.toml sha256 $(PYPROJECT_SHA))"
+	$(VENV)/bin/python -m pip install -e '.[test,fairseq2]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -93,7 +93,7 @@ def test_install_reruns_pip_when_pyproject_changed(tmp_path: Path) -> None:
     venv = fake_venv(tmp_path, "0" * 64)  # stamp of an older pyproject.toml
     r = make(tmp_path, "install", f"VENV={venv}")
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "pip.log").read_text().splitlines() == ["python -m pip install -e .[test]"]
+    assert (tmp_path / "pip.log").read_text().splitlines() == ["python -m pip install -e .[test,fairseq2]"]
     stamps = sorted(p.name for p in venv.glob(".installed-*"))
     assert stamps == [f".installed-{pyproject_sha()}"]  # the old stamp is gone
 
@@ -112,7 +112,7 @@ def test_dry_run_of_fresh_install(tmp_path: Path) -> None:
     r = subprocess.run(["make", "-n", "install", f"VENV={tmp_path / 'venv'}"], cwd=REPO, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    for word in [*PACKAGES, "apt-get install -y", "-m venv", "pip install -e '.[test]'",
+    for word in [*PACKAGES, "apt-get install -y", "-m venv", "pip install -e '.[test,fairseq2]'",
                  f"{tmp_path / 'venv'}/.installed-{pyproject_sha()}"]:
         assert word in r.stdout, word
     assert not (tmp_path / "venv").exists()

@@ -1,4 +1,5 @@
-"""The fairseq2 audio pipeline: coverage across ranks, batch bounds, lengths, bad audio, crop, determinism."""
+"""The audio pipeline on each backend (fairseq2, torch): coverage across ranks, batch bounds, lengths, bad
+audio, crop, determinism, resume. tests/test_pipeline_backends.py checks that the two give identical batches."""
 
 from __future__ import annotations
 
@@ -11,11 +12,20 @@ import torch
 
 from speechunits.audio import load_audio
 from speechunits.audio import resampled_length
-from speechunits.data.pipeline import AudioBatch, build_audio_pipeline, pack_buckets
+from speechunits.data.pipeline import BACKEND_ENV, AudioBatch, build_audio_pipeline, fairseq2_unusable, pack_buckets
 from speechunits.data.utterance import Utterance
 from speechunits.errors import AudioError, ConfigError
 
 SR = 16000
+
+
+@pytest.fixture(autouse=True, params=["fairseq2", "torch"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on both backends, chosen the way a user would: SPEECHUNITS_DATA_BACKEND."""
+    if request.param == "fairseq2" and fairseq2_unusable() is not None:
+        pytest.skip(f"fairseq2 backend unusable here: {fairseq2_unusable()}")
+    monkeypatch.setenv(BACKEND_ENV, request.param)
+    return request.param
 
 
 def write(path: Path, seconds: float, sr: int = SR, channels: int = 1, seed: int = 0) -> Path:
@@ -44,10 +54,11 @@ def collect(pipe) -> list[AudioBatch]:
     return list(pipe)
 
 
-def test_two_ranks_cover_every_utterance_once(corpus: list[Utterance]) -> None:
+def test_two_ranks_cover_every_utterance_once(corpus: list[Utterance], backend: str) -> None:
     seen: list[str] = []
     for rank in range(2):
         pipe = build_audio_pipeline(corpus, max_batch_seconds=1.0, rank=rank, world_size=2, shuffle=True, seed=3)
+        assert pipe.backend == backend
         batches = collect(pipe)
         assert len(batches) == len(pipe) > 0
         seen += [i for b in batches for i in b.ids]
