@@ -145,19 +145,20 @@ class PaddedForward:
     """The model's forward over one padded batch, eager or ``torch.compile``'d, with a fallback.
 
     ``compile``: False (eager), True (the default inductor backend) or a ``torch.compile``
-    backend name. Compiling happens at the first call; if it (or a later recompile) raises,
+    backend (a name or a compiler function). Compiling happens at the first call; if it (or a later recompile) raises,
     a warning names the error and this object runs eager from then on. A
     :class:`~speechunits.encoders.model.SpeechEncoder` is called with ``check_lengths=False``
     (the caller checked the lengths on the host).
     """
 
-    def __init__(self, model: torch.nn.Module, layer: int | None = None, compile: bool | str = False) -> None:
+    def __init__(self, model: torch.nn.Module, layer: int | None = None, compile: bool | str | Callable[..., Any] = False
+                 ) -> None:
         self.model = model
         self.layer = layer
         self.kwargs: dict[str, Any] = {"check_lengths": False} if isinstance(model, SpeechEncoder) else {}
         self.compiled: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
         if compile:
-            backend = "inductor" if compile is True else str(compile)
+            backend = "inductor" if compile is True else compile
             # dynamic: buckets come in many (B, S) shapes; one graph with symbolic sizes, not a recompile each
             self.compiled = torch.compile(self.eager, backend=backend, dynamic=True)
 
@@ -173,9 +174,10 @@ class PaddedForward:
             try:
                 return self.compiled(x, lengths)
             except Exception as err:  # noqa: BLE001 - any compiler failure: run eager, say why once
-                warnings.warn(f"torch.compile of the encoder failed ({type(err).__name__}: {err}); running eager",
-                              RuntimeWarning, stacklevel=2)
-                logger.warning("torch.compile of the encoder failed (%s: %s); running eager", type(err).__name__, err)
+                why = " ".join(str(err).split())[:500]
+                message = f"torch.compile of the encoder failed ({type(err).__name__}: {why}); running eager"
+                warnings.warn(message, RuntimeWarning, stacklevel=2)
+                logger.warning("%s", message)
                 self.compiled = None
         return self.eager(x, lengths)
 
@@ -261,6 +263,7 @@ class BatchEncoder:
         autocast: bf16 autocast on CUDA (ignored on the CPU).
         compile: ``torch.compile`` the forward (True, or a backend name); eager fallback.
         keep_on_device: yield :class:`DeviceBatch` es instead of host features.
+        forward: a :class:`PaddedForward` to reuse (one compiled graph across encoders; ``compile`` is then unused).
         pin_memory, max_padding: data-pipeline options (pinned host batches; a bound on each
             bucket's padding ratio), passed at one place, :meth:`pipeline_options`.
     """
@@ -268,7 +271,7 @@ class BatchEncoder:
     def __init__(self, model: SpeechEncoder, *, batch_seconds: float = 60.0, max_batch_frames: int | None = None,
                  layer: int | None = None, device: torch.device | None = None, autocast: bool = True,
                  compile: bool | str = False, keep_on_device: bool = False, pin_memory: bool = False,
-                 max_padding: float | None = None) -> None:
+                 max_padding: float | None = None, forward: PaddedForward | None = None) -> None:
         self.model = model
         self.sample_rate = int(model.config.sample_rate)
         self.hop = int(model.config.hop_length)
@@ -283,7 +286,9 @@ class BatchEncoder:
         self.max_padding = max_padding
         self.min_samples = model.receptive_field
         self.what = "the model" if layer is None else f"layer {layer}"
-        self.forward = PaddedForward(model, layer, compile)
+        self.forward = forward if forward is not None else PaddedForward(model, layer, compile)
+        if forward is not None and (forward.model is not model or forward.layer != layer):
+            raise ValueError("forward: a PaddedForward of another model or layer")
 
     def pipeline_options(self) -> dict[str, Any]:
         """Extra keyword arguments of ``build_audio_pipeline``: the one call site of the pipeline's
