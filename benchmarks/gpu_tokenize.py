@@ -188,7 +188,8 @@ def ceiling(model: Any, device: torch.device, batch: int, seconds: float, iters:
     reset_peak(device)
     with inference_context(device, autocast=True):
         t0 = time.perf_counter()
-        forward(x, lengths)  # warm-up (compiles)
+        for _ in range(2):  # warm-up: compiles, and meets the shapes once more (lazy initialisation)
+            forward(x, lengths)
         sync(device)
         warm = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -199,30 +200,28 @@ def ceiling(model: Any, device: torch.device, batch: int, seconds: float, iters:
     fell_back = compile and forward.compiled is None
     return Row(f"encoder forward alone, device-resident {batch} x {seconds:g} s, "
                f"{'torch.compile' + (' (FAILED: eager)' if fell_back else '') if compile else 'eager'}",
-               batch * seconds * iters / wall, peak_memory(device), f"first call {warm:.1f} s")
+               batch * seconds * iters / wall, peak_memory(device), f"two warm-up calls {warm:.1f} s")
 
 
 def budget_rows(model: Any, device: torch.device, waves: list[np.ndarray], budgets: list[int]) -> list[Row]:
     from speechunits.encoders.batch import BatchEncoder
 
     rows, audio = [], sum(len(w) for w in waves) / SR
-    for _ in BatchEncoder(model, batch_seconds=1e9, max_batch_frames=min(budgets), device=device).encode_waveforms(
-            waves[:4]):
-        pass  # warm-up: allocator, kernels
     for frames in budgets:
         encoder = BatchEncoder(model, batch_seconds=1e9, max_batch_frames=frames, device=device)
-        reset_peak(device)
-        t0 = time.perf_counter()
-        n = sum(len(b.encoded) for b in encoder.encode_waveforms(waves))
-        sync(device)
-        wall = time.perf_counter() - t0
+        for _ in range(2):  # the second pass is timed: the first meets each batch shape for the first time
+            reset_peak(device)
+            t0 = time.perf_counter()
+            n = sum(len(b.encoded) for b in encoder.encode_waveforms(waves))
+            sync(device)
+            wall = time.perf_counter() - t0
         rows.append(Row(f"BatchEncoder, host features (encode_many), max_batch_frames {frames}", audio / wall,
-                        peak_memory(device), f"{n} utterances, {audio:.0f} s"))
+                        peak_memory(device), f"{n} utterances, {audio:.0f} s; second pass"))
     return rows
 
 
-def segmentation_rows(model: Any, device: torch.device, waves: list[np.ndarray], thresholds: tuple[float, float]
-                      ) -> list[Row]:
+def segmentation_rows(model: Any, device: torch.device, waves: list[np.ndarray], thresholds: tuple[float, float],
+                      max_batch_frames: int) -> list[Row]:
     import numba
 
     from speechunits.encoders.batch import BatchEncoder
@@ -230,29 +229,37 @@ def segmentation_rows(model: Any, device: torch.device, waves: list[np.ndarray],
     from speechunits.sylber.segment_batch import device_segmentation_ready, start_segmentation
 
     nt, mt = thresholds
-    encoder = BatchEncoder(model, batch_seconds=1e9, device=device, keep_on_device=True)
-    batch = next(b.device for b in encoder.encode_waveforms(waves) if b.device is not None)
+    encoder = BatchEncoder(model, batch_seconds=1e9, max_batch_frames=max_batch_frames, device=device,
+                           keep_on_device=True)
+    batches = (b.device for b in encoder.encode_waveforms(waves) if b.device is not None)
+    batch = max(batches, key=lambda d: sum(d.num_frames))  # the fullest batch (the first ones hold the shortest)
     frames = sum(batch.num_frames)
     host = batch.features.float().cpu().numpy()
     lengths = np.asarray(batch.num_frames)
     greedy_segment_batch(host[:1, :50], lengths[:1].clip(max=50), nt, mt)  # JIT warm-up
     rows = []
-    t0 = time.perf_counter()
-    segs = greedy_segment_batch(host, lengths, nt, mt)
-    wall = time.perf_counter() - t0
+    walls = []
+    for _ in range(3):  # median of 3: one small batch is quick, and the machine may be shared
+        t0 = time.perf_counter()
+        segs = greedy_segment_batch(host, lengths, nt, mt)
+        walls.append(time.perf_counter() - t0)
+    wall = float(np.median(walls))
     per_sec = sum(len(s) for s in segs) / (frames / model.frame_rate)
     rows.append(Row(f"greedy_segment_batch, padded {host.shape[0]} x {host.shape[1]} x {host.shape[2]} "
                     f"({numba.get_num_threads()} numba threads)", None, f"{wall / frames * 1e6:.2f} µs/frame",
-                    f"{per_sec:.1f} segments per second of audio"))
+                    f"median of 3; {per_sec:.1f} segments per second of audio"))
     start_segmentation(batch, "host", norm_threshold=nt, merge_threshold=mt).result()  # means JIT warm-up
     wheres = ["host"] + (["device"] if device_segmentation_ready(device) else [])
     for where in wheres:
-        sync(device)
-        t0 = time.perf_counter()
-        start_segmentation(batch, where, norm_threshold=nt, merge_threshold=mt).result()
-        wall = time.perf_counter() - t0
+        walls = []
+        for _ in range(3):
+            sync(device)
+            t0 = time.perf_counter()
+            start_segmentation(batch, where, norm_threshold=nt, merge_threshold=mt).result()
+            walls.append(time.perf_counter() - t0)
+        wall = float(np.median(walls))
         rows.append(Row(f"segmentation + means of that batch, {where} path (as tokenize runs it)", None,
-                        f"{wall / frames * 1e6:.2f} µs/frame", ""))
+                        f"{wall / frames * 1e6:.2f} µs/frame", "median of 3, from device features to host results"))
     if "device" not in wheres:
         rows.append(Row("segmentation + means, device path", None, "n/a",
                         f"speechunits.sylber.segment_device not available on {device}"))
@@ -328,7 +335,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--quick", action="store_true", help="tiny model, little audio: a CPU smoke run of about a minute")
     p.add_argument("--model", choices=["base", "tiny"], default=None, help="default: base (tiny with --quick)")
-    p.add_argument("--hours", type=float, default=None, help="generated corpus size (default 10; 0.02 with --quick)")
+    p.add_argument("--hours", type=float, default=None, help="generated corpus size (default 10; 0.05 with --quick)")
     p.add_argument("--corpus", type=Path, default=None, help="folder for the generated FLAC corpus (reused; default a temp dir)")
     p.add_argument("--ceiling-batch", type=int, default=None, help="default 64 (4 with --quick)")
     p.add_argument("--ceiling-seconds", type=float, default=None, help="default 15 (4 with --quick)")
@@ -347,7 +354,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "gpu_tokenize.md")
     args = p.parse_args(argv)
     q = args.quick
-    defaults = dict(model="tiny" if q else "base", hours=0.02 if q else 10.0, ceiling_batch=4 if q else 64,
+    defaults = dict(model="tiny" if q else "base", hours=0.05 if q else 10.0, ceiling_batch=4 if q else 64,
                     ceiling_seconds=4.0 if q else 15.0, ceiling_iters=2 if q else 10,
                     max_batch_frames=2000 if q else 48000, frame_budgets="500,2000" if q else "10000,40000,160000",
                     budget_minutes=1.0 if q else 60.0, agreement_utts=8 if q else 200)
@@ -402,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
 
             traceback.print_exc()
             add(Row("`speechunits tokenize` end to end", None, "n/a", f"failed: {type(err).__name__}: {err}"))
-    add(segmentation_rows(model, device, budget_waves, thresholds))
+    add(segmentation_rows(model, device, budget_waves, thresholds, args.max_batch_frames))
     add(agreement(model, device, budget_waves[: args.agreement_utts], thresholds))
 
     flops = flops_per_second(model, args.ceiling_seconds)
@@ -428,7 +435,8 @@ def write_table(args: argparse.Namespace, device: torch.device, model: Any, rows
         "",
         f"Command: `{cmd.strip()}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {wall:.0f} s in all.",
         f"Device: {gpu or 'CPU'} ({device}); torch {torch.__version__}, numba {numba.__version__} "
-        f"({numba.get_num_threads()} threads), {os.cpu_count()} CPU cores, Python {platform.python_version()}.",
+        f"({numba.get_num_threads()} threads), {os.cpu_count()} CPU cores (load average {os.getloadavg()[0]:.1f} at the "
+        f"end), Python {platform.python_version()}.",
         f"Model: randomly initialised `{args.model}` encoder ({model.config.num_layers} layers, d = "
         f"{model.embed_dim}, {params:.1f} M parameters), bf16 autocast on CUDA; thresholds norm {thresholds[0]:.3f}, "
         f"merge {thresholds[1]:.3f} (from its features). Corpus: {audio / 3600:.2f} h of generated FLAC "
@@ -449,7 +457,8 @@ def write_table(args: argparse.Namespace, device: torch.device, model: Any, rows
     if device.type != "cuda":
         lines += ["", "This run had no GPU: the GPU table awaits a run on one (benchmarks/README.md gives the "
                       "command). CPU numbers with `--quick` use the tiny model and are a smoke test, not a "
-                      "measurement of the GPU path."]
+                      "measurement of the GPU path; on a shared machine (load average above the core count) "
+                      "they swing by several times between runs."]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return lines

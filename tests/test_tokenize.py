@@ -401,3 +401,21 @@ def test_given_segments_errors(corpus: dict, tmp_path: Path, monkeypatch: pytest
     assert top.main(base + [str(tmp_path / "empty")]) == 2
     assert str(tmp_path / "empty") in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_frame_budget_alone_lifts_the_seconds_cap(corpus: dict, tmp_path: Path) -> None:
+    """--max-batch-frames without --batch-seconds: the frame budget alone; with both, the smaller wins."""
+    parser = argparse.ArgumentParser()
+    tok_cli.add_arguments(parser)
+    base = ["--model", str(corpus["ckpt"]), "--data", str(corpus["manifest"]), "--out", str(tmp_path / "u")]
+    assert tok_cli.settings_from_args(parser.parse_args(base)).batch_seconds == 60.0
+    alone = tok_cli.settings_from_args(parser.parse_args(base + ["--max-batch-frames", "48000"]))
+    assert alone.batch_seconds == float("inf") and alone.max_batch_frames == 48000
+    both = parser.parse_args(base + ["--max-batch-frames", "48000", "--batch-seconds", "30"])
+    assert tok_cli.settings_from_args(both).batch_seconds == 30.0
+    from speechunits.encoders.batch import batch_budget_samples
+
+    assert batch_budget_samples(SR, 320, alone.batch_seconds, 48000) == 48000 * 320
+    assert batch_budget_samples(SR, 320, 30.0, 48000) == 30 * SR
+    with pytest.raises(ValueError, match="infinite only with a max_batch_frames"):
+        batch_budget_samples(SR, 320, float("inf"), None)

@@ -44,6 +44,7 @@ the caller reduces them on the device (Sylber's segmentation,
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -240,15 +241,17 @@ def pad_waveforms(waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tens
 def batch_budget_samples(sample_rate: int, hop: int, batch_seconds: float, max_batch_frames: int | None) -> int:
     """Padded samples per batch: ``batch_seconds`` of audio, capped by ``max_batch_frames`` x ``hop``
     when a frame budget is given (the smaller wins; ``B x T_frames <= B x S / hop`` since the
-    receptive field is at least one hop)."""
+    receptive field is at least one hop). ``batch_seconds=inf`` leaves the frame budget alone."""
     if not batch_seconds > 0:
         raise ValueError(f"batch_seconds must be > 0, got {batch_seconds}")
-    budget = max(1, int(batch_seconds * sample_rate))
-    if max_batch_frames is not None:
-        if int(max_batch_frames) < 1:
-            raise ValueError(f"max_batch_frames must be >= 1, got {max_batch_frames}")
-        budget = min(budget, int(max_batch_frames) * int(hop))
-    return budget
+    if max_batch_frames is None:
+        if math.isinf(batch_seconds):
+            raise ValueError("batch_seconds may be infinite only with a max_batch_frames budget")
+        return max(1, int(batch_seconds * sample_rate))
+    if int(max_batch_frames) < 1:
+        raise ValueError(f"max_batch_frames must be >= 1, got {max_batch_frames}")
+    frames_budget = int(max_batch_frames) * int(hop)
+    return frames_budget if math.isinf(batch_seconds) else min(max(1, int(batch_seconds * sample_rate)), frames_budget)
 
 
 class BatchEncoder:

@@ -31,7 +31,7 @@ batch ``k`` while batch ``k + 1`` runs through the encoder: on a worker thread
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 
 import numpy as np
@@ -91,6 +91,9 @@ def resolve_segment_on(segment_on: str, device: torch.device) -> str:
     return "device"
 
 
+_NOTHING = torch.empty(0)
+
+
 def _to_host(tensor: torch.Tensor) -> torch.Tensor:
     """A host copy of ``tensor``: queued (pinned memory, ``non_blocking``) for a CUDA tensor, the tensor itself on the CPU."""
     if tensor.device.type == "cpu":
@@ -131,7 +134,9 @@ class PendingSegments:
             raise ValueError(f"where must be 'host' or 'device', got {where!r}")
         if feats.device.type == "cuda":
             self.event = torch.cuda.Event()
-            self.event.record()
+            self.event.record(torch.cuda.current_stream(feats.device))
+        # keep no device memory alive while queued: the copies above are ordered on the stream before any reuse
+        self.batch = replace(batch, features=_NOTHING, frame_lengths=_NOTHING, finite=_NOTHING)
 
     def result(self) -> tuple[list[SegmentedRow], list[EncodeFailure]]:
         """The utterances segmented (batch order, rows without frames left out) and the non-finite ones."""

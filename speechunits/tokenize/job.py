@@ -89,6 +89,7 @@ class TokenizeSettings:
     """Seconds added to every boundary (rounded to whole frames); unused with ``segments``."""
     embeddings: bool = True
     batch_seconds: float = 60.0
+    """Padded audio per forward pass; ``math.inf`` (only with ``max_batch_frames``): no seconds cap."""
     max_batch_frames: int | None = None
     """Padded encoder frames per forward pass (B x T_frames); the smaller of this and ``batch_seconds`` wins."""
     num_workers: int = 2
@@ -110,8 +111,9 @@ class TokenizeSettings:
         problems = []
         if self.nj < 1:
             problems.append(f"--nj must be >= 1, got {self.nj}")
-        if not self.batch_seconds > 0:
-            problems.append(f"--batch-seconds must be > 0, got {self.batch_seconds}")
+        if not self.batch_seconds > 0 or (math.isinf(self.batch_seconds) and self.max_batch_frames is None):
+            problems.append(f"--batch-seconds must be > 0 (and finite without --max-batch-frames), got "
+                            f"{self.batch_seconds}")
         if self.max_batch_frames is not None and self.max_batch_frames < 1:
             problems.append(f"--max-batch-frames must be >= 1, got {self.max_batch_frames}")
         if self.num_workers < 1:

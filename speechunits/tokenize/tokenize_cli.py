@@ -20,6 +20,7 @@ segments (:mod:`speechunits.tokenize.given`).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from speechunits.jobs import add_job_arguments, check_job_args, log_to_stderr
 from speechunits.sylber.thresholds import add_threshold_arguments
 
 VERB = "tokenize"
+DEFAULT_BATCH_SECONDS = 60.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,9 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="Kaldi data dir or JSONL manifest")
     parser.add_argument("--out", required=True, type=Path, help="unit set directory to write")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto spreads local jobs over GPUs)")
-    parser.add_argument("--batch-seconds", type=float, default=60.0,
-                        help="padded audio seconds per encoder batch (default 60); with --max-batch-frames the "
-                             "smaller budget wins")
+    parser.add_argument("--batch-seconds", type=float, default=None,
+                        help="padded audio seconds per encoder batch (default 60, or no seconds cap when "
+                             "--max-batch-frames is given; with both, the smaller budget wins)")
     parser.add_argument("--max-batch-frames", type=int, default=None,
                         help="padded encoder frames per batch (batch size x longest utterance's frames, 50 per "
                              "second for HuBERT base): the device-memory budget; e.g. 48000 = 64 x 15 s")
@@ -59,6 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_job_arguments(parser)
 
 
+def batch_seconds(given: float | None, max_batch_frames: int | None) -> float:
+    """``--batch-seconds`` as given; unset: 60, or no cap (inf) when ``--max-batch-frames`` is the budget."""
+    if given is not None:
+        return float(given)
+    return DEFAULT_BATCH_SECONDS if max_batch_frames is None else math.inf
+
+
 def settings_from_args(args: argparse.Namespace) -> Any:
     from speechunits.encoders.checkpoints import segmentation_defaults
     from speechunits.sylber.thresholds import pick_shift, pick_thresholds
@@ -75,7 +84,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         model=Path(args.model).resolve(), data=Path(args.data).resolve(), out=Path(args.out).resolve(), nj=args.nj,
         norm_threshold=args.norm_threshold, merge_threshold=args.merge_threshold, reset_count=args.reset_count,
         shift=args.shift if args.segments is None else 0.0,
-        embeddings=not args.no_embeddings, batch_seconds=args.batch_seconds, max_batch_frames=args.max_batch_frames,
+        embeddings=not args.no_embeddings, batch_seconds=batch_seconds(args.batch_seconds, args.max_batch_frames),
+        max_batch_frames=args.max_batch_frames,
         num_workers=args.num_workers, prefetch=args.prefetch, compile=args.compile, segment_on=args.segment_on,
         device=args.device, threads=args.threads,
         segments=open_segment_set(Path(args.segments).resolve()) if args.segments is not None else None,
