@@ -12,8 +12,9 @@ than the model's receptive field gets no frames and no segments.
 
 Each batch is segmented where its features are (:mod:`speechunits.sylber.segment_batch`,
 ``segment_on``): on a CUDA device with the batched device kernels when they are available
-(``"auto"``), else on the host by one parallel numba call over the batch, which runs while
-the next batch goes through the encoder. ``segment_many(..., hidden_states=False)`` leaves
+(``"auto"``), else on the host by one parallel numba call over the batch. A batch is collected
+one step behind, after the next batch's forward pass has been launched, so on a GPU the host
+work overlaps that forward pass. ``segment_many(..., hidden_states=False)`` leaves
 the frames on the device: only segments and segment means come back.
 
 The boundary shift (``shift`` seconds, default the checkpoint's, see
@@ -190,7 +191,7 @@ class Segmenter:
                  names: Sequence[str] | None = None, hidden_states: bool = True,
                  progress: bool = False) -> list[SegmentationResult]:
         """Segment waveforms at the model's rate, in input order; each batch is collected one step
-        behind, so its host work overlaps the next forward pass."""
+        behind (on a GPU its host work overlaps the next, asynchronous, forward pass)."""
         encoder = BatchEncoder(self.model, batch_seconds=batch_seconds, max_batch_frames=max_batch_frames,
                                device=self.device, autocast=self.autocast, keep_on_device=True, forward=self.forward)
         dim = self.model.embed_dim
