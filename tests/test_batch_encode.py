@@ -124,3 +124,116 @@ def test_non_finite_features_are_failures(corpus: list[Utterance]) -> None:
 def test_bad_budget() -> None:
     with pytest.raises(ValueError, match="batch_seconds"):
         BatchEncoder(randomised_tiny_model(), batch_seconds=0)
+
+
+# ------------------------------------------------------------------ budget, compile, device batches
+def test_frame_budget_caps_padded_frames(model: torch.nn.Module) -> None:
+    """max_batch_frames bounds B x T_frames; the smaller of the two budgets wins."""
+    from speechunits.encoders.batch import batch_budget_samples
+
+    assert batch_budget_samples(SR, 320, 60.0, None) == 60 * SR
+    assert batch_budget_samples(SR, 320, 60.0, 100) == 100 * 320  # frames win
+    assert batch_budget_samples(SR, 320, 1.0, 10**6) == SR  # seconds win
+    with pytest.raises(ValueError, match="max_batch_frames"):
+        batch_budget_samples(SR, 320, 1.0, 0)
+    waves = [speechlike(d, i) for i, d in enumerate([0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 0.55])]
+    encoder = BatchEncoder(model, batch_seconds=60.0, max_batch_frames=120, autocast=False)
+    batches = [b for b in encoder.encode_waveforms(waves) if b.encoded]
+    assert len(batches) >= 3
+    for b in batches:
+        assert len(b.encoded) * max(e.features.shape[0] for e in b.encoded) <= 120
+    encoded, failed = _collect(batches)
+    assert not failed and sorted(encoded, key=int) == [str(i) for i in range(len(waves))]
+    for i, w in enumerate(waves):
+        np.testing.assert_allclose(encoded[str(i)].features, _alone(model, w), atol=1e-4, rtol=1e-4)
+
+
+def test_lean_group_norm_equals_autograd_formula() -> None:
+    """The in-place inference group norm gives the differentiable formula's valid frames (fp32 and bf16)."""
+    from speechunits.encoders.model import _masked_group_norm, _masked_group_norm_autograd
+
+    torch.manual_seed(1)
+    norm = torch.nn.GroupNorm(4, 8)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    x = torch.randn(3, 8, 50) * 2 + 3.0  # a large mean: the E[x^2] - mean^2 variance must still hold
+    lengths = torch.tensor([50, 31, 1])
+    valid = torch.arange(50)[None, None, :] < lengths[:, None, None]
+    ref = _masked_group_norm_autograd(x, norm, lengths)
+    with torch.no_grad():
+        lean = _masked_group_norm(x.clone(), norm, lengths)
+        half = _masked_group_norm(x.to(torch.bfloat16), norm, lengths)
+    assert torch.isfinite(lean).all()
+    torch.testing.assert_close(lean[valid.expand_as(lean)], ref[valid.expand_as(ref)], atol=2e-5, rtol=1e-5)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float()[valid.expand_as(half)], ref[valid.expand_as(ref)], atol=0.1, rtol=0.03)
+    x.requires_grad_(True)  # with autograd the differentiable formula runs (x is not overwritten)
+    _masked_group_norm(x, norm, lengths).sum().backward()
+    assert x.grad is not None
+
+
+def test_length_checks_on_the_host_and_for_direct_callers(model: torch.nn.Module) -> None:
+    from speechunits.encoders.batch import check_lengths
+
+    x = torch.zeros(2, 1000)
+    with pytest.raises(ValueError, match="1 <= length <= 1000"):
+        model(x, torch.tensor([1000, 1001]))  # a direct caller still gets the clear error
+    with pytest.raises(ValueError, match="1 <= length <= 1000"):
+        check_lengths(x, torch.tensor([0, 10]))
+    with pytest.raises(ValueError, match="shape"):
+        model(x, torch.tensor([10]), check_lengths=False)
+
+
+def test_forward_compiles_as_one_graph(model: torch.nn.Module) -> None:
+    """No host sync in the forward: dynamo captures it whole (fullgraph), with the same features."""
+    x = torch.from_numpy(np.stack([speechlike(0.5, 1), speechlike(0.5, 2)]))
+    lengths = torch.tensor([8000, 5000])
+    compiled = torch.compile(lambda a, b: model(a, b, check_lengths=False), backend="eager", fullgraph=True,
+                             dynamic=True)
+    with torch.inference_mode():
+        got, frames = compiled(x, lengths)
+        want, _ = model(x, lengths)
+    torch.testing.assert_close(got, want)
+    assert frames.tolist() == [model.frame_lengths(8000), model.frame_lengths(5000)]
+
+
+def test_compile_flag_and_fallback(model: torch.nn.Module) -> None:
+    waves = [speechlike(0.7, 3), speechlike(1.1, 4)]
+    eager, _ = _collect(list(BatchEncoder(model, batch_seconds=5.0).encode_waveforms(waves)))
+    compiled, _ = _collect(list(BatchEncoder(model, batch_seconds=5.0, compile="eager").encode_waveforms(waves)))
+    for i in eager:
+        np.testing.assert_allclose(compiled[i].features, eager[i].features, atol=1e-5, rtol=1e-5)
+
+    def broken_backend(gm, example_inputs):  # noqa: ANN001, ANN202 - a compiler that always fails
+        raise RuntimeError("no compiler here")
+
+    encoder = BatchEncoder(model, batch_seconds=5.0, compile=broken_backend)  # type: ignore[arg-type]
+    with pytest.warns(RuntimeWarning, match="torch.compile of the encoder failed.*running eager"):
+        fallback, _ = _collect(list(encoder.encode_waveforms(waves)))
+    assert encoder.forward.compiled is None
+    for i in eager:
+        np.testing.assert_allclose(fallback[i].features, eager[i].features, atol=1e-6)
+
+
+def test_keep_on_device_batches(model: torch.nn.Module) -> None:
+    """keep_on_device: padded features, host frame counts, too-short rows reported, non-finite rows flagged."""
+    from speechunits.encoders.batch import finite_rows
+
+    waves = [speechlike(0.9, 5), speechlike(0.005, 6), speechlike(0.6, 7)]
+    batches = list(BatchEncoder(model, batch_seconds=5.0, keep_on_device=True).encode_waveforms(waves))
+    assert len(batches) == 1 and not batches[0].encoded and len(batches[0]) == 3
+    b, dev = batches[0], batches[0].device
+    assert dev is not None and [f.kind for f in b.failed] == [TOO_SHORT]
+    assert len(dev) == 2 and dev.skip == {dev.ids.index(b.failed[0].id)}
+    assert dev.num_frames == [model.frame_lengths(n) for n in dev.num_samples] == dev.frame_lengths.tolist()
+    assert dev.finite.tolist() == [True, True, True]
+    for row, uid in enumerate(dev.ids):
+        if row not in dev.skip:
+            np.testing.assert_allclose(dev.features[row, : dev.num_frames[row]].numpy(), _alone(model, waves[int(uid)]),
+                                       atol=1e-4, rtol=1e-4)
+    feats = torch.zeros(3, 4, 2)
+    feats[0, 1, 1] = float("nan")
+    feats[1, 3, 0] = float("-inf")  # in row 1's padding: not counted
+    feats[2, 0, 0] = float("inf")
+    assert finite_rows(feats, torch.tensor([4, 2, 4])).tolist() == [False, True, False]
+    assert dev.non_finite(0).kind == NON_FINITE and "non-finite features from the model" in dev.non_finite(0).reason

@@ -119,3 +119,64 @@ def test_device_helpers() -> None:
             resolve_device("cuda:0")
     with autocast_context("cpu", True):
         assert not torch.is_autocast_enabled("cpu")
+
+
+# ------------------------------------------------------------------ where batches are segmented
+def test_segment_on_device_equals_host(segmenter: Segmenter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """segment_on="device" (the kernels replaced by a CPU stand-in) gives the host path's segments and means;
+    without hidden states no frames come back."""
+    import device_segmentation_standin as standin
+
+    module = standin.install(monkeypatch)
+    waves = [speechlike(d, 10 + i) for i, d in enumerate([1.3, 0.4, 2.1, 0.02, 0.9])]
+    host = segmenter.segment_many(waves, batch_seconds=3.0)
+    dev = Segmenter(segmenter.model, device="cpu", norm_threshold=segmenter.norm_threshold,
+                    merge_threshold=segmenter.merge_threshold, segment_on="device")
+    assert dev.segment_on == "device"
+    got = dev.segment_many(waves, batch_seconds=3.0, hidden_states=False)
+    assert module.calls["greedy"] >= 2 and module.calls["means"] >= 2  # one call per batch, not per utterance
+    assert sum(r.num_segments for r in host) >= 5
+    for a, b in zip(host, got):
+        np.testing.assert_array_equal(a.segments_frames, b.segments_frames)
+        np.testing.assert_allclose(a.embeddings, b.embeddings, atol=1e-5, rtol=1e-5)
+        assert b.embeddings.dtype == np.float32 and b.hidden_states is None and a.num_samples == b.num_samples
+    assert got[3].num_segments == 0  # too short for a frame
+
+
+def test_segment_on_choices(segmenter: Segmenter, monkeypatch: pytest.MonkeyPatch) -> None:
+    from speechunits.sylber.segment_batch import resolve_segment_on
+
+    cpu = torch.device("cpu")
+    assert resolve_segment_on("auto", cpu) == "host" and resolve_segment_on("host", cpu) == "host"
+    with pytest.raises(ValueError, match="segment_on must be one of"):
+        resolve_segment_on("gpu", cpu)
+    import device_segmentation_standin as standin
+
+    standin.install(monkeypatch, available=False)
+    with pytest.raises(ValueError, match="cannot run on cpu"):
+        resolve_segment_on("device", cpu)
+    standin.install(monkeypatch, available=True)
+    assert resolve_segment_on("auto", cpu) == "host"  # auto: the device kernels only for a CUDA encoder
+    assert resolve_segment_on("device", cpu) == "device"
+
+
+def test_host_batch_segmentation_reports_non_finite_rows(segmenter: Segmenter) -> None:
+    """A row whose features are not finite is a failure from the batch path (and only that row)."""
+    from speechunits.encoders.batch import DeviceBatch
+    from speechunits.sylber.segment_batch import start_segmentation
+
+    wav = speechlike(1.0, 21)
+    feats = torch.from_numpy(segmenter(wav).hidden_states)
+    t = feats.shape[0]
+    padded = torch.zeros(2, t, feats.shape[1])
+    padded[0], padded[1] = feats, feats
+    padded[1, 3, 5] = float("nan")
+    batch = DeviceBatch(["a", "b"], ["a.wav", "b.wav"], [len(wav)] * 2, [t, t], padded, torch.tensor([t, t]),
+                        torch.tensor([True, False]))
+    pending = start_segmentation(batch, "host", norm_threshold=segmenter.norm_threshold,
+                                 merge_threshold=segmenter.merge_threshold)
+    rows, failed = pending.result()
+    assert [r.id for r in rows] == ["a"] and [f.id for f in failed] == ["b"]
+    assert "b.wav: non-finite features" in failed[0].reason
+    np.testing.assert_array_equal(rows[0].segments, greedy_segment(feats.numpy(), segmenter.norm_threshold,
+                                                                   segmenter.merge_threshold))

@@ -237,6 +237,23 @@ def test_long_utterance_runs_alone(corpus: dict, single: Path, tmp_path: Path) -
     assert _lines(out) == _lines(single)
 
 
+def test_device_segmentation_and_frame_budget(corpus: dict, single: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """--segment-on device (kernels replaced by a CPU stand-in: only segments and float16 means come back)
+    and a --max-batch-frames budget give the same unit set as the host path."""
+    import device_segmentation_standin as standin
+
+    module = standin.install(monkeypatch)
+    out = tmp_path / "dev"
+    assert tok_cli.run(_args(corpus, out, segment_on="device", max_batch_frames=150, prefetch=1)) == 0
+    assert module.calls["greedy"] >= 3 and module.calls["means"] == module.calls["greedy"]
+    assert _lines(out) == _lines(single) and (out / "bad_utts.txt").read_text() == ""
+    a, b = dict(iter_embeddings(out)), dict(iter_embeddings(single))
+    for utt in corpus["utts"]:
+        np.testing.assert_allclose(np.asarray(a[utt.id], np.float32), np.asarray(b[utt.id], np.float32),
+                                   rtol=2e-3, atol=2e-3)
+
+
 def test_overlap_worker_order_bound_and_errors() -> None:
     import threading
 
@@ -271,6 +288,11 @@ def test_dispatcher_and_option_errors(corpus: dict, tmp_path: Path, monkeypatch:
     assert "--job" in capsys.readouterr().err
     assert top.main(base + ["--batch-seconds", "0"]) == 2
     assert "--batch-seconds" in capsys.readouterr().err
+    assert top.main(base + ["--max-batch-frames", "0", "--prefetch", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-batch-frames must be >= 1" in err and "--prefetch must be >= 1" in err
+    assert top.main(base + ["--device", "cpu", "--segment-on", "device"]) == 2  # no device kernels on this machine
+    assert "--segment-on device" in capsys.readouterr().err
     assert top.main(["tokenize", "--model", str(tmp_path / "nope.pt"), "--data", str(corpus["manifest"]),
                      "--out", str(tmp_path / "u")]) == 2
     assert "nope.pt" in capsys.readouterr().err
@@ -379,3 +401,21 @@ def test_given_segments_errors(corpus: dict, tmp_path: Path, monkeypatch: pytest
     assert top.main(base + [str(tmp_path / "empty")]) == 2
     assert str(tmp_path / "empty") in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_frame_budget_alone_lifts_the_seconds_cap(corpus: dict, tmp_path: Path) -> None:
+    """--max-batch-frames without --batch-seconds: the frame budget alone; with both, the smaller wins."""
+    parser = argparse.ArgumentParser()
+    tok_cli.add_arguments(parser)
+    base = ["--model", str(corpus["ckpt"]), "--data", str(corpus["manifest"]), "--out", str(tmp_path / "u")]
+    assert tok_cli.settings_from_args(parser.parse_args(base)).batch_seconds == 60.0
+    alone = tok_cli.settings_from_args(parser.parse_args(base + ["--max-batch-frames", "48000"]))
+    assert alone.batch_seconds == float("inf") and alone.max_batch_frames == 48000
+    both = parser.parse_args(base + ["--max-batch-frames", "48000", "--batch-seconds", "30"])
+    assert tok_cli.settings_from_args(both).batch_seconds == 30.0
+    from speechunits.encoders.batch import batch_budget_samples
+
+    assert batch_budget_samples(SR, 320, alone.batch_seconds, 48000) == 48000 * 320
+    assert batch_budget_samples(SR, 320, 30.0, 48000) == 30 * SR
+    with pytest.raises(ValueError, match="infinite only with a max_batch_frames"):
+        batch_budget_samples(SR, 320, float("inf"), None)

@@ -129,7 +129,40 @@ def conv_output_lengths(num_samples: Tensor, conv_layers: list[tuple[int, int, i
 
 
 def _masked_group_norm(x: Tensor, norm: nn.GroupNorm, lengths: Tensor) -> Tensor:
-    """GroupNorm of ``x`` (B, C, T) whose statistics use only the first ``lengths[b]`` frames."""
+    """GroupNorm of ``x`` (B, C, T) whose statistics use only the first ``lengths[b]`` frames.
+
+    Frames past ``lengths[b]`` come out finite but unspecified (the next conv layers never read
+    them for valid frames). Without autograd (inference) ``x`` is consumed: its padding is
+    zeroed in place, the statistics are float32-accumulated reductions that make no copy
+    (``E[x^2] - mean^2``), and a float32 ``x`` is normalised in place (a bf16 one into one new
+    bf16 tensor). The first conv's output is the largest activation of the model (512 x 64
+    values per output frame in HuBERT base); the differentiable formula keeps about four
+    float32 copies of it alive at once, which made a batch's peak memory grow far past its
+    features.
+    """
+    if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in norm.parameters())):
+        return _masked_group_norm_autograd(x, norm, lengths)
+    batch, channels, time = x.shape
+    groups, per_group = norm.num_groups, channels // norm.num_groups
+    x.mul_((torch.arange(time, device=x.device)[None, :] < lengths[:, None]).to(x.dtype)[:, None, :])  # padding -> 0
+    xg = x.view(batch, groups, per_group * time)
+    count = (lengths.to(torch.float32) * per_group).clamp(min=1.0)[:, None]  # (B, 1)
+    mean = xg.sum(dim=2, dtype=torch.float32) / count  # (B, G)
+    mean_sq = torch.linalg.vector_norm(xg, dim=2, dtype=torch.float32).square() / count
+    rstd = torch.rsqrt((mean_sq - mean.square()).clamp(min=0.0) + norm.eps)
+    scale = rstd.repeat_interleave(per_group, dim=1)  # (B, C)
+    shift = -mean.repeat_interleave(per_group, dim=1) * scale
+    if norm.affine:
+        weight, bias = norm.weight.float()[None, :], norm.bias.float()[None, :]
+        scale, shift = scale * weight, shift * weight + bias
+    scale, shift = scale[:, :, None], shift[:, :, None]
+    if x.dtype == torch.float32:
+        return x.mul_(scale).add_(shift)
+    return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))  # one rounding to bf16/fp16
+
+
+def _masked_group_norm_autograd(x: Tensor, norm: nn.GroupNorm, lengths: Tensor) -> Tensor:
+    """:func:`_masked_group_norm` for training: the same statistics, out of place (autograd needs them)."""
     batch, channels, time = x.shape
     groups = norm.num_groups
     xf = x.float()
@@ -196,7 +229,14 @@ class SpeechEncoder(nn.Module):
             return conv_output_lengths(num_samples, self.config.extractor_conv_layer_config)
         return int(conv_output_lengths(torch.tensor(int(num_samples)), self.config.extractor_conv_layer_config))
 
-    def _prepare(self, waveforms: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _prepare(self, waveforms: Tensor, lengths: Tensor | None, check_lengths: bool = True) -> tuple[Tensor, Tensor]:
+        """Masked float32 waveforms and long lengths.
+
+        The range check of ``lengths`` reads device values on the host (a sync per batch, and a
+        graph break under ``torch.compile``): callers that checked them on the host already
+        (:class:`~speechunits.encoders.batch.BatchEncoder`) pass ``check_lengths=False``, and it
+        is skipped while compiling.
+        """
         if waveforms.ndim == 1:
             waveforms = waveforms.unsqueeze(0)
         if waveforms.ndim != 2:
@@ -205,8 +245,11 @@ class SpeechEncoder(nn.Module):
         if lengths is None:
             lengths = torch.full((batch,), total, dtype=torch.long, device=waveforms.device)
         lengths = lengths.to(device=waveforms.device, dtype=torch.long)
-        if lengths.shape != (batch,) or bool((lengths > total).any()) or bool((lengths < 1).any()):
-            raise ValueError(f"lengths must be (B,) with 1 <= length <= {total}, got {lengths.tolist()}")
+        if lengths.shape != (batch,):
+            raise ValueError(f"lengths must be (B,) = ({batch},), got shape {tuple(lengths.shape)}")
+        if check_lengths and not torch.compiler.is_compiling():
+            if bool((lengths > total).any()) or bool((lengths < 1).any()):
+                raise ValueError(f"lengths must be (B,) with 1 <= length <= {total}, got {lengths.tolist()}")
         valid = torch.arange(total, device=waveforms.device)[None, :] < lengths[:, None]
         x = waveforms.float()
         if self.config.normalize_waveform:
@@ -217,9 +260,9 @@ class SpeechEncoder(nn.Module):
         x = x * valid
         return x, lengths
 
-    def _features(self, waveforms: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _features(self, waveforms: Tensor, lengths: Tensor | None, check_lengths: bool = True) -> tuple[Tensor, Tensor]:
         """Conv front end: (B, T, C) features and frame lengths, padding-invariant."""
-        x, length = self._prepare(waveforms, lengths)
+        x, length = self._prepare(waveforms, lengths, check_lengths)
         x = x.unsqueeze(1).to(next(self.parameters()).dtype)
         for block in self.feature_extractor.conv_layers:
             x = block.conv(x)
@@ -231,9 +274,13 @@ class SpeechEncoder(nn.Module):
             x = nn.functional.gelu(x)
         return x.transpose(1, 2), length
 
-    def forward(self, waveforms: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(features (B, T, D) of the last layer, frame_lengths (B,)); padded frames are zero."""
-        feats, frame_lengths = self._features(waveforms, lengths)
+    def forward(self, waveforms: Tensor, lengths: Tensor | None = None, *,
+                check_lengths: bool = True) -> tuple[Tensor, Tensor]:
+        """(features (B, T, D) of the last layer, frame_lengths (B,)); padded frames are zero.
+
+        ``check_lengths=False`` skips the range check of ``lengths`` (see :meth:`_prepare`).
+        """
+        feats, frame_lengths = self._features(waveforms, lengths, check_lengths)
         out = self.encoder(feats, frame_lengths)
         return self._zero_padding(out, frame_lengths), frame_lengths
 
@@ -250,13 +297,14 @@ class SpeechEncoder(nn.Module):
         return self._zero_padding(out, frame_lengths), frame_lengths
 
     def extract_features(
-        self, waveforms: Tensor, lengths: Tensor | None = None, num_layers: int | None = None
+        self, waveforms: Tensor, lengths: Tensor | None = None, num_layers: int | None = None, *,
+        check_lengths: bool = True,
     ) -> tuple[list[Tensor], Tensor]:
         """Outputs of every transformer layer (or the first ``num_layers``) and the frame lengths.
 
         For post-LN models (HuBERT base) the last entry equals :meth:`forward`'s output.
         """
-        feats, frame_lengths = self._features(waveforms, lengths)
+        feats, frame_lengths = self._features(waveforms, lengths, check_lengths)
         layers = self.encoder.extract_features(feats, frame_lengths, num_layers)
         return [self._zero_padding(h, frame_lengths) for h in layers], frame_lengths
 

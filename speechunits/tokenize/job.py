@@ -8,13 +8,20 @@ different config deleted first, ``bad_utts.J.txt`` + ``units.J.jsonl`` + the rec
 ``tokenize.J.json`` written at the end. What is tokenize's own:
 
 1. **Audio + encoder.** The shard's remaining utterances go through the one batched inference
-   path (:class:`~speechunits.encoders.batch.BatchEncoder`): parallel decoding by the fairseq2
-   pipeline, length-sorted buckets of at most ``batch_seconds`` padded audio, one forward
-   pass per bucket under ``torch.inference_mode()`` (bf16 autocast on CUDA), rows trimmed to
-   their exact frame counts; an utterance longer than a batch runs alone afterwards.
-2. **Segmentation + writing** (greedy segmentation, segment means, ``writer.add``) run on a
-   worker thread (:class:`~speechunits.tokenize.overlap.OverlapWorker`) while the main thread
-   runs the next batch's forward pass. Embeddings are stored float16 by the writer.
+   path (:class:`~speechunits.encoders.batch.BatchEncoder`): parallel decoding by the data
+   pipeline (``num_workers`` calls, ``prefetch`` batches ahead), length-sorted buckets of at
+   most ``batch_seconds`` padded audio and, when ``max_batch_frames`` is set, at most that many
+   padded encoder frames (the smaller budget wins; the frame budget bounds device memory), one
+   forward pass per bucket under ``torch.inference_mode()`` (bf16 autocast on CUDA;
+   ``torch.compile`` with ``compile``, eager if compiling fails), rows trimmed to their exact
+   frame counts; an utterance longer than a batch runs alone afterwards.
+2. **Segmentation + writing.** Greedy segmentation and segment means run where the features
+   are (:mod:`speechunits.sylber.segment_batch`, ``segment_on``): with ``auto`` on a CUDA
+   encoder whose device kernels are available, on the device, and only segments (int32) and
+   float16 segment means are copied back (asynchronously, into pinned memory); otherwise on
+   the host, one parallel numba call per batch. Collecting the results and ``writer.add`` run
+   on a worker thread (:class:`~speechunits.tokenize.overlap.OverlapWorker`) while the main
+   thread runs the next batch's forward pass. Embeddings are stored float16 by the writer.
    The boundary shift (``settings.shift`` seconds: the checkpoint's ``shift`` unless
    ``--shift`` is given) moves the segments by whole frames after the embeddings are taken,
    clipped to the audio (:mod:`speechunits.sylber.boundary_shift`); a non-zero shift is
@@ -44,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from speechunits.data.utterance import Utterance, manifest_fingerprint, stored_length
 from speechunits.device import resolve_device
@@ -54,7 +62,8 @@ from speechunits.io_utils import sha256_path
 from speechunits.jobs import DELAY_ENV, JobRunner, ShardReport, ShardRun, limit_threads
 from speechunits.units.shard_output import UnitShardWriter, unit_set_runner
 from speechunits.sylber.boundary_shift import shift_frames, shift_producer, shift_segment_frames
-from speechunits.sylber.segment import greedy_segment, segment_means
+from speechunits.sylber.segment import segment_means
+from speechunits.sylber.segment_batch import SEGMENT_ON, PendingSegments, resolve_segment_on, start_segmentation
 from speechunits.sylber.thresholds import DEFAULT_MERGE_THRESHOLD, DEFAULT_NORM_THRESHOLD
 from speechunits.tokenize.given import SEGMENTER as GIVEN, GivenSegments, SegmentSet, check_frame_rate
 from speechunits.tokenize.overlap import OverlapWorker
@@ -80,7 +89,18 @@ class TokenizeSettings:
     """Seconds added to every boundary (rounded to whole frames); unused with ``segments``."""
     embeddings: bool = True
     batch_seconds: float = 60.0
+    """Padded audio per forward pass; ``math.inf`` (only with ``max_batch_frames``): no seconds cap."""
+    max_batch_frames: int | None = None
+    """Padded encoder frames per forward pass (B x T_frames); the smaller of this and ``batch_seconds`` wins."""
     num_workers: int = 2
+    prefetch: int = 2
+    compile: bool = False
+    segment_on: str = "auto"
+    """``auto``, ``host`` or ``device`` (:func:`speechunits.sylber.segment_batch.resolve_segment_on`)."""
+    pin_memory: bool = True
+    max_padding: float | None = None
+    """Data-pipeline options, handed to :meth:`~speechunits.encoders.batch.BatchEncoder.pipeline_options`
+    (passed on once the pipeline takes them)."""
     device: str = "auto"
     threads: int | None = None
     segments: SegmentSet | None = None
@@ -91,10 +111,19 @@ class TokenizeSettings:
         problems = []
         if self.nj < 1:
             problems.append(f"--nj must be >= 1, got {self.nj}")
-        if not self.batch_seconds > 0:
-            problems.append(f"--batch-seconds must be > 0, got {self.batch_seconds}")
+        if not self.batch_seconds > 0 or (math.isinf(self.batch_seconds) and self.max_batch_frames is None):
+            problems.append(f"--batch-seconds must be > 0 (and finite without --max-batch-frames), got "
+                            f"{self.batch_seconds}")
+        if self.max_batch_frames is not None and self.max_batch_frames < 1:
+            problems.append(f"--max-batch-frames must be >= 1, got {self.max_batch_frames}")
         if self.num_workers < 1:
             problems.append(f"--num-workers must be >= 1, got {self.num_workers}")
+        if self.prefetch < 1:
+            problems.append(f"--prefetch must be >= 1, got {self.prefetch}")
+        if self.segment_on not in SEGMENT_ON:
+            problems.append(f"--segment-on must be one of {', '.join(SEGMENT_ON)}, got {self.segment_on!r}")
+        if self.max_padding is not None and not 0 <= self.max_padding < 1:
+            problems.append(f"max_padding must be in [0, 1), got {self.max_padding}")
         if self.threads is not None and self.threads < 1:
             problems.append(f"--threads must be >= 1, got {self.threads}")
         if not math.isfinite(self.shift):
@@ -132,8 +161,8 @@ def effective_config(settings: TokenizeSettings, model: SpeechEncoder, model_has
                      utts: list[Utterance]) -> dict[str, Any]:
     """The config whose hash decides whether existing outputs are reusable.
 
-    Batch size, workers, threads and device are left out: they do not change the result
-    (beyond float rounding).
+    Batch size and frame budget, workers, prefetch, threads, device, compile and where segmentation
+    runs are left out: they do not change the result (beyond float rounding).
     """
     config = {
         "verb": VERB,
@@ -200,9 +229,17 @@ class TokenizeJob:
                 self._run_batches(shard, worker)
         return shard.report
 
+    def _encoder(self, keep_on_device: bool) -> BatchEncoder:
+        s = self.settings
+        return BatchEncoder(self.model, batch_seconds=s.batch_seconds, max_batch_frames=s.max_batch_frames,
+                            device=self.device, compile=s.compile, keep_on_device=keep_on_device,
+                            pin_memory=s.pin_memory, max_padding=s.max_padding)
+
     def _run_batches(self, shard: ShardRun[UnitShardWriter],
                      worker: OverlapWorker[tuple[int, float, list[str]]]) -> None:
-        """Encode the shard's remaining utterances; each batch is segmented and written on the worker thread."""
+        """Encode the shard's remaining utterances; each batch is segmented where its features are
+        (given spans: on the host) and written on the worker thread."""
+        s = self.settings
         todo = shard.todo
         if self.given is not None:  # utterances without given segments are not worth encoding
             missing = [u for u in todo if not self.given.has(u)]
@@ -210,54 +247,86 @@ class TokenizeJob:
                 shard.progress(0, [self.given.missing_reason(u) for u in missing])
                 todo = [u for u in todo if self.given.has(u)]
         by_id = {u.id: u for u in todo}
-        encoder = BatchEncoder(self.model, batch_seconds=self.settings.batch_seconds, device=self.device)
+        where = None
+        if self.given is None:
+            try:
+                where = resolve_segment_on(s.segment_on, self.device)
+            except ValueError as err:
+                raise ConfigError(None, f"--segment-on {s.segment_on}: {err}") from err
+        encoder = self._encoder(keep_on_device=where is not None)
 
         def account(results: Any) -> None:
             for written, seconds, bad in results:
                 shard.progress(written, bad, seconds)
 
-        for batch in encoder.encode_utterances(todo, num_workers=self.settings.num_workers, prefetch=2):
-            account(worker.submit(self._write_batch, shard, [(by_id[e.id], e) for e in batch.encoded], batch.failed))
+        for batch in encoder.encode_utterances(todo, num_workers=s.num_workers, prefetch=s.prefetch):
+            if where is None:
+                task = worker.submit(self._write_given, shard, [(by_id[e.id], e) for e in batch.encoded], batch.failed)
+            else:
+                pending = None
+                if batch.device is not None:
+                    pending = start_segmentation(batch.device, where, norm_threshold=s.norm_threshold,
+                                                 merge_threshold=s.merge_threshold, reset_count=s.reset_count,
+                                                 embeddings=s.embeddings, embedding_dtype=torch.float16)
+                task = worker.submit(self._write_segmented, shard, by_id, pending, batch.failed)
+            account(task)
             if shard.delay > 0:
                 account(worker.drain())
                 shard.pause()
         account(worker.drain())
 
-    def _write_batch(self, shard: ShardRun[UnitShardWriter], items: list[tuple[Utterance, Encoded]],
+    def _write_segmented(self, shard: ShardRun[UnitShardWriter], by_id: dict[str, Utterance],
+                         pending: PendingSegments | None, failed: list[EncodeFailure]) -> tuple[int, float, list[str]]:
+        """Worker thread: collect one batch's segmentation and write its utterances; returns (written, audio s, bad lines)."""
+        rows, non_finite = pending.result() if pending is not None else ([], [])
+        written, seconds, bad = 0, 0.0, [f.line for f in failed + non_finite]
+        for row in rows:
+            line = self._add(shard, by_id[row.id], row.segments, row.embeddings, row.num_samples)
+            if isinstance(line, str):
+                bad.append(line)
+            else:
+                written += 1
+                seconds += line
+        return written, seconds, bad
+
+    def _write_given(self, shard: ShardRun[UnitShardWriter], items: list[tuple[Utterance, Encoded]],
                      failed: list[EncodeFailure]) -> tuple[int, float, list[str]]:
-        """Worker thread: segment (or fit the given spans), average, write each utterance; returns
+        """Worker thread: fit the given spans to the model's frames, average, write each utterance; returns
         (written, audio s, bad lines)."""
-        s = self.settings
+        assert self.given is not None
         written, seconds, bad = 0, 0.0, [f.line for f in failed]
         for utt, enc in items:
             states = enc.features
             try:
-                if self.given is not None:
-                    seg = self.given.frames(utt, len(states))
-                else:
-                    seg = greedy_segment(states, s.norm_threshold, s.merge_threshold, reset_count=s.reset_count)
+                seg = self.given.frames(utt, len(states))
             except ValueError as err:
-                what = "given segments do not fit the model's frames" if self.given else \
-                    "model features rejected by the segmenter"
-                bad.append(f"{utt.id}\t{utt.audio}: {what} ({err})")
+                bad.append(f"{utt.id}\t{utt.audio}: given segments do not fit the model's frames ({err})")
                 continue
             emb = None
-            if s.embeddings:
+            if self.settings.embeddings:
                 emb = segment_means(states, seg) if len(seg) else np.zeros((0, states.shape[1]), np.float32)
-            if self.shift_frames:  # boundaries moved after pooling: the embeddings are the model's own frames
-                seg, keep = shift_segment_frames(seg, self.shift_frames, -(-enc.num_samples // self.hop))
-                emb = emb[keep] if emb is not None else None
-            try:  # the file's own length and rate (enc.num_samples is at the model's rate)
-                num_samples, sample_rate = stored_length(utt)
-            except AudioError as err:  # read once already while planning; only a file changed since fails here
-                bad.append(f"{utt.id}\t{err}")
-                continue
-            shard.writer.add(id=utt.id, audio=utt.audio, num_samples=num_samples, sample_rate=sample_rate,
-                             starts=seg[:, 0].tolist(), ends=seg[:, 1].tolist(), speaker=utt.speaker,
-                             text=utt.text, embeddings=emb)
-            written += 1
-            seconds += num_samples / sample_rate
+            line = self._add(shard, utt, seg, emb, enc.num_samples)
+            if isinstance(line, str):
+                bad.append(line)
+            else:
+                written += 1
+                seconds += line
         return written, seconds, bad
+
+    def _add(self, shard: ShardRun[UnitShardWriter], utt: Utterance, seg: np.ndarray, emb: np.ndarray | None,
+             model_samples: int) -> float | str:
+        """Shift (greedy segments only) and write one utterance: its audio seconds, or its bad line."""
+        if self.shift_frames:  # boundaries moved after pooling: the embeddings are the model's own frames
+            seg, keep = shift_segment_frames(seg, self.shift_frames, -(-model_samples // self.hop))
+            emb = emb[keep] if emb is not None else None
+        try:  # the file's own length and rate (model_samples is at the model's rate)
+            num_samples, sample_rate = stored_length(utt)
+        except AudioError as err:  # read once already while planning; only a file changed since fails here
+            return f"{utt.id}\t{err}"
+        shard.writer.add(id=utt.id, audio=utt.audio, num_samples=num_samples, sample_rate=sample_rate,
+                         starts=seg[:, 0].tolist(), ends=seg[:, 1].tolist(), speaker=utt.speaker,
+                         text=utt.text, embeddings=emb)
+        return num_samples / sample_rate
 
 
 def run_job(settings: TokenizeSettings, job: int, *, model: SpeechEncoder | None = None,

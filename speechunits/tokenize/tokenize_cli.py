@@ -20,6 +20,7 @@ segments (:mod:`speechunits.tokenize.given`).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from speechunits.jobs import add_job_arguments, check_job_args, log_to_stderr
 from speechunits.sylber.thresholds import add_threshold_arguments
 
 VERB = "tokenize"
+DEFAULT_BATCH_SECONDS = 60.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,15 +39,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="Kaldi data dir or JSONL manifest")
     parser.add_argument("--out", required=True, type=Path, help="unit set directory to write")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto spreads local jobs over GPUs)")
-    parser.add_argument("--batch-seconds", type=float, default=60.0,
-                        help="padded audio seconds per encoder batch (default 60)")
+    parser.add_argument("--batch-seconds", type=float, default=None,
+                        help="padded audio seconds per encoder batch (default 60, or no seconds cap when "
+                             "--max-batch-frames is given; with both, the smaller budget wins)")
+    parser.add_argument("--max-batch-frames", type=int, default=None,
+                        help="padded encoder frames per batch (batch size x longest utterance's frames, 50 per "
+                             "second for HuBERT base): the device-memory budget; e.g. 48000 = 64 x 15 s")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the encoder forward (falls back to eager with a warning if it fails)")
+    parser.add_argument("--segment-on", choices=["auto", "host", "device"], default="auto",
+                        help="where segmentation and segment means run: device (CUDA kernels; only segments and "
+                             "float16 means leave the GPU), host (one parallel numba call per batch, overlapping "
+                             "the next forward), auto (device when available, default)")
     add_threshold_arguments(parser)
     parser.add_argument("--num-workers", type=int, default=2, help="parallel audio decoding calls per job (default 2)")
+    parser.add_argument("--prefetch", type=int, default=2, help="decoded batches kept ready ahead of the encoder (default 2)")
     parser.add_argument("--no-embeddings", action="store_true", help="write segments only (no embeddings/)")
     parser.add_argument("--segments", type=Path, default=None, metavar="UNIT_DIR",
                         help="pool the model's features over this unit set's spans (e.g. bootstrap-segments output) "
                              "instead of greedy segmentation; the thresholds and the shift are then unused")
     add_job_arguments(parser)
+
+
+def batch_seconds(given: float | None, max_batch_frames: int | None) -> float:
+    """``--batch-seconds`` as given; unset: 60, or no cap (inf) when ``--max-batch-frames`` is the budget."""
+    if given is not None:
+        return float(given)
+    return DEFAULT_BATCH_SECONDS if max_batch_frames is None else math.inf
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
@@ -64,11 +84,21 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         model=Path(args.model).resolve(), data=Path(args.data).resolve(), out=Path(args.out).resolve(), nj=args.nj,
         norm_threshold=args.norm_threshold, merge_threshold=args.merge_threshold, reset_count=args.reset_count,
         shift=args.shift if args.segments is None else 0.0,
-        embeddings=not args.no_embeddings, batch_seconds=args.batch_seconds, num_workers=args.num_workers,
+        embeddings=not args.no_embeddings, batch_seconds=batch_seconds(args.batch_seconds, args.max_batch_frames),
+        max_batch_frames=args.max_batch_frames,
+        num_workers=args.num_workers, prefetch=args.prefetch, compile=args.compile, segment_on=args.segment_on,
         device=args.device, threads=args.threads,
         segments=open_segment_set(Path(args.segments).resolve()) if args.segments is not None else None,
     )
     settings.check()
+    if settings.segment_on == "device" and settings.segments is None:  # fail before any output is made
+        from speechunits.device import resolve_device
+        from speechunits.sylber.segment_batch import resolve_segment_on
+
+        try:
+            resolve_segment_on("device", resolve_device(settings.device))
+        except ValueError as err:
+            raise ConfigError(None, f"--segment-on device: {err}") from err
     return settings
 
 
