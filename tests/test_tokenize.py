@@ -419,3 +419,23 @@ def test_frame_budget_alone_lifts_the_seconds_cap(corpus: dict, tmp_path: Path) 
     assert batch_budget_samples(SR, 320, 30.0, 48000) == 30 * SR
     with pytest.raises(ValueError, match="infinite only with a max_batch_frames"):
         batch_budget_samples(SR, 320, float("inf"), None)
+
+
+def test_device_segmentation_with_the_real_kernels_under_the_triton_interpreter(corpus: dict, single: Path,
+                                                                                tmp_path: Path) -> None:
+    """`tokenize --segment-on device` with the real Triton kernels of speechunits.sylber.segment_device,
+    run by Triton's CPU interpreter in a subprocess: the same segments as the host path, embeddings
+    within float16 rounding. (On a GPU the same kernels are compiled instead of interpreted.)"""
+    import os
+    import subprocess
+
+    out = tmp_path / "interp"
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(_cmd(corpus, out) + ["--segment-on", "device"], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _lines(out) == _lines(single) and (out / "bad_utts.txt").read_text() == ""
+    a, b = dict(iter_embeddings(out)), dict(iter_embeddings(single))
+    for utt in corpus["utts"]:
+        np.testing.assert_allclose(np.asarray(a[utt.id], np.float32), np.asarray(b[utt.id], np.float32),
+                                   rtol=2e-3, atol=2e-3)

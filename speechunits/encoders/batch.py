@@ -295,10 +295,8 @@ class BatchEncoder:
 
     def pipeline_options(self) -> dict[str, Any]:
         """Extra keyword arguments of ``build_audio_pipeline``: the one call site of the pipeline's
-        throughput options. ``pin_memory`` and ``max_padding`` are to be passed here once
-        :func:`~speechunits.data.pipeline.build_audio_pipeline` takes them (issue 15, the torch
-        data backend); until then they are kept and not passed."""
-        return {}
+        throughput options (pinned host batches only when the encoder runs on CUDA)."""
+        return {"pin_memory": bool(self.pin_memory) and self.device.type == "cuda", "max_padding": self.max_padding}
 
     def host_frames(self, lengths: torch.Tensor, frame_lengths: torch.Tensor) -> list[int]:
         """Each row's frame count, computed on the host from the sample lengths when the model can

@@ -98,9 +98,9 @@ class TokenizeSettings:
     segment_on: str = "auto"
     """``auto``, ``host`` or ``device`` (:func:`speechunits.sylber.segment_batch.resolve_segment_on`)."""
     pin_memory: bool = True
-    max_padding: float | None = None
-    """Data-pipeline options, handed to :meth:`~speechunits.encoders.batch.BatchEncoder.pipeline_options`
-    (passed on once the pipeline takes them)."""
+    max_padding: float | None = 0.1
+    """Data-pipeline options, handed to :meth:`~speechunits.encoders.batch.BatchEncoder.pipeline_options`:
+    pinned host batches (CUDA only) and the largest padding ratio of a length bucket."""
     device: str = "auto"
     threads: int | None = None
     segments: SegmentSet | None = None
@@ -123,7 +123,7 @@ class TokenizeSettings:
         if self.segment_on not in SEGMENT_ON:
             problems.append(f"--segment-on must be one of {', '.join(SEGMENT_ON)}, got {self.segment_on!r}")
         if self.max_padding is not None and not 0 <= self.max_padding < 1:
-            problems.append(f"max_padding must be in [0, 1), got {self.max_padding}")
+            problems.append(f"--max-padding must be in [0, 1), got {self.max_padding}")
         if self.threads is not None and self.threads < 1:
             problems.append(f"--threads must be >= 1, got {self.threads}")
         if not math.isfinite(self.shift):

@@ -54,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_threshold_arguments(parser)
     parser.add_argument("--num-workers", type=int, default=2, help="parallel audio decoding calls per job (default 2)")
     parser.add_argument("--prefetch", type=int, default=2, help="decoded batches kept ready ahead of the encoder (default 2)")
+    parser.add_argument("--max-padding", type=float, default=0.1,
+                        help="largest padding ratio of a batch, 1 - real/padded samples (default 0.1): a length "
+                             "bucket closes before it would waste more of the forward pass on padding")
+    parser.add_argument("--no-pin-memory", action="store_true",
+                        help="do not pin decoded batches in page-locked host memory (pinning is used only on CUDA)")
     parser.add_argument("--no-embeddings", action="store_true", help="write segments only (no embeddings/)")
     parser.add_argument("--segments", type=Path, default=None, metavar="UNIT_DIR",
                         help="pool the model's features over this unit set's spans (e.g. bootstrap-segments output) "
@@ -87,7 +92,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         embeddings=not args.no_embeddings, batch_seconds=batch_seconds(args.batch_seconds, args.max_batch_frames),
         max_batch_frames=args.max_batch_frames,
         num_workers=args.num_workers, prefetch=args.prefetch, compile=args.compile, segment_on=args.segment_on,
-        device=args.device, threads=args.threads,
+        pin_memory=not args.no_pin_memory, max_padding=args.max_padding, device=args.device, threads=args.threads,
         segments=open_segment_set(Path(args.segments).resolve()) if args.segments is not None else None,
     )
     settings.check()
