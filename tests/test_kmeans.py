@@ -312,8 +312,8 @@ def test_device_paths_never_read_device_values(monkeypatch: pytest.MonkeyPatch) 
     seeds = km.kmeans_plusplus(x, 12, "euclidean", torch.Generator().manual_seed(0), batch=5, precision="bf16",
                                center=torch.empty(16, device=meta))
     assert seeds.shape == (12, 16)
-    scores = km._block_scores(x, torch.empty(10, 16, dtype=torch.bfloat16, device=meta), torch.empty(10, device=meta),
-                              "euclidean", "bf16")
+    c_op = torch.empty(10, 16, dtype=torch.bfloat16, device=meta)
+    scores = km._block_scores(x.bfloat16(), c_op, torch.empty(10, device=meta), "euclidean", "bf16")
     assert scores.dtype == torch.float32 and scores.shape == (1000, 10)
 
 

@@ -213,15 +213,14 @@ def _operand(t: torch.Tensor, precision: str) -> torch.Tensor:
     return t
 
 
-def _matmul(a: torch.Tensor, b_op: torch.Tensor, precision: str) -> torch.Tensor:
-    """``a @ b_op.T`` as float32, ``a`` float32 rows, ``b_op`` from :func:`_operand`.
+def _matmul(a_op: torch.Tensor, b_op: torch.Tensor, precision: str) -> torch.Tensor:
+    """``a_op @ b_op.T`` as float32, both operands from :func:`_operand`.
 
     bf16 on a device: bf16 operands with a float32 output (``mm(..., out_dtype=float32)``; a bf16
     output would round every distance to 3 significant digits). Older torch without ``out_dtype``
     falls back to a bf16 output.
     """
-    a_op = _operand(a, precision)
-    if precision == "bf16" and not _emulated(a.device):
+    if precision == "bf16" and not _emulated(a_op.device):
         try:
             return torch.mm(a_op, b_op.T, out_dtype=torch.float32)
         except TypeError:  # torch without mm(out_dtype=)
@@ -229,9 +228,9 @@ def _matmul(a: torch.Tensor, b_op: torch.Tensor, precision: str) -> torch.Tensor
     return a_op @ b_op.T
 
 
-def _block_scores(xb: torch.Tensor, c_op: torch.Tensor, c_sq: torch.Tensor | None, metric: str,
+def _block_scores(x_op: torch.Tensor, c_op: torch.Tensor, c_sq: torch.Tensor | None, metric: str,
                   precision: str) -> torch.Tensor:
-    """Scores ``(rows, K)`` of one row block, smallest = nearest centroid.
+    """Scores ``(rows, K)`` of one row block ``x_op = _operand(rows)``, smallest = nearest centroid.
 
     ``c_op`` is ``_operand(-2 c)`` (euclidean; score ``|c|^2 - 2 x.c``, one fused ``addmm`` in
     fp32) or ``_operand(-c)`` (cosine; score ``-cos``). The row constant ``|x|^2`` is left out:
@@ -239,10 +238,10 @@ def _block_scores(xb: torch.Tensor, c_op: torch.Tensor, c_sq: torch.Tensor | Non
     """
     if metric == "euclidean":
         assert c_sq is not None
-        if precision == "bf16" and not _emulated(xb.device):
-            return _matmul(xb, c_op, precision).add_(c_sq)
-        return torch.addmm(c_sq, _operand(xb, precision), c_op.T)
-    return _matmul(xb, c_op, precision)
+        if precision == "bf16" and not _emulated(x_op.device):
+            return _matmul(x_op, c_op, precision).add_(c_sq)
+        return torch.addmm(c_sq, x_op, c_op.T)
+    return _matmul(x_op, c_op, precision)
 
 
 def _centroid_operands(c: torch.Tensor, metric: str, precision: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -255,8 +254,7 @@ def _centroid_operands(c: torch.Tensor, metric: str, precision: str) -> tuple[to
 def _winner_dist(xb: torch.Tensor, cw: torch.Tensor, metric: str) -> torch.Tensor:
     """Exact float32 distance of each row to its own centroid ``cw`` (rows aligned)."""
     if metric == "euclidean":
-        diff = xb - cw
-        return (diff * diff).sum(1)
+        return (xb - cw).square_().sum(1)
     return (1.0 - (xb * cw).sum(1)).clamp_min_(0.0)
 
 
@@ -292,7 +290,7 @@ def assign_chunked(
             if not prepared:
                 xb = prepare(xb, metric)
             xs = xb if shift is None else xb - shift
-            i = _block_scores(xs, c_op, c_sq, metric, precision).argmin(1)
+            i = _block_scores(_operand(xs, precision), c_op, c_sq, metric, precision).argmin(1)
             labels[lo:lo + rows] = i
             dists[lo:lo + rows] = _winner_dist(xb, c[i], metric)
     return labels, dists
@@ -394,21 +392,27 @@ def kmeans_plusplus(
     ``center`` are as in :func:`assign_chunked`.
     """
     n = x.shape[0]
+    source, rows_of = x, None
     if sample_size is not None and sample_size < n:
-        idx = torch.randperm(n, generator=generator)[:sample_size].sort().values
-        x = x[idx.to(x.device)]
+        rows_of = torch.randperm(n, generator=generator)[:sample_size].sort().values.to(x.device)
+        x = x[rows_of]
         n = sample_size
     precision = resolve_precision(precision, x.device)
     step = init_batch_size(k) if batch is None else max(1, int(batch))
     dgen = _device_generator(generator, x.device)
+    # the centred, rounded matmul operand of the sample, built once (a copy unless fp32 and nothing to centre)
     shift = center if metric == "euclidean" else None
-
-    def block(t: torch.Tensor) -> torch.Tensor:
-        return t if shift is None else t - shift
-
-    x_sq = None
-    if metric == "euclidean":  # |x - center|^2, in blocks of about DEFAULT_BLOCK_ELEMENTS floats
-        x_sq = torch.cat([(b * b).sum(1) for b in map(block, x.split(auto_chunk_rows(x.shape[1])))])
+    x_op, x_sq = x, None
+    if metric == "euclidean" or precision != "fp32":
+        parts, sq = [], []
+        for xb in x.split(auto_chunk_rows(x.shape[1])):
+            xs = xb if shift is None else xb - shift
+            parts.append(_operand(xs, precision))
+            if metric == "euclidean":
+                sq.append((xs * xs).sum(1))
+        x_op = x if (shift is None and precision == "fp32") else torch.cat(parts)
+        x_sq = torch.cat(sq) if sq else None
+        del parts
     mind = torch.ones(n, dtype=torch.float32, device=x.device)  # equal weights: a uniform first draw
     taken = torch.zeros(n, dtype=torch.bool, device=x.device)
     chosen = torch.empty(k, dtype=torch.int64, device=x.device)
@@ -421,14 +425,15 @@ def kmeans_plusplus(
             taken[idx] = True
             if pos == 0:
                 mind.fill_(math.inf)
-            c_op, c_sq = _centroid_operands(block(x[idx]), metric, precision)
+            cx = x[idx] if shift is None else x[idx] - shift
+            c_op, c_sq = _centroid_operands(cx, metric, precision)
             rows = chunk_rows or auto_chunk_rows(m)
             for lo in range(0, n, rows):
-                s = _block_scores(block(x[lo:lo + rows]), c_op, c_sq, metric, precision).amin(1)
+                s = _block_scores(x_op[lo:lo + rows], c_op, c_sq, metric, precision).amin(1)
                 d = s + x_sq[lo:lo + rows] if x_sq is not None else 1.0 + s
                 torch.minimum(mind[lo:lo + rows], d.clamp_min_(0.0), out=mind[lo:lo + rows])
             pos += m
-    return x[chosen].clone()
+    return source[chosen if rows_of is None else rows_of[chosen]].clone()
 
 
 def _reseed_empty(
@@ -514,7 +519,8 @@ def kmeans(
     gen = torch.Generator().manual_seed(int(seed))
     rows = chunk_rows or auto_chunk_rows(k)
     xd = to_device_prepared(xt, metric, dev, rows)
-    center = data_mean(xd, auto_chunk_rows(xd.shape[1])) if metric == "euclidean" else None
+    # centring only pays for the rounded tf32/bf16 operands; fp32 keeps the uncentred (previous) numerics
+    center = data_mean(xd, auto_chunk_rows(xd.shape[1])) if metric == "euclidean" and precision != "fp32" else None
     if init is not None:
         centroids = prepare(as_tensor(init), metric).to(dev)
         if tuple(centroids.shape) != (k, xd.shape[1]):
