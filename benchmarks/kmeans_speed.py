@@ -45,6 +45,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import speechunits.quantize.kmeans as km  # noqa: E402
+import speechunits.quantize.kmeans_ops as ops  # noqa: E402
 from speechunits.device import resolve_device  # noqa: E402
 
 
@@ -234,15 +235,15 @@ def run_matmul_only(x: torch.Tensor, init: torch.Tensor, precision: str, rows: i
     """Only the distance products of one iteration, operands prepared once: the compute limit."""
     dev = x.device
     row = Row("distance matmuls only (limit)", precision)
-    x_op = km._operand(x, precision)
-    c_op = km._operand(init, precision)
+    x_op = ops.operand(x, precision)
+    c_op = ops.operand(init, precision)
     reset_peak(dev)
     with km.matmul_precision_scope(precision, dev):
         for _ in range(reps):
             sync(dev)
             t = time.perf_counter()
             for lo in range(0, x.shape[0], rows):
-                km._matmul(x_op[lo:lo + rows], c_op, precision)
+                ops.matmul(x_op[lo:lo + rows], c_op, precision)
             sync(dev)
             row.iter_s.append(time.perf_counter() - t)
     row.peak = peak_mib(dev)

@@ -11,6 +11,7 @@ import torch
 
 from speechunits.errors import CheckpointError, ConfigError
 import speechunits.quantize.kmeans as km
+import speechunits.quantize.kmeans_ops as ops
 from speechunits.quantize.codebook import Assigner, assign, codebook_hash, load_codebook, save_codebook, sidecar_path
 from speechunits.quantize.kmeans import assign_chunked, kmeans
 from speechunits.quantize.sampling import reservoir_sample
@@ -122,14 +123,15 @@ def test_chunked_assignment_equals_unchunked(metric: str) -> None:
 def test_distance_blocks_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """No (N x K) matrix: every distance block has at most chunk_rows rows."""
     seen: list[tuple[int, int]] = []
-    real = km._block_scores
+    real = ops.block_scores
 
     def spy(xb, c_op, c_sq, metric, precision):  # type: ignore[no-untyped-def]
         out = real(xb, c_op, c_sq, metric, precision)
         seen.append(tuple(out.shape))
         return out
 
-    monkeypatch.setattr(km, "_block_scores", spy)
+    monkeypatch.setattr(ops, "block_scores", spy)  # assignment
+    monkeypatch.setattr(km, "block_scores", spy)  # seeding
     x, _ = blobs(n=400, k=4)
     kmeans(x, 4, chunk_rows=50, init_sample=100, seed=0, progress=False)
     assert seen and max(r for r, _ in seen if _ == 4) <= 100  # k-means++ on the 100-row sample
@@ -268,8 +270,8 @@ def test_cluster_sums_equal_float64_reference(method: str, monkeypatch: pytest.M
     labels = np.minimum(rng.geometric(0.08, size=3001) - 1, k - 1)  # cluster 0 large, some never hit
     labels[labels == 7] = 8  # cluster 7 empty for sure
     x = (rng.normal(size=(len(labels), dim)) * 10 + 3).astype(np.float32)
-    monkeypatch.setattr(km, "SUM_BLOCK_ELEMENTS", 97 * dim)  # 97-row chunks: 31 of them
-    monkeypatch.setattr(km, "SUM_CHUNK_ROWS", 97)
+    monkeypatch.setattr(ops, "SUM_BLOCK_ELEMENTS", 97 * dim)  # 97-row chunks: 31 of them
+    monkeypatch.setattr(ops, "SUM_CHUNK_ROWS", 97)
     sums, counts = km.cluster_sums(torch.from_numpy(x), torch.from_numpy(labels), k, method=method)
     ref = np.zeros((k, dim))
     np.add.at(ref, labels, x.astype(np.float64))
@@ -313,7 +315,7 @@ def test_device_paths_never_read_device_values(monkeypatch: pytest.MonkeyPatch) 
                                center=torch.empty(16, device=meta))
     assert seeds.shape == (12, 16)
     c_op = torch.empty(10, 16, dtype=torch.bfloat16, device=meta)
-    scores = km._block_scores(x.bfloat16(), c_op, torch.empty(10, device=meta), "euclidean", "bf16")
+    scores = ops.block_scores(x.bfloat16(), c_op, torch.empty(10, device=meta), "euclidean", "bf16")
     assert scores.dtype == torch.float32 and scores.shape == (1000, 10)
 
 
