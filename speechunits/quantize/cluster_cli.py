@@ -21,7 +21,7 @@ from pathlib import Path
 from speechunits.device import resolve_device
 from speechunits.errors import CheckpointError
 from speechunits.quantize.codebook import load_codebook, save_codebook, sidecar_path
-from speechunits.quantize.kmeans import METRICS, kmeans
+from speechunits.quantize.kmeans import METRICS, PRECISIONS, kmeans
 from speechunits.quantize.sampling import METHODS, embeddings_hash, sample_embeddings
 
 
@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rows used by k-means++ seeding (default max(20k, 10000))")
     parser.add_argument("--chunk-rows", type=int, default=None, help="rows per distance block (memory bound)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--matmul-precision", choices=["auto", *PRECISIONS], default="auto",
+                        help="precision of the distance matmuls (auto: tf32 on CUDA, fp32 on the CPU)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="retrain even if an identical codebook exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -72,13 +74,13 @@ def run(args: argparse.Namespace) -> int:
     t1 = time.time()
     result = kmeans(sample.vectors, args.k, metric=args.metric, iters=args.iters, tol=args.tol, seed=args.seed,
                     batch_size=args.batch_size, device=device, init_sample=args.init_sample,
-                    chunk_rows=args.chunk_rows, progress=not args.quiet)
+                    chunk_rows=args.chunk_rows, progress=not args.quiet, matmul_precision=args.matmul_precision)
     t2 = time.time()
     extra = {
         "settings": wanted, "source_units": str(args.units), "num_vectors": int(sample.vectors.shape[0]),
         "total_vectors": sample.total, "n_iter": result.n_iter, "converged": result.converged,
-        "reseeded": result.reseeded, "device": str(device), "seconds": {"sampling": round(t1 - t0, 3),
-                                                                         "kmeans": round(t2 - t1, 3)},
+        "reseeded": result.reseeded, "device": str(device), "matmul_precision": result.matmul_precision,
+        "seconds": {"sampling": round(t1 - t0, 3), "kmeans": round(t2 - t1, 3)},
     }
     book = save_codebook(args.out, result.centroids, metric=args.metric, seed=args.seed, inertia=result.inertia,
                          source_hash=source, extra=extra)
