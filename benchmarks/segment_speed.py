@@ -74,6 +74,14 @@ def load_reference(path: Path) -> Callable[..., np.ndarray]:
     return fn
 
 
+def load_average() -> str:
+    """1/5/15-minute load averages (how busy the shared machine was), or 'n/a'."""
+    try:
+        return " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
 def as_rows(segments: object) -> np.ndarray:
     """(N, 2) int64 view of any segment list (the reference returns an empty 1-D array for none)."""
     return np.asarray(segments, dtype=np.int64).reshape(-1, 2)
@@ -270,15 +278,18 @@ def bench_agreement(models: list[str], audio_dir: Path, get_segment: Callable) -
         if not feats:
             raise SystemExit(f"--agree-audio {audio_dir}: no audio file could be encoded")
         frames = sum(len(f) for f in feats)
-        for m in sorted({mt, 0.5, 0.9}):
-            oracle = [greedy_segment_reference(f, nt, m) for f in feats]
-            ref = [as_rows(get_segment(f, nt, m)) for f in feats]
+        # the model's thresholds, other merge thresholds, and a norm threshold inside the norm
+        # distribution (its 30th percentile): near-ties there test the speech mask's rounding
+        q30 = float(np.percentile(np.concatenate([np.linalg.norm(f, axis=1) for f in feats]), 30))
+        for n_t, m in [(nt, m) for m in sorted({mt, 0.5, 0.9})] + [(q30, mt)]:
+            oracle = [greedy_segment_reference(f, n_t, m) for f in feats]
+            ref = [as_rows(get_segment(f, n_t, m)) for f in feats]
             for precision in ("float64", "float32"):
-                got = [greedy_segment(f, nt, m, precision=precision) for f in feats]
+                got = [greedy_segment(f, n_t, m, precision=precision) for f in feats]
                 same = sum(np.array_equal(a, b) for a, b in zip(got, oracle))
                 f1 = np.mean([boundary_f1(a, b) for a, b in zip(got, oracle)])
                 same_ref = sum(np.array_equal(a, b) for a, b in zip(got, ref))
-                rows.append(f"| {label} | {feats[0].shape[1]} | {len(feats)} / {frames:,} | {nt:.3g} | {m:.3g} | "
+                rows.append(f"| {label} | {feats[0].shape[1]} | {len(feats)} / {frames:,} | {n_t:.6g} | {m:.3g} | "
                             f"{precision} | {same}/{len(feats)} | {f1:.5f} | {same_ref}/{len(feats)} |")
                 print(rows[-1], flush=True)
     return rows
@@ -329,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         f"- reference: `get_segment` from `{args.reference}` (the public Sylber code, run on float32 numpy arrays); "
         "oracle: `speechunits.sylber.segment_reference` (numpy, float64, bit-exact to the test fixtures)",
         "- candidates are timed in interleaved repeats (medians); ratios are within this run",
+        f"- machine state: load average {load_average()} at the start (other processes share the cores: "
+        "absolute times are noisy, and a thread count above the idle cores cannot scale; the batch control row "
+        "shows what the machine allowed)",
         "",
         "## One utterance, growing T",
         "",
@@ -341,8 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.agree_model:
         print("\n## Agreement on real model features\n", flush=True)
         text += ["", "## Agreement on real model features", "", f"Audio: every file under `{args.agree_audio}` that "
-                 "loads; thresholds: the model's, and merge 0.5 / 0.9.", ""]
+                 "loads; thresholds: the model's, merge 0.5 / 0.9, and a norm threshold at the 30th percentile of the "
+                 "frame norms.", ""]
         text += bench_agreement(args.agree_model, args.agree_audio, get_segment)
+    text += ["", f"Load average at the end: {load_average()}."]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.output, "\n".join(text) + "\n")
     print(f"\nwritten {args.output}")

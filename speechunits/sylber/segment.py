@@ -237,7 +237,7 @@ def _settle_boundary(
     ``cur`` holds the sum of segment k+1's new extent. Cosines of means are taken on the sums
     (``cos(p/n, q/m)`` with the reference's eps becomes ``p.q / sqrt(|p|^2 + n^2 eps) / ...``).
     """
-    eps = 1e-8
+    eps = NORM_EPS
     bd = starts[k + 1]
     len_k = ends[k] - starts[k]
     len_n = ends[k + 1] - bd
@@ -282,12 +282,13 @@ def _segment_core(
     Accumulates in ``proto.dtype``. One streaming pass: a mid-speech boundary is settled as
     soon as the segment after it closes, while its frames are still in cache (the reference
     settles them all after the sweep, in the same order, with the same result). Returns the
-    number of segments written (at most T).
+    number of segments written (at most T), or ``-1 - i`` when frame i's ``|x|^2`` is not
+    finite (NaN/inf in the frame; in float32 also an overflow), before writing anything.
     """
     T, d = x.shape
     if T == 0:
         return 0
-    eps = 1e-8
+    eps = NORM_EPS
     n2 = np.empty(T, np.float64)
     starts = np.empty(T, np.int64)
     ends = np.empty(T, np.int64)
