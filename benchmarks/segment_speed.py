@@ -18,7 +18,9 @@ default kernel (float64 accumulators), the float32 option and the plain-numpy bi
 are ratios within this run. A "physical limit" row times one pass over the same float32 frames
 (a numba sum of every element). Each row says whether the segments are identical to the
 reference's and to the oracle's. Part 2 times ``greedy_segment_batch`` on 1,000 utterances with
-1 and then 2 numba threads, interleaved. Part 3 (optional) measures agreement on real model
+1 and then 2 numba threads, interleaved, with the process CPU time (a 2-thread run that gets
+2 busy cores uses about twice the CPU seconds per wall second), and the same for a control:
+one parallel float32 pass over the same frames. Part 3 (optional) measures agreement on real model
 features: the fraction of utterances whose segments are identical to the oracle's (and to the
 reference's), and the boundary F1 where they are not.
 
@@ -142,16 +144,22 @@ def one_pass_parallel(x: np.ndarray, offsets: np.ndarray) -> float:  # pragma: n
     return float(sums.sum())
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: dict[str, int]) -> dict[str, float]:
+def interleaved(fns: dict[str, Callable[[], object]], repeats: dict[str, int],
+                cpu: dict[str, float] | None = None) -> dict[str, float]:
     """Median seconds of each function, calls interleaved (a, b, c, a, b, c, ...) so that load
-    from other processes hits every candidate alike; ``repeats[name]`` calls of each."""
+    from other processes hits every candidate alike; ``repeats[name]`` calls of each. ``cpu``,
+    when given, receives the median process CPU seconds of each (all threads together)."""
     times: dict[str, list[float]] = {k: [] for k in fns}
+    cpus: dict[str, list[float]] = {k: [] for k in fns}
     for r in range(max(repeats.values())):
         for name, fn in fns.items():
             if r < repeats[name]:
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t0)
+                cpus[name].append(time.process_time() - c0)
+    if cpu is not None:
+        cpu.update({k: statistics.median(v) for k, v in cpus.items()})
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -217,19 +225,21 @@ def bench_batch(num_utts: int, min_len: int, max_len: int, dim: int, rng: np.ran
     try:
         batch = run_with(max_threads)()
         same = all(np.array_equal(a, greedy_segment(u, nt, mt)) for a, u in zip(batch, utts))
-        t = interleaved(fns, {k: 7 for k in fns})
+        cpu: dict[str, float] = {}
+        t = interleaved(fns, {k: 7 for k in fns}, cpu)
     finally:
         numba.set_num_threads(before)
     rows = [
         f"{num_utts} utterances, {total:,} frames (lengths {min_len}-{max_len}), d={dim}, one `greedy_segment_batch` "
         f"call on the flat layout; batch == per-utterance `greedy_segment`: {'yes' if same else 'NO'}",
         "",
-        "| method | seconds | frames/s | ns/frame | speed-up vs the same at 1 thread |",
-        "|---|---:|---:|---:|---:|",
+        "| method | seconds | CPU seconds (all threads) | frames/s | ns/frame | speed-up vs the same at 1 thread |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, sec in t.items():
         base = t[name.rsplit(", ", 1)[0] + ", 1 thread"] if name.endswith("threads") else sec
-        rows.append(f"| {name} | {sec:.3f} | {total / sec:,.0f} | {sec / total * 1e9:,.0f} | {base / sec:.2f}x |")
+        rows.append(f"| {name} | {sec:.3f} | {cpu[name]:.3f} | {total / sec:,.0f} | {sec / total * 1e9:,.0f} | "
+                    f"{base / sec:.2f}x |")
         print(rows[-1], flush=True)
     return rows
 
