@@ -226,7 +226,7 @@ def bench_batch(num_utts: int, min_len: int, max_len: int, dim: int, rng: np.ran
         batch = run_with(max_threads)()
         same = all(np.array_equal(a, greedy_segment(u, nt, mt)) for a, u in zip(batch, utts))
         cpu: dict[str, float] = {}
-        t = interleaved(fns, {k: 7 for k in fns}, cpu)
+        t = interleaved(fns, {k: 11 for k in fns}, cpu)
     finally:
         numba.set_num_threads(before)
     rows = [

@@ -42,14 +42,17 @@ fixes every operation and its order, and so defines the test fixtures) by about 
 so only an exact tie, or a cosine or norm within that of its threshold, can be decided
 differently. ``precision="float32"`` accumulates in float32 (about 1e-7 relative).
 
-Measured (``benchmarks/results/segment_speed.md``, d = 768, 2 shared cores): the float64 default
-costs about 0.25-0.4 µs per frame against 14-24 µs for the public reference ``get_segment``
-(50-60x) and the float32 option 0.16-0.25 µs (about 1.5x less), next to about 0.1 µs for one
-float32 pass over the frames. Both give the fixture segments exactly. On real model features
-(77 recordings, a trained 256-d Sylber checkpoint and a random 768-d encoder, merge thresholds
-0.5-0.95) float64 gave segments identical to the oracle in every utterance; float32 did too
-except where the norm threshold sits at the features' (layer-normalised, constant) norm, where
-its speech mask flips on rounding. So float64 is the default; float32 is an option. The
+Measured (``benchmarks/results/segment_speed.md``, d = 768, T = 2k-32k, 2 shared cores): the
+float64 default costs 0.35-0.43 µs per frame against 18-24 µs for the public reference
+``get_segment`` in the same run (47-65x), the float32 option 0.27-0.31 µs (1.2-1.5x less; its
+SIMD lanes hold twice the values), and one float32 pass over the frames 0.11-0.17 µs. Both
+give the fixture segments exactly. On real model features (77 recordings; a trained 256-d
+Sylber checkpoint and a randomly initialised 768-d encoder; merge thresholds 0.5-0.9) both
+gave segments identical to the oracle in every utterance, except for float32 when the norm
+threshold sits at the features' norm (a random encoder's layer-normalised output has one
+norm for every frame): there its speech mask flips on rounding (2 of 77 identical, boundary F1
+0.95) while float64 still matched the oracle in all 77. So float64 is the default and float32
+an option for features whose norms keep away from the threshold. The
 earlier numba kernel that reproduced the oracle bit for bit (fixed 8-lane sums, ``fastmath``
 off, about 3 µs per frame) is gone: the oracle keeps that arithmetic for the tests, and one
 kernel is one thing to keep in step with it.
@@ -57,8 +60,8 @@ kernel is one thing to keep in step with it.
 Zero-length segments, which the reference can emit only for degenerate settings
 (``merge_threshold`` at or above 1), are dropped.
 
-:func:`greedy_segment_batch` hands utterances to the numba threads one at a time, longest first
-(``numba.parallel_chunksize(1)``), so a long utterance does not start last.
+:func:`greedy_segment_batch` deals the utterances, longest first, round-robin to one worker per
+numba thread, so every thread gets about the same number of frames.
 
 Public API: :func:`greedy_segment`, :func:`greedy_segment_batch`, :func:`segment_means`,
 :func:`segments_to_seconds`. Nothing is compiled at import; the first call compiles (cached on
@@ -391,19 +394,23 @@ def _segment_single(
 @njit(cache=True, parallel=True)
 def _segment_many(
     frames: np.ndarray, first: np.ndarray, lengths: np.ndarray, out_first: np.ndarray, order: np.ndarray,
-    nt: np.ndarray, mt: np.ndarray, reset_count: bool, proto: np.ndarray, out: np.ndarray,
+    workers: int, nt: np.ndarray, mt: np.ndarray, reset_count: bool, proto: np.ndarray, out: np.ndarray,
 ) -> np.ndarray:  # pragma: no cover - compiled
     """Utterance u is ``frames[first[u]:first[u] + lengths[u]]``; its rows go to ``out[out_first[u]:]``.
 
-    Utterances are taken in ``order`` (longest first, handed out one at a time by the caller's
-    chunk size), so a long one cannot start last and leave the other threads idle.
+    ``order`` lists the utterances longest first and worker w takes ``order[w::workers]``, so
+    every worker gets about the same number of frames: numba hands each thread one contiguous
+    block of a ``prange`` (measured: a plain ``prange`` over the longest-first order gave one
+    thread 65% of the frames and 1.5x on 2 threads).
     """
     nb = order.shape[0]
     counts = np.zeros(nb, np.int64)
-    for i in prange(nb):
-        u = order[i]
-        s = first[u]
-        counts[u] = _segment_core(frames[s : s + lengths[u]], nt[u], mt[u], reset_count, proto, out, out_first[u])
+    for w in prange(workers):
+        for i in range(w, nb, workers):
+            u = order[i]
+            s = first[u]
+            counts[u] = _segment_core(frames[s : s + lengths[u]], nt[u], mt[u], reset_count, proto, out,
+                                      out_first[u])
     return counts
 
 
@@ -508,8 +515,8 @@ def greedy_segment_batch(
     * a padded (B, T, d) array with ``lengths`` (None = every row full); padding is ignored.
 
     Thresholds are scalars or one value per utterance. Returns one (N_i, 2) int64 array per
-    utterance, equal to :func:`greedy_segment` on that utterance. Utterances are handed to the
-    numba threads one at a time, longest first, so the work spreads evenly over the cores.
+    utterance, equal to :func:`greedy_segment` on that utterance. Utterances are dealt longest
+    first, round-robin, to one worker per numba thread, so the work spreads evenly over the cores.
     """
     proto = _proto(precision)
     reset = bool(reset_count)
@@ -584,7 +591,7 @@ def _run_flat(flat: np.ndarray, lens: np.ndarray, norm_threshold: Any, merge_thr
 
 def _run(frames: np.ndarray, first: np.ndarray, lens: np.ndarray, norm_threshold: Any, merge_threshold: Any,
          reset: bool, proto: np.ndarray, name: str) -> list[np.ndarray]:
-    """Segment utterances ``frames[first[u]:first[u] + lens[u]]`` in parallel, longest first.
+    """Segment utterances ``frames[first[u]:first[u] + lens[u]]`` in parallel (balanced by length).
 
     ``name`` (formatted with ``u``) names an utterance in errors.
     """
@@ -598,8 +605,8 @@ def _run(frames: np.ndarray, first: np.ndarray, lens: np.ndarray, norm_threshold
     np.cumsum(lens, out=offsets[1:])
     out = np.empty((int(offsets[-1]), 2), np.int64)
     order = np.argsort(-lens, kind="stable")
-    with numba.parallel_chunksize(1):  # dynamic hand-out: threads that finish early take the next one
-        counts = _segment_many(frames, first, lens, offsets[:-1], order, nt, mt, reset, proto, out)
+    workers = max(1, min(numba.get_num_threads(), n))
+    counts = _segment_many(frames, first, lens, offsets[:-1], order, workers, nt, mt, reset, proto, out)
     bad = np.flatnonzero(counts < 0)
     if bad.size:
         u = int(bad[0])
