@@ -47,6 +47,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from speechunits.eval.boundaries import evaluate_boundaries, segment_boundaries  # noqa: E402
 from speechunits.io_utils import atomic_write_text  # noqa: E402
 from speechunits.sylber.segment import greedy_segment, greedy_segment_batch  # noqa: E402
 from speechunits.sylber.segment_reference import greedy_segment_reference  # noqa: E402
@@ -244,12 +245,13 @@ def bench_batch(num_utts: int, min_len: int, max_len: int, dim: int, rng: np.ran
     return rows
 
 
-def boundary_f1(a: np.ndarray, b: np.ndarray) -> float:
-    """F1 of the sets of segment boundary frames (starts and ends), exact positions."""
-    sa, sb = set(a.ravel().tolist()), set(b.ravel().tolist())
-    if not sa and not sb:
-        return 1.0
-    return 2 * len(sa & sb) / (len(sa) + len(sb))
+def boundary_f1(pred: list[np.ndarray], ref: list[np.ndarray]) -> float:
+    """Corpus boundary F1 of ``pred`` against ``ref`` segments, counting only the same frame as
+    a hit (``speechunits.eval.boundaries`` with a tolerance under half a frame)."""
+    rate = 50.0  # any frame rate: boundaries are compared in frames
+    as_times = {str(i): segment_boundaries(s, rate) for i, s in enumerate(pred)}
+    ref_times = {str(i): segment_boundaries(s, rate) for i, s in enumerate(ref)}
+    return evaluate_boundaries(as_times, ref_times, tolerance=0.4 / rate).f1
 
 
 def encode_features(model: str, audio_dir: Path) -> tuple[list[np.ndarray], float, float, str]:
@@ -280,7 +282,7 @@ def encode_features(model: str, audio_dir: Path) -> tuple[list[np.ndarray], floa
 def bench_agreement(models: list[str], audio_dir: Path, get_segment: Callable) -> list[str]:
     rows = [
         "| features | d | utterances / frames | norm_threshold | merge_threshold | precision | identical to oracle "
-        "| boundary F1 vs oracle (mean) | identical to reference |",
+        "| boundary F1 vs oracle (same frame) | identical to reference |",
         "|---|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for model in models:
@@ -297,7 +299,7 @@ def bench_agreement(models: list[str], audio_dir: Path, get_segment: Callable) -
             for precision in ("float64", "float32"):
                 got = [greedy_segment(f, n_t, m, precision=precision) for f in feats]
                 same = sum(np.array_equal(a, b) for a, b in zip(got, oracle))
-                f1 = np.mean([boundary_f1(a, b) for a, b in zip(got, oracle)])
+                f1 = boundary_f1(got, oracle)
                 same_ref = sum(np.array_equal(a, b) for a, b in zip(got, ref))
                 rows.append(f"| {label} | {feats[0].shape[1]} | {len(feats)} / {frames:,} | {n_t:.6g} | {m:.3g} | "
                             f"{precision} | {same}/{len(feats)} | {f1:.5f} | {same_ref}/{len(feats)} |")

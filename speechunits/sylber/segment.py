@@ -43,10 +43,10 @@ so only an exact tie, or a cosine or norm within that of its threshold, can be d
 differently. ``precision="float32"`` accumulates in float32 (about 1e-7 relative).
 
 Measured (``benchmarks/results/segment_speed.md``, d = 768, T = 2k-32k, 2 shared cores): the
-float64 default costs 0.30-0.37 µs per frame against 10-11 µs for the public reference
-``get_segment`` in the same run (30-33x; 47-65x in runs on a busier machine, where the
-reference slowed down more), the float32 option 0.19-0.27 µs (1.3-1.6x less; its SIMD lanes
-hold twice the values), and one float32 pass over the frames 0.11-0.15 µs. Both give the
+float64 default costs 0.33-0.37 µs per frame against 10-11 µs for the public reference
+``get_segment`` in the same run (29-31x; 47-65x in runs on a busier machine, where the
+reference slowed down more), the float32 option 0.21-0.29 µs (1.3-1.6x less; its SIMD lanes
+hold twice the values), and one float32 pass over the frames 0.11-0.17 µs. Both give the
 fixture segments exactly. On real model features (77 recordings; a trained 256-d
 Sylber checkpoint and a randomly initialised 768-d encoder; merge thresholds 0.5-0.9) both
 gave segments identical to the oracle in every utterance, except for float32 when the norm
@@ -62,7 +62,7 @@ Zero-length segments, which the reference can emit only for degenerate settings
 (``merge_threshold`` at or above 1), are dropped.
 
 :func:`greedy_segment_batch` deals the utterances, longest first, round-robin to one worker per
-numba thread, so every thread gets about the same number of frames (1,000 utterances: 1.86x
+numba thread, so every thread gets about the same number of frames (1,000 utterances: 1.94x
 on 2 threads, where a plain ``prange``, one contiguous block per thread, gave 1.5x).
 
 Public API: :func:`greedy_segment`, :func:`greedy_segment_batch`, :func:`segment_means`,
