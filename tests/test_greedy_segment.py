@@ -1,4 +1,4 @@
-"""Greedy Sylber segmentation: numba kernel vs fixture vs plain-numpy reference."""
+"""Greedy Sylber segmentation: numba kernel (both accumulator precisions) vs fixture vs the bit-exact numpy oracle."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from speechunits.sylber.segment import (
+    PRECISIONS,
     greedy_segment,
     greedy_segment_batch,
     segment_means,
@@ -39,12 +41,20 @@ def test_fixture_has_all_cases() -> None:
         assert seg.dtype == np.int64 and seg.shape[1:] == (2,)
 
 
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("name", CASES)
-def test_numba_matches_fixture(name: str) -> None:
+def test_numba_matches_fixture(name: str, precision: str) -> None:
     x, nt, mt, expected = _case(name)
-    got = greedy_segment(x, nt, mt)
+    got = greedy_segment(x, nt, mt, precision=precision)
     assert got.dtype == np.int64 and got.shape == expected.shape
     np.testing.assert_array_equal(got, expected)
+
+
+def test_default_precision_is_float64() -> None:
+    """The default must stay the one measured identical to the oracle on real features."""
+    x, nt, mt, expected = _case("14_syll_d768_T500")
+    assert PRECISIONS[0] == "float64"
+    np.testing.assert_array_equal(greedy_segment(x, nt, mt), greedy_segment(x, nt, mt, precision="float64"))
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -53,19 +63,21 @@ def test_reference_matches_fixture(name: str) -> None:
     np.testing.assert_array_equal(greedy_segment_reference(x, nt, mt).reshape(-1, 2), expected.reshape(-1, 2))
 
 
-def test_fixture_batch_flat_and_padded() -> None:
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_fixture_batch_flat_and_padded(precision: str) -> None:
     names = [n for n in CASES if _case(n)[0].shape[1] == 64]
     xs = [_case(n)[0] for n in names]
     nts = [_case(n)[1] for n in names]
     mts = [_case(n)[2] for n in names]
     expected = [_case(n)[3] for n in names]
-    for got, exp in zip(greedy_segment_batch(xs, norm_threshold=nts, merge_threshold=mts), expected):
+    for got, exp in zip(greedy_segment_batch(xs, norm_threshold=nts, merge_threshold=mts, precision=precision),
+                        expected):
         np.testing.assert_array_equal(got.reshape(-1, 2), exp.reshape(-1, 2))
     lens = np.array([x.shape[0] for x in xs])
     padded = np.full((len(xs), lens.max(), 64), 100.0, np.float32)  # loud padding must be ignored
     for i, x in enumerate(xs):
         padded[i, : len(x)] = x
-    for got, exp in zip(greedy_segment_batch(padded, lens, nts, mts), expected):
+    for got, exp in zip(greedy_segment_batch(padded, lens, nts, mts, precision=precision), expected):
         np.testing.assert_array_equal(got.reshape(-1, 2), exp.reshape(-1, 2))
 
 
@@ -75,8 +87,12 @@ def test_fixture_batch_flat_and_padded() -> None:
 
 
 @st.composite
-def utterances(draw: st.DrawFn, max_frames: int = 40, dim: int | None = None) -> np.ndarray:
-    """Syllable-like frames: palette runs (exact repeats), exact silence, noise, glides between vectors."""
+def utterances(draw: st.DrawFn, max_frames: int = 40, dim: int | None = None, jitter: float = 0.0) -> np.ndarray:
+    """Syllable-like frames: palette runs (exact repeats), exact silence, noise, glides between vectors.
+
+    ``jitter`` > 0 adds that much Gaussian noise to every non-silent frame: no exact repeats, so
+    no exact ties, which is what "well conditioned" means below.
+    """
     d = dim if dim is not None else draw(st.sampled_from([1, 2, 3, 8, 11, 16]))
     n_pal = draw(st.integers(1, 4))
     palette = np.array(
@@ -103,6 +119,9 @@ def utterances(draw: st.DrawFn, max_frames: int = 40, dim: int | None = None) ->
             else:
                 rows.append(rng.normal(0, 2.0, d).astype(np.float32))
     x = np.array(rows, np.float32).reshape(-1, d)
+    if jitter:
+        loud = np.abs(x).sum(axis=1) > 0
+        x[loud] += rng.normal(0, jitter, (int(loud.sum()), d)).astype(np.float32)
     return x[:max_frames * 3]
 
 
@@ -129,8 +148,10 @@ def _check_properties(x: np.ndarray, seg: np.ndarray, nt: float) -> None:
 
 
 @HYP
-@given(x=utterances(), th=thresholds, reset=st.booleans())
-def test_numba_equals_reference_random(x: np.ndarray, th: tuple[float, float], reset: bool) -> None:
+@given(x=utterances(jitter=0.01), th=thresholds, reset=st.booleans())
+def test_default_equals_oracle_well_conditioned(x: np.ndarray, th: tuple[float, float], reset: bool) -> None:
+    """float64 accumulators in another order differ from the oracle by ~1e-16 relative: only an
+    exact tie (or a cosine within that of the threshold) could decide differently."""
     nt, mt = th
     got = greedy_segment(x, nt, mt, reset_count=reset)
     ref = greedy_segment_reference(x, nt, mt, reset_count=reset)
@@ -138,11 +159,45 @@ def test_numba_equals_reference_random(x: np.ndarray, th: tuple[float, float], r
     _check_properties(x, got, nt)
 
 
-@settings(deadline=None, max_examples=60)
-@given(x=utterances(max_frames=60, dim=16), th=thresholds)
-def test_reference_equals_numba_on_noisy_syllables(x: np.ndarray, th: tuple[float, float]) -> None:
+@HYP
+@given(x=utterances(), th=thresholds, reset=st.booleans(), precision=st.sampled_from(PRECISIONS))
+def test_properties_with_exact_repeats(x: np.ndarray, th: tuple[float, float], reset: bool, precision: str) -> None:
+    """Exact repeats make exact ties, which summation order may break either way: check the
+    structure (and that the float64 default still agrees with the oracle on most of it)."""
     nt, mt = th
-    np.testing.assert_array_equal(greedy_segment(x, nt, mt), greedy_segment_reference(x, nt, mt))
+    got = greedy_segment(x, nt, mt, reset_count=reset, precision=precision)
+    _check_properties(x, got, nt)
+
+
+def test_exact_repeats_mostly_equal_oracle() -> None:
+    """On tie-prone palette data the default still agrees with the oracle (seeded, 200 draws)."""
+    same = total = 0
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        d = int(rng.choice([2, 3, 8, 16]))
+        palette = rng.integers(-3, 4, (4, d)).astype(np.float32)
+        runs = [palette[rng.integers(0, 4)] if rng.random() > 0.2 else np.zeros(d, np.float32)
+                for _ in range(rng.integers(1, 25))]
+        x = np.repeat(np.array(runs), rng.integers(1, 6, len(runs)), axis=0)
+        for nt, mt in ((2.6, 0.8), (0.5, 0.5)):
+            total += 1
+            same += np.array_equal(greedy_segment(x, nt, mt), greedy_segment_reference(x, nt, mt))
+    assert same >= 0.98 * total, f"{same}/{total}"
+
+
+def test_float32_equals_oracle_on_noisy_features() -> None:
+    """float32 accumulators (seeded data, d = 768 as in HuBERT): decisions as the oracle's."""
+    rng = np.random.default_rng(1)
+    for T in (300, 700):
+        centers = rng.normal(size=(T // 8 + 1, 768)).astype(np.float32)
+        x = np.repeat(centers, 8, axis=0)[:T] * np.float32(0.2)
+        x += rng.normal(0, 0.08, x.shape).astype(np.float32)
+        x[rng.random(T) < 0.05] *= np.float32(0.01)  # some silent frames
+        for mt in (0.5, 0.8):
+            ref = greedy_segment_reference(x, 2.6, mt)
+            assert len(ref) > 10
+            np.testing.assert_array_equal(greedy_segment(x, 2.6, mt, precision="float32"), ref)
+            np.testing.assert_array_equal(greedy_segment(x, 2.6, mt), ref)
 
 
 @settings(deadline=None, max_examples=60)
@@ -177,6 +232,25 @@ def test_batch_equals_loop_and_padded_equals_flat(xs: list[np.ndarray], mts: lis
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
         np.testing.assert_array_equal(a, d)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_batch_equals_single_any_thread_count(precision: str) -> None:
+    """Many utterances of mixed lengths (handed out longest first): identical on 1 and 2 threads."""
+    rng = np.random.default_rng(3)
+    lens = rng.integers(0, 120, 60)
+    xs = [np.repeat(rng.normal(size=(n // 5 + 1, 32)), 5, axis=0)[:n].astype(np.float32) * 3
+          + rng.normal(0, 0.3, (n, 32)).astype(np.float32) for n in lens]
+    loop = [greedy_segment(x, 2.6, 0.8, precision=precision) for x in xs]
+    before = numba.get_num_threads()
+    try:
+        for k in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(k)
+            got = greedy_segment_batch(xs, None, 2.6, 0.8, precision=precision)
+            for a, b in zip(loop, got):
+                np.testing.assert_array_equal(a, b)
+    finally:
+        numba.set_num_threads(before)
 
 
 def test_batch_scalar_thresholds_and_empty_utterances() -> None:
@@ -284,6 +358,28 @@ def test_validation_errors(states: np.ndarray, kwargs: dict, error: type, match:
         greedy_segment_reference(states, **kwargs)
 
 
+def test_non_finite_found_by_the_kernel() -> None:
+    """The kernels check finiteness in their own pass (no separate isfinite pass)."""
+    x = np.ones((6, 4), np.float32) * 3
+    bad = x.copy()
+    bad[4, 2] = np.nan
+    with pytest.raises(ValueError, match=r"states\[1\]: non-finite .* frame 4"):
+        greedy_segment_batch([x, bad])
+    with pytest.raises(ValueError, match=r"utterance 1\): non-finite .* frame 4"):
+        greedy_segment_batch(np.concatenate([x, bad]), [6, 6])
+    padded = np.stack([x, x])
+    padded[1, 5] = np.inf  # padding beyond the length is never read
+    assert [len(s) for s in greedy_segment_batch(padded, [6, 5])] == [1, 1]
+    huge = np.full((3, 4), 1e20, np.float32)  # finite, but its squared norm overflows float32
+    np.testing.assert_array_equal(greedy_segment(huge), [[0, 3]])
+    with pytest.raises(ValueError, match="overflows float32"):
+        greedy_segment(huge, precision="float32")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        greedy_segment(x, precision="float16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        greedy_segment_batch([x], precision="bfloat16")
+
+
 def test_batch_validation_errors() -> None:
     x = np.ones((6, 4), np.float32)
     with pytest.raises(ValueError, match="required"):
@@ -337,7 +433,7 @@ def test_segments_to_seconds() -> None:
 def test_import_does_not_compile() -> None:
     code = (
         "import speechunits.sylber.segment as m\n"
-        "fs = [m._segment_single, m._segment_flat, m._segment_padded, m._segment_core, m._process_boundary, m._means, m._dot]\n"
+        "fs = [m._segment_single, m._segment_many, m._segment_core, m._settle_boundary, m._means]\n"
         "assert all(not f.signatures for f in fs), [f.signatures for f in fs]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -1,10 +1,16 @@
-"""Plain numpy version of the greedy Sylber segmentation: the test oracle and benchmark baseline.
+"""Plain numpy version of the greedy Sylber segmentation: the bit-exact test oracle.
 
-Same algorithm and the same floating-point operations, in the same order, as the numba kernel
-in :mod:`speechunits.sylber.segment` (see its docstring), written with numpy one frame at a
-time. Sums whose order matters are done with ``np.add.accumulate``, which adds strictly left to
-right, so results are bit-identical to the compiled version. Like the original reference it
-takes one Python step per frame, which makes it the baseline of ``benchmarks/segment_speed.py``.
+The algorithm of :mod:`speechunits.sylber.segment` (see its docstring) with every
+floating-point operation and its order fixed: float64 accumulation of the float32 features;
+dot products summed in 8 interleaved lanes (lane ``j`` takes indices ``k = j (mod 8)`` in
+order), lanes combined as ``((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7))``, then the ``d mod 8`` tail
+(summed in order); segment sums add frames in time order and are recomputed after a boundary
+moves; the running mean is the reference's (``(mean * cnt + x) / (cnt + 1)``). Sums whose
+order matters use ``np.add.accumulate``, which adds strictly left to right, so the output is
+the same on every machine: it defines the test fixtures (``tests/data/greedy_segment_vectors.npz``).
+The fast numba kernel reorders and fuses these sums (SIMD), so it matches this oracle only up
+to rounding; the tests pin down where that is exact. One Python step per frame, like the
+original reference: a test and benchmark tool, not a production path.
 """
 
 from __future__ import annotations
