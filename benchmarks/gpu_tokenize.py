@@ -250,16 +250,26 @@ def segmentation_rows(model: Any, device: torch.device, waves: list[np.ndarray],
                     f"median of 3; {per_sec:.1f} segments per second of audio"))
     start_segmentation(batch, "host", norm_threshold=nt, merge_threshold=mt).result()  # means JIT warm-up
     wheres = ["host"] + (["device"] if device_segmentation_ready(device) else [])
+    results = {}
     for where in wheres:
         walls = []
         for _ in range(3):
             sync(device)
             t0 = time.perf_counter()
-            start_segmentation(batch, where, norm_threshold=nt, merge_threshold=mt).result()
+            results[where] = start_segmentation(batch, where, norm_threshold=nt, merge_threshold=mt).result()[0]
             walls.append(time.perf_counter() - t0)
         wall = float(np.median(walls))
+        note = "median of 3, from device features to host results"
+        if where == "device":  # the device kernels' decisions against the host's on the same features
+            host_rows = {r.id: r for r in results["host"]}
+            same = sum(np.array_equal(r.segments, host_rows[r.id].segments) for r in results["device"])
+            diffs = [float(np.abs(np.asarray(r.embeddings, np.float32) - host_rows[r.id].embeddings).max())
+                     for r in results["device"] if r.embeddings is not None and len(r.embeddings)
+                     and np.array_equal(r.segments, host_rows[r.id].segments)]
+            note += (f"; {same}/{len(results['device'])} utterances with the host's segments, "
+                     f"max |mean difference| {max(diffs, default=0.0):.2e} (float16 means)")
         rows.append(Row(f"segmentation + means of that batch, {where} path (as tokenize runs it)", None,
-                        f"{wall / frames * 1e6:.2f} µs/frame", "median of 3, from device features to host results"))
+                        f"{wall / frames * 1e6:.2f} µs/frame", note))
     if "device" not in wheres:
         rows.append(Row("segmentation + means, device path", None, "n/a",
                         f"speechunits.sylber.segment_device not available on {device}"))
