@@ -9,6 +9,10 @@ One script, one run, every row measured now on the same machine, model and audio
   (features copied to the host, as ``Segmenter.encode_many`` does) at each ``--frame-budgets``
   value of ``max_batch_frames``: x real time and peak memory (device: ``max_memory_allocated``;
   CPU: the process's peak RSS so far, which only grows).
+* **Data pipeline alone**: the corpus decoded, bucketed (``--max-padding`` 0.1), padded and
+  pinned by :func:`speechunits.data.pipeline.build_audio_pipeline` with ``--num-workers``
+  workers and no model: the ceiling that decoding puts on the end-to-end rows (the issue
+  measured 16-thread FLAC decoding at 5,330x real time).
 * **End to end**: ``speechunits tokenize`` as one in-process job
   (:func:`speechunits.tokenize.job.run_job`: data pipeline decoding FLAC with ``--num-workers``,
   ``--max-batch-frames`` budget, segmentation where ``--segment-on`` puts it, unit-set writer
@@ -276,6 +280,26 @@ def segmentation_rows(model: Any, device: torch.device, waves: list[np.ndarray],
     return rows
 
 
+def decode_row(manifest: Path, device: torch.device, args: argparse.Namespace) -> Row:
+    """The data pipeline alone over the corpus (decode, resample check, bucket, pad, pin), as tokenize
+    feeds its encoder: the ceiling that decoding puts on the end-to-end rows."""
+    from speechunits.data.jsonl import load_manifest
+    from speechunits.data.pipeline import build_audio_pipeline
+
+    utts = load_manifest(manifest, require_text=False)
+    budget = args.max_batch_frames * 320 / SR
+    pipe = build_audio_pipeline(utts, sample_rate=SR, max_batch_seconds=budget, num_parallel_calls=args.num_workers,
+                                prefetch=args.prefetch, pin_memory=device.type == "cuda", max_padding=0.1)
+    try:
+        t0 = time.perf_counter()
+        samples = sum(int(b.lengths.sum()) for b in pipe)
+        wall = time.perf_counter() - t0
+    finally:
+        pipe.close()
+    return Row(f"data pipeline alone ({pipe.backend} backend, {args.num_workers} decode workers)",
+               samples / SR / wall, "", f"{len(utts)} FLAC files, {wall:.1f} s wall, no model")
+
+
 def end_to_end(model: Any, device: torch.device, manifest: Path, audio: float, thresholds: tuple[float, float],
                args: argparse.Namespace, compile: bool) -> Row:
     from speechunits.data.jsonl import load_manifest
@@ -411,6 +435,10 @@ def main(argv: list[str] | None = None) -> int:
     for c in compiles:
         add(ceiling(model, device, args.ceiling_batch, args.ceiling_seconds, args.ceiling_iters, c))
     add(budget_rows(model, device, budget_waves, [int(v) for v in args.frame_budgets.split(",")]))
+    try:
+        add(decode_row(manifest, device, args))
+    except Exception as err:  # noqa: BLE001 - reported as a row; the others still run
+        add(Row("data pipeline alone", None, "n/a", f"failed: {type(err).__name__}: {err}"))
     for c in compiles:
         try:
             add(end_to_end(model, device, manifest, audio, thresholds, args, c))
