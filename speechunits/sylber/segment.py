@@ -278,6 +278,22 @@ def _settle_boundary(
     starts[k + 1] = ob
 
 
+@njit(fastmath=_FASTMATH, nogil=True, inline="always")
+def _close_segment(
+    x: np.ndarray, n2: np.ndarray, starts: np.ndarray, ends: np.ndarray, merged: np.ndarray, nseg: int,
+    s: int, e: int, split_open: bool, mt: float, prev: np.ndarray, cur: np.ndarray, run: np.ndarray, w: float,
+) -> int:  # pragma: no cover - compiled
+    """Record segment ``nseg`` = [s, e) with its frame sum in ``cur`` (the weighted running sum
+    ``run`` less ``w`` times its first frame); if it began at a mid-speech split, settle the
+    boundary before it now. Returns the new number of segments."""
+    starts[nseg] = s
+    ends[nseg] = e
+    _axpy(cur, run, -w, x[s])
+    if split_open:
+        _settle_boundary(x, n2, starts, ends, merged, nseg - 1, mt, prev, cur)
+    return nseg + 1
+
+
 @njit(cache=True, fastmath=_FASTMATH, nogil=True)
 def _segment_core(
     x: np.ndarray, nt: float, mt: float, reset_count: bool, proto: np.ndarray, out: np.ndarray, out_off: int
@@ -326,12 +342,7 @@ def _segment_core(
         n2[i] = xx
         if not (math.sqrt(xx + eps) >= nt):
             if s > -1:
-                starts[nseg] = s
-                ends[nseg] = i
-                nseg += 1
-                _axpy(cur, run, -w, x[s])
-                if split_open:
-                    _settle_boundary(x, n2, starts, ends, merged, nseg - 2, mt, prev, cur)
+                nseg = _close_segment(x, n2, starts, ends, merged, nseg, s, i, split_open, mt, prev, cur, run, w)
             s = -1
             cnt = 0
             split_open = False
@@ -349,12 +360,7 @@ def _segment_core(
             s2 += 2.0 * sx + xx  # |run + x|^2 from this frame's two dot products
             cnt += 1
             continue
-        starts[nseg] = s
-        ends[nseg] = i
-        nseg += 1
-        _axpy(cur, run, -w, x[s])
-        if split_open:
-            _settle_boundary(x, n2, starts, ends, merged, nseg - 2, mt, prev, cur)
+        nseg = _close_segment(x, n2, starts, ends, merged, nseg, s, i, split_open, mt, prev, cur, run, w)
         tmp = prev
         prev = cur
         cur = tmp
@@ -369,12 +375,7 @@ def _segment_core(
             _step_add(run, x[pj], x[pj])
         else:
             _step_set(run, x[pj], pc, x[pj])
-        starts[nseg] = s
-        ends[nseg] = T
-        nseg += 1
-        _axpy(cur, run, -w, x[s])
-        if split_open:
-            _settle_boundary(x, n2, starts, ends, merged, nseg - 2, mt, prev, cur)
+        nseg = _close_segment(x, n2, starts, ends, merged, nseg, s, T, split_open, mt, prev, cur, run, w)
 
     n = 0
     for j in range(nseg):

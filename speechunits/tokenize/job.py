@@ -279,22 +279,16 @@ class TokenizeJob:
                          pending: PendingSegments | None, failed: list[EncodeFailure]) -> tuple[int, float, list[str]]:
         """Worker thread: collect one batch's segmentation and write its utterances; returns (written, audio s, bad lines)."""
         rows, non_finite = pending.result() if pending is not None else ([], [])
-        written, seconds, bad = 0, 0.0, [f.line for f in failed + non_finite]
-        for row in rows:
-            line = self._add(shard, by_id[row.id], row.segments, row.embeddings, row.num_samples)
-            if isinstance(line, str):
-                bad.append(line)
-            else:
-                written += 1
-                seconds += line
-        return written, seconds, bad
+        entries = [(by_id[row.id], row.segments, row.embeddings, row.num_samples) for row in rows]
+        return self._write_all(shard, entries, [f.line for f in failed + non_finite])
 
     def _write_given(self, shard: ShardRun[UnitShardWriter], items: list[tuple[Utterance, Encoded]],
                      failed: list[EncodeFailure]) -> tuple[int, float, list[str]]:
         """Worker thread: fit the given spans to the model's frames, average, write each utterance; returns
         (written, audio s, bad lines)."""
         assert self.given is not None
-        written, seconds, bad = 0, 0.0, [f.line for f in failed]
+        bad = [f.line for f in failed]
+        entries = []
         for utt, enc in items:
             states = enc.features
             try:
@@ -305,7 +299,17 @@ class TokenizeJob:
             emb = None
             if self.settings.embeddings:
                 emb = segment_means(states, seg) if len(seg) else np.zeros((0, states.shape[1]), np.float32)
-            line = self._add(shard, utt, seg, emb, enc.num_samples)
+            entries.append((utt, seg, emb, enc.num_samples))
+        return self._write_all(shard, entries, bad)
+
+    def _write_all(self, shard: ShardRun[UnitShardWriter],
+                   entries: list[tuple[Utterance, np.ndarray, np.ndarray | None, int]],
+                   bad: list[str]) -> tuple[int, float, list[str]]:
+        """Write (utterance, segments, embeddings, samples at the model's rate) entries; returns
+        (written, audio s, ``bad`` plus the lines of those that could not be written)."""
+        written, seconds = 0, 0.0
+        for utt, seg, emb, model_samples in entries:
+            line = self._add(shard, utt, seg, emb, model_samples)
             if isinstance(line, str):
                 bad.append(line)
             else:
