@@ -88,7 +88,7 @@ def utterance_seconds(rng: np.random.Generator, total: float, quick: bool) -> li
 def synth_wave(seconds: float, seed: int) -> np.ndarray:
     """Tone bursts (3 harmonics of a random f0, 80-300 ms, Hann envelope) with short gaps, over noise."""
     rng = np.random.default_rng(seed)
-    n = int(seconds * SR)
+    n = int(round(seconds * SR))  # make_corpus passes whole samples / SR: round, or n / SR * SR can floor to n - 1
     wav = 0.003 * rng.standard_normal(n)
     pos = int(rng.uniform(0.05, 0.3) * SR)
     while pos < n:
