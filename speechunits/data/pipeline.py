@@ -130,13 +130,13 @@ def _crop_offset(seed: int, utt_id: str, excess: int, align: int = 1) -> int:
     return align * int(np.random.default_rng([seed, zlib.crc32(utt_id.encode("utf-8"))]).integers(0, choices))
 
 
-def _pad(wavs: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right zero-padded (B, max len) float32 rows and their (B,) int64 lengths."""
-    lengths = torch.as_tensor([len(w) for w in wavs], dtype=torch.int64)
-    out = torch.zeros(len(wavs), int(lengths.max()), dtype=torch.float32)
-    for row, wav in enumerate(wavs):
-        out[row, : len(wav)] = torch.from_numpy(np.asarray(wav, dtype=np.float32))
-    return out, lengths
+def pad_waveforms(waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-zero-padded ``(B, max_len)`` float32 batch and its ``(B,)`` int64 lengths."""
+    lengths = [len(w) for w in waves]
+    batch = np.zeros((len(waves), max(lengths, default=0)), np.float32)
+    for i, w in enumerate(waves):
+        batch[i, : len(w)] = w
+    return torch.from_numpy(batch), torch.tensor(lengths, dtype=torch.long)
 
 
 class _BucketLoader:
@@ -194,7 +194,7 @@ class _BucketLoader:
             offsets.append(start)
         out: dict[str, Any] = {"ids": ids, "failed": failed, "offsets": offsets}
         if wavs:
-            waveforms, lengths = _pad(wavs)
+            waveforms, lengths = pad_waveforms(wavs)
             out["waveforms"] = waveforms.pin_memory() if self.pin_memory else waveforms
             out["lengths"] = lengths
         return out

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from speechunits.data.pipeline import SkippedUtterance, build_audio_pipeline, pack_buckets
+from speechunits.data.pipeline import SkippedUtterance, build_audio_pipeline, pack_buckets, pad_waveforms
 from speechunits.data.utterance import Utterance
 from speechunits.device import inference_context
 from speechunits.encoders.model import SpeechEncoder
@@ -227,15 +227,6 @@ def forward_padded(forward: Callable[[torch.Tensor, torch.Tensor], tuple[torch.T
     lens = lengths.to(device, non_blocking=True)
     with inference_context(device, autocast=autocast):
         return forward(x, lens)
-
-
-def pad_waveforms(waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-zero-padded ``(B, max_len)`` float32 batch and its ``(B,)`` lengths."""
-    lengths = [len(w) for w in waves]
-    batch = np.zeros((len(waves), max(lengths, default=0)), np.float32)
-    for i, w in enumerate(waves):
-        batch[i, : len(w)] = w
-    return torch.from_numpy(batch), torch.tensor(lengths, dtype=torch.long)
 
 
 def batch_budget_samples(sample_rate: int, hop: int, batch_seconds: float, max_batch_frames: int | None) -> int:

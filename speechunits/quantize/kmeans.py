@@ -339,8 +339,7 @@ def lloyd_step(x: torch.Tensor, c: torch.Tensor, labels: torch.Tensor, dists: to
     left empty). Returns ``(centroids, labels, dists, counts of the new labels, reseeded)``; syncs
     with the host only when clusters are empty.
     """
-    total, counts = cluster_sums(x, labels, c.shape[0], method=opts.sums)
-    c = finish_centroids(total, counts, c, opts.metric)
+    c, counts = update_centroids(x, labels, c, opts.metric, sums=opts.sums)
     reseeded = _reseed_empty(c, counts, x, dists, opts.metric) if n_empty else 0
     labels, dists = opts.assign(x, c)
     return c, labels, dists, torch.bincount(labels, minlength=c.shape[0]), reseeded

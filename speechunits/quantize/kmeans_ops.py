@@ -236,13 +236,9 @@ def cluster_sums(x: torch.Tensor, labels: torch.Tensor, k: int, *, method: str =
 
 
 def update_centroids(
-    x: torch.Tensor, labels: torch.Tensor, old: torch.Tensor, metric: str, chunk_rows: int | None = None, *,
-    sums: str = "auto",
+    x: torch.Tensor, labels: torch.Tensor, old: torch.Tensor, metric: str, *, sums: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One Lloyd update on prepared rows: ``(new centroids, counts)``; empty clusters keep ``old``.
-
-    ``chunk_rows`` is accepted for compatibility (the sums need no distance block).
-    """
+    """One Lloyd update on prepared rows: ``(new centroids, counts)``; empty clusters keep ``old``."""
     total, counts = cluster_sums(x, labels, old.shape[0], method=sums)
     return finish_centroids(total, counts, old, metric), counts
 

@@ -168,11 +168,7 @@ class PendingSegments:
         return out, failed
 
     def _host_means(self, states: np.ndarray, segments: np.ndarray) -> np.ndarray | None:
-        if not self.embeddings:
-            return None
-        if len(segments) == 0:
-            return np.zeros((0, states.shape[1]), np.float32)
-        return segment_means(states, segments)
+        return segment_means(states, segments) if self.embeddings else None  # (0, D) for no segments
 
 
 def start_segmentation(batch: DeviceBatch, where: str, *, norm_threshold: float, merge_threshold: float,

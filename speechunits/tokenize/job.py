@@ -296,9 +296,7 @@ class TokenizeJob:
             except ValueError as err:
                 bad.append(f"{utt.id}\t{utt.audio}: given segments do not fit the model's frames ({err})")
                 continue
-            emb = None
-            if self.settings.embeddings:
-                emb = segment_means(states, seg) if len(seg) else np.zeros((0, states.shape[1]), np.float32)
+            emb = segment_means(states, seg) if self.settings.embeddings else None  # (0, D) for no spans
             entries.append((utt, seg, emb, enc.num_samples))
         return self._write_all(shard, entries, bad)
 
