@@ -1,8 +1,10 @@
-"""Shared pytest configuration: tests that need an external tool.
+"""Shared pytest configuration: tests that need an external tool or an optional install.
 
 A test that needs a tool carries its marker (``festival``: the festival binary with its voices
-and espeak-ng; ``espeak``: espeak-ng alone; ``make``: GNU make). Outside CI such a test is
-skipped when its tool is missing. Under CI (``CI=true``) it always runs, so a missing tool
+and espeak-ng; ``espeak``: espeak-ng alone; ``make``: GNU make; ``fairseq2``: the usable
+fairseq2 data backend of the ``fairseq2`` extra; ``ptxas``: the ptxas bundled with Triton, to
+compile GPU kernels without a GPU). All of them are what ``make install`` provides. Outside CI
+such a test is skipped when its tool is missing. Under CI (``CI=true``) it always runs, so a missing tool
 fails it; and any such test that ends skipped anyway (a ``pytest.skip`` inside a test or
 fixture) fails the session. The terminal summary prints one line per tool, e.g. ``tool tests
 [festival]: 20 passed, 0 failed, 0 skipped``, which CI logs show.
@@ -13,11 +15,35 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-TOOLS: dict[str, tuple[str, ...]] = {"festival": ("festival", "espeak-ng"), "espeak": ("espeak-ng",), "make": ("make",)}
-"""Marker -> binaries the marked tests need on PATH."""
+
+def _binaries(*names: str) -> Callable[[], list[str]]:
+    return lambda: [b for b in names if shutil.which(b) is None]
+
+
+def _fairseq2() -> list[str]:
+    from speechunits.data.pipeline import fairseq2_unusable
+
+    why = fairseq2_unusable()
+    return [f"the fairseq2 backend ({why})"] if why else []
+
+
+def _ptxas() -> list[str]:
+    import triton
+
+    return [] if (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists() else \
+        ["Triton's bundled ptxas"]
+
+
+TOOLS: dict[str, Callable[[], list[str]]] = {
+    "festival": _binaries("festival", "espeak-ng"), "espeak": _binaries("espeak-ng"), "make": _binaries("make"),
+    "fairseq2": _fairseq2, "ptxas": _ptxas,
+}
+"""Marker -> what the marked tests need, as a function naming what is missing."""
 
 _outcomes: dict[str, Counter[str]] = {marker: Counter() for marker in TOOLS}
 _marked: dict[str, str] = {}  # test node id -> its tool marker
@@ -27,19 +53,21 @@ def under_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def missing_binaries(marker: str) -> list[str]:
-    return [b for b in TOOLS[marker] if shutil.which(b) is None]
+def missing(marker: str) -> list[str]:
+    return TOOLS[marker]()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
+        if any(m.args and m.args[0] is True for m in item.iter_markers("skipif")):
+            continue  # skipped for a reason of its own (e.g. no CUDA): not a tool test on this machine
         for marker in TOOLS:
             if marker not in item.keywords:
                 continue
             _marked[item.nodeid] = marker
-            missing = missing_binaries(marker)
-            if missing and not under_ci():  # under CI the test runs and fails loudly
-                item.add_marker(pytest.mark.skip(reason=f"{', '.join(missing)} not installed "
+            absent = missing(marker)
+            if absent and not under_ci():  # under CI the test runs and fails loudly
+                item.add_marker(pytest.mark.skip(reason=f"{', '.join(absent)} not installed "
                                                         "(make install installs it)"))
 
 

@@ -12,18 +12,17 @@ import torch
 
 from speechunits.audio import load_audio
 from speechunits.audio import resampled_length
-from speechunits.data.pipeline import BACKEND_ENV, AudioBatch, build_audio_pipeline, fairseq2_unusable, pack_buckets
+from speechunits.data.pipeline import BACKEND_ENV, AudioBatch, build_audio_pipeline, pack_buckets
 from speechunits.data.utterance import Utterance
 from speechunits.errors import AudioError, ConfigError
 
 SR = 16000
 
 
-@pytest.fixture(autouse=True, params=["fairseq2", "torch"])
+@pytest.fixture(autouse=True, params=[pytest.param("fairseq2", marks=pytest.mark.fairseq2), "torch"])
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs on both backends, chosen the way a user would: SPEECHUNITS_DATA_BACKEND."""
-    if request.param == "fairseq2" and fairseq2_unusable() is not None:
-        pytest.skip(f"fairseq2 backend unusable here: {fairseq2_unusable()}")
+    """Every test runs on both backends, chosen the way a user would: SPEECHUNITS_DATA_BACKEND
+    (the fairseq2 runs need the ``fairseq2`` extra: see tests/conftest.py)."""
     monkeypatch.setenv(BACKEND_ENV, request.param)
     return request.param
 

@@ -20,7 +20,6 @@ from speechunits.data.pipeline import (
     BACKEND_ENV,
     AudioBatch,
     build_audio_pipeline,
-    fairseq2_unusable,
     pack_buckets,
     pin_memory_wanted,
     resolve_backend,
@@ -30,8 +29,7 @@ from speechunits.errors import AudioError, ConfigError
 
 SR = 16000
 
-needs_fairseq2 = pytest.mark.skipif(fairseq2_unusable() is not None,
-                                    reason=f"fairseq2 backend unusable here: {fairseq2_unusable()}")
+needs_fairseq2 = pytest.mark.fairseq2  # skipped without the fairseq2 extra, failed under CI (tests/conftest.py)
 
 
 @pytest.fixture()
@@ -200,7 +198,7 @@ def test_abandoned_or_closed_passes_leave_no_worker_processes(corpus: list[Utter
     assert multiprocessing.active_children() == []
 
 
-def test_backend_choice(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(BACKEND_ENV, "torch")
     assert resolve_backend("auto") == "torch"
     assert resolve_backend("torch") == "torch"
@@ -209,15 +207,19 @@ def test_backend_choice(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptu
         resolve_backend("auto")
     with pytest.raises(ConfigError, match="backend argument: data backend must be one of"):
         resolve_backend("jax")
-    monkeypatch.delenv(BACKEND_ENV)
-    # a torch other than the one fairseq2n was built for (the GPU machine's 2.11): auto falls back to torch
+
+
+@needs_fairseq2
+def test_auto_falls_back_to_torch_under_another_torch(monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """A torch other than the one fairseq2n was built for (the GPU machine's 2.11): auto takes torch, once logged."""
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
     monkeypatch.setattr(torch, "__version__", "2.11.0+cu128")
     monkeypatch.setattr(pipeline_module, "_announced", set())
     pipeline_module.fairseq2_unusable.cache_clear()
     try:
         built, _ = pipeline_module._fairseq2n_torch_build()
-        if built is None:
-            pytest.skip("fairseq2n is not installed")
+        assert built is not None
         with caplog.at_level(logging.INFO, logger=pipeline_module.__name__):
             assert resolve_backend("auto") == "torch"
             assert resolve_backend("auto") == "torch"
