@@ -19,8 +19,13 @@ train_set=train         # data dir names under --data-root
 valid_set=valid         # (empty: no validation scoring)
 test_set=test
 exp_dir=exp/slu_cil     # split.json, tokenizer/, <method>/task<t>/, RESULTS.md
-methods="ft er er_kd coconut coconut_kd joint"  # methods run in stage 2 (same seeds and memory budget)
-nj=1                    # methods trained in parallel in stage 2
+methods="ft er er_kd coconut coconut_kd joint"  # runs of stage 2: METHOD, or NAME=METHOD[,KEY=VALUE...] for a
+                        # method with other settings (e.g. er_m2=er,memory.fraction=0.02); same seeds for all
+seeds=0                 # comma-separated seeds of every run (e.g. 0,1,2); slu-results reports mean +- std
+sweep=""                # loss settings tried on the valid split before stage 2 (stage 2 then uses the best):
+                        # space-separated NAME=KEY=VALUE[,KEY=VALUE...], run as method coconut on --sweep-seeds
+sweep_seeds=0           # seeds of the sweep runs
+nj=1                    # runs trained in parallel in stage 2
 threads=0               # torch CPU threads per method (0: torch's default)
 device=""               # cpu | cuda (empty: CUDA when available)
 overrides=""            # extra config overrides, e.g. "epochs_per_task=5 memory.selection=random"
@@ -29,10 +34,15 @@ help_message="Usage: recipes/slu_cil.sh --slu-config CONF.yaml [options]   (norm
 Stages:
   1  class split + BPE tokenizer: speechunits slu-cil --prepare-only
        -> <exp-dir>/split.json, <exp-dir>/tokenizer/bpe.model
-  2  each method of --methods through all tasks: speechunits slu-cil --method M
-       -> <exp-dir>/<method>/task<t>/ (checkpoints, logs, result.json), <method>/results.json
-  3  comparison table over the methods: speechunits slu-results
-       -> <exp-dir>/RESULTS.md, <exp-dir>/accuracy.png"
+  2  the shared first task of each seed when the config has first_task.shared=true
+       (speechunits slu-cil --first-task-only) -> <exp-dir>/task0/seed<k>/; then, with --sweep, each
+       sweep setting as method coconut on --sweep-seeds -> <exp-dir>/sweep-<name>/seed<k>/, and the
+       setting with the best valid AIA (speechunits slu-select; the test split is never used)
+       -> <exp-dir>/sweep/chosen.txt, added to the overrides of every later run; then each run of
+       --methods at every seed of --seeds: speechunits slu-cil --method M --name NAME --seeds S
+       -> <exp-dir>/<name>/seed<k>/task<t>/ (checkpoints, logs, result.json), <name>/seed<k>/results.json
+  3  comparison table over the runs (mean +- std over seeds): speechunits slu-results
+       -> <exp-dir>/RESULTS.md, accuracy.png (error bars), matrix.png (accuracy matrices)"
 
 . "$UTILS/parse_options.sh"
 . "$UTILS/stages.sh"
@@ -55,9 +65,9 @@ for set in $train_set $valid_set $test_set; do
 done
 
 # shellcheck disable=SC2206
-common=(--config "$slu_config" --data-dir "$data_root" --out-dir "$exp_dir"
-        "splits.train=$train_set" "splits.test=$test_set" $overrides)
-if [[ -n "$valid_set" ]]; then common+=("splits.valid=$valid_set"); else common+=("eval_valid=false"); fi
+settings=("splits.train=$train_set" "splits.test=$test_set" $overrides)
+if [[ -n "$valid_set" ]]; then settings+=("splits.valid=$valid_set"); else settings+=("eval_valid=false"); fi
+common=(--config "$slu_config" --data-dir "$data_root" --out-dir "$exp_dir" "${settings[@]}")
 opts=()
 [[ -n "$device" ]] && opts+=(--device "$device")
 (( threads > 0 )) && opts+=(--threads "$threads")
@@ -66,33 +76,63 @@ if stage_begin 1 "class split and BPE tokenizer -> $exp_dir"; then
   run_logged "$log_dir/prepare.log" speechunits slu-cil --prepare-only "${opts[@]}" "${common[@]}"
 fi
 
-if stage_begin 2 "methods: $methods (nj=$nj)"; then
-  pids=() names=()
-  failed=0
-  for m in $methods; do
-    log="$log_dir/$m.log"
+# run_all OUT_DIR ENTRIES SEEDS [EXTRA_OVERRIDES]: every entry (METHOD or NAME=METHOD[,K=V...]) through all
+# tasks at every seed, --nj at once; logs in $log_dir/<name>.log
+run_all() {
+  local out="$1" entries="$2" run_seeds="$3" extra="${4:-}"
+  local pids=() names=() failed=0 entry name spec method own log
+  for entry in $entries; do
+    name="${entry%%=*}"; spec="${entry#*=}"; method="${spec%%,*}"; own=""
+    [[ "$spec" == *,* ]] && own="${spec#*,}"
+    log="$log_dir/$name.log"
     mkdir -p "$log_dir"
-    echo "+ speechunits slu-cil --method $m ... (log: $log)"
+    echo "+ speechunits slu-cil --method $method --name $name --seeds $run_seeds ${own//,/ } (log: $log)"
     printf '# %s  cwd %s\n' "$(date '+%F %T')" "$PWD" >> "$log"
-    speechunits slu-cil --method "$m" "${opts[@]}" "${common[@]}" >> "$log" 2>&1 &
-    pids+=("$!"); names+=("$m")
+    # shellcheck disable=SC2086
+    speechunits slu-cil --method "$method" --name "$name" --seeds "$run_seeds" "${opts[@]}" \
+      --config "$slu_config" --data-dir "$data_root" --out-dir "$out" "${settings[@]}" $extra ${own//,/ } >> "$log" 2>&1 &
+    pids+=("$!"); names+=("$name")
     if (( ${#pids[@]} >= nj )); then
-      wait "${pids[0]}" || { echo "error: method ${names[0]} failed; see $log_dir/${names[0]}.log" >&2; failed=1; }
+      wait "${pids[0]}" || { echo "error: run ${names[0]} failed; see $log_dir/${names[0]}.log" >&2; failed=1; }
       pids=("${pids[@]:1}"); names=("${names[@]:1}")
     fi
   done
   for i in "${!pids[@]}"; do
-    wait "${pids[$i]}" || { echo "error: method ${names[$i]} failed; see $log_dir/${names[$i]}.log" >&2; failed=1; }
+    wait "${pids[$i]}" || { echo "error: run ${names[$i]} failed; see $log_dir/${names[$i]}.log" >&2; failed=1; }
   done
-  (( failed == 0 )) || exit 1
-  for m in $methods; do
-    echo "stage 2: $m -> $exp_dir/$m/results.json"
+  return "$failed"
+}
+
+run_names() {  # the NAME of each entry of "$1"
+  local entry out=()
+  for entry in $1; do out+=("${entry%%=*}"); done
+  echo "${out[@]}"
+}
+
+chosen=""
+if stage_begin 2 "runs: $methods; seeds $seeds (nj=$nj)"; then
+  all_seeds="$seeds"
+  [[ -n "$sweep" ]] && all_seeds="$(echo "$seeds,$sweep_seeds" | tr ',' '\n' | sort -nu | paste -sd, -)"
+  run_logged "$log_dir/first_task.log" speechunits slu-cil --first-task-only --seeds "$all_seeds" "${opts[@]}" "${common[@]}"
+  if [[ -n "$sweep" ]]; then
+    entries=""
+    for s in $sweep; do entries+=" sweep-${s%%=*}=coconut,${s#*=}"; done
+    run_all "$exp_dir" "$entries" "$sweep_seeds" || exit 1
+    sweep_dirs=()
+    for n in $(run_names "$entries"); do sweep_dirs+=("$exp_dir/$n"); done
+    run_logged "$log_dir/select.log" speechunits slu-select --exp "${sweep_dirs[@]}" --out "$exp_dir/sweep"
+  fi
+  [[ -f "$exp_dir/sweep/chosen.txt" ]] && chosen="$(cat "$exp_dir/sweep/chosen.txt")"
+  [[ -n "$chosen" ]] && echo "stage 2: loss settings chosen on the valid split: $chosen"
+  run_all "$exp_dir" "$methods" "$seeds" "$chosen" || exit 1
+  for n in $(run_names "$methods"); do
+    echo "stage 2: $n -> $exp_dir/$n/seed*/results.json"
   done
 fi
 
-if stage_begin 3 "comparison table of: $methods"; then
+if stage_begin 3 "comparison table of: $(run_names "$methods")"; then
   dirs=()
-  for m in $methods; do dirs+=("$exp_dir/$m"); done
+  for n in $(run_names "$methods"); do dirs+=("$exp_dir/$n"); done
   run_logged "$log_dir/results.log" speechunits slu-results --exp "${dirs[@]}" --out "$exp_dir"
   echo "stage 3: results in $exp_dir/RESULTS.md"
 fi

@@ -96,3 +96,20 @@ def index_files(root: str | os.PathLike[str], suffix: str) -> dict[str, Path]:
             raise ConfigError(path, f"utterance id {stem!r} appears twice (also {index[stem]})")
         index[stem] = path
     return index
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if absent) for the block: a second
+    process asking for the same lock waits until the first leaves it (or dies: the kernel
+    drops the lock with the process, so a killed holder never blocks the next run)."""
+    import fcntl
+
+    lock = Path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

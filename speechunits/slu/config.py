@@ -42,6 +42,25 @@ class DecodeConfig:
 
 
 @dataclass
+class FirstTaskConfig:
+    """How task 0 is trained. ``shared``: once per seed, with cross-entropy only, into
+    ``<out>/task0/seed<k>/``, and every non-joint run of that seed starts task 1 from it (so no
+    method's lead comes from faster first-task learning). ``until_plateau``: train epoch by
+    epoch (constant LR after warmup) until the valid accuracy on the task-0 classes has not
+    improved by ``min_delta`` for ``patience`` epochs (and at least ``min_epochs`` were
+    trained: a model from scratch can sit at chance for a while), or ``max_epochs``; otherwise
+    ``epochs`` (default: ``epochs_per_task``)."""
+
+    shared: bool = False
+    until_plateau: bool = False
+    min_epochs: int = 10
+    max_epochs: int = 60
+    patience: int = 3
+    min_delta: float = 0.005
+    epochs: Optional[int] = None
+
+
+@dataclass
 class ModelConfig:
     encoder: Dict[str, Any] = field(default_factory=lambda: {"type": "mel_conformer"})  # type + kwargs
     d_model: int = 768
@@ -71,6 +90,7 @@ class CILConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     losses: Dict[str, Any] = field(default_factory=lambda: {"nspt": 0.1, "mm": 0.1, "kd": 1.0})  # CoconutWeights fields
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    first_task: FirstTaskConfig = field(default_factory=FirstTaskConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     train: Dict[str, Any] = field(default_factory=dict)
 
@@ -96,6 +116,19 @@ def _validate(cfg: CILConfig, source: str) -> None:
             if cfg.model.encoder.get("type") == "units" else ""
         raise ConfigError(source, f"model.encoder.type={cfg.model.encoder.get('type')!r}: expected one of "
                                   f"{', '.join(ENCODERS)}{hint}")
+    ft = cfg.first_task
+    if ft.until_plateau and not ft.shared:
+        raise ConfigError(source, "first_task.until_plateau needs first_task.shared=true (the plateaued task-0 model is "
+                                  "trained once and shared by every method)")
+    if ft.until_plateau and not (cfg.eval_valid and cfg.splits.get("valid")):
+        raise ConfigError(source, "first_task.until_plateau needs a valid split (splits.valid, eval_valid=true): "
+                                  "the plateau is measured there, never on the test split")
+    if ft.max_epochs < 1 or ft.patience < 1 or (ft.epochs is not None and ft.epochs < 1):
+        raise ConfigError(source, f"first_task: max_epochs, patience and epochs must be >= 1, found {ft}")
+    if not 0 <= ft.min_epochs <= ft.max_epochs:
+        raise ConfigError(source, f"first_task.min_epochs={ft.min_epochs}: expected 0 <= min_epochs <= max_epochs")
+    if not 0.0 <= cfg.memory.fraction <= 1.0:
+        raise ConfigError(source, f"memory.fraction={cfg.memory.fraction}: expected a value in [0, 1]")
     for key in ("epochs_per_task", "batch_size", "vocab_size"):
         if getattr(cfg, key) < 1:
             raise ConfigError(source, f"{key}={getattr(cfg, key)}: expected an integer >= 1")

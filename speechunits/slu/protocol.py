@@ -8,7 +8,7 @@ frequency cut into ``num_tasks``):
    methods with NSPT or seq-KD the previous-task model is frozen as teacher, and for seq-KD
    its hypotheses on the memory utterances are decoded once, as extra targets;
 3. training with the shared :class:`~speechunits.train.Trainer` into
-   ``<out>/<method>/task<t>/`` (checkpoints, logs; resumable: ``resume=auto``; checkpoints
+   ``<out>/<run>/seed<k>/task<t>/`` (checkpoints, logs; resumable: ``resume=auto``; checkpoints
    of another configuration are set aside and the task is trained anew);
 4. evaluation on the test (and valid) examples of all classes seen so far
    (:func:`~speechunits.slu.evaluate.evaluate`): decoding (greedy, or beam search when
@@ -20,7 +20,11 @@ frequency cut into ``num_tasks``):
 6. ``task<t>/result.json`` is written last: a rerun skips every task that has one for the
    same configuration.
 
-At the end ``<out>/<method>/results.json`` holds the matrix, AIA, last accuracy, BWT,
+With ``first_task.shared`` task 0 is not trained per method: every non-joint run of a seed
+starts from the shared task-0 model (:mod:`speechunits.slu.first_task`) and takes its scores.
+
+A run is one method with its settings, named by ``--name`` (default: the method), at one
+seed. At the end ``<out>/<run>/seed<k>/results.json`` holds the matrix, AIA, last accuracy, BWT,
 forgetting and WER, with ``RESULTS.md`` and ``accuracy.png`` (:mod:`speechunits.slu.results`).
 The tokenizer and the class split are shared by all methods of an experiment:
 ``<out>/tokenizer/bpe.model`` and ``<out>/split.json`` (built once, from the training split of
@@ -29,47 +33,32 @@ schema is :mod:`speechunits.slu.config`.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from speechunits.errors import CheckpointError
 from speechunits.io_utils import atomic_write_json, sha256_json
-from speechunits.slu.config import CILConfig, config_dict
-from speechunits.slu.encoders import ENCODERS
+from speechunits.slu.config import CILConfig
 from speechunits.slu.evaluate import decode_examples, evaluate, pooled_features
 from speechunits.slu.experiment import CILData, prepare_experiment
+from speechunits.slu.first_task import FirstTask, ensure_first_task
 from speechunits.slu.memory import RehearsalMemory
-from speechunits.slu.model import SLUModel
-from speechunits.slu.objective import CoconutObjective, CoconutWeights
+from speechunits.slu.objective import CoconutWeights
 from speechunits.slu.results import float_or_nan, json_safe, summarize_method, write_method_results
+from speechunits.slu.task_setup import (RESULT_NAME, build_objective, final_weights, load_result, protocol_sha,
+                                        record_hash, restart_if_changed, train_config)
 from speechunits.slu.tasks import ClassIncrementalSplit
 from speechunits.slu.train_task import AudioCache, MethodSpec, SLUTrainTask, method_spec
-from speechunits.train import checkpoint as ckpt
-from speechunits.train.config import TrainConfig, config_diff, config_to_dict, load_config, training_relevant
+from speechunits.train.config import TrainConfig
 from speechunits.train.distributed import DistInfo, init_distributed, shutdown_distributed
 from speechunits.train.loop import Trainer
 
 PathLike = str | os.PathLike[str]
-
-RESULT_NAME = "result.json"
-
-
-# --------------------------------------------------------------------------- one task's model and Trainer config
-def build_objective(cfg: CILConfig, vocab_size: int, weights: CoconutWeights) -> CoconutObjective:
-    """Model (encoder + decoder) with projection heads, as configured."""
-    enc_cfg = dict(cfg.model.encoder)
-    kind = enc_cfg.pop("type")
-    encoder = ENCODERS[kind](**enc_cfg)
-    m = cfg.model
-    model = SLUModel(encoder, vocab_size, d_model=m.d_model, num_layers=m.num_layers, num_heads=m.num_heads,
-                     ffn_dim=m.ffn_dim, dropout=m.dropout, max_decode_len=cfg.decode.max_len)
-    return CoconutObjective(model, proj_dim=m.proj_dim, hidden_dim=m.proj_hidden, weights=weights)
 
 
 def coconut_weights(cfg: CILConfig, method: MethodSpec) -> CoconutWeights:
@@ -77,16 +66,40 @@ def coconut_weights(cfg: CILConfig, method: MethodSpec) -> CoconutWeights:
     return method.weights(CoconutWeights(**dict(cfg.losses)))
 
 
+def run_dir(out: Path, name: str, seed: int) -> Path:
+    """Where one run (method + settings, named ``name``) at one seed writes."""
+    return out / name / f"seed{seed}"
+
+
+def memory_budget(cfg: CILConfig, method: MethodSpec, num_train: int) -> int:
+    """The rehearsal budget: ``memory.budget``, else ``memory.fraction`` of the whole training set; 0 without memory."""
+    if not method.memory:
+        return 0
+    return cfg.memory.budget if cfg.memory.budget is not None else int(round(cfg.memory.fraction * num_train))
+
+
 def task_train_config(cfg: CILConfig, method: MethodSpec, t: int, classes: Sequence[str], num_examples: int,
                       memory_ids: Sequence[str], task_dir: Path) -> TrainConfig:
     """The Trainer config of task ``t``: ``cfg.train`` + run dir, step count and identity."""
-    epochs = (cfg.joint_epochs or cfg.epochs_per_task) if method.joint else cfg.epochs_per_task
+    if method.joint:
+        epochs = cfg.joint_epochs or cfg.epochs_per_task
+    else:
+        epochs = (cfg.first_task.epochs or cfg.epochs_per_task) if t == 0 else cfg.epochs_per_task
     steps = epochs * -(-num_examples // cfg.batch_size)
-    protocol = {k: v for k, v in config_dict(cfg).items() if k not in ("train", "decode", "eval_valid", "splits")}
     identity = {"method": method.name, "task": t, "classes": list(classes), "num_examples": num_examples,
-                "memory_sha": sha256_json(sorted(memory_ids)), "protocol_sha": sha256_json(protocol)}
-    base = {"seed": cfg.seed, **cfg.train, "max_steps": steps, "out_dir": str(task_dir), "task": identity}
-    return load_config(None, (), base=base)
+                "memory_sha": sha256_json(sorted(memory_ids)), "protocol_sha": protocol_sha(cfg)}
+    return train_config(cfg, identity, steps, task_dir)
+
+
+def run_settings(cfg: CILConfig, method: MethodSpec, budget: int) -> dict[str, Any]:
+    """The settings a results.json records for its run (what the comparison table shows)."""
+    memory = None
+    if method.memory:
+        memory = {"budget": budget, "fraction": None if cfg.memory.budget is not None else cfg.memory.fraction,
+                  "selection": cfg.memory.selection}
+    return {"losses": asdict(coconut_weights(cfg, method)), "memory": memory, "epochs_per_task": cfg.epochs_per_task,
+            "joint_epochs": cfg.joint_epochs, "first_task": asdict(cfg.first_task), "batch_size": cfg.batch_size,
+            "lr": cfg.train.get("lr")}
 
 
 # --------------------------------------------------------------------------- the task loop
@@ -98,35 +111,61 @@ def run_protocol(
     device: str | None = None,
     data: CILData | None = None,
     audio: AudioCache | None = None,
-) -> dict[str, Any]:
-    """Run (or resume) one method through every task; returns the contents of ``results.json``
-    (``{}`` when training stopped early through ``train.stop_after``: rerun to resume)."""
+    name: str | None = None,
+    seeds: Sequence[int] | None = None,
+) -> dict[int, dict[str, Any]]:
+    """Run (or resume) one method through every task, once per seed (default: ``cfg.seed``),
+    into ``<out>/<name>/seed<k>/``; returns ``{seed: results.json contents}`` (``{}`` for a
+    seed whose training stopped early through ``train.stop_after``: rerun to resume)."""
     method = method_spec(method_name)
     out = Path(out_dir)
     dist = init_distributed(device)
     try:
-        return _run(cfg, method, data_dir, out, dist, data, audio)
+        data = data or prepare_experiment(cfg, data_dir, out)
+        audio = audio or AudioCache()
+        audio.preload(data.train + data.test + data.valid)
+        results = {}
+        for seed in (seeds if seeds is not None else [cfg.seed]):
+            results[int(seed)] = _run(replace(cfg, seed=int(seed)), method, name or method.name, out, dist, data, audio)
+            if not results[int(seed)]:
+                break
+        return results
     finally:
         shutdown_distributed()
 
 
-def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist: DistInfo,
-         data: CILData | None, audio: AudioCache | None) -> dict[str, Any]:
-    data = data or prepare_experiment(cfg, data_dir, out)
-    audio = audio or AudioCache()
+def run_first_task(cfg: CILConfig, data_dir: PathLike, out_dir: PathLike, seeds: Sequence[int] | None = None,
+                   device: str | None = None) -> bool:
+    """Train (or find) the shared first task of each seed; False when stopped early by ``stop_after``."""
+    out = Path(out_dir)
+    dist = init_distributed(device)
+    try:
+        data = prepare_experiment(cfg, data_dir, out)
+        audio = AudioCache()
+        audio.preload(data.train + data.test + data.valid)
+        return all(ensure_first_task(replace(cfg, seed=int(s)), data, audio, out, dist) is not None
+                   for s in (seeds if seeds is not None else [cfg.seed]))
+    finally:
+        shutdown_distributed()
+
+
+def _run(cfg: CILConfig, method: MethodSpec, name: str, out: Path, dist: DistInfo, data: CILData,
+         audio: AudioCache) -> dict[str, Any]:
     split = data.split
     run_split = ClassIncrementalSplit(f"{split.name}-joint", (tuple(split.classes),)) if method.joint else split
     tasks = run_split.tasks
     class_index = data.class_index
     weights = coconut_weights(cfg, method)
-    method_dir = out / method.name
-    budget = 0
-    if method.memory:
-        budget = cfg.memory.budget if cfg.memory.budget is not None else int(round(cfg.memory.fraction * len(data.train)))
+    method_dir = run_dir(out, name, cfg.seed)
+    budget = memory_budget(cfg, method, len(data.train))
     memory = RehearsalMemory(budget, selection=cfg.memory.selection, seed=cfg.seed)
     by_id = {ex.id: ex for ex in data.train}
     device = dist.device
-    audio.preload(data.train + data.test + data.valid)
+    shared: FirstTask | None = None
+    if cfg.first_task.shared and not method.joint:
+        shared = ensure_first_task(cfg, data, audio, out, dist)
+        if shared is None:
+            return {}
 
     rows: list[list[float]] = []
     valid_rows: list[list[float]] = []
@@ -138,104 +177,87 @@ def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist
         mem_ids = [str(k) for k in memory.keys()]
         examples = new + [by_id[k] for k in mem_ids]
         train_cfg = task_train_config(cfg, method, t, classes, len(examples), mem_ids, task_dir)
-        run_hash = _record_hash(cfg, train_cfg)
+        from_shared = shared is not None and t == 0
+        run_hash = record_hash(train_cfg, decode=asdict(cfg.decode), memory=asdict(cfg.memory), eval_valid=cfg.eval_valid,
+                               shared=shared.config_hash if from_shared else None)
         result_path = task_dir / RESULT_NAME
-        done = _load_result(result_path, run_hash)
+        done = load_result(result_path, run_hash)
         if done is not None:
-            print(f"[{method.name}] task {t}: complete, skipped ({result_path})", file=sys.stderr)
+            print(f"[{name}] task {t}: complete, skipped ({result_path})", file=sys.stderr)
             memory.load_state_dict(done["memory"])
             rows.append([float_or_nan(v) for v in done["test"]["row"]])
             if done.get("valid"):
                 valid_rows.append([float_or_nan(v) for v in done["valid"]["row"]])
             last_eval = done["test"]
-            prev_weights = None if t + 1 == len(tasks) else _final_weights(task_dir)
+            prev_weights = None
             continue
 
-        print(f"[{method.name}] task {t}: {len(classes)} classes, {len(new)} new + {len(mem_ids)} memory examples, "
-              f"{train_cfg.max_steps} steps -> {task_dir}", file=sys.stderr)
         torch.manual_seed(cfg.seed)
         objective = build_objective(cfg, data.tokenizer.vocab_size, weights)
-        if t > 0:
-            if prev_weights is None:
-                prev_weights = _final_weights(method_dir / f"task{t - 1}")
-            objective.load_state_dict(prev_weights)
-        objective.to(device)
-        kd_hyps = None
-        if t > 0 and method.needs_teacher:
-            objective.start_task()
-            if weights.kd > 0 and mem_ids:
-                teacher_model = objective.teacher[0]  # type: ignore[index]
-                mem_examples = [by_id[k] for k in mem_ids]
-                hyps = decode_examples(teacher_model, mem_examples, audio, cfg.decode, device, desc="teacher hyps")
-                kd_hyps = {ex.id: h for ex, h in zip(mem_examples, hyps)}
-        task = SLUTrainTask(objective, examples, set(mem_ids), data.tokenizer, class_index, audio, cfg.batch_size,
-                            seed=cfg.seed * 1000 + t, kd_hyps=kd_hyps, dist=dist)
-        _restart_if_changed(train_cfg, task_dir)
-        trainer = Trainer(task, train_cfg, dist=dist)
-        trainer.fit()
-        if trainer.step < train_cfg.max_steps:  # stop_after: checkpointed, resumed by the next run
-            print(f"[{method.name}] task {t}: stopped at step {trainer.step}/{train_cfg.max_steps}; rerun to resume", file=sys.stderr)
-            return {}
-
-        seen = set(run_split.seen_classes(t))
-        model = objective.model
-        test_eval = evaluate(model, [ex for ex in data.test if ex.label in seen], data.tokenizer, run_split, audio, cfg.decode, device, desc=f"test task{t}")
-        valid_eval = evaluate(model, [ex for ex in data.valid if ex.label in seen], data.tokenizer, run_split, audio, cfg.decode, device, desc=f"valid task{t}") if data.valid else None
+        if from_shared:
+            assert shared is not None
+            print(f"[{name}] task 0: the shared first task ({shared.dir})", file=sys.stderr)
+            objective.load_state_dict(shared.weights())
+            objective.to(device)
+            test_eval, valid_eval = shared.test, shared.valid
+        else:
+            if t > 0:
+                if prev_weights is None:
+                    prev_dir = method_dir / f"task{t - 1}"
+                    prev_weights = shared.weights() if (shared is not None and t == 1) else final_weights(prev_dir)
+                objective.load_state_dict(prev_weights)
+            objective.to(device)
+            print(f"[{name}] task {t}: {len(classes)} classes, {len(new)} new + {len(mem_ids)} memory examples, "
+                  f"{train_cfg.max_steps} steps -> {task_dir}", file=sys.stderr)
+            if not _train_task(cfg, method, weights, objective, data, audio, examples, mem_ids, by_id, t, train_cfg, task_dir, dist):
+                return {}
+            seen = set(run_split.seen_classes(t))
+            model = objective.model
+            test_eval = evaluate(model, [ex for ex in data.test if ex.label in seen], data.tokenizer, run_split, audio, cfg.decode, device, desc=f"test task{t}")
+            valid_eval = evaluate(model, [ex for ex in data.valid if ex.label in seen], data.tokenizer, run_split, audio, cfg.decode, device, desc=f"valid task{t}") if data.valid else None
         if method.memory and t + 1 < len(tasks):
-            feats = pooled_features(model, new, audio, cfg.decode.batch_size, device) if memory.selection == "herding" else None
+            feats = pooled_features(objective.model, new, audio, cfg.decode.batch_size, device) if memory.selection == "herding" else None
             memory.add_task([ex.id for ex in new], [ex.label for ex in new], feats)
         rows.append(test_eval["row"])
         if valid_eval:
             valid_rows.append(valid_eval["row"])
         last_eval = test_eval
         prev_weights = {k: v.detach().cpu().clone() for k, v in objective.state_dict().items()}
-        print(f"[{method.name}] task {t}: test accuracy on seen classes {test_eval['accuracy']:.4f}, WER {test_eval['wer']:.4f}"
+        print(f"[{name}] task {t}: test accuracy on seen classes {test_eval['accuracy']:.4f}, WER {test_eval['wer']:.4f}"
               + (f"; valid {valid_eval['accuracy']:.4f}" if valid_eval else ""), file=sys.stderr)
         if dist.is_main:
             atomic_write_json(result_path, json_safe({"config_hash": run_hash, "method": method.name, "task": t,
                                                        "classes": list(classes), "test": test_eval, "valid": valid_eval,
-                                                       "memory": memory.state_dict(), "memory_counts": memory.counts()}))
+                                                       "memory": memory.state_dict(), "memory_counts": memory.counts(),
+                                                       "shared_first_task": str(shared.dir) if from_shared else None}))
     results = summarize_method(method.name, rows, valid_rows, last_eval, split)
+    results.update({"run": name, "seed": cfg.seed, "task0_accuracy": rows[0][0] if rows else float("nan"),
+                    "valid_task0_accuracy": valid_rows[0][0] if valid_rows else float("nan"),
+                    "settings": run_settings(cfg, method, budget)})
     if dist.is_main:
         write_method_results(method_dir, results)
     return results
 
 
-# --------------------------------------------------------------------------- per-task checkpoints and records
-def _restart_if_changed(train_cfg: TrainConfig, task_dir: Path) -> None:
-    """A checkpoint left by another configuration is set aside (``resume=never``: the Trainer
-    moves it to ``replaced-*``) instead of refusing to resume: a changed parameter redoes
-    the task; a checkpoint of the same configuration is resumed."""
-    if train_cfg.resume != "auto":
-        return
-    found = ckpt.load_latest_valid(task_dir, map_location="cpu")
-    if found is not None and config_diff(found[1]["config"], config_to_dict(train_cfg)):
-        print(f"{task_dir}: checkpoints of another configuration are set aside; training this task anew", file=sys.stderr)
-        train_cfg.resume = "never"
-
-
-def _record_hash(cfg: CILConfig, train_cfg: TrainConfig) -> str:
-    """What a task record is valid for: the training-relevant Trainer config (which holds the
-    task's identity), decoding, the memory settings and whether valid was scored."""
-    full = config_dict(cfg)
-    return sha256_json({"train": training_relevant(config_to_dict(train_cfg)), "decode": full["decode"],
-                        "memory": full["memory"], "eval_valid": cfg.eval_valid})
-
-
-def _load_result(path: Path, run_hash: str) -> dict[str, Any] | None:
-    """The task record at ``path`` if it was written for ``run_hash``; else None (the task is run)."""
-    if not path.is_file():
-        return None
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return stored if stored.get("config_hash") == run_hash else None
-
-
-def _final_weights(task_dir: Path) -> dict[str, torch.Tensor]:
-    """Model state of a finished task's last valid checkpoint (where the next task starts)."""
-    found = ckpt.load_latest_valid(task_dir, map_location="cpu")
-    if found is None:
-        raise CheckpointError(task_dir, "finished task has no loadable checkpoint")
-    return found[1]["model"]
+def _train_task(cfg: CILConfig, method: MethodSpec, weights: CoconutWeights, objective: Any, data: CILData,
+                audio: AudioCache, examples: list[Any], mem_ids: list[str], by_id: dict[str, Any], t: int,
+                train_cfg: TrainConfig, task_dir: Path, dist: DistInfo) -> bool:
+    """Train task ``t`` (teacher and seq-KD targets first, for methods with them); False when
+    training stopped early through ``stop_after`` (checkpointed, resumed by the next run)."""
+    kd_hyps = None
+    if t > 0 and method.needs_teacher:
+        objective.start_task()
+        if weights.kd > 0 and mem_ids:
+            teacher_model = objective.teacher[0]
+            mem_examples = [by_id[k] for k in mem_ids]
+            hyps = decode_examples(teacher_model, mem_examples, audio, cfg.decode, dist.device, desc="teacher hyps")
+            kd_hyps = {ex.id: h for ex, h in zip(mem_examples, hyps)}
+    task = SLUTrainTask(objective, examples, set(mem_ids), data.tokenizer, data.class_index, audio, cfg.batch_size,
+                        seed=cfg.seed * 1000 + t, kd_hyps=kd_hyps, dist=dist)
+    restart_if_changed(train_cfg, task_dir)
+    trainer = Trainer(task, train_cfg, dist=dist)
+    trainer.fit()
+    if trainer.step < train_cfg.max_steps:
+        print(f"[{method.name}] task {t}: stopped at step {trainer.step}/{train_cfg.max_steps}; rerun to resume", file=sys.stderr)
+        return False
+    return True
