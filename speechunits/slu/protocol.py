@@ -44,12 +44,13 @@ from speechunits.slu.config import CILConfig, config_dict
 from speechunits.slu.encoders import ENCODERS
 from speechunits.slu.evaluate import decode_examples, evaluate, pooled_features
 from speechunits.slu.experiment import CILData, prepare_experiment
+from speechunits.slu.inputs import InputSource, encoder_arguments, make_input_source
 from speechunits.slu.memory import RehearsalMemory
 from speechunits.slu.model import SLUModel
 from speechunits.slu.objective import CoconutObjective, CoconutWeights
 from speechunits.slu.results import float_or_nan, json_safe, summarize_method, write_method_results
 from speechunits.slu.tasks import ClassIncrementalSplit
-from speechunits.slu.train_task import AudioCache, MethodSpec, SLUTrainTask, method_spec
+from speechunits.slu.train_task import MethodSpec, SLUTrainTask, method_spec
 from speechunits.train import checkpoint as ckpt
 from speechunits.train.config import TrainConfig, config_diff, config_to_dict, load_config, training_relevant
 from speechunits.train.distributed import DistInfo, init_distributed, shutdown_distributed
@@ -61,10 +62,10 @@ RESULT_NAME = "result.json"
 
 
 # --------------------------------------------------------------------------- one task's model and Trainer config
-def build_objective(cfg: CILConfig, vocab_size: int, weights: CoconutWeights) -> CoconutObjective:
-    """Model (encoder + decoder) with projection heads, as configured."""
-    enc_cfg = dict(cfg.model.encoder)
-    kind = enc_cfg.pop("type")
+def build_objective(cfg: CILConfig, vocab_size: int, weights: CoconutWeights, inputs: InputSource | None = None) -> CoconutObjective:
+    """Model (encoder + decoder) with projection heads, as configured; a ``units`` encoder takes
+    its codebook size from the unit sets of ``inputs`` (default: the config's input source)."""
+    kind, enc_cfg = encoder_arguments(cfg.model.encoder, inputs or make_input_source(cfg.model.encoder, cfg.splits))
     encoder = ENCODERS[kind](**enc_cfg)
     m = cfg.model
     model = SLUModel(encoder, vocab_size, d_model=m.d_model, num_layers=m.num_layers, num_heads=m.num_heads,
@@ -97,7 +98,7 @@ def run_protocol(
     out_dir: PathLike,
     device: str | None = None,
     data: CILData | None = None,
-    audio: AudioCache | None = None,
+    audio: InputSource | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) one method through every task; returns the contents of ``results.json``
     (``{}`` when training stopped early through ``train.stop_after``: rerun to resume)."""
@@ -111,9 +112,9 @@ def run_protocol(
 
 
 def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist: DistInfo,
-         data: CILData | None, audio: AudioCache | None) -> dict[str, Any]:
+         data: CILData | None, audio: InputSource | None) -> dict[str, Any]:
     data = data or prepare_experiment(cfg, data_dir, out)
-    audio = audio or AudioCache()
+    audio = audio or make_input_source(cfg.model.encoder, cfg.splits)  # waveforms or unit sets
     split = data.split
     run_split = ClassIncrementalSplit(f"{split.name}-joint", (tuple(split.classes),)) if method.joint else split
     tasks = run_split.tasks
@@ -154,7 +155,7 @@ def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist
         print(f"[{method.name}] task {t}: {len(classes)} classes, {len(new)} new + {len(mem_ids)} memory examples, "
               f"{train_cfg.max_steps} steps -> {task_dir}", file=sys.stderr)
         torch.manual_seed(cfg.seed)
-        objective = build_objective(cfg, data.tokenizer.vocab_size, weights)
+        objective = build_objective(cfg, data.tokenizer.vocab_size, weights, audio)
         if t > 0:
             if prev_weights is None:
                 prev_weights = _final_weights(method_dir / f"task{t - 1}")
