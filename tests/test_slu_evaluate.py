@@ -16,7 +16,7 @@ from speechunits.slu.encoders import MelConformerEncoder
 from speechunits.slu.evaluate import decode_examples, evaluate, pooled_features
 from speechunits.slu.model import SLUModel
 from speechunits.slu.tasks import split_classes
-from speechunits.slu.train_task import AudioCache
+from speechunits.slu.inputs import AudioCache
 
 torch.set_num_threads(1)
 

@@ -95,8 +95,8 @@ def test_config_errors(data_dir) -> None:
         load_cil_config(data_dir / "conf.yaml", ["train.schedule=zigzag"])
     with pytest.raises(ConfigError, match="losses"):
         load_cil_config(data_dir / "conf.yaml", ["+losses.typo=1"])
-    with pytest.raises(ConfigError, match="unit-set input to slu-cil is not implemented"):
-        load_cil_config(data_dir / "conf.yaml", ["model.encoder={type: units}"])
+    with pytest.raises(ConfigError, match="model.encoder.type='nope'"):
+        load_cil_config(data_dir / "conf.yaml", ["model.encoder={type: nope}"])
 
 
 def test_prepare_split_and_tokenizer(data_dir, tmp_path) -> None:

@@ -15,7 +15,8 @@ from speechunits.slu.encoders import MelConformerEncoder
 from speechunits.slu.model import SLUModel
 from speechunits.slu.objective import CoconutObjective, CoconutWeights
 from speechunits.slu.tokenizer import train_tokenizer
-from speechunits.slu.train_task import METHODS, AudioCache, SLUTrainTask, make_batch, method_spec
+from speechunits.slu.inputs import AudioCache
+from speechunits.slu.train_task import METHODS, SLUTrainTask, make_batch, method_spec
 from speechunits.train import load_config
 from speechunits.train.loop import Trainer
 

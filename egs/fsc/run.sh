@@ -2,6 +2,7 @@
 # Class-incremental SLU (COCONUT) on Fluent Speech Commands (real corpus on disk; nothing is downloaded).
 #   bash egs/fsc/run.sh --corpus-dir /data/fluent_speech_commands_dataset
 #   bash egs/fsc/run.sh --corpus-dir ... --benchmark fsc-3 --methods "ft coconut" --device cuda
+#   bash egs/fsc/run.sh --corpus-dir ... --input units --sylber-model /models/sylber.ckpt --num-clusters 2000
 # Works from any directory (relative paths given as options are taken from the caller's
 # directory, the defaults from this one); outputs go to egs/fsc/{data,exp} unless overridden.
 set -euo pipefail
@@ -21,11 +22,19 @@ device=""                    # cpu | cuda (empty: CUDA when available)
 overrides=""                 # extra config overrides (key=value ...)
 data_root=data               # Kaldi data dirs: <data-root>/{train,valid,test}
 exp_root=exp                 # outputs: <exp-root>/slu_cil_<benchmark>/
+input=audio                  # audio | units (the encoder reads unit sets; config --units-config)
+units_dir=""                 # unit sets <units-dir>/{train,valid,test}/ (default: <data-root>/units)
+units_config=../../recipes/conf/slu_cil_fsc_units.yaml  # experiment config with --input units
+sylber_model=""              # --input units: Sylber checkpoint that makes missing unit sets
+num_clusters=0               # --input units: k-means codebook size of those unit sets
 
 help_message="Usage: bash egs/fsc/run.sh --corpus-dir DIR [options]
 Stages:
   0  data prep: speechunits prepare-data for train/valid/test -> <data-root>/<split>/
-  1  class split and BPE tokenizer (recipes/slu_cil.sh)
+  1  (--input units) unit sets <units-dir>/{train,valid,test}/ (recipes/slu_units.sh: speechunits
+     tokenize with --sylber-model, cluster on train with --num-clusters, quantize; skipped when
+     already quantized), then
+     class split and BPE tokenizer (recipes/slu_cil.sh)
   2  every method through all tasks (recipes/slu_cil.sh) -> <exp-root>/slu_cil_<benchmark>/<method>/
   3  comparison table -> <exp-root>/slu_cil_<benchmark>/RESULTS.md"
 
@@ -36,7 +45,7 @@ if [[ $# -ne 0 ]]; then
   echo "$0: unexpected arguments: $*" >&2
   exit 1
 fi
-user_paths "$CALLER_DIR" corpus_dir slu_config data_root exp_root
+user_paths "$CALLER_DIR" corpus_dir slu_config data_root exp_root units_dir units_config sylber_model
 
 LAYOUT="fluent_speech_commands_dataset/
   data/train_data.csv valid_data.csv test_data.csv   columns: ,path,speakerId,transcription,action,object,location
@@ -56,6 +65,18 @@ if stage_begin 0 "data prep of FSC train/valid/test"; then
     run_logged "$exp_root/data/log/prepare.$split.log" speechunits prepare-data --corpus fsc \
       --corpus-dir "$corpus_dir" --split "$split" --out "$data_root/$split"
   done
+fi
+
+if [[ "$input" == units ]]; then  # unit-token input: unit sets, then the units config
+  units_dir="$(realpath -m -- "${units_dir:-$data_root/units}")"
+  if stage_begin 1 "unit sets of train/valid/test -> $units_dir"; then
+    ../../recipes/slu_units.sh --data-root "$data_root" --sets "train valid test" --units-dir "$units_dir" \
+      --sylber-model "$sylber_model" --num-clusters "$num_clusters" --device "${device:-auto}"
+  fi
+  slu_config="$units_config" overrides="model.encoder.units_dir=$units_dir $overrides"
+elif [[ "$input" != audio ]]; then
+  echo "$0: --input $input: expected audio | units" >&2
+  exit 1
 fi
 
 if (( stop_stage >= 1 )); then

@@ -112,10 +112,9 @@ def _validate(cfg: CILConfig, source: str) -> None:
     if cfg.memory.selection not in ("random", "herding"):
         raise ConfigError(source, f"memory.selection={cfg.memory.selection!r}: expected random | herding")
     if cfg.model.encoder.get("type") not in ENCODERS:
-        hint = " (unit-set input to slu-cil is not implemented yet: the protocol feeds audio)" \
-            if cfg.model.encoder.get("type") == "units" else ""
-        raise ConfigError(source, f"model.encoder.type={cfg.model.encoder.get('type')!r}: expected one of "
-                                  f"{', '.join(ENCODERS)}{hint}")
+        raise ConfigError(source, f"model.encoder.type={cfg.model.encoder.get('type')!r}: expected one of {', '.join(ENCODERS)}")
+    if cfg.model.encoder.get("type") == "units":
+        _validate_units(cfg.model.encoder, source)
     ft = cfg.first_task
     if ft.until_plateau and not ft.shared:
         raise ConfigError(source, "first_task.until_plateau needs first_task.shared=true (the plateaued task-0 model is "
@@ -144,6 +143,20 @@ def _validate(cfg: CILConfig, source: str) -> None:
         load_config(None, (), base={**cfg.train, "max_steps": 1})
     except ConfigError as err:
         raise ConfigError(source, f"train: {err.problem}") from err
+
+
+def _validate_units(encoder: Dict[str, Any], source: str) -> None:
+    """``type: units`` reads unit sets from ``units_dir``; their codebook gives the vocabulary."""
+    units_dir = encoder.get("units_dir")
+    if not units_dir:
+        raise ConfigError(source, "model.encoder.type=units needs model.encoder.units_dir (the directory of the unit sets, "
+                                  "one per data set: <units_dir>/<set name>/)")
+    if not os.path.isdir(str(units_dir)):
+        raise ConfigError(source, f"model.encoder.units_dir={units_dir!r}: not a directory")
+    for key in ("vocab_size", "pad_id", "embedding_dim"):
+        if encoder.get(key) is not None:
+            raise ConfigError(source, f"model.encoder.{key}: not a setting of the units encoder "
+                                      "(the codebook size and pad id come from the unit sets' meta.json)")
 
 
 def config_dict(cfg: CILConfig) -> dict[str, Any]:

@@ -12,9 +12,10 @@ with ``features`` of shape (B, T, ``output_dim``) and exposes ``output_dim``.
   a Transformer encoder. :func:`unit_batch` builds its inputs from ``UnitRecord``-like
   objects (fields ``units``, ``starts``, ``ends``).
 
-:data:`ENCODERS` names the audio encoders for experiment configs (``model.encoder.type``):
-the class-incremental protocol feeds audio. ``UnitEncoder`` is not in it until the protocol
-reads unit sets.
+:class:`UnitSetEncoder` is the ``UnitEncoder`` the class-incremental protocol builds for
+``model.encoder.type: units``: one (B, T, 2) ``[id, duration]`` input tensor.
+
+:data:`ENCODERS` names the encoder types of experiment configs (``model.encoder.type``).
 """
 
 from __future__ import annotations
@@ -266,6 +267,25 @@ def unit_batch(records: Sequence[Any], pad_id: int) -> dict[str, Tensor]:
     return {"units": units_t, "lengths": lengths, "durations": dur_t}
 
 
-ENCODERS: dict[str, type[nn.Module]] = {"mel_conformer": MelConformerEncoder, "wav2vec2": Wav2Vec2Encoder}
-"""The encoder types an experiment config names (``model.encoder.type``): audio encoders, since
-the protocol feeds audio."""
+class UnitSetEncoder(UnitEncoder):
+    """:class:`UnitEncoder` over the packed inputs of a unit-set source
+    (:class:`speechunits.slu.inputs.UnitSetSource`): ``inputs`` (B, T, 2) long
+    ``[unit id, duration in frames]``, so the SLU model calls it as ``encoder(inputs, lengths)``
+    like an audio encoder. ``vocab_size``/``pad_id`` come from the unit set, not the config."""
+
+    def __init__(self, vocab_size: int, use_durations: bool = True, **kwargs: Any) -> None:
+        if kwargs.get("embedding_dim"):
+            raise ConfigError(None, "the units encoder of slu-cil reads unit ids (and durations), not embeddings: drop embedding_dim")
+        super().__init__(vocab_size, use_durations=use_durations, **kwargs)
+
+    def forward(self, inputs: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        if inputs.dim() != 3 or inputs.size(-1) != 2:
+            raise ValueError(f"units encoder expects (B, T, 2) [id, duration] inputs, got shape {tuple(inputs.shape)}")
+        return super().forward(inputs[..., 0], lengths, durations=inputs[..., 1])
+
+
+ENCODERS: dict[str, type[nn.Module]] = {"mel_conformer": MelConformerEncoder, "wav2vec2": Wav2Vec2Encoder,
+                                        "units": UnitSetEncoder}
+"""The encoder types an experiment config names (``model.encoder.type``): the audio encoders, and
+``units`` (unit sets read by :class:`speechunits.slu.inputs.UnitSetSource` from
+``model.encoder.units_dir``)."""

@@ -23,31 +23,31 @@ from tqdm import tqdm
 
 from speechunits.slu import metrics as M
 from speechunits.slu.config import DecodeConfig
-from speechunits.slu.data import SLUExample, pad_audio
+from speechunits.slu.data import SLUExample
 from speechunits.slu.model import SLUModel
 from speechunits.slu.tasks import ClassIncrementalSplit
 from speechunits.slu.tokenizer import SLUTokenizer, normalize_transcript
-from speechunits.slu.train_task import AudioCache
+from speechunits.slu.inputs import InputSource
 
 
 def _batches_by_length(
-    examples: Sequence[SLUExample], audio: AudioCache, batch_size: int, device: torch.device, desc: str | None = None
+    examples: Sequence[SLUExample], audio: InputSource, batch_size: int, device: torch.device, desc: str | None = None
 ) -> Iterator[tuple[list[int], Tensor, Tensor]]:
     """Batches of similar-length examples: their indices into ``examples`` and their padded
-    audio and lengths on ``device``; a progress bar named ``desc`` when given."""
-    order = sorted(range(len(examples)), key=lambda i: (audio.num_samples(examples[i]), examples[i].id))
+    encoder inputs (:meth:`InputSource.pad`) and lengths on ``device``; a progress bar named ``desc`` when given."""
+    order = sorted(range(len(examples)), key=lambda i: (audio.length(examples[i]), examples[i].id))
     starts: Iterable[int] = range(0, len(order), batch_size)
     if desc is not None:
         starts = tqdm(starts, desc=desc, unit="batch", file=sys.stderr, disable=len(order) <= batch_size or None)
     for start in starts:
         idx = order[start : start + batch_size]
-        wav, lens = pad_audio([audio[examples[i]] for i in idx])
+        wav, lens = audio.pad([examples[i] for i in idx])
         yield idx, wav.to(device), lens.to(device)
 
 
 @torch.no_grad()
 def decode_examples(
-    model: SLUModel, examples: Sequence[SLUExample], audio: AudioCache, decode: DecodeConfig, device: torch.device, desc: str = "decode"
+    model: SLUModel, examples: Sequence[SLUExample], audio: InputSource, decode: DecodeConfig, device: torch.device, desc: str = "decode"
 ) -> list[list[int]]:
     """Hypotheses (ids, no bos/eos) in the order of ``examples``; batches of similar length."""
     hyps: list[list[int]] = [[] for _ in examples]
@@ -63,7 +63,7 @@ def decode_examples(
 
 
 @torch.no_grad()
-def pooled_features(model: SLUModel, examples: Sequence[SLUExample], audio: AudioCache, batch_size: int, device: torch.device) -> np.ndarray:
+def pooled_features(model: SLUModel, examples: Sequence[SLUExample], audio: InputSource, batch_size: int, device: torch.device) -> np.ndarray:
     """Mean-pooled encoder outputs (N, d_model) in the order of ``examples`` (herding features)."""
     feats = np.zeros((len(examples), model.d_model), dtype=np.float32)
     model.eval()
@@ -77,7 +77,7 @@ def evaluate(
     examples: Sequence[SLUExample],
     tokenizer: SLUTokenizer,
     split: ClassIncrementalSplit,
-    audio: AudioCache,
+    audio: InputSource,
     decode: DecodeConfig,
     device: torch.device,
     desc: str = "eval",

@@ -33,7 +33,8 @@ from speechunits.slu.objective import CoconutWeights
 from speechunits.slu.results import json_safe
 from speechunits.slu.task_setup import (RESULT_NAME, build_objective, final_weights, load_result, protocol_sha,
                                         record_hash, restart_if_changed, train_config)
-from speechunits.slu.train_task import AudioCache, SLUTrainTask
+from speechunits.slu.inputs import InputSource
+from speechunits.slu.train_task import SLUTrainTask
 from speechunits.train.distributed import DistInfo
 from speechunits.train.loop import Trainer
 
@@ -72,7 +73,7 @@ def plateaued(history: list[dict[str, Any]], patience: int, min_delta: float, mi
     return max(accs[-patience:]) <= max(accs[:-patience]) + min_delta
 
 
-def ensure_first_task(cfg: CILConfig, data: CILData, audio: AudioCache, out: Path, dist: DistInfo) -> FirstTask | None:
+def ensure_first_task(cfg: CILConfig, data: CILData, audio: InputSource, out: Path, dist: DistInfo) -> FirstTask | None:
     """The shared task 0 of ``cfg.seed``: read when finished, trained otherwise; ``None`` when
     training stopped early through ``train.stop_after`` (rerun to resume)."""
     task_dir = first_task_dir(out, cfg.seed)
@@ -91,7 +92,7 @@ class _no_lock:
         return None
 
 
-def _ensure(cfg: CILConfig, data: CILData, audio: AudioCache, task_dir: Path, dist: DistInfo) -> FirstTask | None:
+def _ensure(cfg: CILConfig, data: CILData, audio: InputSource, task_dir: Path, dist: DistInfo) -> FirstTask | None:
     ft = cfg.first_task
     classes = set(data.split.tasks[0])
     examples = [ex for ex in data.train if ex.label in classes]
@@ -113,7 +114,7 @@ def _ensure(cfg: CILConfig, data: CILData, audio: AudioCache, task_dir: Path, di
           + f" -> {task_dir}", file=sys.stderr)
     device = dist.device
     torch.manual_seed(cfg.seed)
-    objective = build_objective(cfg, data.tokenizer.vocab_size, ce_only(cfg)).to(device)
+    objective = build_objective(cfg, data.tokenizer.vocab_size, ce_only(cfg), audio).to(device)
     task = SLUTrainTask(objective, examples, set(), data.tokenizer, data.class_index, audio, cfg.batch_size,
                         seed=cfg.seed * 1000, dist=dist)
     restart_if_changed(train_cfg, task_dir)

@@ -47,13 +47,14 @@ from speechunits.slu.config import CILConfig
 from speechunits.slu.evaluate import decode_examples, evaluate, pooled_features
 from speechunits.slu.experiment import CILData, prepare_experiment
 from speechunits.slu.first_task import FirstTask, ensure_first_task
+from speechunits.slu.inputs import InputSource, make_input_source
 from speechunits.slu.memory import RehearsalMemory
 from speechunits.slu.objective import CoconutWeights
 from speechunits.slu.results import float_or_nan, json_safe, summarize_method, write_method_results
 from speechunits.slu.task_setup import (RESULT_NAME, build_objective, final_weights, load_result, protocol_sha,
                                         record_hash, restart_if_changed, train_config)
 from speechunits.slu.tasks import ClassIncrementalSplit
-from speechunits.slu.train_task import AudioCache, MethodSpec, SLUTrainTask, method_spec
+from speechunits.slu.train_task import MethodSpec, SLUTrainTask, method_spec
 from speechunits.train.config import TrainConfig
 from speechunits.train.distributed import DistInfo, init_distributed, shutdown_distributed
 from speechunits.train.loop import Trainer
@@ -110,7 +111,7 @@ def run_protocol(
     out_dir: PathLike,
     device: str | None = None,
     data: CILData | None = None,
-    audio: AudioCache | None = None,
+    audio: InputSource | None = None,
     name: str | None = None,
     seeds: Sequence[int] | None = None,
 ) -> dict[int, dict[str, Any]]:
@@ -122,7 +123,7 @@ def run_protocol(
     dist = init_distributed(device)
     try:
         data = data or prepare_experiment(cfg, data_dir, out)
-        audio = audio or AudioCache()
+        audio = audio or make_input_source(cfg.model.encoder, cfg.splits)  # waveforms or unit sets
         audio.preload(data.train + data.test + data.valid)
         results = {}
         for seed in (seeds if seeds is not None else [cfg.seed]):
@@ -141,7 +142,7 @@ def run_first_task(cfg: CILConfig, data_dir: PathLike, out_dir: PathLike, seeds:
     dist = init_distributed(device)
     try:
         data = prepare_experiment(cfg, data_dir, out)
-        audio = AudioCache()
+        audio = make_input_source(cfg.model.encoder, cfg.splits)
         audio.preload(data.train + data.test + data.valid)
         return all(ensure_first_task(replace(cfg, seed=int(s)), data, audio, out, dist) is not None
                    for s in (seeds if seeds is not None else [cfg.seed]))
@@ -150,7 +151,7 @@ def run_first_task(cfg: CILConfig, data_dir: PathLike, out_dir: PathLike, seeds:
 
 
 def _run(cfg: CILConfig, method: MethodSpec, name: str, out: Path, dist: DistInfo, data: CILData,
-         audio: AudioCache) -> dict[str, Any]:
+         audio: InputSource) -> dict[str, Any]:
     split = data.split
     run_split = ClassIncrementalSplit(f"{split.name}-joint", (tuple(split.classes),)) if method.joint else split
     tasks = run_split.tasks
@@ -193,7 +194,7 @@ def _run(cfg: CILConfig, method: MethodSpec, name: str, out: Path, dist: DistInf
             continue
 
         torch.manual_seed(cfg.seed)
-        objective = build_objective(cfg, data.tokenizer.vocab_size, weights)
+        objective = build_objective(cfg, data.tokenizer.vocab_size, weights, audio)
         if from_shared:
             assert shared is not None
             print(f"[{name}] task 0: the shared first task ({shared.dir})", file=sys.stderr)
@@ -240,7 +241,7 @@ def _run(cfg: CILConfig, method: MethodSpec, name: str, out: Path, dist: DistInf
 
 
 def _train_task(cfg: CILConfig, method: MethodSpec, weights: CoconutWeights, objective: Any, data: CILData,
-                audio: AudioCache, examples: list[Any], mem_ids: list[str], by_id: dict[str, Any], t: int,
+                audio: InputSource, examples: list[Any], mem_ids: list[str], by_id: dict[str, Any], t: int,
                 train_cfg: TrainConfig, task_dir: Path, dist: DistInfo) -> bool:
     """Train task ``t`` (teacher and seq-KD targets first, for methods with them); False when
     training stopped early through ``stop_after`` (checkpointed, resumed by the next run)."""

@@ -16,6 +16,7 @@ from speechunits.errors import CheckpointError
 from speechunits.io_utils import sha256_json
 from speechunits.slu.config import CILConfig, config_dict
 from speechunits.slu.encoders import ENCODERS
+from speechunits.slu.inputs import InputSource, encoder_arguments, make_input_source
 from speechunits.slu.model import SLUModel
 from speechunits.slu.objective import CoconutObjective, CoconutWeights
 from speechunits.train import checkpoint as ckpt
@@ -24,10 +25,10 @@ from speechunits.train.config import TrainConfig, config_diff, config_to_dict, l
 RESULT_NAME = "result.json"
 
 
-def build_objective(cfg: CILConfig, vocab_size: int, weights: CoconutWeights) -> CoconutObjective:
-    """Model (encoder + decoder) with projection heads, as configured."""
-    enc_cfg = dict(cfg.model.encoder)
-    kind = enc_cfg.pop("type")
+def build_objective(cfg: CILConfig, vocab_size: int, weights: CoconutWeights, inputs: InputSource | None = None) -> CoconutObjective:
+    """Model (encoder + decoder) with projection heads, as configured; a ``units`` encoder takes
+    its codebook size from the unit sets of ``inputs`` (default: the config's input source)."""
+    kind, enc_cfg = encoder_arguments(cfg.model.encoder, inputs or make_input_source(cfg.model.encoder, cfg.splits))
     encoder = ENCODERS[kind](**enc_cfg)
     m = cfg.model
     model = SLUModel(encoder, vocab_size, d_model=m.d_model, num_layers=m.num_layers, num_heads=m.num_heads,

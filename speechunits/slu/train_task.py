@@ -24,19 +24,16 @@ joint       no      CE on all classes at once, one task (upper bound)
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
-from speechunits.audio import load_audio
 from speechunits.errors import ConfigError
-from speechunits.slu.data import SLUBatch, SLUExample, decoder_io, pad_audio
+from speechunits.slu.data import SLUBatch, SLUExample, decoder_io
+from speechunits.slu.inputs import InputSource
 from speechunits.slu.losses import seq_kd_targets
 from speechunits.slu.objective import CoconutObjective, CoconutWeights
 from speechunits.slu.tokenizer import SLUTokenizer
@@ -70,6 +67,7 @@ class MethodSpec:
         return self.nspt or self.kd
 
 
+
 METHODS: dict[str, MethodSpec] = {
     "ft": MethodSpec("ft", memory=False, nspt=False, mm=False, kd=False),
     "er": MethodSpec("er", memory=True, nspt=False, mm=False, kd=False),
@@ -86,41 +84,21 @@ def method_spec(name: str) -> MethodSpec:
     return METHODS[name]
 
 
-class AudioCache:
-    """Waveforms read once (``load_audio``, 16 kHz mono float32) and kept in memory by path."""
-
-    def __init__(self, sample_rate: int = 16000) -> None:
-        self.sample_rate = sample_rate
-        self._waves: dict[str, np.ndarray] = {}
-
-    def preload(self, examples: Sequence[SLUExample], desc: str = "load audio") -> None:
-        todo = sorted({ex.audio for ex in examples} - set(self._waves))
-        for path in tqdm(todo, desc=desc, unit="utt", file=sys.stderr, disable=not todo or None):
-            self._waves[path] = load_audio(path, target_sr=self.sample_rate)
-
-    def __getitem__(self, example: SLUExample) -> np.ndarray:
-        wav = self._waves.get(example.audio)
-        if wav is None:
-            wav = self._waves[example.audio] = load_audio(example.audio, target_sr=self.sample_rate)
-        return wav
-
-    def num_samples(self, example: SLUExample) -> int:
-        return len(self[example])
-
-
 def make_batch(
     examples: Sequence[SLUExample],
     tokenizer: SLUTokenizer,
     class_index: Mapping[str, int],
-    audio: AudioCache,
+    audio: InputSource,
     memory_ids: frozenset[str] = frozenset(),
     kd_hyps: Mapping[str, Sequence[int]] | None = None,
 ) -> dict[str, Tensor]:
     """A training micro-batch as a dict of tensors (the Trainer moves it to the device).
+    ``audio``/``audio_lens`` are the padded encoder inputs of the input source (waveforms or
+    packed unit ids and durations, :mod:`speechunits.slu.inputs`).
 
     ``is_memory`` marks rehearsal rows; ``kd_in``/``kd_out`` are the teacher targets of the
     rehearsal rows in batch order (0 rows when there are none or no hypotheses)."""
-    wav, lens = pad_audio([audio[ex] for ex in examples])
+    wav, lens = audio.pad(examples)
     tin, tout = decoder_io([tokenizer.encode_target(ex.label, ex.transcript) for ex in examples])
     batch = {
         "audio": wav,
@@ -157,7 +135,7 @@ class SLUTrainTask:
         memory_ids: frozenset[str] | set[str],
         tokenizer: SLUTokenizer,
         class_index: Mapping[str, int],
-        audio: AudioCache,
+        audio: InputSource,
         batch_size: int,
         seed: int = 0,
         kd_hyps: Mapping[str, Sequence[int]] | None = None,
@@ -198,7 +176,7 @@ class SLUTrainTask:
         pool = self.batch_size * self.POOL_BATCHES
         out: list[list[int]] = []
         for p in range(0, len(order), pool):
-            chunk = sorted(order[p : p + pool], key=lambda i: (self.audio.num_samples(self.examples[i]), i))
+            chunk = sorted(order[p : p + pool], key=lambda i: (self.audio.length(self.examples[i]), i))
             out.extend(chunk[b : b + self.batch_size] for b in range(0, len(chunk), self.batch_size))
         return [out[i] for i in torch.randperm(len(out), generator=g).tolist()]
 
