@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -48,5 +49,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.method:
         raise ConfigError("<command line>", "--method is required (or --prepare-only)")
     results = run_protocol(cfg, args.method, args.data_dir, args.out_dir, device=args.device)
-    sys.stdout.write(results_table({args.method: results}, columns=TABLE_COLUMNS))
+    if results and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
+        sys.stdout.write(results_table({args.method: results}, columns=TABLE_COLUMNS))
     return 0

@@ -52,7 +52,8 @@ from speechunits.slu.tasks import ClassIncrementalSplit
 from speechunits.slu.train_task import AudioCache, MethodSpec, SLUTrainTask, method_spec
 from speechunits.train import checkpoint as ckpt
 from speechunits.train.config import TrainConfig, config_diff, config_to_dict, load_config, training_relevant
-from speechunits.train.distributed import DistInfo, init_distributed, shutdown_distributed
+from speechunits.train.distributed import (DistInfo, assert_same_on_ranks, barrier, broadcast_object, init_distributed,
+                                            shutdown_distributed)
 from speechunits.train.loop import Trainer
 
 PathLike = str | os.PathLike[str]
@@ -112,7 +113,7 @@ def run_protocol(
 
 def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist: DistInfo,
          data: CILData | None, audio: AudioCache | None) -> dict[str, Any]:
-    data = data or prepare_experiment(cfg, data_dir, out)
+    data = data or _prepare_rank0_first(cfg, data_dir, out, dist)
     audio = audio or AudioCache()
     split = data.split
     run_split = ClassIncrementalSplit(f"{split.name}-joint", (tuple(split.classes),)) if method.joint else split
@@ -166,8 +167,9 @@ def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist
             if weights.kd > 0 and mem_ids:
                 teacher_model = objective.teacher[0]  # type: ignore[index]
                 mem_examples = [by_id[k] for k in mem_ids]
-                hyps = decode_examples(teacher_model, mem_examples, audio, cfg.decode, device, desc="teacher hyps")
-                kd_hyps = {ex.id: h for ex, h in zip(mem_examples, hyps)}
+                hyps = decode_examples(teacher_model, mem_examples, audio, cfg.decode, device, desc="teacher hyps") if dist.is_main else None
+                kd_hyps = {ex.id: h for ex, h in zip(mem_examples, broadcast_object(hyps))}  # rank 0's, on every rank
+        _check_ranks_agree(dist, method.name, t, [ex.id for ex in examples], memory, kd_hyps)
         task = SLUTrainTask(objective, examples, set(mem_ids), data.tokenizer, class_index, audio, cfg.batch_size,
                             seed=cfg.seed * 1000 + t, kd_hyps=kd_hyps, dist=dist)
         _restart_if_changed(train_cfg, task_dir)
@@ -182,8 +184,10 @@ def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist
         test_eval = evaluate(model, [ex for ex in data.test if ex.label in seen], data.tokenizer, run_split, audio, cfg.decode, device, desc=f"test task{t}")
         valid_eval = evaluate(model, [ex for ex in data.valid if ex.label in seen], data.tokenizer, run_split, audio, cfg.decode, device, desc=f"valid task{t}") if data.valid else None
         if method.memory and t + 1 < len(tasks):
-            feats = pooled_features(model, new, audio, cfg.decode.batch_size, device) if memory.selection == "herding" else None
-            memory.add_task([ex.id for ex in new], [ex.label for ex in new], feats)
+            if dist.is_main:  # selected once, on rank 0, and broadcast: herding features may differ in the last bit per rank
+                feats = pooled_features(model, new, audio, cfg.decode.batch_size, device) if memory.selection == "herding" else None
+                memory.add_task([ex.id for ex in new], [ex.label for ex in new], feats)
+            memory.load_state_dict(broadcast_object(memory.state_dict()))
         rows.append(test_eval["row"])
         if valid_eval:
             valid_rows.append(valid_eval["row"])
@@ -199,6 +203,32 @@ def _run(cfg: CILConfig, method: MethodSpec, data_dir: PathLike, out: Path, dist
     if dist.is_main:
         write_method_results(method_dir, results)
     return results
+
+
+# --------------------------------------------------------------------------- DDP: shared files and state
+def _prepare_rank0_first(cfg: CILConfig, data_dir: PathLike, out: Path, dist: DistInfo) -> CILData:
+    """``prepare_experiment`` on rank 0 (which writes split.json and trains the tokenizer), then
+    on the other ranks, which find both complete: only rank 0 writes."""
+    if dist.is_main:
+        data = prepare_experiment(cfg, data_dir, out)
+        barrier()
+        return data
+    barrier()
+    return prepare_experiment(cfg, data_dir, out)
+
+
+def _check_ranks_agree(dist: DistInfo, name: str, t: int, example_ids: Sequence[str], memory: RehearsalMemory,
+                       kd_hyps: dict[str, Any] | None) -> None:
+    """Every rank trains task ``t`` on the same examples, rehearsal memory (random or herding
+    selection) and seq-KD teacher hypotheses; raises InternalError otherwise."""
+    if not dist.distributed:
+        return
+    assert_same_on_ranks(list(example_ids), f"the training examples of task {t}")
+    assert_same_on_ranks(memory.state_dict(), f"the rehearsal memory of task {t}")
+    assert_same_on_ranks(kd_hyps, f"the seq-KD teacher hypotheses of task {t}")
+    if dist.is_main:
+        print(f"[{name}] task {t}: {dist.world_size} ranks agree on {len(example_ids)} examples, {len(memory)} memory items, "
+              f"{len(kd_hyps or {})} teacher hypotheses", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- per-task checkpoints and records
