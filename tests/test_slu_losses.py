@@ -99,8 +99,12 @@ def test_multimodal_loss_mask() -> None:
         by_hand += -math.log(math.exp(a[i] @ x[i] / TAU) / sum(math.exp(a[i] @ x[j] / TAU) for j in range(2)))
     got = multimodal_loss(t(AUDIO), t(TEXT), torch.tensor(LABELS), TAU, mask=torch.tensor([True, False, True]), symmetric=False)
     assert got.item() == pytest.approx(by_hand / 2, rel=1e-9)
-    empty = multimodal_loss(t(AUDIO), t(TEXT), torch.tensor(LABELS), TAU, mask=torch.zeros(3, dtype=torch.bool))
+    audio, text = t(AUDIO).requires_grad_(), t(TEXT).requires_grad_()
+    empty = multimodal_loss(audio, text, torch.tensor(LABELS), TAU, mask=torch.zeros(3, dtype=torch.bool))
     assert empty.item() == 0.0
+    # an empty selection still reaches both inputs (under DDP every rank must give the text head a gradient)
+    empty.backward()
+    assert audio.grad is not None and text.grad is not None and not text.grad.any()
 
 
 def test_aligned_pairs_have_lower_mm_loss() -> None:

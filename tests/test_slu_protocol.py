@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from speechunits.audio import write_audio
-from speechunits.data.kaldi import write_kaldi_dir
-from speechunits.data.utterance import Utterance
+from slu_tones import write_tone_slu_data
+
 from speechunits.errors import ConfigError
 from speechunits.slu import cil_cli, results_cli
 from speechunits.slu import metrics as M
@@ -25,61 +24,10 @@ from speechunits.train.loop import Trainer
 
 torch.set_num_threads(1)
 
-# label -> (transcript, tone Hz, train count); different counts fix the frequency order
-CLASSES = {
-    "activate_lights_none": ("lights on", 300.0, 6),
-    "change language_German_none": ("speak german", 700.0, 5),
-    "deactivate_music_none": ("music off", 1500.0, 4),
-    "bring_shoes_none": ("bring my shoes", 3000.0, 3),
-}
-
-CONFIG = """
-corpus: fsc
-benchmark: frequency
-num_tasks: 2
-seed: 0
-vocab_size: 40
-epochs_per_task: 2
-batch_size: 6
-model:
-  encoder: {type: mel_conformer, n_mels: 40, d_model: 32, num_layers: 1, num_heads: 4, ffn_dim: 64, kernel_size: 7, dropout: 0.0}
-  d_model: 32
-  num_layers: 1
-  num_heads: 4
-  ffn_dim: 64
-  dropout: 0.0
-  proj_dim: 16
-  proj_hidden: 32
-memory: {budget: 4, selection: herding}
-decode: {beam_size: 1, max_len: 8, batch_size: 8}
-train: {lr: 3.0e-3, precision: fp32, progress: false, tensorboard: false, log_every: 1, save_every: 1000, keep_last: 1}
-"""
-
-
-def _write_split(root, name: str, counts: dict[str, int], seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    utts = []
-    for label, (text, freq, _) in CLASSES.items():
-        action, obj, loc = label.split("_")
-        for k in range(counts[label]):
-            n = int(rng.integers(3200, 4800))
-            wav = 0.3 * np.sin(2 * np.pi * freq * np.arange(n) / 16000) + 0.01 * rng.standard_normal(n)
-            path = root / "wavs" / name / f"{action.replace(' ', '')}-{obj}-{k}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_audio(path, wav.astype(np.float32), 16000)
-            utts.append(Utterance(f"{name}-{path.stem}", str(path), text, "spk1",
-                                  extra={"action": action, "object": obj, "location": loc, "intent": label}))
-    write_kaldi_dir(utts, root / name)
-
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("slu_data")
-    _write_split(root, "train", {k: v[2] for k, v in CLASSES.items()}, 0)
-    _write_split(root, "valid", {k: 1 for k in CLASSES}, 1)
-    _write_split(root, "test", {k: 2 for k in CLASSES}, 2)
-    (root / "conf.yaml").write_text(CONFIG)
-    return root
+    return write_tone_slu_data(tmp_path_factory.mktemp("slu_data"))
 
 
 def _cfg(data_dir, *over: str) -> CILConfig:
@@ -177,10 +125,11 @@ def test_cli_joint_and_comparison(data_dir, tmp_path, capsys) -> None:
     capsys.readouterr()
     assert results_cli.run(rparser.parse_args(["--exp", str(tmp_path), "--out", str(tmp_path / "cmp")])) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0] == "| method | aia | last | forgetting | bwt | wer |"
-    assert [line.split("|")[1].strip() for line in table[2:]] == ["ft", "joint"]
-    assert "| - |" in table[3]  # joint has no forgetting
-    assert (tmp_path / "cmp" / "RESULTS.md").is_file() and (tmp_path / "cmp" / "accuracy.png").is_file()
+    assert table[2] == "| run | method | memory | seeds | task 0 | AIA | last | forgetting | BWT | WER |"
+    assert [line.split("|")[1].strip() for line in table[4:6]] == ["ft", "joint"]
+    assert "| - |" in table[5]  # joint has no forgetting
+    assert "## Valid" in table
+    assert all((tmp_path / "cmp" / f).is_file() for f in ("RESULTS.md", "accuracy.png", "matrix.png"))
 
 
 def test_shared_first_task_until_plateau_seeds_and_run_names(data_dir, tmp_path, monkeypatch) -> None:

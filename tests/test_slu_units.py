@@ -24,7 +24,7 @@ from speechunits.slu.data import SLUExample
 from speechunits.slu.encoders import UnitSetEncoder
 from speechunits.slu.inputs import UnitSetSource
 from speechunits.units.writer import UnitSetWriter
-from test_slu_protocol import CLASSES, CONFIG, _write_split
+from slu_tones import CLASSES, CONFIG, write_split
 
 torch.set_num_threads(1)
 
@@ -50,9 +50,9 @@ def _write_units(units_dir, data_dir, name: str, seed: int, drop: str | None = N
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("slu_units")
-    _write_split(root, "train", {k: v[2] for k, v in CLASSES.items()}, 0)
-    _write_split(root, "valid", {k: 1 for k in CLASSES}, 1)
-    _write_split(root, "test", {k: 2 for k in CLASSES}, 2)
+    write_split(root, "train", {k: v[2] for k, v in CLASSES.items()}, 0)
+    write_split(root, "valid", {k: 1 for k in CLASSES}, 1)
+    write_split(root, "test", {k: 2 for k in CLASSES}, 2)
     for seed, name in enumerate(("train", "valid", "test")):
         _write_units(root / "units", root, name, seed)
     (root / "conf.yaml").write_text(CONFIG.replace(CONFIG.split("encoder: ")[1].split("\n")[0], UNITS_ENCODER % (root / "units")))

@@ -9,6 +9,6 @@ tokens), ``model`` (encoder + pre-LN Transformer decoder, greedy/beam decoding),
 and ``metrics`` (accuracy matrix, AIA, BWT, forgetting, WER, tables and plots).
 The experiment: ``config`` (schema and validation), ``experiment`` (examples, class split,
 tokenizer), ``evaluate`` (decoding and scoring), ``protocol`` (the task loop) and
-``results`` (per-method summaries, the comparison over methods).
+``results`` (one run's summary per seed, the comparison over runs and seeds) with ``figures``.
 See docs/slu.md.
 """

@@ -6,6 +6,7 @@ the shared first task), once per seed of ``--seeds``. The comparison over method
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -73,6 +74,6 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or args.method
     results = run_protocol(cfg, args.method, args.data_dir, args.out_dir, device=args.device, name=name, seeds=args.seeds)
     rows = {f"{name} seed {seed}": res for seed, res in results.items() if res}
-    if rows:
+    if rows and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
         sys.stdout.write(results_table(rows, columns=TABLE_COLUMNS))
     return 0

@@ -109,12 +109,14 @@ def multimodal_loss(
         L_a2t = mean_i -1/|P(i)| sum_{p: y_p = y_i} log( exp(a_i.x_p / T) / sum_j exp(a_i.x_j / T) )
 
     ``symmetric`` averages it with the text-to-audio direction. ``mask`` (B,) bool keeps
-    only some samples (e.g. the current task's data); an empty selection gives 0.
+    only some samples (e.g. the current task's data); an empty selection gives 0, still
+    connected to both inputs: under DDP a rank whose rows are all rehearsal samples must give
+    the text head a (zero) gradient too, or the other ranks wait for it forever.
     """
     if mask is not None:
         audio, text, labels = audio[mask], text[mask], labels[mask]
     if audio.size(0) == 0:
-        return _zero(audio)
+        return _zero(audio) + _zero(text)
     a = _normalize(audio)
     x = _normalize(text)
     pos = labels[:, None] == labels[None, :]

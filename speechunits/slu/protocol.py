@@ -56,7 +56,8 @@ from speechunits.slu.task_setup import (RESULT_NAME, build_objective, final_weig
 from speechunits.slu.tasks import ClassIncrementalSplit
 from speechunits.slu.train_task import MethodSpec, SLUTrainTask, method_spec
 from speechunits.train.config import TrainConfig
-from speechunits.train.distributed import DistInfo, init_distributed, shutdown_distributed
+from speechunits.train.distributed import (DistInfo, assert_same_on_ranks, barrier, broadcast_object, init_distributed,
+                                            shutdown_distributed)
 from speechunits.train.loop import Trainer
 
 PathLike = str | os.PathLike[str]
@@ -122,7 +123,7 @@ def run_protocol(
     out = Path(out_dir)
     dist = init_distributed(device)
     try:
-        data = data or prepare_experiment(cfg, data_dir, out)
+        data = data or _prepare_rank0_first(cfg, data_dir, out, dist)
         audio = audio or make_input_source(cfg.model.encoder, cfg.splits)  # waveforms or unit sets
         audio.preload(data.train + data.test + data.valid)
         results = {}
@@ -141,7 +142,7 @@ def run_first_task(cfg: CILConfig, data_dir: PathLike, out_dir: PathLike, seeds:
     out = Path(out_dir)
     dist = init_distributed(device)
     try:
-        data = prepare_experiment(cfg, data_dir, out)
+        data = _prepare_rank0_first(cfg, data_dir, out, dist)
         audio = make_input_source(cfg.model.encoder, cfg.splits)
         audio.preload(data.train + data.test + data.valid)
         return all(ensure_first_task(replace(cfg, seed=int(s)), data, audio, out, dist) is not None
@@ -210,15 +211,17 @@ def _run(cfg: CILConfig, method: MethodSpec, name: str, out: Path, dist: DistInf
             objective.to(device)
             print(f"[{name}] task {t}: {len(classes)} classes, {len(new)} new + {len(mem_ids)} memory examples, "
                   f"{train_cfg.max_steps} steps -> {task_dir}", file=sys.stderr)
-            if not _train_task(cfg, method, weights, objective, data, audio, examples, mem_ids, by_id, t, train_cfg, task_dir, dist):
+            if not _train_task(cfg, method, name, weights, objective, data, audio, examples, memory, by_id, t, train_cfg, task_dir, dist):
                 return {}
             seen = set(run_split.seen_classes(t))
             model = objective.model
             test_eval = evaluate(model, [ex for ex in data.test if ex.label in seen], data.tokenizer, run_split, audio, cfg.decode, device, desc=f"test task{t}")
             valid_eval = evaluate(model, [ex for ex in data.valid if ex.label in seen], data.tokenizer, run_split, audio, cfg.decode, device, desc=f"valid task{t}") if data.valid else None
         if method.memory and t + 1 < len(tasks):
-            feats = pooled_features(objective.model, new, audio, cfg.decode.batch_size, device) if memory.selection == "herding" else None
-            memory.add_task([ex.id for ex in new], [ex.label for ex in new], feats)
+            if dist.is_main:  # selected once, on rank 0, and broadcast: herding features may differ in the last bit per rank
+                feats = pooled_features(objective.model, new, audio, cfg.decode.batch_size, device) if memory.selection == "herding" else None
+                memory.add_task([ex.id for ex in new], [ex.label for ex in new], feats)
+            memory.load_state_dict(broadcast_object(memory.state_dict()))
         rows.append(test_eval["row"])
         if valid_eval:
             valid_rows.append(valid_eval["row"])
@@ -240,19 +243,21 @@ def _run(cfg: CILConfig, method: MethodSpec, name: str, out: Path, dist: DistInf
     return results
 
 
-def _train_task(cfg: CILConfig, method: MethodSpec, weights: CoconutWeights, objective: Any, data: CILData,
-                audio: InputSource, examples: list[Any], mem_ids: list[str], by_id: dict[str, Any], t: int,
+def _train_task(cfg: CILConfig, method: MethodSpec, name: str, weights: CoconutWeights, objective: Any, data: CILData,
+                audio: InputSource, examples: list[Any], memory: RehearsalMemory, by_id: dict[str, Any], t: int,
                 train_cfg: TrainConfig, task_dir: Path, dist: DistInfo) -> bool:
     """Train task ``t`` (teacher and seq-KD targets first, for methods with them); False when
     training stopped early through ``stop_after`` (checkpointed, resumed by the next run)."""
+    mem_ids = [str(k) for k in memory.keys()]
     kd_hyps = None
     if t > 0 and method.needs_teacher:
         objective.start_task()
         if weights.kd > 0 and mem_ids:
             teacher_model = objective.teacher[0]
             mem_examples = [by_id[k] for k in mem_ids]
-            hyps = decode_examples(teacher_model, mem_examples, audio, cfg.decode, dist.device, desc="teacher hyps")
-            kd_hyps = {ex.id: h for ex, h in zip(mem_examples, hyps)}
+            hyps = decode_examples(teacher_model, mem_examples, audio, cfg.decode, dist.device, desc="teacher hyps") if dist.is_main else None
+            kd_hyps = {ex.id: h for ex, h in zip(mem_examples, broadcast_object(hyps))}  # rank 0's, on every rank
+    _check_ranks_agree(dist, name, t, [ex.id for ex in examples], memory, kd_hyps)
     task = SLUTrainTask(objective, examples, set(mem_ids), data.tokenizer, data.class_index, audio, cfg.batch_size,
                         seed=cfg.seed * 1000 + t, kd_hyps=kd_hyps, dist=dist)
     restart_if_changed(train_cfg, task_dir)
@@ -262,3 +267,29 @@ def _train_task(cfg: CILConfig, method: MethodSpec, weights: CoconutWeights, obj
         print(f"[{method.name}] task {t}: stopped at step {trainer.step}/{train_cfg.max_steps}; rerun to resume", file=sys.stderr)
         return False
     return True
+
+
+# --------------------------------------------------------------------------- DDP: shared files and state
+def _prepare_rank0_first(cfg: CILConfig, data_dir: PathLike, out: Path, dist: DistInfo) -> CILData:
+    """``prepare_experiment`` on rank 0 (which writes split.json and trains the tokenizer), then
+    on the other ranks, which find both complete: only rank 0 writes."""
+    if dist.is_main:
+        data = prepare_experiment(cfg, data_dir, out)
+        barrier()
+        return data
+    barrier()
+    return prepare_experiment(cfg, data_dir, out)
+
+
+def _check_ranks_agree(dist: DistInfo, name: str, t: int, example_ids: Sequence[str], memory: RehearsalMemory,
+                       kd_hyps: dict[str, Any] | None) -> None:
+    """Every rank trains task ``t`` on the same examples, rehearsal memory (random or herding
+    selection) and seq-KD teacher hypotheses; raises InternalError otherwise."""
+    if not dist.distributed:
+        return
+    assert_same_on_ranks(list(example_ids), f"the training examples of task {t}")
+    assert_same_on_ranks(memory.state_dict(), f"the rehearsal memory of task {t}")
+    assert_same_on_ranks(kd_hyps, f"the seq-KD teacher hypotheses of task {t}")
+    if dist.is_main:
+        print(f"[{name}] task {t}: {dist.world_size} ranks agree on {len(example_ids)} examples, {len(memory)} memory items, "
+              f"{len(kd_hyps or {})} teacher hypotheses", file=sys.stderr)

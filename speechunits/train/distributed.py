@@ -14,7 +14,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from speechunits.errors import ConfigError
+from speechunits.errors import ConfigError, InternalError
+from speechunits.io_utils import sha256_json
 
 
 @dataclass(frozen=True)
@@ -136,3 +137,14 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def assert_same_on_ranks(obj: Any, what: str) -> None:
+    """Raise :class:`~speechunits.errors.InternalError` unless every rank holds the same ``obj``
+    (compared by a SHA-256 of its canonical JSON; no-op in a plain process). For state that
+    DDP ranks must share (a rehearsal memory, teacher targets): a silent disagreement would
+    train each rank on different data."""
+    hashes = all_gather_object(sha256_json(obj))
+    if len(set(hashes)) > 1:
+        per_rank = ", ".join(f"rank {r}: {h[:12]}" for r, h in enumerate(hashes))
+        raise InternalError(None, f"DDP ranks disagree on {what} ({per_rank}); it must be computed identically or broadcast from rank 0")
