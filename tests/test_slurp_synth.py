@@ -152,3 +152,61 @@ def test_every_template_word_is_in_festivals_lexicon() -> None:
 
     words = sorted(template_words())
     assert sorted(set(words) - lexicon_words(words)) == []
+
+
+def _recipe_env() -> dict[str, str]:
+    """This checkout's package and the running venv, for ``speechunits`` called by the recipes."""
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPEECHUNITS_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["SPEECHUNITS_VENV"] = str(Path(sys.executable).parent.parent)
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, cwd=cwd, env=_recipe_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+TINY = "epochs_per_task=1 batch_size=16"
+
+
+@pytest.mark.festival
+@pytest.mark.slow
+def test_slurp_recipe_on_synthetic_corpus(tmp_path: Path) -> None:
+    """synth-corpus --layout slurp (one sentence per scenario and split), then egs/slurp/run.sh stages 0-3."""
+    from speechunits.cli import main as cli_main
+
+    assert cli_main(["synth-corpus", "--layout", "slurp", "--out", str(tmp_path / "corpus"), "--splits",
+                     "train:18,devel:18,test:18", "--recordings-per-sentence", "1", "--nj", "2"]) == 0
+    root = tmp_path / "corpus" / "slurp"
+    utts = load_slurp(root, "train")
+    assert len(utts) == 18 and {u.extra["scenario"] for u in utts} == set(SLURP_SCENARIOS)
+    assert all(Path(u.audio).suffix == ".flac" and u.speaker for u in utts)
+    _run(["bash", str(REPO / "egs/slurp/run.sh"), "--corpus-dir", str(root), "--slu-config",
+          str(REPO / "egs/synth/conf/slu_cil_slurp_tiny.yaml"), "--methods", "ft", "--device", "cpu",
+          "--overrides", TINY, "--data-root", "data", "--exp-root", "exp"], cwd=tmp_path)
+    exp = tmp_path / "exp" / "slu_cil_slurp-3"
+    assert "| ft |" in (exp / "RESULTS.md").read_text()
+    assert json.loads((exp / "ft" / "results.json").read_text())["benchmark"] == "slurp-3"
+
+
+@pytest.mark.festival
+@pytest.mark.slow
+def test_synth_run_slu_with_slurp(tmp_path: Path) -> None:
+    """egs/synth/run_slu.sh --corpus slurp: its own corpus, data dirs slu_slurp_<split>, exp slu_cil_slurp_<bench>."""
+    _run(["bash", str(REPO / "egs/synth/run_slu.sh"), "--corpus", "slurp", "--slurp-splits",
+          "train:18,devel:18,test:18", "--slurp-recordings", "1", "--methods", "ft", "--overrides", TINY,
+          "--data-root", "data", "--exp-root", "exp"], cwd=tmp_path)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
+        "slu_corpora", "slu_slurp_devel", "slu_slurp_test", "slu_slurp_train"]
+    assert (tmp_path / "exp" / "slu_cil_slurp_slurp-3" / "RESULTS.md").is_file()
+
+
+def test_run_slu_rejects_an_unknown_corpus(tmp_path: Path) -> None:
+    proc = subprocess.run(["bash", str(REPO / "egs/synth/run_slu.sh"), "--corpus", "atis"], cwd=tmp_path,
+                          env=_recipe_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "--corpus must be fsc or slurp" in proc.stderr

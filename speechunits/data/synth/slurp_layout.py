@@ -134,9 +134,14 @@ def render(template: str, scenario: str, intent: str, fillers: Mapping[str, Sequ
 
 
 def sentences(n: int, rng: random.Random, used: set[str], data: Mapping[str, Any]) -> list[SlurpSentence]:
-    """``n`` new sentences (not in ``used``, which is updated), scenario counts by :func:`scenario_weights`."""
+    """``n`` new sentences (not in ``used``, which is updated).
+
+    With ``n`` >= 18 every scenario gets one sentence, the rest are shared by :func:`scenario_weights`.
+    """
     scenarios = data["scenarios"]
-    counts = allocate(n, scenario_weights(len(scenarios)))
+    weights = scenario_weights(len(scenarios))
+    floor = 1 if n >= len(scenarios) else 0  # every scenario once, when there are enough sentences
+    counts = [floor + c for c in allocate(n - floor * len(scenarios), weights)]
     order = [i for i, c in enumerate(counts) for _ in range(c)]
     rng.shuffle(order)
     out = []
