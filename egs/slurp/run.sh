@@ -3,7 +3,7 @@
 #   bash egs/slurp/run.sh --corpus-dir /data/slurp --device cuda
 # It also runs on a synthetic SLURP-shaped corpus (speechunits synth-corpus --layout slurp --out DIR),
 # on CPU with a small config:
-#   bash egs/slurp/run.sh --corpus-dir DIR/slurp --slu-config ../synth/conf/slu_cil_slurp_tiny.yaml --device cpu
+#   bash egs/slurp/run.sh --corpus-dir DIR/slurp --slu-config egs/synth/conf/slu_cil_slurp_tiny.yaml --device cpu   # from the repo root
 # Works from any directory (relative paths given as options are taken from the caller's
 # directory, the defaults from this one); outputs go to egs/slurp/{data,exp} unless overridden.
 set -euo pipefail

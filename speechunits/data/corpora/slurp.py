@@ -74,7 +74,7 @@ def _check_record(path: Path, lineno: int, record: Any) -> None:
             raise ManifestError(path, f"field {key!r} has the wrong type ({type(record[key]).__name__})", lineno)
     if not isinstance(record.get("sentence_annotation", ""), str):
         found = type(record["sentence_annotation"]).__name__
-        raise ManifestError(path, f"field 'sentence_annotation' has the wrong type ({found}), expected a string", lineno)
+        raise ManifestError(path, f"field 'sentence_annotation' has the wrong type ({found}), expected str", lineno)
     entities = record.get("entities", [])
     if not isinstance(entities, list) or not all(_is_entity(e) for e in entities):
         problem = f"expected entities like [{{'span': [word indices], 'type': 'time'}}], found {entities!r}"

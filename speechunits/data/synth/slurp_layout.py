@@ -33,14 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from speechunits.data.synth.corpus_job import Plan, PlannedUtt, synthesize
-from speechunits.data.synth.voices import FESTIVAL_VOICES, Speaker, make_speakers
+from speechunits.data.synth.layouts import GENERATOR_VERSION, SAMPLE_RATE, _check_voices
+from speechunits.data.synth.voices import Speaker, make_speakers
 from speechunits.errors import ConfigError
 from speechunits.io_utils import atomic_write_text
 
 PathLike = str | os.PathLike[str]
 
-GENERATOR_VERSION = "speechunits.synth/1"
-SAMPLE_RATE = 16000
 SLURP_SPLITS = ("train", "devel", "test")
 UTTS_PER_SPEAKER = 10
 MAX_SENTENCES = 20000
@@ -166,9 +165,7 @@ def slurp_plan(
 ) -> Plan:
     """The plan of :func:`synthesize_slurp`."""
     out = Path(out).absolute()
-    voices = tuple(voices)
-    if not voices or any(v not in FESTIVAL_VOICES for v in voices):
-        raise ConfigError(None, f"unknown or no Festival voice(s) {list(voices)}; choose from {sorted(FESTIVAL_VOICES)}")
+    voices = _check_voices(voices)
     bad = sorted(set(splits) - set(SLURP_SPLITS))
     if bad or not splits or any(int(n) < 1 for n in splits.values()):
         raise ConfigError(None, f"--splits: SLURP splits are {', '.join(SLURP_SPLITS)} with >= 1 sentence each, "
