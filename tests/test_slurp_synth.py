@@ -210,3 +210,13 @@ def test_run_slu_rejects_an_unknown_corpus(tmp_path: Path) -> None:
     proc = subprocess.run(["bash", str(REPO / "egs/synth/run_slu.sh"), "--corpus", "atis"], cwd=tmp_path,
                           env=_recipe_env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "--corpus must be fsc or slurp" in proc.stderr
+
+
+@pytest.mark.festival
+@pytest.mark.slow
+def test_synthesized_corpus_identical_for_any_nj(tmp_path: Path) -> None:
+    from speechunits.data.synth import synthesize_slurp
+
+    roots = [synthesize_slurp(tmp_path / f"nj{nj}", {"train": 2, "devel": 1, "test": 1}, nj=nj) for nj in (1, 2)]
+    files = [{p.relative_to(r): p.read_bytes() for p in sorted(r.rglob("*")) if p.is_file()} for r in roots]
+    assert files[0] == files[1] and len(files[0]) == 8 + 4  # 8 flac, 3 jsonl, metadata.json
