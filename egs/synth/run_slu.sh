@@ -56,6 +56,10 @@ CORPUS="$data_root/slu_corpora"
 if [[ "$corpus" == slurp ]]; then
   benchmark=$(sed -n 's/^benchmark: *\([^ #]*\).*/\1/p' "$slu_config")
   for o in $overrides; do [[ "$o" == benchmark=* ]] && benchmark="${o#benchmark=}"; done
+  if [[ -z "$benchmark" ]]; then
+    echo "$0: $slu_config has no 'benchmark:' line; give one there or with --overrides benchmark=slurp-3" >&2
+    exit 1
+  fi
   if stage_begin 0 "synthetic SLURP-shaped corpus ($slurp_splits sentences x $slurp_recordings) and data dirs"; then
     run_logged "$exp_root/data/log/synth.slu_slurp.log" speechunits synth-corpus --layout slurp --out "$CORPUS" \
       --splits "$slurp_splits" --recordings-per-sentence "$slurp_recordings" --seed "$seed" --nj "$nj"
