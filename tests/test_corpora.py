@@ -249,7 +249,8 @@ def test_slurp_one_utterance_per_recording(tmp_path: Path) -> None:
     utts = load_slurp(root, "devel")
     assert [u.id for u in utts] == ["audio--1504194842", "audio-1434542201", "audio-1434542201-headset"]
     assert utts[1].text == "siri what is one american dollar in japanese yen"
-    assert utts[1].extra == {"scenario": "qa", "action": "currency", "intent": "qa_currency", "slurp_id": "13804"}
+    assert utts[1].extra == {"scenario": "qa", "action": "currency", "intent": "qa_currency", "slurp_id": "13804",
+                             "sentence_annotation": "siri what is one american dollar in japanese yen", "entities": []}
     assert utts[1].speaker == "FO-232" and utts[2].speaker is None
     assert Path(utts[0].audio) == root / "audio/slurp_real/audio--1504194842.flac"
     moved = tmp_path / "elsewhere"

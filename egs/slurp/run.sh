@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Class-incremental SLU (COCONUT) on SLURP, scenario level (real corpus on disk; nothing is downloaded).
 #   bash egs/slurp/run.sh --corpus-dir /data/slurp --device cuda
+# It also runs on a synthetic SLURP-shaped corpus (speechunits synth-corpus --layout slurp --out DIR),
+# on CPU with a small config:
+#   bash egs/slurp/run.sh --corpus-dir DIR/slurp --slu-config egs/synth/conf/slu_cil_slurp_tiny.yaml --device cpu   # from the repo root
 # Works from any directory (relative paths given as options are taken from the caller's
 # directory, the defaults from this one); outputs go to egs/slurp/{data,exp} unless overridden.
 set -euo pipefail
@@ -23,6 +26,7 @@ data_root=data               # Kaldi data dirs: <data-root>/{train,devel,test}
 exp_root=exp                 # outputs: <exp-root>/slu_cil_<benchmark>/
 
 help_message="Usage: bash egs/slurp/run.sh --corpus-dir DIR [options]
+  DIR: a SLURP clone, or DIR/slurp of speechunits synth-corpus --layout slurp --out DIR
 Stages:
   0  data prep: speechunits prepare-data for train/devel/test -> <data-root>/<split>/
   1  class split and BPE tokenizer (recipes/slu_cil.sh)

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Class-incremental SLU (COCONUT, FSC-6 protocol) on a synthetic FSC-shaped corpus, on CPU:
-# Festival/espeak-ng speech (no download, no real corpus), a tiny log-mel conformer
-# (conf/slu_cil_tiny.yaml), all six methods with the same seeds and memory budget.
-#   bash egs/synth/run_slu.sh                       # about 25 minutes on 2 CPU cores
-#   bash egs/synth/run_slu.sh --methods "ft coconut" --stage 2
-#   bash egs/synth/run_slu.sh --input units --sylber-model exp/sylber/stage2.ckpt --num-clusters 64
+# Class-incremental SLU (COCONUT) on a synthetic corpus, on CPU: Festival/espeak-ng speech
+# (no download, no real corpus), a tiny log-mel conformer (or unit-token encoder), every
+# method with the same seeds, shared first task and memory budget.
+#   --corpus fsc (default): FSC-shaped corpus, FSC-6 protocol (conf/slu_cil_tiny.yaml)
+#   --corpus slurp: SLURP-shaped corpus, SLURP-3 over the 18 scenarios (conf/slu_cil_slurp_tiny.yaml)
+#   bash egs/synth/run_slu.sh --seeds 0,1,2
+#   bash egs/synth/run_slu.sh --corpus slurp --seeds 0,1,2
+#   bash egs/synth/run_slu.sh --input units --sylber-model exp/sylber/stage2/model.pt --num-clusters 200 --methods coconut
 # Works from any directory (relative paths given as options are taken from the caller's
 # directory, the defaults from this one); outputs go to egs/synth/{data,exp} unless overridden.
 set -euo pipefail
@@ -13,32 +15,38 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 
 stage=0                   # first stage to run
 stop_stage=100            # last stage to run
-nj=2                      # synthesis jobs in stage 0, methods trained in parallel in stage 2
-threads=1                 # torch threads per method (nj x threads <= cores)
+nj=2                      # synthesis jobs in stage 0, runs trained in parallel in stage 2
+threads=1                 # torch threads per run (nj x threads <= cores)
 seed=0                    # seed of the corpus generator
-fsc_speakers=60           # synthetic speakers, split ~70/15/15 into train/valid/test
-fsc_utts_per_speaker=50   # 60 x 50 = 3000 utterances over the 31 FSC intents
-slu_config=conf/slu_cil_tiny.yaml  # experiment config
-methods="ft er er_kd coconut coconut_kd joint"  # methods (same seeds and memory budget)
+corpus=fsc                # fsc | slurp: which synthetic corpus and protocol
+fsc_speakers=60           # fsc: synthetic speakers, split ~70/15/15 into train/valid/test
+fsc_utts_per_speaker=50   # fsc: 60 x 50 = 3000 utterances over the 31 FSC intents
+slurp_splits=train:600,devel:120,test:120  # slurp: sentences per split
+slurp_recordings=2        # slurp: speakers reading each sentence
+slu_config=""             # experiment config (default: conf/slu_cil_tiny.yaml, slurp: conf/slu_cil_slurp_tiny.yaml)
+methods="ft er er_m2=er,memory.fraction=0.02 er_kd coconut coconut_kd joint"  # runs (recipes/slu_cil.sh --methods)
+seeds=0                   # seeds of every run, e.g. 0,1,2 (RESULTS.md: mean +- std)
+sweep=""                  # loss settings tried on the valid split first (recipes/slu_cil.sh --sweep)
+sweep_seeds=0             # seeds of the sweep runs
 overrides=""              # extra config overrides (key=value ...)
-data_root=data            # corpus in <data-root>/slu_corpora, data dirs <data-root>/slu_fsc_<split>
-exp_root=exp              # outputs: <exp-root>/slu_cil/
 input=audio               # audio | units (the encoder reads unit sets; config --units-config)
 units_dir=""              # unit sets <units-dir>/<set>/ (default: <data-root>/slu_units)
 units_config=conf/slu_cil_units_tiny.yaml  # experiment config with --input units
 sylber_model=""           # --input units: Sylber checkpoint that makes missing unit sets
 num_clusters=0            # --input units: k-means codebook size of those unit sets
+data_root=data            # corpus in <data-root>/slu_corpora, data dirs <data-root>/slu_<corpus>_<split>
+exp_root=exp              # outputs: <exp-root>/slu_cil_<corpus>_<benchmark>[_units]/
 
 help_message="Usage: bash egs/synth/run_slu.sh [options]
-Stages:
-  0  data prep: speechunits synth-corpus --layout fsc into <data-root>/slu_corpora, then
-     speechunits prepare-data -> <data-root>/slu_fsc_{train,valid,test}
-  1  (--input units) unit sets <units-dir>/slu_fsc_{train,valid,test}/ (recipes/slu_units.sh:
-     speechunits tokenize with --sylber-model, cluster on train with --num-clusters, quantize;
-     skipped when already quantized), then
-     class split (fsc-6) and BPE tokenizer (recipes/slu_cil.sh)
-  2  every method through the six tasks (recipes/slu_cil.sh) -> <exp-root>/slu_cil/<method>/
-  3  comparison table -> <exp-root>/slu_cil/RESULTS.md, accuracy.png"
+Stages (EXP = <exp-root>/slu_cil_<corpus>_<benchmark>, + _units with --input units):
+  0  data prep: speechunits synth-corpus --layout fsc|slurp into <data-root>/slu_corpora, then
+     speechunits prepare-data -> <data-root>/slu_fsc_{train,valid,test} or slu_slurp_{train,devel,test}
+  1  (--input units) unit sets <units-dir>/<set>/ (recipes/slu_units.sh: speechunits tokenize with
+     --sylber-model, cluster on train with --num-clusters, quantize; skipped when already quantized),
+     then class split and BPE tokenizer (recipes/slu_cil.sh)
+  2  shared first task of each seed, the --sweep runs and their choice on valid, then every run of
+     --methods at every seed (recipes/slu_cil.sh) -> EXP/<run>/seed<k>/
+  3  comparison over runs and seeds -> EXP/RESULTS.md, accuracy.png, matrix.png"
 
 . ../../utils/parse_options.sh
 . ../../utils/stages.sh
@@ -48,33 +56,58 @@ if [[ $# -ne 0 ]]; then
   echo "$0: unexpected arguments: $*" >&2
   exit 1
 fi
+case "$corpus" in
+  fsc) [[ -n "$slu_config" ]] || slu_config=conf/slu_cil_tiny.yaml; sets="train valid test" ;;
+  slurp) [[ -n "$slu_config" ]] || slu_config=conf/slu_cil_slurp_tiny.yaml; sets="train devel test" ;;
+  *) echo "$0: --corpus must be fsc or slurp, found '$corpus'" >&2; exit 1 ;;
+esac
+case "$input" in
+  audio|units) ;;
+  *) echo "$0: --input $input: expected audio | units" >&2; exit 1 ;;
+esac
 user_paths "$CALLER_DIR" slu_config data_root exp_root units_dir units_config sylber_model
+[[ "$input" == units ]] && slu_config="$units_config"
+
+benchmark=$(sed -n 's/^benchmark: *\([^ #]*\).*/\1/p' "$slu_config")
+for o in $overrides; do [[ "$o" == benchmark=* ]] && benchmark="${o#benchmark=}"; done
+if [[ -z "$benchmark" ]]; then
+  echo "$0: $slu_config has no 'benchmark:' line; give one there or with --overrides benchmark=..." >&2
+  exit 1
+fi
+set_names=()
+for s in $sets; do set_names+=("slu_${corpus}_$s"); done
+exp_dir="$exp_root/slu_cil_${corpus}_$benchmark"
+[[ "$input" == units ]] && exp_dir+="_units"
 
 CORPUS="$data_root/slu_corpora"
-if stage_begin 0 "synthetic FSC-shaped corpus ($fsc_speakers speakers x $fsc_utts_per_speaker) and data dirs"; then
-  run_logged "$exp_root/data/log/synth.slu_fsc.log" speechunits synth-corpus --layout fsc --out "$CORPUS" \
-    --num-speakers "$fsc_speakers" --utts-per-speaker "$fsc_utts_per_speaker" --seed "$seed" --nj "$nj"
-  for split in train valid test; do
-    run_logged "$exp_root/data/log/prepare.slu_fsc_$split.log" speechunits prepare-data --corpus fsc \
-      --corpus-dir "$CORPUS/fluent_speech_commands_dataset" --split "$split" --out "$data_root/slu_fsc_$split"
+if stage_begin 0 "synthetic $corpus-shaped corpus and data dirs ${set_names[*]}"; then
+  if [[ "$corpus" == fsc ]]; then
+    run_logged "$exp_root/data/log/synth.slu_fsc.log" speechunits synth-corpus --layout fsc --out "$CORPUS" \
+      --num-speakers "$fsc_speakers" --utts-per-speaker "$fsc_utts_per_speaker" --seed "$seed" --nj "$nj"
+    corpus_dir="$CORPUS/fluent_speech_commands_dataset"
+  else
+    run_logged "$exp_root/data/log/synth.slu_slurp.log" speechunits synth-corpus --layout slurp --out "$CORPUS" \
+      --splits "$slurp_splits" --recordings-per-sentence "$slurp_recordings" --seed "$seed" --nj "$nj"
+    corpus_dir="$CORPUS/slurp"
+  fi
+  for s in $sets; do
+    run_logged "$exp_root/data/log/prepare.slu_${corpus}_$s.log" speechunits prepare-data --corpus "$corpus" \
+      --corpus-dir "$corpus_dir" --split "$s" --out "$data_root/slu_${corpus}_$s"
   done
 fi
 
 if [[ "$input" == units ]]; then  # unit-token input: unit sets, then the units config
   units_dir="$(realpath -m -- "${units_dir:-$data_root/slu_units}")"
-  if stage_begin 1 "unit sets of slu_fsc_{train,valid,test} -> $units_dir"; then
-    ../../recipes/slu_units.sh --data-root "$data_root" --sets "slu_fsc_train slu_fsc_valid slu_fsc_test" \
+  if stage_begin 1 "unit sets of ${set_names[*]} -> $units_dir"; then
+    ../../recipes/slu_units.sh --data-root "$data_root" --sets "${set_names[*]}" \
       --units-dir "$units_dir" --sylber-model "$sylber_model" --num-clusters "$num_clusters" --nj "$nj"
   fi
-  slu_config="$units_config" overrides="model.encoder.units_dir=$units_dir $overrides"
-elif [[ "$input" != audio ]]; then
-  echo "$0: --input $input: expected audio | units" >&2
-  exit 1
+  overrides="model.encoder.units_dir=$units_dir $overrides"
 fi
 
 if (( stop_stage >= 1 )); then
   ../../recipes/slu_cil.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" \
-    --slu-config "$slu_config" --data-root "$data_root" --train-set slu_fsc_train --valid-set slu_fsc_valid \
-    --test-set slu_fsc_test --exp-dir "$exp_root/slu_cil" --methods "$methods" --nj "$nj" --threads "$threads" \
-    --overrides "$overrides"
+    --slu-config "$slu_config" --data-root "$data_root" --train-set "${set_names[0]}" --valid-set "${set_names[1]}" \
+    --test-set "${set_names[2]}" --exp-dir "$exp_dir" --methods "$methods" --seeds "$seeds" --sweep "$sweep" \
+    --sweep-seeds "$sweep_seeds" --nj "$nj" --threads "$threads" --overrides "$overrides"
 fi

@@ -1,7 +1,9 @@
 """``speechunits prepare-data``: a corpus in its published layout -> Kaldi data dir + JSONL manifest.
 
 Writes ``DATA_DIR/{wav.scp,text,utt2spk,spk2utt,utt2<label>...}`` and
-``DATA_DIR/manifest.jsonl``, then ``provenance.json``. A rerun with the same effective
+``DATA_DIR/manifest.jsonl``, then ``provenance.json``. String labels of ``Utterance.extra``
+become ``utt2<label>`` files; the manifest keeps every label, structured ones too (SLURP's
+``entities`` list). A rerun with the same effective
 configuration is skipped.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +65,13 @@ def effective_config(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def string_labels(utt: Utterance) -> Utterance:
+    """``utt`` with only the string labels of ``extra``: a Kaldi ``utt2<label>`` file holds one string per line."""
+    if all(isinstance(v, str) for v in utt.extra.values()):
+        return utt
+    return replace(utt, extra={k: v for k, v in utt.extra.items() if isinstance(v, str)})
+
+
 def prepare(args: argparse.Namespace) -> tuple[int, bool]:
     """Run the stage; returns (number of utterances written, whether it was skipped)."""
     config = effective_config(args)
@@ -73,7 +83,7 @@ def prepare(args: argparse.Namespace) -> tuple[int, bool]:
     )
     if args.with_durations:
         add_durations(utts)
-    write_kaldi_dir(utts, out)
+    write_kaldi_dir([string_labels(u) for u in utts], out)
     write_jsonl_manifest(utts, out / MANIFEST_FILE)
     inputs = [p for p in (args.corpus_dir, args.alignments, args.audio_dir) if p is not None]
     write_provenance(out, config, inputs)

@@ -6,11 +6,14 @@ every entry of its ``recordings`` list (``{"file": "audio-....flac", ...}``) is 
 utterance. ``scripts/download_audio.sh`` places the archives under ``<root>/audio/``,
 which extract to ``audio/slurp_real/`` and ``audio/slurp_synth/``; those are the default
 audio directories (real recordings; synthetic ones for ``train_synthetic``). When
-``dataset/slurp/metadata.json`` is present, speakers come from its ``usrid`` fields.
+``dataset/slurp/metadata.json`` is present, speakers come from its ``usrid`` fields. The
+optional fields ``sentence_annotation`` (``"wake me up at [time : five am]"``) and
+``entities`` (``[{"span": [word indices], "type": ...}]``) are kept in ``extra`` when present.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -55,6 +58,11 @@ def read_speakers(metadata: Path) -> dict[str, str]:
     return speakers
 
 
+def _is_entity(entity: Any) -> bool:
+    return (isinstance(entity, dict) and isinstance(entity.get("type"), str) and isinstance(entity.get("span"), list)
+            and all(isinstance(i, int) and not isinstance(i, bool) for i in entity["span"]))
+
+
 def _check_record(path: Path, lineno: int, record: Any) -> None:
     """Malformed-record errors: wrong type, missing or mistyped fields."""
     if not isinstance(record, dict):
@@ -64,6 +72,13 @@ def _check_record(path: Path, lineno: int, record: Any) -> None:
             raise ManifestError(path, f"record lacks the field {key!r}", lineno)
         if not isinstance(record[key], types) or isinstance(record[key], bool):
             raise ManifestError(path, f"field {key!r} has the wrong type ({type(record[key]).__name__})", lineno)
+    if not isinstance(record.get("sentence_annotation", ""), str):
+        found = type(record["sentence_annotation"]).__name__
+        raise ManifestError(path, f"field 'sentence_annotation' has the wrong type ({found}), expected str", lineno)
+    entities = record.get("entities", [])
+    if not isinstance(entities, list) or not all(_is_entity(e) for e in entities):
+        problem = f"expected entities like [{{'span': [word indices], 'type': 'time'}}], found {entities!r}"
+        raise ManifestError(path, problem, lineno)
     for rec in record["recordings"]:
         if not isinstance(rec, dict) or not isinstance(rec.get("file"), str) or not rec["file"].strip():
             problem = f"expected recordings entries like {{'file': 'audio-....flac'}}, found {rec!r}"
@@ -74,12 +89,15 @@ def _record_utterances(
     path: Path, lineno: int, record: dict[str, Any], audio_dir: Path, speakers: dict[str, str]
 ) -> list[Utterance]:
     """One utterance per recording of a checked record."""
-    labels = {
+    labels: dict[str, Any] = {
         "scenario": record["scenario"],
         "action": record["action"],
         "intent": record["intent"],
         "slurp_id": str(record["slurp_id"]),
     }
+    for key in ("sentence_annotation", "entities"):
+        if key in record:
+            labels[key] = record[key]
     utts = []
     for rec in record["recordings"]:
         name = rec["file"].strip()
@@ -93,7 +111,7 @@ def _record_utterances(
                 audio=str(audio),
                 text=record["sentence"],
                 speaker=speakers.get(name),
-                extra=dict(labels),
+                extra=copy.deepcopy(labels),
             )
         )
     return utts
@@ -102,7 +120,8 @@ def _record_utterances(
 def load_slurp(root: PathLike, split: str, audio_dir: PathLike | None = None) -> list[Utterance]:
     """All recordings of one SLURP split, sorted by id (the flac file stem).
 
-    ``extra`` holds ``scenario``, ``action``, ``intent`` and ``slurp_id``. ``audio_dir``
+    ``extra`` holds ``scenario``, ``action``, ``intent`` and ``slurp_id``, plus
+    ``sentence_annotation`` (str) and ``entities`` (list) when the record has them. ``audio_dir``
     defaults to :func:`default_audio_dir`. Raises ManifestError for a missing corpus,
     split file or audio directory, malformed records, recordings without audio and
     duplicate recordings.

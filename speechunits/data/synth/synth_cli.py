@@ -35,20 +35,24 @@ def parse_splits(spec: str) -> dict[str, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--layout", required=True, choices=("librispeech", "ljspeech", "fsc", "zr2021"))
+    parser.add_argument("--layout", required=True, choices=("librispeech", "ljspeech", "fsc", "slurp", "zr2021"))
     parser.add_argument("--out", required=True, type=Path, help="output directory (corpus goes below it)")
-    parser.add_argument("--splits", default="train-clean-100:200,dev-clean:40,test-clean:40",
-                        help="librispeech: NAME:COUNT,... (default %(default)s)")
+    parser.add_argument("--splits", default=None,
+                        help="librispeech: NAME:COUNT utterances,... (default train-clean-100:200,dev-clean:40,"
+                             "test-clean:40); slurp: sentences per split of train, devel, test "
+                             "(default train:200,devel:40,test:40)")
+    parser.add_argument("--recordings-per-sentence", type=int, default=2,
+                        help="slurp: speakers reading each sentence (default %(default)s)")
     parser.add_argument("--num-utts", type=int, default=100, help="ljspeech: number of clips")
     parser.add_argument("--num-speakers", type=int, default=20, help="fsc: number of speakers")
     parser.add_argument("--utts-per-speaker", type=int, default=10, help="fsc: utterances per speaker")
     parser.add_argument("--espeak-fraction", type=float, default=0.5,
-                        help="fsc: fraction of speakers that are espeak-ng voices (default %(default)s)")
+                        help="fsc, slurp: fraction of speakers that are espeak-ng voices (default %(default)s)")
     parser.add_argument("--num-pairs", type=int, default=200,
                         help="zr2021: minimal pairs per task (lexical, syntactic), each spoken by every voice")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--voices", default=None,
-                        help="Festival voices (librispeech, fsc: default kal,ked,slt; zr2021: default kal,slt)")
+                        help="Festival voices (librispeech, fsc, slurp: default kal,ked,slt; zr2021: default kal,slt)")
     parser.add_argument("--voice", default="slt", help="the single Festival voice of ljspeech")
     add_job_arguments(parser)
 
@@ -62,7 +66,14 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     if args.layout == "zr2021":
         return zr2021_plan(args.out, args.num_pairs, seed=args.seed, voices=voices)
     if args.layout == "librispeech":
-        return librispeech_plan(args.out, parse_splits(args.splits), seed=args.seed, voices=voices)
+        splits = parse_splits(args.splits or "train-clean-100:200,dev-clean:40,test-clean:40")
+        return librispeech_plan(args.out, splits, seed=args.seed, voices=voices)
+    if args.layout == "slurp":
+        from speechunits.data.synth.slurp_layout import slurp_plan
+
+        return slurp_plan(args.out, parse_splits(args.splits or "train:200,devel:40,test:40"),
+                          recordings_per_sentence=args.recordings_per_sentence, seed=args.seed, voices=voices,
+                          espeak_fraction=args.espeak_fraction)
     if args.layout == "ljspeech":
         return ljspeech_plan(args.out, args.num_utts, seed=args.seed, voice=args.voice)
     return fsc_plan(args.out, num_speakers=args.num_speakers, utts_per_speaker=args.utts_per_speaker, seed=args.seed,
