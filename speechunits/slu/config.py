@@ -80,6 +80,7 @@ class CILConfig:
     benchmark: str = "fsc-6"  # one of tasks.BENCHMARKS, or "frequency" (with num_tasks)
     num_tasks: Optional[int] = None
     slurp_level: str = "scenario"
+    targets: str = "transcript"  # transcript | entities (SLURP: the transcript with inline [type : filler] entities; SLU-F1)
     splits: Dict[str, str] = field(default_factory=lambda: {"train": "train", "valid": "valid", "test": "test"})
     seed: int = 0
     vocab_size: int = 1000
@@ -105,6 +106,10 @@ def load_cil_config(path: PathLike | None = None, overrides: Sequence[str] = ())
 def _validate(cfg: CILConfig, source: str) -> None:
     if cfg.corpus not in ("fsc", "slurp"):
         raise ConfigError(source, f"corpus={cfg.corpus!r}: expected fsc | slurp")
+    if cfg.targets not in ("transcript", "entities"):
+        raise ConfigError(source, f"targets={cfg.targets!r}: expected transcript | entities")
+    if cfg.targets == "entities" and cfg.corpus != "slurp":
+        raise ConfigError(source, "targets=entities needs corpus=slurp (the entity annotation is SLURP's sentence_annotation)")
     if cfg.benchmark != "frequency" and cfg.benchmark.lower() not in BENCHMARKS:
         raise ConfigError(source, f"benchmark={cfg.benchmark!r}: expected one of {', '.join(BENCHMARKS)} or 'frequency'")
     if cfg.benchmark == "frequency" and not cfg.num_tasks:

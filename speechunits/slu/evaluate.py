@@ -26,6 +26,7 @@ from speechunits.slu.config import DecodeConfig
 from speechunits.slu.data import SLUExample
 from speechunits.slu.model import SLUModel
 from speechunits.slu.tasks import ClassIncrementalSplit
+from speechunits.slu.slurp_f1 import parse_annotation, slu_f1
 from speechunits.slu.tokenizer import SLUTokenizer, normalize_transcript
 from speechunits.slu.inputs import InputSource
 
@@ -81,8 +82,11 @@ def evaluate(
     decode: DecodeConfig,
     device: torch.device,
     desc: str = "eval",
+    entities: bool = False,
 ) -> dict[str, Any]:
-    """Accuracy row over all tasks (NaN for tasks without examples), intent accuracy, WER."""
+    """Accuracy row over all tasks (NaN for tasks without examples), intent accuracy, WER of
+    the words (entity markup removed); with ``entities`` (SLURP ``targets: entities``) also
+    SLU-F1 and span-F1 of the ``[type : filler]`` entities (:mod:`speechunits.slu.slurp_f1`)."""
     if not examples:
         return {"row": [math.nan] * split.num_tasks, "accuracy": math.nan, "wer": math.nan, "num": 0, "sizes": [0] * split.num_tasks}
     hyps = decode_examples(model, examples, audio, decode, device, desc=desc)
@@ -92,11 +96,18 @@ def evaluate(
     sizes = [0] * split.num_tasks
     for r in refs:
         sizes[c2t[r]] += 1
+    ref_texts = [parse_annotation(normalize_transcript(ex.transcript)) for ex in examples]
+    hyp_texts = [parse_annotation(tokenizer.decode_transcript(h)) for h in hyps]
+    scores = {}
+    if entities:
+        scores = {k: v for k, v in slu_f1([r[1] for r in ref_texts], [h[1] for h in hyp_texts]).items()
+                  if k in ("slu_f1", "span_f1")}
     return {
         "row": M.accuracy_row(preds, refs, c2t, split.num_tasks),
         "sizes": sizes,
         "accuracy": M.intent_accuracy(preds, refs),
-        "wer": M.word_error_rate([normalize_transcript(ex.transcript) for ex in examples], [tokenizer.decode_transcript(h) for h in hyps]),
+        "wer": M.word_error_rate([r[0] for r in ref_texts], [h[0] for h in hyp_texts]),
+        **scores,
         "num": len(examples),
         "examples": [{"id": ex.id, "ref": ex.label, "pred": p, "hyp": tokenizer.decode(h)} for ex, p, h in zip(examples[:20], preds, hyps)],
     }

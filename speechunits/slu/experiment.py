@@ -57,8 +57,19 @@ def load_examples(data_dir: PathLike, name: str, cfg: CILConfig) -> list[SLUExam
     if not path.exists():
         raise ManifestError(path, f"data set {name!r} not found (expected a Kaldi data dir or {name}.jsonl under {base})")
     examples = examples_from_utterances(load_manifest(path), cfg.corpus, cfg.slurp_level)
+    if cfg.targets == "entities":
+        examples = [with_entity_target(ex, path) for ex in examples]
     # FSC's action "change language" holds a space, which an intent token cannot (tokenizer.py)
     return [replace(ex, label=label_token(ex.label)) if " " in ex.label else ex for ex in examples]
+
+
+def with_entity_target(ex: SLUExample, source: Path) -> SLUExample:
+    """``ex`` whose transcript is SLURP's ``sentence_annotation`` (inline ``[type : filler]``
+    entities), the target of ``targets: entities``; the plain sentence stays in ``extra``."""
+    annotation = ex.extra.get("sentence_annotation")
+    if not isinstance(annotation, str) or not annotation.strip():
+        raise ManifestError(source, f"utterance {ex.id!r} has no sentence_annotation (needed by targets=entities)")
+    return replace(ex, transcript=annotation, extra={**ex.extra, "sentence": ex.transcript})
 
 
 def label_token(label: str) -> str:

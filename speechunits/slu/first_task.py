@@ -122,6 +122,7 @@ def _ensure(cfg: CILConfig, data: CILData, audio: InputSource, task_dir: Path, d
     test0 = [ex for ex in data.test if ex.label in classes]
     history: list[dict[str, Any]] = []
     valid_eval = None
+    entities = cfg.targets == "entities"
     if ft.until_plateau:
         history = _read_history(task_dir / HISTORY_NAME, run_hash)
         while len(history) < epochs and not plateaued(history, ft.patience, ft.min_delta, ft.min_epochs):
@@ -134,7 +135,7 @@ def _ensure(cfg: CILConfig, data: CILData, audio: InputSource, task_dir: Path, d
             if trainer.step < end:
                 return None
             valid_eval = evaluate(objective.model, valid0, data.tokenizer, data.split, audio, cfg.decode, device,
-                                  desc=f"valid epoch {len(history) + 1}")
+                                  desc=f"valid epoch {len(history) + 1}", entities=entities)
             history.append({"epoch": len(history) + 1, "step": trainer.step, "valid_accuracy": valid_eval["accuracy"]})
             print(f"[first task] epoch {len(history)}: valid accuracy {valid_eval['accuracy']:.4f}", file=sys.stderr)
             if dist.is_main:
@@ -147,8 +148,8 @@ def _ensure(cfg: CILConfig, data: CILData, audio: InputSource, task_dir: Path, d
     model = objective.model
     if valid_eval is None or not history:
         objective.load_state_dict(final_weights(task_dir))
-        valid_eval = evaluate(model, valid0, data.tokenizer, data.split, audio, cfg.decode, device, desc="valid task0") if valid0 else None
-    test_eval = evaluate(model, test0, data.tokenizer, data.split, audio, cfg.decode, device, desc="test task0")
+        valid_eval = evaluate(model, valid0, data.tokenizer, data.split, audio, cfg.decode, device, desc="valid task0", entities=entities) if valid0 else None
+    test_eval = evaluate(model, test0, data.tokenizer, data.split, audio, cfg.decode, device, desc="test task0", entities=entities)
     print(f"[first task] seed {cfg.seed}: test accuracy {test_eval['accuracy']:.4f} after "
           f"{len(history) or epochs} epochs", file=sys.stderr)
     if dist.is_main:

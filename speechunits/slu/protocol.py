@@ -89,7 +89,8 @@ def task_train_config(cfg: CILConfig, method: MethodSpec, t: int, classes: Seque
         epochs = (cfg.first_task.epochs or cfg.epochs_per_task) if t == 0 else cfg.epochs_per_task
     steps = epochs * -(-num_examples // cfg.batch_size)
     identity = {"method": method.name, "task": t, "classes": list(classes), "num_examples": num_examples,
-                "memory_sha": sha256_json(sorted(memory_ids)), "protocol_sha": protocol_sha(cfg)}
+                "memory_sha": sha256_json(sorted(memory_ids)), "losses": asdict(coconut_weights(cfg, method)),
+                "protocol_sha": protocol_sha(cfg, drop=("losses",))}  # the losses this method uses, not all configured
     return train_config(cfg, identity, steps, task_dir)
 
 
@@ -164,6 +165,7 @@ def _run(cfg: CILConfig, method: MethodSpec, name: str, out: Path, dist: DistInf
     by_id = {ex.id: ex for ex in data.train}
     device = dist.device
     shared: FirstTask | None = None
+    entities = cfg.targets == "entities"
     if cfg.first_task.shared and not method.joint:
         shared = ensure_first_task(cfg, data, audio, out, dist)
         if shared is None:
@@ -172,6 +174,7 @@ def _run(cfg: CILConfig, method: MethodSpec, name: str, out: Path, dist: DistInf
     rows: list[list[float]] = []
     valid_rows: list[list[float]] = []
     last_eval: dict[str, Any] = {}
+    last_valid: dict[str, Any] = {}
     prev_weights: dict[str, torch.Tensor] | None = None
     for t, classes in enumerate(tasks):
         task_dir = method_dir / f"task{t}"
@@ -190,7 +193,7 @@ def _run(cfg: CILConfig, method: MethodSpec, name: str, out: Path, dist: DistInf
             rows.append([float_or_nan(v) for v in done["test"]["row"]])
             if done.get("valid"):
                 valid_rows.append([float_or_nan(v) for v in done["valid"]["row"]])
-            last_eval = done["test"]
+            last_eval, last_valid = done["test"], done.get("valid") or {}
             prev_weights = None
             continue
 
@@ -215,8 +218,8 @@ def _run(cfg: CILConfig, method: MethodSpec, name: str, out: Path, dist: DistInf
                 return {}
             seen = set(run_split.seen_classes(t))
             model = objective.model
-            test_eval = evaluate(model, [ex for ex in data.test if ex.label in seen], data.tokenizer, run_split, audio, cfg.decode, device, desc=f"test task{t}")
-            valid_eval = evaluate(model, [ex for ex in data.valid if ex.label in seen], data.tokenizer, run_split, audio, cfg.decode, device, desc=f"valid task{t}") if data.valid else None
+            test_eval = evaluate(model, [ex for ex in data.test if ex.label in seen], data.tokenizer, run_split, audio, cfg.decode, device, desc=f"test task{t}", entities=entities)
+            valid_eval = evaluate(model, [ex for ex in data.valid if ex.label in seen], data.tokenizer, run_split, audio, cfg.decode, device, desc=f"valid task{t}", entities=entities) if data.valid else None
         if method.memory and t + 1 < len(tasks):
             if dist.is_main:  # selected once, on rank 0, and broadcast: herding features may differ in the last bit per rank
                 feats = pooled_features(objective.model, new, audio, cfg.decode.batch_size, device) if memory.selection == "herding" else None
@@ -225,7 +228,7 @@ def _run(cfg: CILConfig, method: MethodSpec, name: str, out: Path, dist: DistInf
         rows.append(test_eval["row"])
         if valid_eval:
             valid_rows.append(valid_eval["row"])
-        last_eval = test_eval
+        last_eval, last_valid = test_eval, valid_eval or {}
         prev_weights = {k: v.detach().cpu().clone() for k, v in objective.state_dict().items()}
         print(f"[{name}] task {t}: test accuracy on seen classes {test_eval['accuracy']:.4f}, WER {test_eval['wer']:.4f}"
               + (f"; valid {valid_eval['accuracy']:.4f}" if valid_eval else ""), file=sys.stderr)
@@ -237,7 +240,8 @@ def _run(cfg: CILConfig, method: MethodSpec, name: str, out: Path, dist: DistInf
     results = summarize_method(method.name, rows, valid_rows, last_eval, split)
     results.update({"run": name, "seed": cfg.seed, "task0_accuracy": rows[0][0] if rows else float("nan"),
                     "valid_task0_accuracy": valid_rows[0][0] if valid_rows else float("nan"),
-                    "settings": run_settings(cfg, method, budget)})
+                    "settings": run_settings(cfg, method, budget),
+                    "slu_f1": float_or_nan(last_eval.get("slu_f1")), "valid_slu_f1": float_or_nan(last_valid.get("slu_f1"))})
     if dist.is_main:
         write_method_results(method_dir, results)
     return results

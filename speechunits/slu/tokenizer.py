@@ -35,9 +35,28 @@ def intent_piece(intent: str) -> str:
     return f"<intent:{intent}>"
 
 
-def normalize_transcript(text: str) -> str:
-    """Lower-case, drop punctuation except apostrophes, collapse whitespace."""
+_ENTITY_RE = re.compile(r"\[([^\[\]:]+):([^\[\]]+)\]")
+"""A SLURP inline entity annotation ``[type : filler]`` (the ``sentence_annotation`` field)."""
+
+
+def _plain(text: str) -> str:
     return " ".join(_PUNCT_RE.sub(" ", text.lower()).split())
+
+
+def normalize_transcript(text: str) -> str:
+    """Lower-case, drop punctuation except apostrophes, collapse whitespace. An entity
+    annotation ``[type : filler]`` is kept as ``[ type : filler ]`` (type: lower-case words
+    joined by ``_``; filler normalised like the rest), so that SLURP targets with entities
+    (``targets: entities``) can be decoded and scored with SLU-F1; any other bracket or colon
+    is dropped like other punctuation."""
+    out, pos = [], 0
+    for m in _ENTITY_RE.finditer(text):
+        etype, filler = "_".join(_plain(m.group(1)).split()), _plain(m.group(2))
+        if etype and filler:
+            out += [_plain(text[pos : m.start()]), f"[ {etype} : {filler} ]"]
+            pos = m.end()
+    out.append(_plain(text[pos:]))
+    return " ".join(part for part in out if part)
 
 
 def train_tokenizer(
