@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "frame-units": ("speechunits.quantize.frame_units_cli", "k-means frame units (one encoder layer, or MFCC/log-mel, at 50 Hz) of a corpus, end to end"),
     "probe-phones": ("speechunits.quantize.phone_probe_cli", "phone purity, cluster purity and PNMI of k-means over each layer of each system"),
     "slu-cil": ("speechunits.slu.cil_cli", "class-incremental SLU: run one method (ft|er|er_kd|coconut|coconut_kd|joint) through all tasks"),
+    "slu-select": ("speechunits.slu.select_cli", "class-incremental SLU: pick loss settings of a sweep on the valid split"),
     "slu-results": ("speechunits.slu.results_cli", "class-incremental SLU: compare runs, mean ± std over seeds (tables, figures)"),
     "cluster": ("speechunits.quantize.cluster_cli", "k-means codebook over segment (or frame) embeddings"),
     "quantize": ("speechunits.quantize.quantize_cli", "fill unit ids of a unit set from a k-means codebook"),

@@ -130,3 +130,14 @@ def test_units_recipe_skips_complete_sets(data_dir, tmp_path) -> None:
     bad = subprocess.run(["bash", str(script), "--units-dir", str(partial), "--data-root", str(data_dir)],
                          capture_output=True, text=True, check=False, env=env)
     assert bad.returncode == 1 and "--sylber-model" in bad.stderr and "--num-clusters" in bad.stderr
+
+
+def test_units_tiny_config_differs_from_the_audio_one_in_the_encoder_only() -> None:
+    """The FSC-6 row on Sylber tokens compares input only: every other setting is the same."""
+    from speechunits.slu.config import config_dict
+
+    conf = Path(__file__).resolve().parents[1] / "egs" / "synth" / "conf"
+    audio = config_dict(load_cil_config(conf / "slu_cil_tiny.yaml"))
+    units = config_dict(load_cil_config(conf / "slu_cil_units_tiny.yaml", ["model.encoder.units_dir=/"]))
+    assert audio["model"].pop("encoder")["type"] == "mel_conformer" and units["model"].pop("encoder")["type"] == "units"
+    assert audio == units
