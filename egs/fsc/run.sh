@@ -16,7 +16,10 @@ stop_stage=100               # last stage to run
 corpus_dir="$FSC"            # fluent_speech_commands_dataset dir (default: $SPEECHUNITS_FSC via egs/db.sh)
 slu_config=../../recipes/conf/slu_cil_fsc.yaml  # experiment config (model, losses, memory, training)
 benchmark=fsc-6              # fsc-3 | fsc-6 | fsc-10
-methods="ft er er_kd coconut coconut_kd joint"  # methods to run (same seeds and memory budget)
+methods="ft er er_m2=er,memory.fraction=0.02 er_kd coconut coconut_kd joint"  # runs (recipes/slu_cil.sh --methods)
+seeds=0                      # seeds of every run, e.g. 0,1,2 (RESULTS.md: mean +- std)
+sweep=""                     # loss settings tried on the valid split first (recipes/slu_cil.sh --sweep)
+sweep_seeds=0                # seeds of the sweep runs
 nj=1                         # methods trained in parallel
 device=""                    # cpu | cuda (empty: CUDA when available)
 overrides=""                 # extra config overrides (key=value ...)
@@ -35,8 +38,9 @@ Stages:
      tokenize with --sylber-model, cluster on train with --num-clusters, quantize; skipped when
      already quantized), then
      class split and BPE tokenizer (recipes/slu_cil.sh)
-  2  every method through all tasks (recipes/slu_cil.sh) -> <exp-root>/slu_cil_<benchmark>/<method>/
-  3  comparison table -> <exp-root>/slu_cil_<benchmark>/RESULTS.md"
+  2  shared first task of each seed, the --sweep runs and their choice on valid, then every run of
+     --methods at every seed (recipes/slu_cil.sh) -> <exp-root>/slu_cil_<benchmark>/<run>/seed<k>/
+  3  comparison over runs and seeds -> <exp-root>/slu_cil_<benchmark>/RESULTS.md, accuracy.png, matrix.png"
 
 . ../../utils/parse_options.sh
 . ../../utils/stages.sh
@@ -82,6 +86,7 @@ fi
 if (( stop_stage >= 1 )); then
   ../../recipes/slu_cil.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" \
     --slu-config "$slu_config" --data-root "$data_root" --train-set train --valid-set valid --test-set test \
-    --exp-dir "$exp_root/slu_cil_$benchmark" --methods "$methods" --nj "$nj" --device "$device" \
+    --exp-dir "$exp_root/slu_cil_$benchmark" --methods "$methods" --seeds "$seeds" \
+    --sweep "$sweep" --sweep-seeds "$sweep_seeds" --nj "$nj" --device "$device" \
     --overrides "benchmark=$benchmark $overrides"
 fi

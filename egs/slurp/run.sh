@@ -18,7 +18,10 @@ corpus_dir="$SLURP"          # SLURP dir (default: $SPEECHUNITS_SLURP via egs/db
 audio_dir=""                 # audio dir (default: <corpus-dir>/audio/slurp_real)
 slu_config=../../recipes/conf/slu_cil_slurp.yaml  # experiment config (wav2vec2 encoder checkpoint, decoder, losses)
 benchmark=slurp-3            # slurp-3 | slurp-6
-methods="ft er er_kd coconut coconut_kd joint"  # methods to run (same seeds and memory budget)
+methods="ft er er_m2=er,memory.fraction=0.02 er_kd coconut coconut_kd joint"  # runs (recipes/slu_cil.sh --methods)
+seeds=0                      # seeds of every run, e.g. 0,1,2 (RESULTS.md: mean +- std)
+sweep=""                     # loss settings tried on the valid split first (recipes/slu_cil.sh --sweep)
+sweep_seeds=0                # seeds of the sweep runs
 nj=1                         # methods trained in parallel
 device=""                    # cpu | cuda (empty: CUDA when available)
 overrides=""                 # extra config overrides, e.g. "model.encoder.checkpoint=/models/wav2vec2_base.pt"
@@ -30,8 +33,9 @@ help_message="Usage: bash egs/slurp/run.sh --corpus-dir DIR [options]
 Stages:
   0  data prep: speechunits prepare-data for train/devel/test -> <data-root>/<split>/
   1  class split and BPE tokenizer (recipes/slu_cil.sh)
-  2  every method through all tasks (recipes/slu_cil.sh) -> <exp-root>/slu_cil_<benchmark>/<method>/
-  3  comparison table -> <exp-root>/slu_cil_<benchmark>/RESULTS.md"
+  2  shared first task of each seed, the --sweep runs and their choice on valid, then every run of
+     --methods at every seed (recipes/slu_cil.sh) -> <exp-root>/slu_cil_<benchmark>/<run>/seed<k>/
+  3  comparison over runs and seeds -> <exp-root>/slu_cil_<benchmark>/RESULTS.md, accuracy.png, matrix.png"
 
 . ../../utils/parse_options.sh
 . ../../utils/stages.sh
@@ -67,6 +71,7 @@ fi
 if (( stop_stage >= 1 )); then
   ../../recipes/slu_cil.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" \
     --slu-config "$slu_config" --data-root "$data_root" --train-set train --valid-set devel --test-set test \
-    --exp-dir "$exp_root/slu_cil_$benchmark" --methods "$methods" --nj "$nj" --device "$device" \
+    --exp-dir "$exp_root/slu_cil_$benchmark" --methods "$methods" --seeds "$seeds" \
+    --sweep "$sweep" --sweep-seeds "$sweep_seeds" --nj "$nj" --device "$device" \
     --overrides "benchmark=$benchmark $overrides"
 fi
