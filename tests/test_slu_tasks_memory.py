@@ -112,7 +112,17 @@ def test_memory_small_classes_and_budget_never_exceeded() -> None:
         keys, labels = make_task(classes, 2 if t == 1 else 9)
         mem.add_task(keys, labels)
         assert len(mem) <= 7
-    assert mem.per_class_quota() == 1 and len(mem) == 6
+    # 7 over 6 classes: "a" (added first) may keep 2; "c" has only 2 items, the others 1 each
+    assert mem.quotas() == {"a": 2, "b": 1, "c": 1, "d": 1, "e": 1, "f": 1} and len(mem) == 7
+
+
+def test_memory_budget_smaller_than_the_classes_is_still_used() -> None:
+    """1% of a small corpus can be fewer items than classes: the budget is spread one item
+    per class over the classes added first instead of giving every class 0."""
+    mem = RehearsalMemory(budget=4)
+    for classes in (["a", "b", "c"], ["d", "e", "f"]):
+        mem.add_task(*make_task(classes, 5))
+    assert mem.counts() == {"a": 1, "b": 1, "c": 1, "d": 1, "e": 0, "f": 0} and len(mem) == 4
 
 
 def test_memory_from_fraction_and_state(tmp_path) -> None:

@@ -1,10 +1,12 @@
 """Rehearsal memory for class-incremental learning (experience replay).
 
 Policy (docs/slu.md): a fixed budget ``M`` (absolute, or a fraction of the whole training
-set, ~1% in COCONUT) shared equally by all classes seen so far: ``M // num_seen_classes``
-per class. After each task the old classes are cut down to the new per-class quota
+set, ~1% in COCONUT) shared as equally as possible by the ``n`` classes seen so far: each
+gets ``M // n`` and the first ``M % n`` classes (in the order they were added) one more, so
+the whole budget is used even when it is smaller than the number of classes (1% of a small
+corpus). After each task the old classes are cut down to their new quota
 (keeping the *first* items of their selection order, so a herding memory stays a herding
-memory) and each new class gets up to the quota, chosen at random or by iCaRL herding on
+memory) and each new class gets up to its quota, chosen at random or by iCaRL herding on
 given features (mean-pooled encoder outputs). The memory never holds more than ``M``.
 The memory stores item keys (utterance ids) with their labels; callers map keys to data.
 """
@@ -82,9 +84,14 @@ class RehearsalMemory:
     def classes(self) -> list[str]:
         return list(self._by_class)
 
-    def per_class_quota(self, num_classes: int | None = None) -> int:
-        n = len(self._by_class) if num_classes is None else num_classes
-        return self.budget // n if n else self.budget
+    def quotas(self, classes: Sequence[str] | None = None) -> dict[str, int]:
+        """Items allowed per class for ``classes`` (default: the stored ones, in the order
+        they were added): ``M // n`` each, one more for the first ``M % n``."""
+        order = list(self._by_class) if classes is None else list(classes)
+        if not order:
+            return {}
+        q, extra = divmod(self.budget, len(order))
+        return {label: q + (i < extra) for i, label in enumerate(order)}
 
     def items(self) -> list[tuple[Hashable, str]]:
         """(key, label) of every stored item, classes in the order they were added."""
@@ -124,18 +131,18 @@ class RehearsalMemory:
         for label in labels:
             if label not in self._by_class and label not in new_classes:
                 new_classes.append(label)
-        quota = self.per_class_quota(len(self._by_class) + len(new_classes))
+        quota = self.quotas([*self._by_class, *new_classes])
         for label in self._by_class:
-            del self._by_class[label][quota:]
+            del self._by_class[label][quota[label]:]
         rng = np.random.default_rng([self.seed, self._tasks_added])
         labels_arr = np.asarray(labels, dtype=object)
         for label in new_classes:
             idx = np.flatnonzero(labels_arr == label)
             if self.selection == "herding":
                 assert features is not None
-                order = [int(idx[i]) for i in herding_selection(features[idx], quota)]
+                order = [int(idx[i]) for i in herding_selection(features[idx], quota[label])]
             else:
-                order = [int(i) for i in rng.permutation(idx)[:quota]]
+                order = [int(i) for i in rng.permutation(idx)[: quota[label]]]
             self._by_class[label] = [keys[i] for i in order]
         self._tasks_added += 1
         assert len(self) <= self.budget
