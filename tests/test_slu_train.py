@@ -58,7 +58,7 @@ def objective(vocab: int, weights: CoconutWeights | None = None, seed: int = 0) 
 
 
 def test_method_switches() -> None:
-    base = CoconutWeights(nspt=0.3, mm=0.2, kd=0.7)
+    base = CoconutWeights(nspt=0.3, mm=0.2, kd=0.7, nspt_temperature=0.5, mm_temperature=0.3, mm_on="all")
     assert set(METHODS) == {"ft", "er", "er_kd", "coconut", "coconut_kd", "joint"}
     w = {name: spec.weights(base) for name, spec in METHODS.items()}
     assert (w["ft"].nspt, w["ft"].mm, w["ft"].kd) == (0, 0, 0) and not METHODS["ft"].memory
@@ -66,6 +66,9 @@ def test_method_switches() -> None:
     assert (w["er_kd"].nspt, w["er_kd"].mm, w["er_kd"].kd) == (0, 0, 0.7) and METHODS["er_kd"].needs_teacher
     assert (w["coconut"].nspt, w["coconut"].mm, w["coconut"].kd) == (0.3, 0.2, 0)
     assert (w["coconut_kd"].nspt, w["coconut_kd"].mm, w["coconut_kd"].kd) == (0.3, 0.2, 0.7)
+    # the settings of unused losses stay at their defaults: a temperature tuned for COCONUT is not ER's
+    assert (w["coconut"].nspt_temperature, w["coconut"].mm_temperature, w["coconut"].mm_on) == (0.5, 0.3, "all")
+    assert w["er_kd"] == CoconutWeights(nspt=0.0, mm=0.0, kd=0.7)
     assert METHODS["joint"].joint and not METHODS["joint"].memory and not METHODS["er"].needs_teacher
     with pytest.raises(ConfigError, match="unknown method 'icarl'"):
         method_spec("icarl")

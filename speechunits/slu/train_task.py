@@ -52,14 +52,17 @@ class MethodSpec:
     joint: bool = False  # all classes in one task
 
     def weights(self, base: CoconutWeights) -> CoconutWeights:
-        """``base`` with the losses this method does not use set to 0."""
+        """``base`` with the losses this method does not use set to 0, and their settings
+        (temperature, ``mm_on``) at the defaults: what a method trains with, and so what its
+        tasks' identity holds (a temperature chosen for COCONUT does not redo ER's tasks)."""
+        default = CoconutWeights()
         return CoconutWeights(
             nspt=base.nspt if self.nspt else 0.0,
             mm=base.mm if self.mm else 0.0,
             kd=base.kd if self.kd else 0.0,
-            nspt_temperature=base.nspt_temperature,
-            mm_temperature=base.mm_temperature,
-            mm_on=base.mm_on,
+            nspt_temperature=base.nspt_temperature if self.nspt else default.nspt_temperature,
+            mm_temperature=base.mm_temperature if self.mm else default.mm_temperature,
+            mm_on=base.mm_on if self.mm else default.mm_on,
         )
 
     @property
