@@ -6,6 +6,9 @@
 #   --corpus slurp: SLURP-shaped corpus, SLURP-3 over the 18 scenarios (conf/slu_cil_slurp_tiny.yaml)
 #   bash egs/synth/run_slu.sh --seeds 0,1,2
 #   bash egs/synth/run_slu.sh --corpus slurp --seeds 0,1,2
+#   sweep=$(for s in 0.1,0.1,0.1 0.5,0.5,0.1 0.1,0.5,0.1 0.5,0.1,0.1 1.0,1.0,0.1 0.1,0.1,0.3; do IFS=, read n m t <<< "$s"
+#     echo "n${n}_m${m}_t$t=losses.nspt=$n,losses.mm=$m,losses.nspt_temperature=$t,losses.mm_temperature=$t"; done)
+#   bash egs/synth/run_slu.sh --seeds 0,1,2 --sweep "$sweep"   # the sweep behind conf/slu_cil_tiny.yaml's losses
 #   bash egs/synth/run_slu.sh --input units --sylber-model exp/sylber/stage2/model.pt --num-clusters 200 --methods coconut
 # Works from any directory (relative paths given as options are taken from the caller's
 # directory, the defaults from this one); outputs go to egs/synth/{data,exp} unless overridden.
