@@ -171,7 +171,7 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-TINY = "epochs_per_task=1 batch_size=16"
+TINY = "epochs_per_task=1 batch_size=16 first_task.min_epochs=1 first_task.max_epochs=2 first_task.patience=1"
 
 
 @pytest.mark.festival
@@ -187,11 +187,14 @@ def test_slurp_recipe_on_synthetic_corpus(tmp_path: Path) -> None:
     assert len(utts) == 18 and {u.extra["scenario"] for u in utts} == set(SLURP_SCENARIOS)
     assert all(Path(u.audio).suffix == ".flac" and u.speaker for u in utts)
     _run(["bash", str(REPO / "egs/slurp/run.sh"), "--corpus-dir", str(root), "--slu-config",
-          str(REPO / "egs/synth/conf/slu_cil_slurp_tiny.yaml"), "--methods", "ft", "--device", "cpu",
-          "--overrides", TINY, "--data-root", "data", "--exp-root", "exp"], cwd=tmp_path)
+          str(REPO / "egs/synth/conf/slu_cil_slurp_tiny.yaml"), "--methods", "ft er_m2=er,memory.fraction=0.1",
+          "--seeds", "0,1", "--device", "cpu", "--overrides", TINY, "--data-root", "data", "--exp-root", "exp"], cwd=tmp_path)
     exp = tmp_path / "exp" / "slu_cil_slurp-3"
-    assert "| ft |" in (exp / "RESULTS.md").read_text()
-    assert json.loads((exp / "ft" / "results.json").read_text())["benchmark"] == "slurp-3"
+    table = (exp / "RESULTS.md").read_text()
+    assert "| ft | ft | none | 2 (0, 1) |" in table and "| er_m2 | er | 10% herding | 2 (0, 1) |" in table and "SLU-F1" in table
+    res = json.loads((exp / "er_m2" / "seed1" / "results.json").read_text())
+    assert res["benchmark"] == "slurp-3" and res["settings"]["memory"]["fraction"] == 0.1 and "slu_f1" in res
+    assert (exp / "task0" / "seed1" / "plateau.json").is_file()  # the shared first task of each seed
 
 
 @pytest.mark.festival
