@@ -18,7 +18,7 @@ data_root=data          # holds the Kaldi data dirs <data-root>/<set>/
 train_set=train         # data dir names under --data-root
 valid_set=valid         # (empty: no validation scoring)
 test_set=test
-exp_dir=exp/slu_cil     # split.json, tokenizer/, <method>/task<t>/, RESULTS.md
+exp_dir=exp/slu_cil     # split.json, tokenizer/, task0/seed<k>/, <run>/seed<k>/task<t>/, RESULTS.md
 methods="ft er er_kd coconut coconut_kd joint"  # runs of stage 2: METHOD, or NAME=METHOD[,KEY=VALUE...] for a
                         # method with other settings (e.g. er_m2=er,memory.fraction=0.02); same seeds for all
 seeds=0                 # comma-separated seeds of every run (e.g. 0,1,2); slu-results reports mean +- std
