@@ -19,6 +19,7 @@ sylber_model=""         # Sylber checkpoint (fairseq .pt, HF dir, torchaudio .pt
 num_clusters=0          # k-means codebook size (the units encoder's vocabulary)
 nj=1                    # tokenization jobs
 device=cpu              # cpu | cuda | auto
+tokenize_opts=""        # extra flags for `speechunits tokenize` (e.g. "--norm-threshold 2.5 --merge-threshold 0.8")
 cluster_opts=""         # extra flags for `speechunits cluster` (e.g. "--max-samples 1000000")
 
 help_message="Usage: recipes/slu_units.sh --units-dir DIR [--sylber-model PATH --num-clusters K] [options]
@@ -61,8 +62,9 @@ for set in $sets; do
     echo "$0: data dir $data_root/$set is missing; run the data prep stage first" >&2
     exit 1
   fi
+  # shellcheck disable=SC2086
   run_logged "$log_dir/tokenize.$set.log" speechunits tokenize --model "$sylber_model" \
-    --data "$data_root/$set" --out "$units_dir/$set" --nj "$nj" --device "$device"
+    --data "$data_root/$set" --out "$units_dir/$set" --nj "$nj" --device "$device" $tokenize_opts
 done
 train_first="${sets%% *}"
 codebook="$units_dir/kmeans$num_clusters.pt"

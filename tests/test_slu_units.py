@@ -141,3 +141,27 @@ def test_units_tiny_config_differs_from_the_audio_one_in_the_encoder_only() -> N
     units = config_dict(load_cil_config(conf / "slu_cil_units_tiny.yaml", ["model.encoder.units_dir=/"]))
     assert audio["model"].pop("encoder")["type"] == "mel_conformer" and units["model"].pop("encoder")["type"] == "units"
     assert audio == units
+
+
+@pytest.mark.slow
+def test_units_recipe_makes_unit_sets_with_a_sylber_model(data_dir, tmp_path) -> None:
+    """recipes/slu_units.sh end to end: speechunits tokenize with a (tiny, random) Sylber
+    checkpoint, k-means on the training set, quantize every set; slu-cil then trains on them."""
+    from speechunits.encoders.checkpoints import save_encoder
+    from synthetic_inputs import randomised_tiny_model
+
+    save_encoder(tmp_path / "sylber.pt", randomised_tiny_model())
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    script = Path(__file__).resolve().parents[1] / "recipes" / "slu_units.sh"
+    units = tmp_path / "units"
+    proc = subprocess.run(["bash", str(script), "--units-dir", str(units), "--data-root", str(data_dir),
+                           "--sylber-model", str(tmp_path / "sylber.pt"), "--num-clusters", "4",
+                           "--tokenize-opts", "--norm-threshold 0 --merge-threshold 0.9"],
+                          capture_output=True, text=True, check=False, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for name in ("train", "valid", "test"):
+        meta = json.loads((units / name / "meta.json").read_text())
+        assert meta["vocab_size"] == 4 + 1, meta  # k cluster ids + the silence id
+    cfg = load_cil_config(data_dir / "conf.yaml", [f"model.encoder.units_dir={units}", "epochs_per_task=1"])
+    res = P.run_protocol(cfg, "er", data_dir, tmp_path / "exp", device="cpu")[0]
+    assert len(res["accuracy_matrix"]) == 2 and res["settings"]["memory"]["selection"] == "herding"
