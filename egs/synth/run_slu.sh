@@ -27,7 +27,8 @@ fsc_utts_per_speaker=50   # fsc: 60 x 50 = 3000 utterances over the 31 FSC inten
 slurp_splits=train:600,devel:120,test:120  # slurp: sentences per split
 slurp_recordings=2        # slurp: speakers reading each sentence
 slu_config=""             # experiment config (default: conf/slu_cil_tiny.yaml, slurp: conf/slu_cil_slurp_tiny.yaml)
-methods="ft er er_m2=er,memory.fraction=0.02 er_kd coconut coconut_kd joint"  # runs (recipes/slu_cil.sh --methods)
+methods=""                # runs (recipes/slu_cil.sh --methods); default: ft, er at 1% and 2% memory (er, er_m2), er_kd,
+                          # coconut, coconut_kd and joint (slurp: joint at 80 epochs: at 20 it stays at chance)
 seeds=0                   # seeds of every run, e.g. 0,1,2 (RESULTS.md: mean +- std)
 sweep=""                  # loss settings tried on the valid split first (recipes/slu_cil.sh --sweep)
 sweep_seeds=0             # seeds of the sweep runs
@@ -60,10 +61,12 @@ if [[ $# -ne 0 ]]; then
   exit 1
 fi
 case "$corpus" in
-  fsc) [[ -n "$slu_config" ]] || slu_config=conf/slu_cil_tiny.yaml; sets="train valid test" ;;
-  slurp) [[ -n "$slu_config" ]] || slu_config=conf/slu_cil_slurp_tiny.yaml; sets="train devel test" ;;
+  fsc) [[ -n "$slu_config" ]] || slu_config=conf/slu_cil_tiny.yaml; sets="train valid test"; joint=joint ;;
+  slurp) [[ -n "$slu_config" ]] || slu_config=conf/slu_cil_slurp_tiny.yaml; sets="train devel test"
+         joint=joint=joint,joint_epochs=80 ;;
   *) echo "$0: --corpus must be fsc or slurp, found '$corpus'" >&2; exit 1 ;;
 esac
+[[ -n "$methods" ]] || methods="ft er er_m2=er,memory.fraction=0.02 er_kd coconut coconut_kd $joint"
 case "$input" in
   audio|units) ;;
   *) echo "$0: --input $input: expected audio | units" >&2; exit 1 ;;
