@@ -113,3 +113,16 @@ def exclusive_lock(path: str | os.PathLike[str]) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def read_json_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The JSON object stored at ``path``, or None when it is absent, unreadable or not an
+    object (a record that cannot be trusted is treated as no record: the work is redone)."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        stored = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return stored if isinstance(stored, dict) else None

@@ -8,14 +8,13 @@ parameter therefore redoes the work (``docs/architecture.md``, Conventions).
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from speechunits.io_utils import atomic_write_json, sha256_json
+from speechunits.io_utils import atomic_write_json, read_json_record, sha256_json
 
 PROVENANCE_NAME = "provenance.json"
 
@@ -78,11 +77,5 @@ def invalidate_provenance(out_dir: str | os.PathLike[str]) -> None:
 
 def is_complete(out_dir: str | os.PathLike[str], config: Mapping[str, Any]) -> bool:
     """True when ``out_dir`` holds a provenance record whose config hash matches ``config``."""
-    path = Path(out_dir) / PROVENANCE_NAME
-    if not path.is_file():
-        return False
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    return stored.get("config_hash") == sha256_json(dict(config))
+    stored = read_json_record(Path(out_dir) / PROVENANCE_NAME)
+    return stored is not None and stored.get("config_hash") == sha256_json(dict(config))

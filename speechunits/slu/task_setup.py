@@ -5,7 +5,6 @@ rerun skip finished work and refuse records of another configuration."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import torch
 
 from speechunits.errors import CheckpointError
-from speechunits.io_utils import sha256_json
+from speechunits.io_utils import read_json_record, sha256_json
 from speechunits.slu.config import CILConfig, config_dict
 from speechunits.slu.encoders import ENCODERS
 from speechunits.slu.inputs import InputSource, encoder_arguments, make_input_source
@@ -70,13 +69,8 @@ def record_hash(train_cfg: TrainConfig, **parts: Any) -> str:
 
 def load_result(path: Path, run_hash: str) -> dict[str, Any] | None:
     """The task record at ``path`` if it was written for ``run_hash``; else None (the task is run)."""
-    if not path.is_file():
-        return None
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return stored if stored.get("config_hash") == run_hash else None
+    stored = read_json_record(path)
+    return stored if stored is not None and stored.get("config_hash") == run_hash else None
 
 
 def final_weights(task_dir: Path) -> dict[str, torch.Tensor]:
