@@ -105,6 +105,33 @@ def _declared_wav_data_bytes(path: Path) -> tuple[int, int] | None:
             f.seek(size + (size & 1), os.SEEK_CUR)
 
 
+def _flac_metadata_end(path: Path) -> int | None:
+    """For a native FLAC file: the byte offset where its metadata blocks end (audio frames start);
+    past the file's end when the file is cut inside them. None when the file is not native FLAC."""
+    with open(path, "rb") as f:
+        if f.read(4) != b"fLaC":
+            return None
+        pos = 4
+        while True:
+            block = f.read(4)
+            if len(block) < 4:
+                return pos + 4
+            pos += 4 + int.from_bytes(block[1:4], "big")
+            if block[0] & 0x80:  # last-metadata-block flag
+                return pos
+            f.seek(pos)
+
+
+def _check_flac_has_frames(path: Path) -> None:
+    """Raise AudioError when a FLAC file ends within or right after its metadata: libsndfile
+    reports STREAMINFO's length for such a header-only file as if the audio were there."""
+    end = _flac_metadata_end(path)
+    size = path.stat().st_size
+    if end is not None and end >= size:
+        raise AudioError(path, f"truncated FLAC file: its {size} bytes end {'with' if end == size else 'inside'} "
+                               "its metadata header, holding no audio frames")
+
+
 def _check_not_truncated(path: Path) -> None:
     """Raise AudioError when a WAV header declares more sample data than the file holds.
 
@@ -152,6 +179,8 @@ def _sf_info(source: Any, name: str) -> Any:
     if info.frames > size * MAX_FRAMES_PER_BYTE:
         raise AudioError(name, f"header claims {info.frames} frames ({info.frames / info.samplerate:.1f} s) but the "
                                f"file holds only {size} bytes: its length field is damaged or unknown")
+    if not isinstance(source, io.BytesIO):
+        _check_flac_has_frames(Path(source))
     return info
 
 
