@@ -105,10 +105,10 @@ def _declared_wav_data_bytes(path: Path) -> tuple[int, int] | None:
             f.seek(size + (size & 1), os.SEEK_CUR)
 
 
-def _flac_metadata_end(path: Path) -> int | None:
-    """For a native FLAC file: the byte offset where its metadata blocks end (audio frames start);
-    past the file's end when the file is cut inside them. None when the file is not native FLAC."""
-    with open(path, "rb") as f:
+def _flac_metadata_end(source: Path | io.BytesIO) -> int | None:
+    """For a native FLAC file (a path, or a pipe command's output): the byte offset where its metadata
+    blocks end (audio frames start); past the end when it is cut inside them. None when not native FLAC."""
+    with (open(source, "rb") if isinstance(source, Path) else io.BytesIO(source.getbuffer())) as f:
         if f.read(4) != b"fLaC":
             return None
         pos = 4
@@ -122,13 +122,13 @@ def _flac_metadata_end(path: Path) -> int | None:
             f.seek(pos)
 
 
-def _check_flac_has_frames(path: Path) -> None:
+def _check_flac_has_frames(source: Path | io.BytesIO, name: str) -> None:
     """Raise AudioError when a FLAC file ends within or right after its metadata: libsndfile
     reports STREAMINFO's length for such a header-only file as if the audio were there."""
-    end = _flac_metadata_end(path)
-    size = path.stat().st_size
+    end = _flac_metadata_end(source)
+    size = _source_bytes(source)
     if end is not None and end >= size:
-        raise AudioError(path, f"truncated FLAC file: its {size} bytes end {'with' if end == size else 'inside'} "
+        raise AudioError(name, f"truncated FLAC file: its {size} bytes end {'with' if end == size else 'inside'} "
                                "its metadata header, holding no audio frames")
 
 
@@ -179,8 +179,7 @@ def _sf_info(source: Any, name: str) -> Any:
     if info.frames > size * MAX_FRAMES_PER_BYTE:
         raise AudioError(name, f"header claims {info.frames} frames ({info.frames / info.samplerate:.1f} s) but the "
                                f"file holds only {size} bytes: its length field is damaged or unknown")
-    if not isinstance(source, io.BytesIO):
-        _check_flac_has_frames(Path(source))
+    _check_flac_has_frames(source if isinstance(source, io.BytesIO) else Path(source), name)
     return info
 
 

@@ -195,6 +195,10 @@ def test_flac_cut_exactly_after_its_metadata(bases) -> None:
         with pytest.raises(AudioError, match="no audio frames") as err:
             read(path)
         assert str(path) in str(err.value)
+        pipe = f"cat {path} |"  # the same bytes from a wav.scp pipe command
+        with pytest.raises(AudioError, match="no audio frames") as err:
+            read(pipe)
+        assert pipe in str(err.value)
 
 
 def test_zero_channels_and_zero_rate(bases) -> None:
