@@ -3,7 +3,10 @@
 Each verb lives in its own module that defines ``add_arguments(parser)`` and
 ``run(args) -> int``; modules are imported only when their verb is used, so ``--help`` is
 fast. Errors derived from :class:`speechunits.errors.SpeechUnitsError` are printed as one
-line (``error: <file>:<line>: <problem>``) with exit status 2.
+line (``error: <file>:<line>: <problem>``) with exit status 2; so is an :class:`OSError` of a
+full disk, an exceeded quota, a read-only file system or a refused permission that no writer
+turned into an :class:`speechunits.errors.OutputError` (``error: <file>: no space left on
+device (errno 28 ENOSPC); ...``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from speechunits import __version__
-from speechunits.errors import SpeechUnitsError
+from speechunits.errors import OutputError, SpeechUnitsError
 
 # verb -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -90,6 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except SpeechUnitsError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk or an unwritable output not caught where it was written
+        out_err = OutputError.from_os_error(err)
+        if out_err is None:
+            raise
+        print(f"error: {out_err}", file=sys.stderr)
         return 2
 
 

@@ -16,7 +16,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from speechunits.errors import ConfigError
+from speechunits.errors import ConfigError, OutputError
+
+
+@contextlib.contextmanager
+def output_errors(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn an :class:`OSError` of a full disk, an exceeded quota, a read-only file system or a
+    refused permission (:data:`~speechunits.errors.OUTPUT_ERRNOS`) raised in the block into an
+    :class:`~speechunits.errors.OutputError` naming ``path`` (or the file the error names, when
+    that is another file). Other errors pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        named = exc.filename if exc.filename not in (None, "") else None
+        err = OutputError.from_os_error(exc, path if named is None else named)
+        if err is None:
+            raise
+        raise err from exc
 
 
 @contextlib.contextmanager
@@ -24,16 +40,33 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
 
     The temporary file keeps the suffix of ``path`` so libraries that infer the format from
-    the extension (soundfile, numpy) still work. On any exception the temporary is removed.
+    the extension (soundfile, numpy) still work. On any exception the temporary is removed;
+    a full disk or a read-only/unwritable directory becomes an
+    :class:`~speechunits.errors.OutputError` naming ``path`` (the final name, not the temporary).
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + final.suffix, dir=final.parent)
+    with output_errors(final):  # names the directory that could not be made
+        final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + final.suffix, dir=final.parent)
+    except OSError as exc:
+        err = OutputError.from_os_error(exc, final)  # the file meant, not the random temporary name
+        if err is None:
+            raise
+        raise err from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         os.replace(tmp, final)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        named = None if exc.filename in (None, "", str(tmp), tmp_name) else exc.filename
+        err = OutputError.from_os_error(exc, final if named is None else named)
+        if err is None:
+            raise
+        raise err from exc
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from speechunits.audio import is_pipe_command
-from speechunits.errors import UnitFormatError
-from speechunits.io_utils import atomic_path, atomic_write_json
+from speechunits.errors import OutputError, UnitFormatError
+from speechunits.io_utils import atomic_path, atomic_write_json, output_errors
 from speechunits.units.embeddings import (
     EMB_DIR,
     INDEX_NAME,
@@ -119,6 +119,7 @@ class UnitSetWriter:
         self._spool: Any = None
         self._spool_path: Path | None = None
         self._emb: ShardSpool | None = None
+        self._failed: Exception | None = None  # a spool write failed: no more lines (see _failing_write)
         self._created_emb_dir = False
         self._since_sync = 0
         self._open = False
@@ -261,6 +262,8 @@ class UnitSetWriter:
         """Validate and append one utterance; returns the record as it will be stored."""
         if not self._open:
             raise UnitFormatError(self.units_path, "UnitSetWriter.add called outside its `with` block")
+        if self._failed is not None:
+            raise self._failed
         rec = coerce_record(dict(id=id, audio=str(audio), num_samples=num_samples, sample_rate=sample_rate,
                                  starts=starts, ends=ends, units=units, speaker=speaker, text=text, f0=f0,
                                  loudness=loudness), self.units_path)
@@ -282,15 +285,17 @@ class UnitSetWriter:
             else:
                 rows = as_embedding_rows(embeddings, rec.num_tokens, self.meta.embedding_dim, self.units_path, rec.id)
             assert self._emb is not None
-            self._emb_index[rec.id] = self._emb.append(rows)
-            self._emb.flush()
+            with self._failing_write(self._emb.raw_path if self.resume else self.shard_path):
+                self._emb_index[rec.id] = self._emb.append(rows)
+                self._emb.flush()
         elif self._emb is not None or self.meta.embedding_dim is not None:
             raise UnitFormatError(self.units_path, f"utterance {rec.id!r} has no embeddings but the unit set has "
                                                    f"embedding_dim {self.meta.embedding_dim} (all or none must have them)")
         blob = (dump_line(rec) + "\n").encode("utf-8")
         offset = self._spool.tell()
-        self._spool.write(blob)
-        self._spool.flush()
+        with self._failing_write(self._spool_path if self.resume else self.units_path):
+            self._spool.write(blob)
+            self._spool.flush()
         self._entries.append((rec.id, offset, len(blob)))
         self._id_set.add(rec.id)
         self._tokens += rec.num_tokens
@@ -299,6 +304,19 @@ class UnitSetWriter:
             if self._since_sync >= self.fsync_every:
                 self.sync()
         return rec
+
+    @contextlib.contextmanager
+    def _failing_write(self, path: Path | None) -> Iterator[None]:
+        """A spool write: a full disk or an unwritable file becomes an OutputError naming ``path``, and
+        after any failed write the writer refuses further lines (another thread's line must not
+        follow a cut one: the partial shard then ends in the cut line, which a resume drops)."""
+        try:
+            with output_errors(path if path is not None else self.units_path):
+                yield
+        except BaseException as exc:
+            self._failed = exc if isinstance(exc, OutputError) else \
+                UnitFormatError(self.units_path, f"an earlier write to this unit set failed: {exc!r}")
+            raise
 
     def sync(self) -> None:
         """fsync the partial files (embedding rows first, then the lines that reference them)."""
