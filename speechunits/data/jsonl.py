@@ -66,6 +66,8 @@ def json_object_line(path: Path, lineno: int, raw: str) -> dict[str, Any]:
         obj: Any = json.loads(raw)
     except json.JSONDecodeError as err:
         raise ManifestError(path, f"invalid JSON ({err.msg} at column {err.colno})", lineno) from None
+    except (ValueError, RecursionError) as err:  # an integer over Python's digit limit; nesting too deep
+        raise ManifestError(path, f"invalid JSON ({type(err).__name__}: {err})", lineno) from None
     if not isinstance(obj, dict):
         raise ManifestError(path, f"expected a JSON object, found {type(obj).__name__}", lineno)
     return obj
@@ -80,6 +82,10 @@ def read_json_file(path: Path, missing: str) -> Any:
         raise ManifestError(path, missing) from None
     except json.JSONDecodeError as err:
         raise ManifestError(path, f"invalid JSON ({err.msg})", err.lineno) from None
+    except UnicodeDecodeError as err:
+        raise ManifestError(path, f"expected UTF-8 text ({err})") from None
+    except (ValueError, RecursionError) as err:  # an integer over Python's digit limit; nesting too deep
+        raise ManifestError(path, f"invalid JSON ({type(err).__name__}: {err})") from None
 
 
 def _parse_line(path: Path, lineno: int, raw: str) -> Utterance:

@@ -190,7 +190,14 @@ def _check_spk2utt(path: Path, utt2spk: dict[str, str]) -> None:
     """spk2utt must list exactly the utt2spk mapping."""
     seen: dict[str, str] = {}
     prev: str | None = None
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ManifestError(path, f"expected UTF-8 text ({err})") from err
+    lines = text.split("\n")  # line numbers as in _read_table (not str.splitlines, which splits at \r, \x1c ...)
+    if lines and lines[-1] == "":
+        lines.pop()
+    for lineno, raw in enumerate(lines, start=1):
         fields = raw.split()
         if len(fields) < 2:
             raise ManifestError(path, f"malformed line: expected '<spk> <utt1> [<utt2> ...]', found {raw!r}", lineno)

@@ -205,6 +205,8 @@ def read_meta_file(path: PathLike) -> UnitSetMeta:
         raise UnitFormatError(path, f"invalid JSON ({err.msg})", err.lineno) from None
     except (OSError, UnicodeDecodeError) as err:
         raise UnitFormatError(path, f"unreadable ({err})") from None
+    except (ValueError, RecursionError) as err:  # an integer over Python's digit limit; nesting too deep
+        raise UnitFormatError(path, f"invalid JSON ({type(err).__name__}: {err})") from None
     meta = UnitSetMeta.from_dict(obj, path)
     meta.unit_dir = path.parent
     return meta

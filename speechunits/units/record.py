@@ -182,6 +182,8 @@ def parse_line(
         d = json.loads(raw)
     except json.JSONDecodeError as err:
         raise UnitFormatError(path, f"invalid JSON ({err.msg} at column {err.colno})", line) from None
+    except (ValueError, RecursionError) as err:  # an integer over Python's digit limit; nesting too deep
+        raise UnitFormatError(path, f"invalid JSON ({type(err).__name__}: {err})", line) from None
     check_fields(d, path, line)
     rec = UnitRecord.from_dict(d)
     if validate:
