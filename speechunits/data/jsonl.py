@@ -12,6 +12,7 @@ what every ``--data`` option takes.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -101,6 +102,11 @@ def _parse_line(path: Path, lineno: int, raw: str) -> Utterance:
         if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
             names = " or ".join(t.__name__ for t in types)
             raise ManifestError(path, f"field {key!r} must be {names}, found {value!r}", lineno)
+        if key in ("num_samples", "sample_rate", "duration") and value is not None and not (
+            0 <= value < 2**63 and math.isfinite(value)
+        ):  # as the Kaldi reader's utt2dur / utt2num_samples (NaN, Infinity, -1 and 10**400 parse as JSON)
+            raise ManifestError(path, f"field {key!r} must be a finite non-negative number below 2**63, "
+                                      f"found {value!r}", lineno)
     utt = Utterance.from_dict(obj)
     if not utt.audio.rstrip().endswith("|") and not os.path.isabs(utt.audio):
         utt.audio = str(path.parent.absolute() / utt.audio)

@@ -34,7 +34,9 @@ _KNOWN_KEYS = {
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A JSON integer that fits in 64 bits (what every consumer, numpy included, can hold; a larger one
+    made ``num_samples / sample_rate`` raise OverflowError in validate_unit_set)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
 
 
 def default_special_ids() -> dict[str, int | None]:

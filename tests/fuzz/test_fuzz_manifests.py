@@ -184,3 +184,14 @@ def test_regression_spk2utt_not_utf8(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="spk2utt: expected UTF-8"):
         load_manifest(root)
 
+
+
+@pytest.mark.parametrize("field,value", [("duration", "NaN"), ("duration", "-Infinity"), ("duration", "-1.5"),
+                                         ("num_samples", str(10**400)), ("sample_rate", "-16000")])
+def test_regression_jsonl_numbers_as_kaldi(tmp_path: Path, field: str, value: str) -> None:
+    """A JSONL manifest accepted NaN / infinite / negative / over-64-bit lengths that the Kaldi reader
+    rejects (and 10**400 samples overflowed float conversion downstream)."""
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"id": "a", "audio": "/x.wav"}\n{"id": "b", "audio": "/y.wav", "%s": %s}\n' % (field, value))
+    with pytest.raises(ManifestError, match=rf"m\.jsonl:2: field '{field}' must be a finite non-negative"):
+        load_manifest(path, require_text=False)

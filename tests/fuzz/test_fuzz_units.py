@@ -170,3 +170,23 @@ def test_regression_meta_huge_integer(tmp_path: Path) -> None:
     root = _write(tmp_path, meta, VALID[UNITS_NAME])
     with pytest.raises(UnitFormatError, match=r"meta\.json: invalid JSON"):
         read_meta(root)
+
+
+def test_regression_units_integer_beyond_64_bits(tmp_path: Path) -> None:
+    """num_samples = 10**400 passed the reader and made validate_unit_set raise OverflowError
+    (num_samples / sample_rate); integers must now fit in 64 bits."""
+    units = VALID[UNITS_NAME].replace(b'"num_samples":16000', b'"num_samples":' + str(10**400).encode(), 1)
+    assert units != VALID[UNITS_NAME]
+    root = _write(tmp_path, VALID[META_NAME], units)
+    with pytest.raises(UnitFormatError, match=r"units\.jsonl:1: utterance 'utt0': field 'num_samples'"):
+        validate_unit_set(root)
+
+
+def test_regression_meta_integer_beyond_64_bits(tmp_path: Path) -> None:
+    """sample_rate = 10**400 (with a matching frame_rate) was accepted, and frame_rate_hz then raised OverflowError."""
+    meta = json.loads(VALID[META_NAME])
+    meta.update(sample_rate=10**400, hop=1, frame_rate=f"{10**400}/1")
+    meta.pop("frame_rate_hz")
+    root = _write(tmp_path, json.dumps(meta).encode(), VALID[UNITS_NAME])
+    with pytest.raises(UnitFormatError, match=r"meta\.json: 'sample_rate' must be a positive integer"):
+        read_meta(root)
