@@ -47,6 +47,8 @@ def load_structured(
             merged = OmegaConf.merge(merged, make())
         except (OmegaConfBaseException, TypeError) as err:  # TypeError: a list where the schema has a mapping
             raise ConfigError(source, str(err).splitlines()[0]) from err
+        except (yaml.YAMLError, ValueError, RecursionError) as err:  # an override value that is not YAML
+            raise ConfigError(source, f"invalid YAML value ({type(err).__name__}: {str(err).splitlines()[0]})") from err
     try:
         cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:  # e.g. an interpolation ${...} that does not resolve

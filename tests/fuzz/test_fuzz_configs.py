@@ -6,9 +6,9 @@ file (and the line, for a YAML syntax error). Never another exception type (yaml
 UnicodeDecodeError, OSError, omegaconf errors, AssertionError), never a hang.
 
 Cases (hypothesis, derandomized): 200 mutated TrainConfig YAML files, 200 mutated CILConfig
-YAML files, 200 with one key's value
-replaced by a generated YAML value (both schemas), 60 generated YAML documents: 660 in all,
-plus the regression tests below. One open bug is tolerated (and pinned by a strict xfail):
+YAML files, 200 with one key's value replaced by a generated YAML value (both schemas), 60
+generated YAML documents, 150 generated ``key=value`` overrides: 810 in all, plus the
+regression tests below. One open bug is tolerated (and pinned by a strict xfail):
 an unhashable ``model.encoder.type`` raises TypeError in slu/config.py, outside this change.
 """
 
@@ -162,3 +162,31 @@ def test_open_cil_encoder_type_unhashable(tmp_path: Path, value: bytes) -> None:
     path.write_bytes(b"model:\n  encoder:\n    type: " + value + b"\n")
     with pytest.raises(ConfigError, match=r"conf\.yaml: model\.encoder\.type"):
         load_cil_config(path)
+
+
+@pytest.mark.timeout(60)
+@settings(FUZZ, max_examples=150)
+@given(kind=st.sampled_from(sorted(VALID)), data=st.data())
+def test_generated_overrides(kind: str, data: st.DataObject) -> None:
+    """``key=value`` overrides on top of a valid file: ConfigError naming ``<command line>`` or the file.
+    Found: a value that is not YAML (``seed={``, ``seed=*a``, a control character) escaped as yaml.YAMLError."""
+    keys = [line.split(":", 1)[0].strip() for line in VALID[kind].decode().split("\n") if ":" in line]
+    key = data.draw(st.sampled_from(keys + ["model.encoder.type", "task.x", "train.lr", "nope", "a.b.c", ""]))
+    value = data.draw(YAML_SCALARS | st.text(max_size=20))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "conf.yaml"
+        path.write_bytes(VALID[kind])
+        try:
+            LOADERS[kind](path, [f"{key}={value}"])
+        except TypeError as err:
+            if not _known_open(kind, err):
+                raise
+        except ConfigError as err:
+            assert "<command line>" in str(err) or str(path) in str(err), err
+
+
+@pytest.mark.parametrize("value", ["{", "\x1f", '"', "*a", "[1", "1" * 5000])
+def test_regression_override_value_not_yaml(value: str) -> None:
+    """from_dotlist's yaml errors (and the digit-limit ValueError) escaped load_structured."""
+    with pytest.raises(ConfigError, match=r"<command line>: "):
+        load_config(None, [f"seed={value}"])
