@@ -181,8 +181,9 @@ def _parse_number(path: Path, key: str, value: str, lineno: int, kind: Callable[
         number = kind(value.strip())
     except ValueError:
         raise ManifestError(path, f"utterance {key!r}: expected a {kind.__name__}, found {value!r}", lineno) from None
-    if not math.isfinite(number) or number < 0:
-        raise ManifestError(path, f"utterance {key!r}: expected a non-negative number, found {value!r}", lineno)
+    if not 0 <= number < 2**63 or not math.isfinite(number):  # 64 bits, as a JSONL manifest's lengths
+        raise ManifestError(path, f"utterance {key!r}: expected a non-negative number below 2**63, found {value!r}",
+                            lineno)
     return number
 
 

@@ -195,3 +195,15 @@ def test_regression_jsonl_numbers_as_kaldi(tmp_path: Path, field: str, value: st
     path.write_text('{"id": "a", "audio": "/x.wav"}\n{"id": "b", "audio": "/y.wav", "%s": %s}\n' % (field, value))
     with pytest.raises(ManifestError, match=rf"m\.jsonl:2: field '{field}' must be a finite non-negative"):
         load_manifest(path, require_text=False)
+
+
+@pytest.mark.parametrize("value", [str(2**63), "9" * 400, "nan", "inf", "-1"])
+def test_regression_kaldi_num_samples_64_bits(tmp_path: Path, value: str) -> None:
+    """utt2num_samples accepted integers beyond 64 bits (a JSONL manifest now rejects them too)."""
+    root = tmp_path / "d"
+    write_kaldi_dir(_utts(), root)
+    lines = (root / "utt2num_samples").read_text().split("\n")
+    lines[2] = lines[2].split(" ")[0] + " " + value
+    (root / "utt2num_samples").write_text("\n".join(lines))
+    with pytest.raises(ManifestError, match=r"utt2num_samples:3: .*expected a"):
+        load_manifest(root)
