@@ -12,6 +12,7 @@ what every ``--data`` option takes.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -66,6 +67,8 @@ def json_object_line(path: Path, lineno: int, raw: str) -> dict[str, Any]:
         obj: Any = json.loads(raw)
     except json.JSONDecodeError as err:
         raise ManifestError(path, f"invalid JSON ({err.msg} at column {err.colno})", lineno) from None
+    except (ValueError, RecursionError) as err:  # an integer over Python's digit limit; nesting too deep
+        raise ManifestError(path, f"invalid JSON ({type(err).__name__}: {err})", lineno) from None
     if not isinstance(obj, dict):
         raise ManifestError(path, f"expected a JSON object, found {type(obj).__name__}", lineno)
     return obj
@@ -80,6 +83,10 @@ def read_json_file(path: Path, missing: str) -> Any:
         raise ManifestError(path, missing) from None
     except json.JSONDecodeError as err:
         raise ManifestError(path, f"invalid JSON ({err.msg})", err.lineno) from None
+    except UnicodeDecodeError as err:
+        raise ManifestError(path, f"expected UTF-8 text ({err})") from None
+    except (ValueError, RecursionError) as err:  # an integer over Python's digit limit; nesting too deep
+        raise ManifestError(path, f"invalid JSON ({type(err).__name__}: {err})") from None
 
 
 def _parse_line(path: Path, lineno: int, raw: str) -> Utterance:
@@ -95,6 +102,11 @@ def _parse_line(path: Path, lineno: int, raw: str) -> Utterance:
         if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
             names = " or ".join(t.__name__ for t in types)
             raise ManifestError(path, f"field {key!r} must be {names}, found {value!r}", lineno)
+        if key in ("num_samples", "sample_rate", "duration") and value is not None and not (
+            0 <= value < 2**63 and math.isfinite(value)
+        ):  # as the Kaldi reader's utt2dur / utt2num_samples (NaN, Infinity, -1 and 10**400 parse as JSON)
+            raise ManifestError(path, f"field {key!r} must be a finite non-negative number below 2**63, "
+                                      f"found {value!r}", lineno)
     utt = Utterance.from_dict(obj)
     if not utt.audio.rstrip().endswith("|") and not os.path.isabs(utt.audio):
         utt.audio = str(path.parent.absolute() / utt.audio)

@@ -181,8 +181,9 @@ def _parse_number(path: Path, key: str, value: str, lineno: int, kind: Callable[
         number = kind(value.strip())
     except ValueError:
         raise ManifestError(path, f"utterance {key!r}: expected a {kind.__name__}, found {value!r}", lineno) from None
-    if not math.isfinite(number) or number < 0:
-        raise ManifestError(path, f"utterance {key!r}: expected a non-negative number, found {value!r}", lineno)
+    if not 0 <= number < 2**63 or not math.isfinite(number):  # 64 bits, as a JSONL manifest's lengths
+        raise ManifestError(path, f"utterance {key!r}: expected a non-negative number below 2**63, found {value!r}",
+                            lineno)
     return number
 
 
@@ -190,7 +191,14 @@ def _check_spk2utt(path: Path, utt2spk: dict[str, str]) -> None:
     """spk2utt must list exactly the utt2spk mapping."""
     seen: dict[str, str] = {}
     prev: str | None = None
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ManifestError(path, f"expected UTF-8 text ({err})") from err
+    lines = text.split("\n")  # line numbers as in _read_table (not str.splitlines, which splits at \r, \x1c ...)
+    if lines and lines[-1] == "":
+        lines.pop()
+    for lineno, raw in enumerate(lines, start=1):
         fields = raw.split()
         if len(fields) < 2:
             raise ManifestError(path, f"malformed line: expected '<spk> <utt1> [<utt2> ...]', found {raw!r}", lineno)

@@ -34,7 +34,9 @@ _KNOWN_KEYS = {
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A JSON integer that fits in 64 bits (what every consumer, numpy included, can hold; a larger one
+    made ``num_samples / sample_rate`` raise OverflowError in validate_unit_set)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
 
 
 def default_special_ids() -> dict[str, int | None]:
@@ -205,6 +207,8 @@ def read_meta_file(path: PathLike) -> UnitSetMeta:
         raise UnitFormatError(path, f"invalid JSON ({err.msg})", err.lineno) from None
     except (OSError, UnicodeDecodeError) as err:
         raise UnitFormatError(path, f"unreadable ({err})") from None
+    except (ValueError, RecursionError) as err:  # an integer over Python's digit limit; nesting too deep
+        raise UnitFormatError(path, f"invalid JSON ({type(err).__name__}: {err})") from None
     meta = UnitSetMeta.from_dict(obj, path)
     meta.unit_dir = path.parent
     return meta

@@ -78,7 +78,9 @@ class UnitRecord:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A JSON integer that fits in 64 bits (what every consumer, numpy included, can hold; a larger one
+    made ``num_samples / sample_rate`` raise OverflowError in validate_unit_set)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
 
 
 def _fail(path: PathLike | None, line: int | None, utt: Any, problem: str) -> UnitFormatError:
@@ -182,6 +184,8 @@ def parse_line(
         d = json.loads(raw)
     except json.JSONDecodeError as err:
         raise UnitFormatError(path, f"invalid JSON ({err.msg} at column {err.colno})", line) from None
+    except (ValueError, RecursionError) as err:  # an integer over Python's digit limit; nesting too deep
+        raise UnitFormatError(path, f"invalid JSON ({type(err).__name__}: {err})", line) from None
     check_fields(d, path, line)
     rec = UnitRecord.from_dict(d)
     if validate:
