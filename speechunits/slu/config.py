@@ -116,7 +116,8 @@ def _validate(cfg: CILConfig, source: str) -> None:
         raise ConfigError(source, "benchmark=frequency needs num_tasks")
     if cfg.memory.selection not in ("random", "herding"):
         raise ConfigError(source, f"memory.selection={cfg.memory.selection!r}: expected random | herding")
-    if cfg.model.encoder.get("type") not in ENCODERS:
+    kind = cfg.model.encoder.get("type")
+    if not isinstance(kind, str) or kind not in ENCODERS:
         raise ConfigError(source, f"model.encoder.type={cfg.model.encoder.get('type')!r}: expected one of {', '.join(ENCODERS)}")
     if cfg.model.encoder.get("type") == "units":
         _validate_units(cfg.model.encoder, source)

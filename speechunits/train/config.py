@@ -104,8 +104,8 @@ def _validate(cfg: TrainConfig, source: str | None) -> TrainConfig:
         raise bad("max_steps", "an integer >= 0")
     if cfg.warmup_steps < 0:
         raise bad("warmup_steps", "an integer >= 0")
-    if cfg.lr <= 0:
-        raise bad("lr", "a positive number")
+    if not 0 < cfg.lr < float("inf"):  # NaN fails too
+        raise bad("lr", "a positive finite number")
     if len(cfg.betas) != 2 or not all(0.0 <= b < 1.0 for b in cfg.betas):
         raise bad("betas", "two numbers in [0, 1)")
     if not 0.0 <= cfg.min_lr_ratio <= 1.0:
