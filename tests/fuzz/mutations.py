@@ -1,4 +1,5 @@
-"""Mutations of valid files for the fuzz tests of the text readers (no tests here).
+"""Shared pieces of the reader fuzz tests (no tests here): :func:`fuzz_settings`, and mutations
+of valid text files.
 
 :func:`mutated` draws one corruption of a valid file's bytes: truncation at a random offset,
 flipped / inserted / deleted bytes, a dropped or duplicated line, a line whose JSON value
@@ -9,7 +10,15 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+
+def fuzz_settings(max_examples: int, deadline_ms: int, *allow: HealthCheck) -> settings:
+    """Repeatable fuzzing for CI: derandomized, no example database, ``max_examples`` cases of
+    at most ``deadline_ms`` each; slow generation is allowed, and so are the checks in ``allow``."""
+    return settings(max_examples=max_examples, derandomize=True, deadline=deadline_ms, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, *allow])
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.sampled_from([10**400, -(10**400), 2**63, 2**64 + 1]) | st.floats(allow_nan=True) | st.text(max_size=8),

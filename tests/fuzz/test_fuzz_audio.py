@@ -15,21 +15,24 @@ data); about 2 s on one core.
 from __future__ import annotations
 
 import itertools
+import sys
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from speechunits.audio import audio_info, load_audio, write_audio
 from speechunits.errors import AudioError, SpeechUnitsError
 from synthetic_inputs import SR, corrupt_flac, speechlike
 
-FUZZ = settings(max_examples=150, derandomize=True, deadline=5000, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+sys.path.insert(0, str(Path(__file__).parent))
+from mutations import fuzz_settings  # noqa: E402
+
+FUZZ = fuzz_settings(150, 5000, HealthCheck.function_scoped_fixture)
 _counter = itertools.count()
 
 

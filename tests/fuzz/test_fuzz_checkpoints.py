@@ -17,12 +17,13 @@ previous valid one. Deterministic (``derandomize=True``): 60 byte-level cases pe
 from __future__ import annotations
 
 import itertools
+import sys
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from speechunits.encoders.checkpoints import load_encoder, save_encoder
@@ -34,10 +35,12 @@ from speechunits.train.checkpoint import (FORMAT, READABLE_FORMATS, REQUIRED_KEY
 from speechunits.train.rng import capture_rng_state
 from synthetic_inputs import randomised_tiny_model
 
+sys.path.insert(0, str(Path(__file__).parent))
+from mutations import fuzz_settings  # noqa: E402
+
 
 def _fuzz(n: int) -> settings:
-    return settings(max_examples=n, derandomize=True, deadline=10000, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    return fuzz_settings(n, 10000, HealthCheck.function_scoped_fixture)
 
 
 _counter = itertools.count()

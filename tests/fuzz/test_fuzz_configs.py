@@ -26,14 +26,13 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mutations import JSON_VALUES, mutated  # noqa: E402
+from mutations import JSON_VALUES, fuzz_settings, mutated  # noqa: E402
 
 from speechunits.errors import ConfigError  # noqa: E402
 from speechunits.slu.config import CILConfig, config_dict, load_cil_config  # noqa: E402
 from speechunits.train.config import TrainConfig, config_to_yaml, load_config  # noqa: E402
 
-FUZZ = settings(max_examples=200, derandomize=True, deadline=5000, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = fuzz_settings(200, 5000, HealthCheck.data_too_large)
 VALUES = settings(FUZZ, max_examples=200)
 GEN = settings(FUZZ, max_examples=60)
 

@@ -22,15 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mutations import mutated, nonblank_lines  # noqa: E402
+from mutations import fuzz_settings, mutated, nonblank_lines  # noqa: E402
 
 from speechunits.data.jsonl import load_manifest, read_json_file, write_jsonl_manifest  # noqa: E402
 from speechunits.data.kaldi import write_kaldi_dir  # noqa: E402
 from speechunits.data.utterance import Utterance  # noqa: E402
 from speechunits.errors import ManifestError  # noqa: E402
 
-FUZZ = settings(max_examples=400, derandomize=True, deadline=2000, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = fuzz_settings(400, 2000, HealthCheck.data_too_large)
 GEN = settings(FUZZ, max_examples=100)
 
 

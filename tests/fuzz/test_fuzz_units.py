@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mutations import JSON_VALUES, mutated  # noqa: E402
+from mutations import JSON_VALUES, fuzz_settings, mutated  # noqa: E402
 
 from speechunits.errors import UnitFormatError  # noqa: E402
 from speechunits.units.meta import META_NAME, UNITS_NAME, read_meta  # noqa: E402
@@ -33,8 +33,7 @@ from speechunits.units.record import UnitRecord  # noqa: E402
 from speechunits.units.validate import validate_unit_set  # noqa: E402
 from speechunits.units.writer import write_unit_set  # noqa: E402
 
-FUZZ = settings(max_examples=600, derandomize=True, deadline=2000, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = fuzz_settings(600, 2000, HealthCheck.data_too_large)
 META_FUZZ = settings(FUZZ, max_examples=400)
 GEN = settings(FUZZ, max_examples=100)
 
