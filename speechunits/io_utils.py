@@ -20,15 +20,18 @@ from speechunits.errors import ConfigError, OutputError
 
 
 @contextlib.contextmanager
-def output_errors(path: str | os.PathLike[str]) -> Iterator[None]:
+def output_errors(path: str | os.PathLike[str], temporary_prefix: str | None = None) -> Iterator[None]:
     """Turn an :class:`OSError` of a full disk, an exceeded quota, a read-only file system or a
     refused permission (:data:`~speechunits.errors.OUTPUT_ERRNOS`) raised in the block into an
     :class:`~speechunits.errors.OutputError` naming ``path`` (or the file the error names, when
-    that is another file). Other errors pass unchanged."""
+    that is another file; a file whose name starts with ``temporary_prefix`` is a temporary
+    that stands for ``path``). Other errors pass unchanged."""
     try:
         yield
     except OSError as exc:
         named = exc.filename if exc.filename not in (None, "") else None
+        if named is not None and temporary_prefix is not None and Path(named).name.startswith(temporary_prefix):
+            named = None
         err = OutputError.from_os_error(exc, path if named is None else named)
         if err is None:
             raise
@@ -45,28 +48,17 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     :class:`~speechunits.errors.OutputError` naming ``path`` (the final name, not the temporary).
     """
     final = Path(path)
+    prefix = f".{final.name}."
     with output_errors(final):  # names the directory that could not be made
         final.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + final.suffix, dir=final.parent)
-    except OSError as exc:
-        err = OutputError.from_os_error(exc, final)  # the file meant, not the random temporary name
-        if err is None:
-            raise
-        raise err from exc
+    with output_errors(final, prefix):  # the file meant, not the random temporary name
+        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp" + final.suffix, dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        os.replace(tmp, final)
-    except OSError as exc:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        named = None if exc.filename in (None, "", str(tmp), tmp_name) else exc.filename
-        err = OutputError.from_os_error(exc, final if named is None else named)
-        if err is None:
-            raise
-        raise err from exc
+        with output_errors(final, prefix):
+            yield tmp
+            os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
