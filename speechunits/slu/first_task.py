@@ -17,6 +17,7 @@ of one seed (``recipes/slu_cil.sh --nj``) take a lock: one trains, the others wa
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
 from dataclasses import asdict, dataclass
@@ -77,19 +78,10 @@ def ensure_first_task(cfg: CILConfig, data: CILData, audio: InputSource, out: Pa
     """The shared task 0 of ``cfg.seed``: read when finished, trained otherwise; ``None`` when
     training stopped early through ``train.stop_after`` (rerun to resume)."""
     task_dir = first_task_dir(out, cfg.seed)
-    lock = exclusive_lock(task_dir.parent / f"seed{cfg.seed}.lock") if dist.world_size == 1 else _no_lock()
+    # under DDP every rank trains it together (the recipe runs one launch at a time): no lock
+    lock = exclusive_lock(task_dir.parent / f"seed{cfg.seed}.lock") if dist.world_size == 1 else contextlib.nullcontext()
     with lock:
         return _ensure(cfg, data, audio, task_dir, dist)
-
-
-class _no_lock:
-    """Under DDP every rank trains together (the recipe runs one launch at a time)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _ensure(cfg: CILConfig, data: CILData, audio: InputSource, task_dir: Path, dist: DistInfo) -> FirstTask | None:

@@ -33,9 +33,10 @@ schema is :mod:`speechunits.slu.config`.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -122,32 +123,35 @@ def run_protocol(
     seed whose training stopped early through ``train.stop_after``: rerun to resume)."""
     method = method_spec(method_name)
     out = Path(out_dir)
-    dist = init_distributed(device)
-    try:
-        data = data or _prepare_rank0_first(cfg, data_dir, out, dist)
-        audio = audio or make_input_source(cfg.model.encoder, cfg.splits)  # waveforms or unit sets
-        audio.preload(data.train + data.test + data.valid)
-        results = {}
+    with _experiment(cfg, data_dir, out, device, data, audio) as (dist, cil_data, inputs):
+        results: dict[int, dict[str, Any]] = {}
         for seed in (seeds if seeds is not None else [cfg.seed]):
-            results[int(seed)] = _run(replace(cfg, seed=int(seed)), method, name or method.name, out, dist, data, audio)
+            results[int(seed)] = _run(replace(cfg, seed=int(seed)), method, name or method.name, out, dist, cil_data, inputs)
             if not results[int(seed)]:
                 break
         return results
-    finally:
-        shutdown_distributed()
 
 
 def run_first_task(cfg: CILConfig, data_dir: PathLike, out_dir: PathLike, seeds: Sequence[int] | None = None,
                    device: str | None = None) -> bool:
     """Train (or find) the shared first task of each seed; False when stopped early by ``stop_after``."""
     out = Path(out_dir)
+    with _experiment(cfg, data_dir, out, device) as (dist, cil_data, inputs):
+        return all(ensure_first_task(replace(cfg, seed=int(s)), cil_data, inputs, out, dist) is not None
+                   for s in (seeds if seeds is not None else [cfg.seed]))
+
+
+@contextlib.contextmanager
+def _experiment(cfg: CILConfig, data_dir: PathLike, out: Path, device: str | None, data: CILData | None = None,
+                audio: InputSource | None = None) -> Iterator[tuple[DistInfo, CILData, InputSource]]:
+    """The process group, the experiment's examples/split/tokenizer and its input source with
+    every example read (both unless given), for the block; the process group ends with it."""
     dist = init_distributed(device)
     try:
-        data = _prepare_rank0_first(cfg, data_dir, out, dist)
-        audio = make_input_source(cfg.model.encoder, cfg.splits)
+        data = data or _prepare_rank0_first(cfg, data_dir, out, dist)
+        audio = audio or make_input_source(cfg.model.encoder, cfg.splits)  # waveforms or unit sets
         audio.preload(data.train + data.test + data.valid)
-        return all(ensure_first_task(replace(cfg, seed=int(s)), data, audio, out, dist) is not None
-                   for s in (seeds if seeds is not None else [cfg.seed]))
+        yield dist, data, audio
     finally:
         shutdown_distributed()
 
@@ -268,7 +272,7 @@ def _train_task(cfg: CILConfig, method: MethodSpec, name: str, weights: CoconutW
     trainer = Trainer(task, train_cfg, dist=dist)
     trainer.fit()
     if trainer.step < train_cfg.max_steps:
-        print(f"[{method.name}] task {t}: stopped at step {trainer.step}/{train_cfg.max_steps}; rerun to resume", file=sys.stderr)
+        print(f"[{name}] task {t}: stopped at step {trainer.step}/{train_cfg.max_steps}; rerun to resume", file=sys.stderr)
         return False
     return True
 
