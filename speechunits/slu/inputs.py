@@ -71,11 +71,9 @@ class AudioCache:
             wav = self._waves[example.audio] = load_audio(example.audio, target_sr=self.sample_rate)
         return wav
 
-    def num_samples(self, example: SLUExample) -> int:
-        return len(self[example])
-
     def length(self, example: SLUExample) -> int:
-        return self.num_samples(example)
+        """Samples of the example's waveform."""
+        return len(self[example])
 
     def pad(self, examples: Sequence[SLUExample]) -> tuple[Tensor, Tensor]:
         return pad_audio([self[ex] for ex in examples])
