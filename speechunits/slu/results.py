@@ -273,7 +273,7 @@ def comparison(paths: Sequence[PathLike], out_dir: PathLike | None = None) -> st
                 "on the first task's classes after the first task (A[0][0]); `AIA` = average incremental accuracy (mean over "
                 "tasks of the accuracy on all seen classes); `last` = accuracy on all classes after the last task; "
                 "`forgetting` = Chaudhry forgetting; `BWT` = backward transfer; `WER` = word error rate of the transcript "
-                "after the last task; `SLU-F1` = SLURP span F1 (SLURP runs); the valid table gives the same on the valid "
+                "after the last task; `SLU-F1` = SLURP's SLU-F1 of the entities (word and char soft span matching; SLURP runs with entity targets); the valid table gives the same on the valid "
                 "split (use it, not test, for choices); `memory` = rehearsal budget and selection.\n")
         md = (f"# Class-incremental SLU: {bench}\n\n{note}\n{text}\n## Settings of each run\n\n" + "\n".join(_settings_lines(found))
               + "\n\n![accuracy on seen classes after each task](accuracy.png)\n\n![accuracy matrix](matrix.png)\n")

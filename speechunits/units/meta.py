@@ -33,7 +33,7 @@ _KNOWN_KEYS = {
 }
 
 
-def _is_int(value: Any) -> bool:
+def is_json_int(value: Any) -> bool:
     """A JSON integer that fits in 64 bits (what every consumer, numpy included, can hold; a larger one
     made ``num_samples / sample_rate`` raise OverflowError in validate_unit_set)."""
     return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
@@ -138,7 +138,7 @@ class UnitSetMeta:
         if not isinstance(d["kind"], str) or not d["kind"]:
             raise UnitFormatError(path, f"'kind' must be a non-empty string, found {d['kind']!r}")
         for key in ("sample_rate", "hop"):
-            if not _is_int(d[key]) or d[key] <= 0:
+            if not is_json_int(d[key]) or d[key] <= 0:
                 raise UnitFormatError(path, f"{key!r} must be a positive integer, found {d[key]!r}")
         expected_rate = f"{d['sample_rate']}/{d['hop']}"
         if d["frame_rate"] != expected_rate:
@@ -154,7 +154,7 @@ class UnitSetMeta:
         for key in ("vocab_size", "embedding_dim", "num_utterances", "num_tokens", "job", "nj"):
             value = d.get(key)
             positive = key in ("vocab_size", "embedding_dim", "nj")
-            if value is not None and (not _is_int(value) or value < int(positive)):
+            if value is not None and (not is_json_int(value) or value < int(positive)):
                 what = "positive" if positive else "non-negative"
                 raise UnitFormatError(path, f"{key!r} must be null or a {what} integer, found {value!r}")
         special = d.get("special_ids") or {}
@@ -166,7 +166,7 @@ class UnitSetMeta:
         for name, value in special.items():
             if value is None:
                 continue
-            if not _is_int(value) or value < 0:
+            if not is_json_int(value) or value < 0:
                 raise UnitFormatError(path, f"special id {name!r} must be null or a non-negative integer, found {value!r}")
             if d.get("vocab_size") is not None and value >= d["vocab_size"]:
                 raise UnitFormatError(path, f"special id {name!r}={value} is outside the vocabulary "

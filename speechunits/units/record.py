@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from speechunits.errors import UnitFormatError
-from speechunits.units.meta import UnitSetMeta
+from speechunits.units.meta import UnitSetMeta, is_json_int
 
 PathLike = str | os.PathLike[str]
 
@@ -77,12 +77,6 @@ class UnitRecord:
         return cls(**{k: d.get(k) for k in FIELDS})
 
 
-def _is_int(value: Any) -> bool:
-    """A JSON integer that fits in 64 bits (what every consumer, numpy included, can hold; a larger one
-    made ``num_samples / sample_rate`` raise OverflowError in validate_unit_set)."""
-    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
-
-
 def _fail(path: PathLike | None, line: int | None, utt: Any, problem: str) -> UnitFormatError:
     who = f"utterance {utt!r}: " if isinstance(utt, str) else ""
     return UnitFormatError(path, who + problem, line)
@@ -103,15 +97,15 @@ def check_fields(d: Any, path: PathLike | None = None, line: int | None = None) 
         raise UnitFormatError(path, f"field 'id' must be a non-empty string without whitespace or '|', found {utt!r}", line)
     if not isinstance(d["audio"], str) or not d["audio"]:
         raise _fail(path, line, utt, f"field 'audio' must be a non-empty string, found {d['audio']!r}")
-    if not _is_int(d["num_samples"]) or d["num_samples"] < 0:
+    if not is_json_int(d["num_samples"]) or d["num_samples"] < 0:
         raise _fail(path, line, utt, f"field 'num_samples' must be a non-negative integer, found {d['num_samples']!r}")
-    if not _is_int(d["sample_rate"]) or d["sample_rate"] <= 0:
+    if not is_json_int(d["sample_rate"]) or d["sample_rate"] <= 0:
         raise _fail(path, line, utt, f"field 'sample_rate' must be a positive integer, found {d['sample_rate']!r}")
     for key in ("starts", "ends", "units"):
         value = d.get(key)
         if value is None:
             continue
-        if not isinstance(value, list) or not all(_is_int(v) for v in value):
+        if not isinstance(value, list) or not all(is_json_int(v) for v in value):
             raise _fail(path, line, utt, f"field {key!r} must be a list of integers, found {_short(value)}")
     for key in ("speaker", "text"):
         value = d.get(key)
@@ -220,4 +214,4 @@ def coerce_record(fields: dict[str, Any], path: PathLike | None = None) -> UnitR
 def _is_integral(value: Any) -> bool:
     import numpy as np
 
-    return _is_int(value) or isinstance(value, np.integer)
+    return is_json_int(value) or isinstance(value, np.integer)
