@@ -1,7 +1,9 @@
 """Inputs shared by the encoder, Segmenter and corpus-job tests: a tiny model, speech-like tone bursts,
-a damaged FLAC, and a job killed mid-way."""
+a small tokenize corpus, a damaged FLAC, and a job killed mid-way."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,6 +38,38 @@ def speechlike(seconds: float, seed: int) -> np.ndarray:
         wav[pos: pos + len(t)] += 0.3 * np.sin(2 * np.pi * f0 * t) * np.hanning(len(t)) + 0.05 * rng.standard_normal(len(t))
         pos += len(t) + int(rng.uniform(0.0, 0.15) * SR)
     return wav.astype(np.float32)
+
+
+def tokenize_corpus(root: Path, num_utts: int, merge_threshold: float, low_rate: int | None = None) -> dict:
+    """A corpus for ``speechunits tokenize`` under ``root``: the tiny randomised checkpoint
+    (``tiny.pt``), ``num_utts`` speech-like wavs of 0.6 s + 0.2 s per index (utterance
+    ``low_rate`` at 8 kHz), a JSONL manifest and a norm threshold at the 30th percentile of the
+    model's frame norms. Keys: root, ckpt, manifest, utts, norm, model."""
+    import soundfile as sf
+
+    from speechunits.data.jsonl import write_jsonl_manifest
+    from speechunits.data.utterance import Utterance
+    from speechunits.encoders.checkpoints import save_encoder
+    from speechunits.sylber.segmenter import Segmenter
+
+    model = randomised_tiny_model()
+    ckpt = root / "tiny.pt"
+    save_encoder(ckpt, model)
+    utts = []
+    for i in range(num_utts):
+        sr = 8000 if i == low_rate else SR
+        wav = speechlike(0.6 + 0.2 * i, i)
+        if sr != SR:
+            wav = wav[::2]
+        path = root / "wav" / f"u{i:02d}.wav"
+        path.parent.mkdir(exist_ok=True)
+        sf.write(path, wav, sr)
+        utts.append(Utterance(id=f"spk{i % 2}-u{i:02d}", audio=str(path), text=f"text {i}", speaker=f"spk{i % 2}"))
+    manifest = root / "data.jsonl"
+    write_jsonl_manifest(utts, manifest)
+    seg = Segmenter(model, device="cpu", norm_threshold=0.0, merge_threshold=merge_threshold)
+    norm = float(np.percentile(np.linalg.norm(seg(speechlike(2.0, 0)).hidden_states, axis=1), 30))
+    return {"root": root, "ckpt": ckpt, "manifest": manifest, "utts": utts, "norm": norm, "model": model}
 
 
 def corrupt_flac(path, seconds: float = 1.0, size: int = 86):

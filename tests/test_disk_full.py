@@ -16,39 +16,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from speechunits import cli, io_utils
-from speechunits.data.jsonl import write_jsonl_manifest
-from speechunits.data.utterance import Utterance
-from speechunits.encoders.checkpoints import save_encoder
-from speechunits.sylber.segmenter import Segmenter
 from speechunits.units import writer as unit_writer
 from speechunits.units.writer import partial_units_name
-from synthetic_inputs import randomised_tiny_model, speechlike
+from synthetic_inputs import tokenize_corpus
 
-SR = 16000
 MERGE = 0.9
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Tiny random Sylber checkpoint + 5 short wavs + a JSONL manifest + a norm threshold."""
-    root = tmp_path_factory.mktemp("diskfull")
-    model = randomised_tiny_model()
-    ckpt = root / "tiny.pt"
-    save_encoder(ckpt, model)
-    utts = []
-    for i in range(5):
-        path = root / "wav" / f"u{i:02d}.wav"
-        path.parent.mkdir(exist_ok=True)
-        sf.write(path, speechlike(0.6 + 0.2 * i, i), SR)
-        utts.append(Utterance(id=f"spk{i % 2}-u{i:02d}", audio=str(path), text=f"text {i}", speaker=f"spk{i % 2}"))
-    manifest = root / "data.jsonl"
-    write_jsonl_manifest(utts, manifest)
-    h = Segmenter(model, device="cpu", norm_threshold=0.0, merge_threshold=MERGE)(speechlike(2.0, 0)).hidden_states
-    norm = float(np.percentile(np.linalg.norm(h, axis=1), 30))
-    return {"ckpt": ckpt, "manifest": manifest, "norm": norm}
+    return tokenize_corpus(tmp_path_factory.mktemp("diskfull"), 5, MERGE)
 
 
 def _argv(corpus: dict, out: Path) -> list[str]:

@@ -14,13 +14,12 @@ import soundfile as sf
 
 from speechunits.data.jsonl import write_jsonl_manifest
 from speechunits.data.utterance import Utterance
-from speechunits.encoders.checkpoints import save_encoder
 from speechunits.sylber.segment import segment_means
 from speechunits.sylber.segmenter import Segmenter
 from speechunits.tokenize import OverlapWorker
 from speechunits.tokenize import tokenize_cli as tok_cli
 from speechunits.units import iter_embeddings, read_meta, read_units, validate_unit_set
-from synthetic_inputs import kill_mid_way, randomised_tiny_model, speechlike
+from synthetic_inputs import kill_mid_way, speechlike, tokenize_corpus
 
 SR = 16000
 REPO = Path(__file__).resolve().parents[1]
@@ -30,26 +29,7 @@ NORM, MERGE = 0.0, 0.9  # norm threshold replaced by a percentile of the model's
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Checkpoint + 8 short wavs (0.6-2 s, one at 8 kHz) + a JSONL manifest + thresholds."""
-    root = tmp_path_factory.mktemp("tok")
-    model = randomised_tiny_model()
-    ckpt = root / "tiny.pt"
-    save_encoder(ckpt, model)
-    utts = []
-    for i in range(8):
-        sr = 8000 if i == 3 else SR
-        wav = speechlike(0.6 + 0.2 * i, i)
-        if sr != SR:
-            wav = wav[::2]
-        path = root / "wav" / f"u{i:02d}.wav"
-        path.parent.mkdir(exist_ok=True)
-        sf.write(path, wav, sr)
-        utts.append(Utterance(id=f"spk{i % 2}-u{i:02d}", audio=str(path), text=f"text {i}", speaker=f"spk{i % 2}"))
-    manifest = root / "data.jsonl"
-    write_jsonl_manifest(utts, manifest)
-    seg = Segmenter(model, device="cpu", norm_threshold=0.0, merge_threshold=MERGE)
-    h = seg(speechlike(2.0, 0)).hidden_states
-    norm = float(np.percentile(np.linalg.norm(h, axis=1), 30))
-    return {"root": root, "ckpt": ckpt, "manifest": manifest, "utts": utts, "norm": norm, "model": model}
+    return tokenize_corpus(tmp_path_factory.mktemp("tok"), 8, MERGE, low_rate=3)
 
 
 def _args(corpus: dict, out: Path, **kw: object) -> argparse.Namespace:
