@@ -51,11 +51,17 @@ def _distinct_ints(rng: random.Random, n: int, lo: int, hi: int) -> list[int]:
     return rng.sample(range(lo, hi), n)
 
 
-def _check_voices(voices: Sequence[str]) -> tuple[str, ...]:
+def check_voices(voices: Sequence[str]) -> tuple[str, ...]:
     unknown = [v for v in voices if v not in FESTIVAL_VOICES]
     if unknown or not voices:
         raise ConfigError(None, f"unknown or no Festival voice(s) {list(voices)}; choose from {sorted(FESTIVAL_VOICES)}")
     return tuple(voices)
+
+
+def check_espeak_fraction(fraction: float) -> None:
+    """ConfigError unless the share of espeak-ng speakers is in [0, 1]."""
+    if not 0 <= fraction <= 1:
+        raise ConfigError(None, f"--espeak-fraction must be in [0, 1], found {fraction}")
 
 
 # --------------------------------------------------------------------------- LibriSpeech
@@ -65,7 +71,7 @@ def librispeech_plan(out: PathLike, splits: Mapping[str, int], *, seed: int = 0,
                      voices: Sequence[str] = ("kal", "ked", "slt")) -> Plan:
     """The plan of :func:`synthesize_librispeech`."""
     out = Path(out).absolute()
-    voices = _check_voices(voices)
+    voices = check_voices(voices)
     if not splits or any(int(n) < 1 for n in splits.values()):
         raise ConfigError(None, f"every split needs at least one utterance, found {dict(splits)}")
     root = out / "LibriSpeech"
@@ -149,7 +155,7 @@ def _write_speakers_txt(root: Path, made: Sequence[PlannedUtt], speakers: Sequen
 def ljspeech_plan(out: PathLike, num_utts: int, *, seed: int = 0, voice: str = "slt") -> Plan:
     """The plan of :func:`synthesize_ljspeech`."""
     out = Path(out).absolute()
-    _check_voices([voice])
+    check_voices([voice])
     if num_utts < 1:
         raise ConfigError(None, f"--num-utts must be >= 1, found {num_utts}")
     root = out / "LJSpeech-1.1"
@@ -204,13 +210,12 @@ def fsc_plan(
 ) -> Plan:
     """The plan of :func:`synthesize_fsc`."""
     out = Path(out).absolute()
-    voices = _check_voices(voices)
+    voices = check_voices(voices)
     if num_speakers < 3:
         raise ConfigError(None, f"--num-speakers must be >= 3 (one per split), found {num_speakers}")
     if utts_per_speaker < 1:
         raise ConfigError(None, f"--utts-per-speaker must be >= 1, found {utts_per_speaker}")
-    if not 0 <= espeak_fraction <= 1:
-        raise ConfigError(None, f"--espeak-fraction must be in [0, 1], found {espeak_fraction}")
+    check_espeak_fraction(espeak_fraction)
     root = out / "fluent_speech_commands_dataset"
     config = {"layout": "fsc", "num_speakers": num_speakers, "utts_per_speaker": utts_per_speaker, "seed": seed,
               "voices": list(voices), "espeak_fraction": espeak_fraction, "generator": GENERATOR_VERSION}
@@ -279,7 +284,7 @@ _FILENAME_CHARS = string.ascii_lowercase + string.digits
 def zr2021_plan(out: PathLike, num_pairs: int, *, seed: int = 0, voices: Sequence[str] = ZR2021_VOICES) -> Plan:
     """The plan of :func:`synthesize_zr2021`."""
     out = Path(out).absolute()
-    voices = _check_voices(voices)
+    voices = check_voices(voices)
     if num_pairs < 1:
         raise ConfigError(None, f"--num-pairs must be >= 1, found {num_pairs}")
     root = out / "zerospeech2021"

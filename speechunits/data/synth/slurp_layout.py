@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from speechunits.data.synth.corpus_job import Plan, PlannedUtt, synthesize
-from speechunits.data.synth.layouts import GENERATOR_VERSION, SAMPLE_RATE, _check_voices
+from speechunits.data.synth.layouts import GENERATOR_VERSION, SAMPLE_RATE, check_espeak_fraction, check_voices
 from speechunits.data.synth.voices import Speaker, make_speakers
 from speechunits.errors import ConfigError
 from speechunits.io_utils import atomic_write_text
@@ -165,7 +165,7 @@ def slurp_plan(
 ) -> Plan:
     """The plan of :func:`synthesize_slurp`."""
     out = Path(out).absolute()
-    voices = _check_voices(voices)
+    voices = check_voices(voices)
     bad = sorted(set(splits) - set(SLURP_SPLITS))
     if bad or not splits or any(int(n) < 1 for n in splits.values()):
         raise ConfigError(None, f"--splits: SLURP splits are {', '.join(SLURP_SPLITS)} with >= 1 sentence each, "
@@ -174,8 +174,7 @@ def slurp_plan(
         raise ConfigError(None, f"--splits: at most {MAX_SENTENCES} sentences in all, found {sum(splits.values())}")
     if recordings_per_sentence < 1:
         raise ConfigError(None, f"--recordings-per-sentence must be >= 1, found {recordings_per_sentence}")
-    if not 0 <= espeak_fraction <= 1:
-        raise ConfigError(None, f"--espeak-fraction must be in [0, 1], found {espeak_fraction}")
+    check_espeak_fraction(espeak_fraction)
     root = out / "slurp"
     text_dir = root / "dataset" / "slurp"
     audio_dir = root / "audio" / "slurp_real"
