@@ -115,6 +115,7 @@ def _ensure(cfg: CILConfig, data: CILData, audio: InputSource, task_dir: Path, d
     history: list[dict[str, Any]] = []
     valid_eval = None
     entities = cfg.targets == "entities"
+    trained_here = False  # a Trainer ran (or resumed) in this call: the objective holds the final weights
     if ft.until_plateau:
         history = _read_history(task_dir / HISTORY_NAME, run_hash)
         while len(history) < epochs and not plateaued(history, ft.patience, ft.min_delta, ft.min_epochs):
@@ -124,6 +125,7 @@ def _ensure(cfg: CILConfig, data: CILData, audio: InputSource, task_dir: Path, d
             trainer = Trainer(task, epoch_cfg, dist=dist)
             trainer.fit()
             epoch_cfg.resume = train_cfg.resume = "auto"  # later epochs resume this run's checkpoints
+            trained_here = True
             if trainer.step < end:
                 return None
             valid_eval = evaluate(objective.model, valid0, data.tokenizer, data.split, audio, cfg.decode, device,
@@ -135,11 +137,13 @@ def _ensure(cfg: CILConfig, data: CILData, audio: InputSource, task_dir: Path, d
     else:
         trainer = Trainer(task, train_cfg, dist=dist)
         trainer.fit()
+        trained_here = True
         if trainer.step < train_cfg.max_steps:
             return None
     model = objective.model
-    if valid_eval is None or not history:
+    if not trained_here:  # a plateau found in plateau.json: its last checkpoint was never loaded here
         objective.load_state_dict(final_weights(task_dir))
+    if valid_eval is None:
         valid_eval = evaluate(model, valid0, data.tokenizer, data.split, audio, cfg.decode, device, desc="valid task0", entities=entities) if valid0 else None
     test_eval = evaluate(model, test0, data.tokenizer, data.split, audio, cfg.decode, device, desc="test task0", entities=entities)
     print(f"[first task] seed {cfg.seed}: test accuracy {test_eval['accuracy']:.4f} after "
