@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from speechunits.errors import ConfigError, OutputError
+from speechunits.killpoints import kill_point
 
 
 @contextlib.contextmanager
@@ -58,7 +59,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         with output_errors(final, prefix):
             yield tmp
+            kill_point("atomic-write", final.name)  # the temporary complete, the final name not yet there
             os.replace(tmp, final)
+        kill_point("atomic-renamed", final.name)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

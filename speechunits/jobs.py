@@ -68,6 +68,7 @@ from tqdm import tqdm
 
 from speechunits.errors import AudioError, ConfigError, InternalError
 from speechunits.io_utils import atomic_write_json, atomic_write_text, sha256_json
+from speechunits.killpoints import kill_point
 from speechunits.provenance import invalidate_provenance, is_complete, write_provenance
 
 logger = logging.getLogger(__name__)
@@ -431,6 +432,7 @@ class ShardRun(Generic[W]):
 
     def progress(self, written: int, bad_lines: Sequence[str] = (), audio_seconds: float = 0.0) -> None:
         """``written`` items (``audio_seconds`` of audio) and ``bad_lines`` more are done."""
+        kill_point("shard-progress", self.runner.verb)
         self.add_bad(bad_lines)
         self.report.utterances += written
         self.report.audio_seconds += audio_seconds
@@ -620,6 +622,7 @@ class JobRunner(Generic[W]):
         if not written and not empty_ok:
             raise AudioError(bad_path(out), f"none of the {len(given)} utterances could be used (reasons in this file)")
         for j in range(self.nj):
+            kill_point("merge-remove-records", f"{self.verb}.{j}")
             bad_path(out, j).unlink(missing_ok=True)
             self.record_path(j).unlink(missing_ok=True)
         write_provenance(out, self.effective, inputs=self.inputs)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from speechunits.io_utils import atomic_write_text
+from speechunits.killpoints import kill_point
 
 METRICS_NAME = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -59,8 +60,10 @@ class MetricsLogger:
             return
         clean = {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in values.items()}
         rec = {"step": step, "time": round(time.time(), 3), **{f"{prefix}{k}": v for k, v in clean.items()}}
+        line = json.dumps(rec, sort_keys=True, allow_nan=True) + "\n"
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec, sort_keys=True, allow_nan=True) + "\n")
+            kill_point("metrics-line", torn=lambda: (f.write(line[: len(line) // 2]), f.flush()))
+            f.write(line)
         if self._writer is not None:
             for k, v in clean.items():
                 if isinstance(v, float) and math.isfinite(v):

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from speechunits.errors import CheckpointError, ConfigError
 from speechunits.io_utils import atomic_write_text
 from speechunits.provenance import write_provenance
+from speechunits.killpoints import kill_point
 from speechunits.train import checkpoint as ckpt
 from speechunits.train.config import TrainConfig, config_diff, config_to_dict, config_to_yaml, training_relevant
 from speechunits.train.distributed import DistInfo, all_gather_object, all_reduce_sum, barrier
@@ -422,6 +423,7 @@ class Trainer:
                 if hasattr(self.task, "on_step_end"):
                     self.task.on_step_end(self.step)
                 self.step += 1
+                kill_point("train-step")
                 self.epoch, self.batch_in_epoch = cursor.epoch, cursor.position
                 bar.update(1)
 

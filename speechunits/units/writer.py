@@ -32,6 +32,7 @@ import numpy as np
 from speechunits.audio import is_pipe_command
 from speechunits.errors import OutputError, UnitFormatError
 from speechunits.io_utils import atomic_path, atomic_write_json, output_errors
+from speechunits.killpoints import kill_point
 from speechunits.units.embeddings import (
     EMB_DIR,
     INDEX_NAME,
@@ -293,6 +294,8 @@ class UnitSetWriter:
                                                    f"embedding_dim {self.meta.embedding_dim} (all or none must have them)")
         blob = (dump_line(rec) + "\n").encode("utf-8")
         offset = self._spool.tell()
+        kill_point("unit-line", self.partial_path.name if self.resume else "spool",
+                   torn=lambda: (self._spool.write(blob[: len(blob) // 2]), self._spool.flush()))
         with self._failing_write(self._spool_path if self.resume else self.units_path):
             self._spool.write(blob)
             self._spool.flush()
@@ -480,6 +483,7 @@ def merge_shards(out_dir: PathLike, nj: int) -> ValidationReport:
     report = validate_unit_set(out)
     for j in range(nj):
         for p in (paths[j], out / f"meta.{j}.json", index_paths[j]):
+            kill_point("merge-remove-shard", p.name)
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
     report.warnings = [w for w in report.warnings if not w.startswith("unmerged shard files")]
