@@ -1,8 +1,10 @@
 """Atomic file writes and hashing helpers shared by every writer in the toolkit.
 
-Rule: nothing is ever written in place. Writers produce ``<name>.tmp.<pid>.<rand>`` in the
-destination directory and ``os.replace`` it onto the final name, so a killed job leaves
-either the old file or the new one, never a partial one.
+Rule: nothing is ever written in place. Writers produce ``.<name>.<random>.tmp<suffix>`` in
+the destination directory and ``os.replace`` it onto the final name, so a killed job leaves
+either the old file or the new one, never a partial one. What a kill leaves instead is the
+temporary itself: :func:`remove_temporaries` sweeps them when the job that owns a directory
+runs again (a sharded job at its merge, when no shard job writes any more).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +70,24 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+TEMPORARY_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}(\.spool|\.raw)?\.tmp(\.[^.]+)?$")
+"""Names of the temporaries of this toolkit's writers (``tempfile`` with a ``.<final name>.``
+prefix and a ``.tmp`` suffix): :func:`atomic_path`'s files, unit-set spools, directory writes."""
+
+
+def remove_temporaries(root: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporaries (:data:`TEMPORARY_NAME`) killed writers left under ``root``
+    (recursively); returns them. Call it only where no other process writes under ``root``."""
+    base = Path(root)
+    found = sorted(p for p in base.rglob(".*") if TEMPORARY_NAME.match(p.name)) if base.is_dir() else []
+    for path in found:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return found
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
