@@ -1,7 +1,7 @@
 """Fuzzing of the alignment readers: :func:`read_textgrid` (long and short Praat text formats,
 UTF-8 and UTF-16), :func:`read_ctm`, and the readers of a directory of TextGrids
-(:class:`FileSegmentSource` ``kind="textgrid"`` and the phone probe's :func:`load_tiers`)
-(issue 17, text readers).
+(:class:`FileSegmentSource` ``kind="textgrid"`` and the phone probe's :func:`load_tiers`) and
+the boundary evaluation's :func:`read_references` (issue 17, text readers).
 
 Property: every input either loads, with intervals that are finite, contiguous and cover their
 tier (TextGrid) or one interval per non-blank, non-comment line (CTM: no corrupted line dropped
@@ -14,7 +14,8 @@ with confidences and ``;;`` comments); they are then mutated (:func:`mutations.m
 generated. Cases (hypothesis, derandomized): 300 mutated long TextGrids, 200 mutated short
 TextGrids, 50 mutated UTF-16 TextGrids, 100 generated TextGrids (every tier read, and one tier
 asked for), 300 mutated CTM files, 100 generated CTM files and 100 TextGrid directories with one
-mutated file (read through both directory readers; the segment source may also refuse a well-formed grid
+mutated file (read through both directory readers and, for each grid, the boundary evaluation's
+syllabified phone references :func:`read_references`; the segment source may also refuse a well-formed grid
 with times before 0 by :class:`UnitFormatError` naming it): 1150 in all, plus the valid-input and
 regression tests below.
 """
@@ -27,6 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -38,6 +40,7 @@ from speechunits.data.alignments import (TOLERANCE, Interval, read_ctm, read_tex
                                          textgrid_syllables, write_ctm, write_textgrid)
 from speechunits.data.utterance import Utterance  # noqa: E402
 from speechunits.errors import AlignmentError, UnitFormatError  # noqa: E402
+from speechunits.eval.boundaries_refs import ReferenceSpec, read_references  # noqa: E402
 from speechunits.quantize.phone_probe import ProbeSet, load_tiers  # noqa: E402
 from speechunits.sylber.segment_sources import FileSegmentSource  # noqa: E402
 
@@ -50,8 +53,8 @@ DIR_FUZZ = settings(FUZZ, max_examples=100)
 TIERS = {
     "words": [Interval(0.12, 0.5, "hello"), Interval(0.5, 1.1, 'say "hi"')],
     "syllables": [Interval(0.12, 0.3, "hə"), Interval(0.3, 0.5, "lo"), Interval(0.5, 1.1, "sei")],
-    "phones": [Interval(0.12, 0.2, "HH"), Interval(0.2, 0.3, "AH0"), Interval(0.3, 0.5, "L OW1"),
-               Interval(0.5, 1.1, "S")],
+    "phones": [Interval(0.12, 0.2, "HH"), Interval(0.2, 0.3, "AH0"), Interval(0.3, 0.4, "L"), Interval(0.4, 0.5, "OW1"),
+               Interval(0.5, 0.8, "S"), Interval(0.8, 1.1, "EY1")],
 }
 
 SHORT_TEXTGRID = '''File type = "ooTextFile"
@@ -270,6 +273,13 @@ def _read_dir(root: Path, ids: list[str]) -> None:
         _check_tiers(load_tiers(probe, "syllables"))
     except AlignmentError as err:
         _check_error(err, root)
+    for utt in utts:
+        try:
+            refs = read_references(probe.grids[utt.id], ReferenceSpec(syllabify_phones=True), utt.id)
+        except AlignmentError as err:
+            _check_error(err, root)
+            continue
+        assert refs.spans.shape == (len(refs.syllables), 2) and np.isfinite(refs.spans).all(), refs
 
 
 @pytest.mark.timeout(60)
@@ -301,6 +311,8 @@ def test_valid_inputs_load(tmp_path: Path) -> None:
     try:
         source = FileSegmentSource(tmp / "aligned", kind="textgrid")
         assert [len(source.segments(Utterance(id=i, audio="/x"))) for i in ("a1", "b2", "c3")] == [3, 2, 3]
+        refs = read_references(source._lookup()["a1"], ReferenceSpec(syllabify_phones=True))
+        assert refs.used_word_tier and len(refs.syllables) == 3
     finally:
         shutil.rmtree(tmp)
 
