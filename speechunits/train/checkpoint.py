@@ -132,17 +132,18 @@ def check_torch_zip(path: str | os.PathLike[str], what: str) -> None:
     never checks them: a byte changed in a tensor's data (disk, copy or transfer damage) would
     otherwise load as silently different weights. :class:`CheckpointError` names the file and the
     damaged member. Legacy (pre-zip, pickle) torch files carry no checksum and are left to
-    ``torch.load``; so is a file whose zip directory cannot be read (``torch.load`` reports it).
+    ``torch.load``; so is a missing file or one whose zip directory cannot be read (``torch.load``
+    fails on it, and the caller reports that).
     Members written with ``torch.utils.serialization.config.save.compute_crc32`` off (CRC 0)
     are skipped."""
     path = Path(path)
-    with open(path, "rb") as f:
-        if f.read(len(ZIP_MAGIC)) != ZIP_MAGIC:
-            return
     try:
+        with open(path, "rb") as f:
+            if f.read(len(ZIP_MAGIC)) != ZIP_MAGIC:
+                return
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        return
+        return  # missing, unreadable, or no zip directory: torch.load raises, and the caller reports it
     with archive:
         for info in archive.infolist():
             if info.CRC == 0 and info.file_size:

@@ -350,3 +350,16 @@ def test_crc_check_spares_legacy_and_unchecksummed_files(tmp_path: Path) -> None
         config.compute_crc32 = before
     assert all(i.CRC == 0 for i in zipfile.ZipFile(tmp_path / "nocrc.pt").infolist())
     assert load_torch_file(tmp_path / "nocrc.pt", READABLE_FORMATS, "checkpoint")["step"] == 3
+
+
+def test_crc_check_leaves_missing_files_to_the_loader(tmp_path: Path) -> None:
+    """check_torch_zip returns quietly for a missing or non-zip file; the loaders report it."""
+    from speechunits.train.checkpoint import check_torch_zip
+
+    check_torch_zip(tmp_path / "absent.pt", "checkpoint")
+    with pytest.raises(CheckpointError, match="absent.pt"):
+        load_encoder(tmp_path / "absent.pt")
+    (tmp_path / "text.pt").write_text("not a zip")
+    check_torch_zip(tmp_path / "text.pt", "checkpoint")
+    with pytest.raises(CheckpointError, match=r"text\.pt: truncated or unreadable"):
+        load_checkpoint(tmp_path / "text.pt")
