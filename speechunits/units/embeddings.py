@@ -24,6 +24,7 @@ import numpy as np
 
 from speechunits.errors import UnitFormatError
 from speechunits.io_utils import atomic_path
+from speechunits.units.meta import read_meta
 
 PathLike = str | os.PathLike[str]
 
@@ -136,8 +137,9 @@ def open_shard(path: Path, dim: int | None = None) -> np.ndarray:
         raise UnitFormatError(path, "missing embeddings shard")
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise UnitFormatError(path, f"unreadable or truncated embeddings shard ({err})") from None
+    except Exception as err:  # ValueError/OSError/EOFError, and a damaged header's tokenize.TokenError/SyntaxError
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise UnitFormatError(path, f"unreadable or truncated embeddings shard ({type(err).__name__}: {first})") from None
     if arr.dtype != DTYPE or arr.ndim != 2:
         raise UnitFormatError(path, f"embeddings shard must be float16 (rows, dim), found {arr.dtype} {arr.shape}")
     if dim is not None and arr.shape[1] != dim:
@@ -184,11 +186,17 @@ class EmbeddingStore:
             yield utt_id, self.get(utt_id)
 
 
+def _declared_dim(unit_dir: PathLike) -> int | None:
+    """meta.json's ``embedding_dim``: what every shard of the set must have."""
+    return read_meta(unit_dir).embedding_dim
+
+
 def read_embeddings(unit_dir: PathLike, utt_id: str) -> np.ndarray:
-    """The (N, D) float16 embeddings of one utterance (memory-mapped view)."""
-    return EmbeddingStore(unit_dir).get(utt_id)
+    """The (N, D) float16 embeddings of one utterance (memory-mapped view); D is meta.json's
+    ``embedding_dim``."""
+    return EmbeddingStore(unit_dir, _declared_dim(unit_dir)).get(utt_id)
 
 
 def iter_embeddings(unit_dir: PathLike) -> Iterator[tuple[str, np.ndarray]]:
-    """``(utt_id, (N, D) float16)`` for every utterance, in id order."""
-    yield from EmbeddingStore(unit_dir)
+    """``(utt_id, (N, D) float16)`` for every utterance, in id order; D is meta.json's ``embedding_dim``."""
+    yield from EmbeddingStore(unit_dir, _declared_dim(unit_dir))
