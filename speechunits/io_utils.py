@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from speechunits.errors import ConfigError, OutputError
+from speechunits.errors import ConfigError, OutputError, SpeechUnitsError
 from speechunits.killpoints import kill_point
 
 
@@ -132,6 +132,20 @@ def sha256_json(obj: Any) -> str:
     """Hex SHA-256 of the canonical JSON encoding of ``obj`` (sorted keys, no spaces)."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def load_npy(path: str | os.PathLike[str], error: type[SpeechUnitsError], what: str,
+             mmap_mode: str | None = None) -> Any:
+    """``np.load`` of an ``.npy`` file (no pickles); any failure to read it becomes ``error``
+    naming the file: truncation and bad sizes (ValueError, EOFError, OSError), and also a
+    damaged header, on which numpy raises ``tokenize.TokenError`` or ``SyntaxError``."""
+    import numpy as np
+
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)  # type: ignore[arg-type]
+    except Exception as err:  # noqa: BLE001 - every way a damaged file fails, one error type
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise error(path, f"unreadable or truncated {what} ({type(err).__name__}: {first})") from None
 
 
 def index_files(root: str | os.PathLike[str], suffix: str) -> dict[str, Path]:

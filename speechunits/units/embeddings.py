@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from speechunits.errors import UnitFormatError
-from speechunits.io_utils import atomic_path
+from speechunits.io_utils import atomic_path, load_npy
 from speechunits.units.meta import read_meta
 
 PathLike = str | os.PathLike[str]
@@ -135,11 +135,7 @@ def open_shard(path: Path, dim: int | None = None) -> np.ndarray:
     """Memory-map one shard; raises UnitFormatError if missing, truncated or of the wrong dtype/shape."""
     if not path.is_file():
         raise UnitFormatError(path, "missing embeddings shard")
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as err:  # ValueError/OSError/EOFError, and a damaged header's tokenize.TokenError/SyntaxError
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise UnitFormatError(path, f"unreadable or truncated embeddings shard ({type(err).__name__}: {first})") from None
+    arr = load_npy(path, UnitFormatError, "embeddings shard", mmap_mode="r")
     if arr.dtype != DTYPE or arr.ndim != 2:
         raise UnitFormatError(path, f"embeddings shard must be float16 (rows, dim), found {arr.dtype} {arr.shape}")
     if dim is not None and arr.shape[1] != dim:
