@@ -210,3 +210,31 @@ def test_main_names_an_unwritable_file_no_writer_named(monkeypatch: pytest.Monke
     monkeypatch.setattr(tokenize_cli, "run", missing)
     with pytest.raises(FileNotFoundError):
         cli.main(["tokenize", "--model", "m", "--data", "d", "--out", "o"])
+
+
+# ------------------------------------------------------------------ a killed writer's temporary
+def test_atomic_write_removes_only_a_dead_local_writers_temporary(tmp_path: Path) -> None:
+    """The next atomic write of a name removes the temporaries of that name whose writer (this
+    host, pid in the name) is gone; a live writer's, another host's and another name's stay
+    (chaos harness, issue 17)."""
+    import socket
+    import subprocess
+    import sys
+
+    host = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        names = {"stale": f".x.json.{host}.{dead.pid}.ab_1.tmp.json",
+                 "live": f".x.json.{host}.{live.pid}.ab_2.tmp.json",
+                 "foreign": f".x.json.other.host.{dead.pid}.ab_3.tmp.json",
+                 "other-name": f".y.json.{host}.{dead.pid}.ab_4.tmp.json"}
+        for name in names.values():
+            (tmp_path / name).write_text("{")
+        io_utils.atomic_write_json(tmp_path / "x.json", {"a": 1})
+        left = sorted(p.name for p in tmp_path.iterdir())
+        assert left == sorted(["x.json", *(names[k] for k in ("live", "foreign", "other-name"))])
+    finally:
+        live.kill()
+        live.wait()
