@@ -259,8 +259,37 @@ def test_real_full_tmpfs_and_read_only_mount_with_two_jobs_then_rerun(corpus: di
     left = work / "left"
     assert not [p for p in left.rglob("*") if ".tmp" in p.name], sorted(left.rglob("*"))
     assert not (left / "provenance.json").exists()
+
     def outputs(out: Path) -> dict[str, bytes]:  # the logs of local jobs and the provenance of --nj 2 aside
         return {k: v for k, v in _tree(out).items() if not k.startswith("log/") and k != "provenance.json"}
 
     assert (work / "final" / "provenance.json").is_file()
     assert outputs(work / "final") == outputs(work / "reference")
+
+
+# ------------------------------------------------------------------ a killed writer's temporary
+def test_atomic_write_removes_only_a_dead_local_writers_temporary(tmp_path: Path) -> None:
+    """The next atomic write of a name removes the temporaries of that name whose writer (this
+    host, pid in the name) is gone; a live writer's, another host's and another name's stay
+    (chaos harness, issue 17)."""
+    import socket
+    import subprocess
+    import sys
+
+    host = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        names = {"stale": f".x.json.{host}.{dead.pid}.ab_1.tmp.json",
+                 "live": f".x.json.{host}.{live.pid}.ab_2.tmp.json",
+                 "foreign": f".x.json.other.host.{dead.pid}.ab_3.tmp.json",
+                 "other-name": f".y.json.{host}.{dead.pid}.ab_4.tmp.json"}
+        for name in names.values():
+            (tmp_path / name).write_text("{")
+        io_utils.atomic_write_json(tmp_path / "x.json", {"a": 1})
+        left = sorted(p.name for p in tmp_path.iterdir())
+        assert left == sorted(["x.json", *(names[k] for k in ("live", "foreign", "other-name"))])
+    finally:
+        live.kill()
+        live.wait()

@@ -580,5 +580,5 @@ def save_encoder(
     }
     if segmentation:
         payload["segmentation"] = {str(k): float(v) for k, v in segmentation.items()}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)  # a file object: torch.save names the zip's records after a path (a random temporary)

@@ -105,13 +105,15 @@ def save_codebook(
     }
     meta.update(extra or {})
     with atomic_path(path) as tmp:
-        if path.suffix == ".pt":
-            torch.save({"centroids": torch.from_numpy(arr), "meta": meta}, tmp)
-        else:
-            with open(tmp, "wb") as f:
+        with open(tmp, "wb") as f:
+            if path.suffix == ".pt":
+                # a file object, not the path: torch.save names the zip's records after the file,
+                # and the temporary's name is random (the same codebook would differ byte for byte)
+                torch.save({"centroids": torch.from_numpy(arr), "meta": meta}, f)
+            else:
                 np.save(f, arr, allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())
+            f.flush()
+            os.fsync(f.fileno())
     atomic_write_json(sidecar_path(path), meta)
     return Codebook(arr, metric, meta, path)
 
