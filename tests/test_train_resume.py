@@ -76,6 +76,20 @@ def test_stop_and_resume_is_bitwise_identical(tmp_path: Path) -> None:
     assert {r["step"]: r["train/loss"] for r in rb} == ra
 
 
+def test_resumed_checkpoints_hold_the_uninterrupted_runs_metrics(tmp_path: Path) -> None:
+    """A checkpoint's ``metrics`` (the last logged step's) are the same after a resume: restored
+    from the checkpoint resumed, not empty until the resumed run logs; and no wall-clock rate
+    (``items_per_s``) is saved, so the rest of the checkpoint is comparable too."""
+    opts = ["max_steps=12", "save_every=3", "log_every=6"]  # step 9's checkpoint: step 6's metrics
+    _train(tmp_path / "A", *opts)
+    _train(tmp_path / "B", *opts, "stop_after=6")
+    _train(tmp_path / "B", *opts)
+    for step in (9, 12):
+        a = load_checkpoint(tmp_path / "A" / "checkpoints" / f"step_{step:08d}.pt")["metrics"]
+        b = load_checkpoint(tmp_path / "B" / "checkpoints" / f"step_{step:08d}.pt")["metrics"]
+        assert a and a == b and "items_per_s" not in a, step
+
+
 def test_resume_without_rng_restore_would_differ(tmp_path: Path) -> None:
     """Guard: the comparison above is meaningful (the run does depend on the global RNG)."""
     a = _train(tmp_path / "A", "max_steps=6")

@@ -52,6 +52,9 @@ from speechunits.train.wrap import wrap_model
 __all__ = ["Trainer", "TrainTask", "move_to", "param_groups"]
 
 CONFIG_NAME = "config.yaml"
+WALL_CLOCK_METRICS = frozenset({"items_per_s"})
+"""Logged metrics that measure the machine, not the run: left out of checkpoints, so two runs of
+one config write the same checkpoint bytes (and a resumed run the uninterrupted run's)."""
 
 
 @runtime_checkable
@@ -330,6 +333,7 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self._skips.load_state_dict(state)
+        self.last_metrics = dict(state.get("metrics") or {})  # the next checkpoint's, until this run logs
         self.resumed_from = path
         rngs = state["rng"]
         return rngs[self.dist.rank] if self.dist.rank < len(rngs) else None
@@ -353,7 +357,7 @@ class Trainer:
             "task": task_state,
             "rng": rng_states,
             "config": config_to_dict(self.config),
-            "metrics": dict(self.last_metrics),
+            "metrics": {k: v for k, v in self.last_metrics.items() if k not in WALL_CLOCK_METRICS},
         }
 
     def save(self) -> Path | None:
