@@ -57,8 +57,8 @@ from typing import Any
 import torch
 
 from speechunits.errors import CheckpointError
-from speechunits.io_utils import atomic_path
 from speechunits.encoders.model import EncoderConfig, SpeechEncoder
+from speechunits.train.checkpoint import save_torch_file
 
 _LOG = logging.getLogger(__name__)
 
@@ -576,5 +576,6 @@ def save_encoder(
     }
     if segmentation:
         payload["segmentation"] = {str(k): float(v) for k, v in segmentation.items()}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # through a file object: torch.save(obj, <path>) names the archive's records after the file,
+    # here the random temporary name, so two saves of the same model would differ in bytes
+    save_torch_file(path, payload)
