@@ -90,6 +90,34 @@ def test_resumed_checkpoints_hold_the_uninterrupted_runs_metrics(tmp_path: Path)
         assert a and a == b and "items_per_s" not in a, step
 
 
+def test_resumed_run_writes_the_uninterrupted_runs_checkpoint_bytes(tmp_path: Path) -> None:
+    """Byte for byte, not just tensor for tensor: strings a resumed run took from the loaded
+    checkpoint (the optimizer state's ``step``, ``exp_avg`` keys) are other objects than a fresh
+    run's, which pickle's memo used to encode differently (chaos harness, train-sylber)."""
+    opts = ["max_steps=12", "save_every=3", "log_every=3", "keep_last=0"]
+    _train(tmp_path / "run", *opts)
+    names = ("step_00000009.pt", "step_00000012.pt")
+    uninterrupted = {n: (tmp_path / "run" / "checkpoints" / n).read_bytes() for n in names}
+    for n in names:  # as if killed after step 6's checkpoint: the same run directory resumes
+        (tmp_path / "run" / "checkpoints" / n).unlink()
+    resumed = _train(tmp_path / "run", *opts)
+    assert resumed.resumed_from is not None and resumed.resumed_from.name == "step_00000006.pt"
+    for n in names:
+        assert (tmp_path / "run" / "checkpoints" / n).read_bytes() == uninterrupted[n], n
+
+
+def test_rerun_of_a_finished_run_prunes_what_a_kill_left(tmp_path: Path) -> None:
+    """Killed after the last checkpoint was renamed into place but before the older ones were
+    pruned (chaos harness, train-sylber): the rerun, which trains no step, prunes them."""
+    opts = ["max_steps=6", "save_every=3", "keep_last=1"]
+    _train(tmp_path / "run", *opts)
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert [p.name for p in list_checkpoints(ckpts)] == ["step_00000006.pt"]
+    (ckpts / "step_00000003.pt").write_bytes((ckpts / "step_00000006.pt").read_bytes())  # not yet pruned
+    assert _train(tmp_path / "run", *opts).step == 6
+    assert [p.name for p in list_checkpoints(ckpts)] == ["step_00000006.pt"]
+
+
 def test_resume_without_rng_restore_would_differ(tmp_path: Path) -> None:
     """Guard: the comparison above is meaningful (the run does depend on the global RNG)."""
     a = _train(tmp_path / "A", "max_steps=6")

@@ -445,6 +445,8 @@ class Trainer:
             if self.step >= cfg.max_steps:
                 if saved_at != self.step:
                     self.save()
+                elif main:  # killed between the last checkpoint's rename and the pruning after it
+                    ckpt.prune_checkpoints(self.out_dir, cfg.keep_last)
                 self._validate(logger)
                 if main:
                     write_provenance(self.out_dir, training_relevant(config_to_dict(cfg)))
