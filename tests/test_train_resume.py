@@ -118,6 +118,19 @@ def test_rerun_of_a_finished_run_prunes_what_a_kill_left(tmp_path: Path) -> None
     assert [p.name for p in list_checkpoints(ckpts)] == ["step_00000006.pt"]
 
 
+def test_resume_from_the_last_checkpoint_logs_the_final_validation_once(tmp_path: Path) -> None:
+    """Killed after the last checkpoint, before provenance.json (chaos harness, train-lm): the
+    rerun neither validates again nor logs a second valid line (validation precedes the save)."""
+    opts = ["max_steps=6", "save_every=3", "validate_every=3"]
+    _train(tmp_path / "run", *opts)
+    log = (tmp_path / "run" / "metrics.jsonl").read_text()
+    assert [r["step"] for r in read_metrics(tmp_path / "run") if "valid/mse" in r] == [3, 6]
+    (tmp_path / "run" / "provenance.json").unlink()
+    _train(tmp_path / "run", *opts)
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == log
+    assert (tmp_path / "run" / "provenance.json").is_file()
+
+
 def test_resume_without_rng_restore_would_differ(tmp_path: Path) -> None:
     """Guard: the comparison above is meaningful (the run does depend on the global RNG)."""
     a = _train(tmp_path / "A", "max_steps=6")

@@ -437,7 +437,9 @@ class Trainer:
                     losses = {k: f"{v:.4g}" for k, v in self.last_metrics.items() if k.split("/")[0] == "loss"}
                     bar.set_postfix(**losses, items_s=f"{self.last_metrics['items_per_s']:.1f}")
                     window_items, window_t0 = 0, time.perf_counter()
-                if cfg.validate_every and self.step % cfg.validate_every == 0 and self.step != cfg.max_steps:
+                if self.step == cfg.max_steps or (cfg.validate_every and self.step % cfg.validate_every == 0):
+                    # before the checkpoint of this step, the last one too: a run resumed from it
+                    # (killed before it finished) does not validate and log that step twice
                     self._validate(logger)
                 if self.step % cfg.save_every == 0 or self.step == end_step:
                     self.save()
@@ -447,7 +449,6 @@ class Trainer:
                     self.save()
                 elif main:  # killed between the last checkpoint's rename and the pruning after it
                     ckpt.prune_checkpoints(self.out_dir, cfg.keep_last)
-                self._validate(logger)
                 if main:
                     write_provenance(self.out_dir, training_relevant(config_to_dict(cfg)))
         finally:
