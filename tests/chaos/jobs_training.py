@@ -1,4 +1,11 @@
-"""Chaos jobs that train: train-sylber, slu-cil, train-vocoder, train-tts, train-lm. See jobs.py."""
+"""Chaos jobs that train: train-sylber, slu-cil, train-vocoder, train-tts, train-lm. See jobs.py.
+
+Every job trains a tiny model for a few steps on CPU with ``save_every`` small, so the
+checkpoints are written (and pruned) several times and a kill lands before, inside and after
+each write. The shared Trainer promises that a resumed run's weights are bitwise equal to an
+uninterrupted run's (fp32 on CPU), so checkpoints and exported models are compared byte for
+byte like any other output; only logs and TensorBoard events are ignored.
+"""
 
 from __future__ import annotations
 
@@ -8,4 +15,45 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness import ChaosJob  # noqa: E402
 
-CHAOS_JOBS: list[ChaosJob] = []
+TRAIN = ["progress=false", "tensorboard=false", "precision=fp32", "log_every=1"]
+"""Trainer options of every training job: no progress bar or TensorBoard, fp32 (bitwise resume), a metrics line a step."""
+
+
+# ------------------------------------------------------------------ train-sylber (stage 1)
+def _build_sylber(d: Path) -> None:
+    from test_sylber_train import make_corpus
+
+    make_corpus(d, n=4)
+
+
+def _sylber_argv(root: Path) -> list[str]:
+    return ["train-sylber", "--out-dir", "run", "--device", "cpu", *TRAIN,
+            "max_steps=6", "save_every=2", "keep_last=2", "task.data=data", "task.segments=segments", "task.stage=1",
+            "task.model=tiny", "task.crop_seconds=1.0", "task.max_batch_seconds=3.0", "task.num_workers=1",
+            "task.noise.augment_prob=0.5"]
+
+
+TRAIN_SYLBER = ChaosJob("train-sylber", _build_sylber, _sylber_argv)
+
+
+# ------------------------------------------------------------------ train-lm
+def _build_lm(d: Path) -> None:
+    from test_lm_train import make_packed
+
+    make_packed(d / "packed" / "train", n=40)
+    make_packed(d / "packed" / "valid", n=8, seed=1)
+
+
+def _lm_argv(root: Path) -> list[str]:
+    # log_every a multiple of save_every: a checkpoint between two log lines holds the last logged
+    # step's metrics, which a resumed run must restore
+    return ["train-lm", "--out-dir", "lm", "--device", "cpu", "progress=false", "tensorboard=false", "precision=fp32",
+            "max_steps=8", "save_every=2", "log_every=4", "validate_every=4", "keep_last=2", "task.train=packed/train",
+            "task.valid=packed/valid", "task.model.d_model=32", "task.model.n_layers=2", "task.model.n_heads=2",
+            "task.model.d_ff=64", "task.model.dropout=0.1", "task.max_len=16", "task.batch_tokens=128", "lr=3e-3",
+            "weight_decay=0.0"]
+
+
+TRAIN_LM = ChaosJob("train-lm", _build_lm, _lm_argv)
+
+CHAOS_JOBS: list[ChaosJob] = [TRAIN_SYLBER, TRAIN_LM]
