@@ -56,4 +56,28 @@ def _lm_argv(root: Path) -> list[str]:
 
 TRAIN_LM = ChaosJob("train-lm", _build_lm, _lm_argv)
 
-CHAOS_JOBS: list[ChaosJob] = [TRAIN_SYLBER, TRAIN_LM]
+
+# ------------------------------------------------------------------ train-vocoder
+def _build_vocoder(d: Path) -> None:
+    from synthetic_inputs import corrupt_flac
+    from vocoder_corpus import make_corpus
+
+    make_corpus(d, n=6)
+    corrupt_flac(d / "wav" / "utt03.flac")  # a bad item: skipped when first read
+
+
+def _vocoder_argv(root: Path) -> list[str]:
+    from vocoder_corpus import DISCS, model_overrides
+
+    # audio read lazily (cache_audio=false): the bad utterance is found during the first epoch
+    return ["train-vocoder", "--out-dir", "voc", "--device", "cpu", *TRAIN, "max_steps=6", "save_every=2",
+            "keep_last=2", "validate_every=3", "lr=0.002", "task.train=units", "task.valid=units", "task.f0=f0",
+            "task.use_speakers=true", "task.batch_size=2", "task.segment_samples=1600", "task.adversarial_start=3",
+            f"task.discriminators={DISCS}", "task.valid_utts=2", "task.cache_audio=false",
+            *model_overrides("frame_units", "task.model.use_f0=true", "task.model.duration_predictor=true",
+                             "task.model.duration_dropout=0.1")]
+
+
+TRAIN_VOCODER = ChaosJob("train-vocoder", _build_vocoder, _vocoder_argv)
+
+CHAOS_JOBS: list[ChaosJob] = [TRAIN_SYLBER, TRAIN_LM, TRAIN_VOCODER]
