@@ -80,4 +80,22 @@ def _vocoder_argv(root: Path) -> list[str]:
 
 TRAIN_VOCODER = ChaosJob("train-vocoder", _build_vocoder, _vocoder_argv)
 
-CHAOS_JOBS: list[ChaosJob] = [TRAIN_SYLBER, TRAIN_LM, TRAIN_VOCODER]
+
+# ------------------------------------------------------------------ train-tts
+def _build_tts(d: Path) -> None:
+    from tts_corpus import make_corpus
+
+    make_corpus(d, missing_text=True, corrupt=True)  # two bad items: no transcript, unreadable audio
+
+
+def _tts_argv(root: Path) -> list[str]:
+    from tts_corpus import tiny_options
+
+    return ["train-tts", "--out-dir", "tts", "--device", "cpu",
+            *tiny_options("VT", "task.train=data", "task.valid=data", "max_steps=6", "save_every=2", "keep_last=2",
+                          "validate_every=3", "precision=fp32", "task.batch_size=2")]
+
+
+TRAIN_TTS = ChaosJob("train-tts", _build_tts, _tts_argv)
+
+CHAOS_JOBS: list[ChaosJob] = [TRAIN_SYLBER, TRAIN_LM, TRAIN_VOCODER, TRAIN_TTS]
