@@ -98,4 +98,20 @@ def _tts_argv(root: Path) -> list[str]:
 
 TRAIN_TTS = ChaosJob("train-tts", _build_tts, _tts_argv)
 
-CHAOS_JOBS: list[ChaosJob] = [TRAIN_SYLBER, TRAIN_LM, TRAIN_VOCODER, TRAIN_TTS]
+
+# ------------------------------------------------------------------ slu-cil
+def _build_slu(d: Path) -> None:
+    from slu_tones import write_tone_slu_data
+
+    write_tone_slu_data(d)  # train/valid/test data dirs and a tiny 2-task conf.yaml
+
+
+def _slu_argv(root: Path) -> list[str]:
+    # rehearsal with knowledge distillation: memory, a teacher and its hypotheses between the tasks
+    return ["slu-cil", "--config", "conf.yaml", "--method", "er_kd", "--data-dir", ".", "--out-dir", "exp",
+            "--device", "cpu", "--threads", "1", "train.save_every=2", "train.keep_last=2"]
+
+
+SLU_CIL = ChaosJob("slu-cil", _build_slu, _slu_argv)
+
+CHAOS_JOBS: list[ChaosJob] = [TRAIN_SYLBER, TRAIN_LM, TRAIN_VOCODER, TRAIN_TTS, SLU_CIL]
