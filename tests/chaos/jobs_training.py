@@ -4,7 +4,10 @@ Every job trains a tiny model for a few steps on CPU with ``save_every`` small, 
 checkpoints are written (and pruned) several times and a kill lands before, inside and after
 each write. The shared Trainer promises that a resumed run's weights are bitwise equal to an
 uninterrupted run's (fp32 on CPU), so checkpoints and exported models are compared byte for
-byte like any other output; only logs and TensorBoard events are ignored.
+byte like any other output; only logs and TensorBoard events are ignored. (Two runs of one
+config write equal checkpoint bytes: no wall-clock rate in them, no pickle memo, no temporary
+file name inside the archive; see docs/training.md.) The training commands have no thread
+option: run the harness with ``OMP_NUM_THREADS=1`` on a shared machine.
 """
 
 from __future__ import annotations
