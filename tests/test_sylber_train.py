@@ -201,6 +201,39 @@ def test_rerunning_a_finished_run_keeps_the_exported_model(tmp_path: Path, capsy
     assert main(args) == 0 and (out / "model.pt").is_file()
 
 
+def test_rerun_after_a_kill_between_the_two_exports_writes_the_teacher(tmp_path: Path) -> None:
+    """Killed after model.pt was renamed into place but before teacher.pt (chaos harness,
+    kill point atomic-renamed:model.pt): the rerun writes teacher.pt and keeps model.pt."""
+    data, segments = make_corpus(tmp_path, n=3)
+    out = tmp_path / "s1"
+    args = ["train-sylber", "--out-dir", str(out), "--device", "cpu",
+            *overrides(data, **{"task.segments": segments, "max_steps": 2})]
+    assert main(args) == 0
+    teacher = (out / "teacher.pt").read_bytes()
+    before = (out / "model.pt").stat().st_mtime_ns
+    (out / "teacher.pt").unlink()
+    assert main(args) == 0
+    assert (out / "teacher.pt").read_bytes() == teacher
+    assert (out / "model.pt").stat().st_mtime_ns == before
+
+
+def test_two_runs_write_the_same_bytes(tmp_path: Path) -> None:
+    """Checkpoints and exported models of one config are byte-identical run to run: no wall-clock
+    rate in the checkpoint, no temporary file name inside the exported models' archives."""
+    import shutil
+
+    data, segments = make_corpus(tmp_path, n=3)
+    out, names = tmp_path / "s1", ("checkpoints/step_00000002.pt", "model.pt", "teacher.pt")
+    runs = []
+    for _ in range(2):  # in one directory: the checkpoint's config holds out_dir
+        shutil.rmtree(out, ignore_errors=True)
+        assert main(["train-sylber", "--out-dir", str(out), "--device", "cpu",
+                     *overrides(data, **{"task.segments": segments, "max_steps": 2})]) == 0
+        runs.append({name: (out / name).read_bytes() for name in names})
+    for name in names:
+        assert runs[0][name] == runs[1][name], name
+
+
 def test_logmel_teacher_frames_match_the_encoder() -> None:
     from speechunits.sylber.feature_teacher import LogMelTeacher
     from speechunits.encoders.model import EncoderConfig, SpeechEncoder

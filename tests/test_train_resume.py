@@ -76,6 +76,61 @@ def test_stop_and_resume_is_bitwise_identical(tmp_path: Path) -> None:
     assert {r["step"]: r["train/loss"] for r in rb} == ra
 
 
+def test_resumed_checkpoints_hold_the_uninterrupted_runs_metrics(tmp_path: Path) -> None:
+    """A checkpoint's ``metrics`` (the last logged step's) are the same after a resume: restored
+    from the checkpoint resumed, not empty until the resumed run logs; and no wall-clock rate
+    (``items_per_s``) is saved, so the rest of the checkpoint is comparable too."""
+    opts = ["max_steps=12", "save_every=3", "log_every=6"]  # step 9's checkpoint: step 6's metrics
+    _train(tmp_path / "A", *opts)
+    _train(tmp_path / "B", *opts, "stop_after=6")
+    _train(tmp_path / "B", *opts)
+    for step in (9, 12):
+        a = load_checkpoint(tmp_path / "A" / "checkpoints" / f"step_{step:08d}.pt")["metrics"]
+        b = load_checkpoint(tmp_path / "B" / "checkpoints" / f"step_{step:08d}.pt")["metrics"]
+        assert a and a == b and "items_per_s" not in a, step
+
+
+def test_resumed_run_writes_the_uninterrupted_runs_checkpoint_bytes(tmp_path: Path) -> None:
+    """Byte for byte, not just tensor for tensor: strings a resumed run took from the loaded
+    checkpoint (the optimizer state's ``step``, ``exp_avg`` keys) are other objects than a fresh
+    run's, which pickle's memo used to encode differently (chaos harness, train-sylber)."""
+    opts = ["max_steps=12", "save_every=3", "log_every=3", "keep_last=0"]
+    _train(tmp_path / "run", *opts)
+    names = ("step_00000009.pt", "step_00000012.pt")
+    uninterrupted = {n: (tmp_path / "run" / "checkpoints" / n).read_bytes() for n in names}
+    for n in names:  # as if killed after step 6's checkpoint: the same run directory resumes
+        (tmp_path / "run" / "checkpoints" / n).unlink()
+    resumed = _train(tmp_path / "run", *opts)
+    assert resumed.resumed_from is not None and resumed.resumed_from.name == "step_00000006.pt"
+    for n in names:
+        assert (tmp_path / "run" / "checkpoints" / n).read_bytes() == uninterrupted[n], n
+
+
+def test_rerun_of_a_finished_run_prunes_what_a_kill_left(tmp_path: Path) -> None:
+    """Killed after the last checkpoint was renamed into place but before the older ones were
+    pruned (chaos harness, train-sylber): the rerun, which trains no step, prunes them."""
+    opts = ["max_steps=6", "save_every=3", "keep_last=1"]
+    _train(tmp_path / "run", *opts)
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert [p.name for p in list_checkpoints(ckpts)] == ["step_00000006.pt"]
+    (ckpts / "step_00000003.pt").write_bytes((ckpts / "step_00000006.pt").read_bytes())  # not yet pruned
+    assert _train(tmp_path / "run", *opts).step == 6
+    assert [p.name for p in list_checkpoints(ckpts)] == ["step_00000006.pt"]
+
+
+def test_resume_from_the_last_checkpoint_logs_the_final_validation_once(tmp_path: Path) -> None:
+    """Killed after the last checkpoint, before provenance.json (chaos harness, train-lm): the
+    rerun neither validates again nor logs a second valid line (validation precedes the save)."""
+    opts = ["max_steps=6", "save_every=3", "validate_every=3"]
+    _train(tmp_path / "run", *opts)
+    log = (tmp_path / "run" / "metrics.jsonl").read_text()
+    assert [r["step"] for r in read_metrics(tmp_path / "run") if "valid/mse" in r] == [3, 6]
+    (tmp_path / "run" / "provenance.json").unlink()
+    _train(tmp_path / "run", *opts)
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == log
+    assert (tmp_path / "run" / "provenance.json").is_file()
+
+
 def test_resume_without_rng_restore_would_differ(tmp_path: Path) -> None:
     """Guard: the comparison above is meaningful (the run does depend on the global RNG)."""
     a = _train(tmp_path / "A", "max_steps=6")

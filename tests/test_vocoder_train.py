@@ -93,6 +93,27 @@ def test_gan_task_resume_is_bitwise_identical(corpus, tmp_path):
     assert [r for r in read_metrics(tmp_path / "A") if "valid/mel_l1" in r]
 
 
+def test_resume_keeps_the_bad_utterance_found_while_training_out(tmp_path):
+    """Audio read per call (cache_audio=false): an utterance found unreadable in epoch 0 is left
+    out of epoch 1 on, in a run resumed in epoch 1 too (chaos harness, train-vocoder): the resumed
+    run's weights are the uninterrupted run's."""
+    from synthetic_inputs import corrupt_flac
+
+    corpus = make_corpus(tmp_path / "c", n=6)
+    corrupt_flac(corpus["wav"] / "utt03.flac")
+    opts = [o for o in unit_options(corpus) if not o.startswith(("max_steps", "task.batch_size", "task.valid"))]
+    opts += ["max_steps=6", "task.batch_size=2", "task.segment_samples=1600", "task.cache_audio=false"]
+    ref = _train(tmp_path / "A", opts)
+    _train(tmp_path / "B", opts, "save_every=2", "stop_after=4")
+    resumed = _train(tmp_path / "B", opts, "save_every=2")
+    assert resumed.resumed_from is not None and resumed.resumed_from.name == "step_00000004.pt"
+    assert (resumed.epoch, resumed.batch_in_epoch) == (ref.epoch, ref.batch_in_epoch)
+    assert resumed.task.crops.skipped_in == {"utt03": 0}
+    for name in ("model", "disc"):
+        sa, sb = ref.modules[name].state_dict(), resumed.modules[name].state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), name
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 

@@ -57,9 +57,8 @@ from typing import Any
 import torch
 
 from speechunits.errors import CheckpointError
-from speechunits.io_utils import atomic_path
-from speechunits.train.checkpoint import check_torch_zip
 from speechunits.encoders.model import EncoderConfig, SpeechEncoder
+from speechunits.train.checkpoint import check_torch_zip, save_torch_file
 
 _LOG = logging.getLogger(__name__)
 
@@ -580,5 +579,4 @@ def save_encoder(
     }
     if segmentation:
         payload["segmentation"] = {str(k): float(v) for k, v in segmentation.items()}
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(payload, f)  # a file object: torch.save names the zip's records after a path (a random temporary)
+    save_torch_file(path, payload)  # the same bytes for the same model (see save_torch_file)

@@ -36,14 +36,19 @@ def run(args: argparse.Namespace) -> int:
         config.task["init_sha256"] = sha256_file(str(init))
     result = run_training(SylberTask, config, device=args.device)
     out = Path(config.out_dir)
-    if result.dist.is_main and result.start_step == result.step and (out / "model.pt").is_file():
-        # resumed a finished run: the exported model already is this state; rewriting it would
-        # make every later recipe stage look out of date
-        print(f"train-sylber: already at step {result.step}; keeping {out / 'model.pt'}", file=sys.stderr)
-    elif result.dist.is_main:
-        task: SylberTask = result.task  # type: ignore[assignment]
-        task.export(out / "model.pt", "student")
-        if task.teacher is not None:
-            task.export(out / "teacher.pt", "teacher")
-        print(f"train-sylber: step {result.step}; model at {out / 'model.pt'}", file=sys.stderr)
+    if not result.dist.is_main:
+        return 0
+    task: SylberTask = result.task  # type: ignore[assignment]
+    exports = [("model.pt", "student")] + ([("teacher.pt", "teacher")] if task.teacher is not None else [])
+    if result.start_step == result.step:
+        # resumed a finished run: an exported model already is this state; rewriting it would
+        # make every later recipe stage look out of date. One a kill kept from being written
+        # (between model.pt and teacher.pt) is written now.
+        exports = [(name, which) for name, which in exports if not (out / name).is_file()]
+        if not exports:
+            print(f"train-sylber: already at step {result.step}; keeping {out / 'model.pt'}", file=sys.stderr)
+            return 0
+    for name, which in exports:
+        task.export(out / name, which)
+    print(f"train-sylber: step {result.step}; model at {out / 'model.pt'}", file=sys.stderr)
     return 0

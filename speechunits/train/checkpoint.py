@@ -17,7 +17,9 @@ checkpoints, which existing runs hold, resume as runs with one optimizer named `
 from __future__ import annotations
 
 import os
+import pickle
 import re
+import types
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -111,14 +113,32 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
     return save_torch_file(path, state)
 
 
+class _MemoFreePickler(pickle.Pickler):
+    """A pickler without the memo (pickle's "fast" mode): an object seen twice is written twice
+    (torch still writes a shared tensor's storage once), so the bytes depend on the values only,
+    not on which equal strings happen to be one object. A resumed run's optimizer state holds
+    the keys (``step``, ``exp_avg``) of the checkpoint it loaded, other objects than the
+    interned ones of an uninterrupted run, and the memo wrote its checkpoints differently."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fast = True
+
+
+_CANONICAL_PICKLE = types.SimpleNamespace(__name__="pickle", Pickler=_MemoFreePickler)
+
+
 def save_torch_file(path: str | os.PathLike[str], obj: Any) -> Path:
     """``torch.save`` of ``obj`` to ``path`` atomically (parent created, fsynced before the rename).
-    The one writer of the toolkit's torch files: training checkpoints, vocoders, the ASR judge."""
+    The one writer of the toolkit's torch files: training checkpoints, vocoders, the ASR judge,
+    encoders. Equal contents give equal bytes (through a file object: ``torch.save`` to a path
+    names the archive's records after it, here a random temporary; no pickle memo: see
+    :class:`_MemoFreePickler`), so a resumed run writes an uninterrupted run's files."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            torch.save(obj, f, pickle_module=_CANONICAL_PICKLE)
             f.flush()
             os.fsync(f.fileno())
     return path

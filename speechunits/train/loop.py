@@ -52,6 +52,9 @@ from speechunits.train.wrap import wrap_model
 __all__ = ["Trainer", "TrainTask", "move_to", "param_groups"]
 
 CONFIG_NAME = "config.yaml"
+WALL_CLOCK_METRICS = frozenset({"items_per_s"})
+"""Logged metrics that measure the machine, not the run: left out of checkpoints, so two runs of
+one config write the same checkpoint bytes (and a resumed run the uninterrupted run's)."""
 
 
 @runtime_checkable
@@ -330,6 +333,7 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self._skips.load_state_dict(state)
+        self.last_metrics = dict(state.get("metrics") or {})  # the next checkpoint's, until this run logs
         self.resumed_from = path
         rngs = state["rng"]
         return rngs[self.dist.rank] if self.dist.rank < len(rngs) else None
@@ -353,7 +357,7 @@ class Trainer:
             "task": task_state,
             "rng": rng_states,
             "config": config_to_dict(self.config),
-            "metrics": dict(self.last_metrics),
+            "metrics": {k: v for k, v in self.last_metrics.items() if k not in WALL_CLOCK_METRICS},
         }
 
     def save(self) -> Path | None:
@@ -433,7 +437,9 @@ class Trainer:
                     losses = {k: f"{v:.4g}" for k, v in self.last_metrics.items() if k.split("/")[0] == "loss"}
                     bar.set_postfix(**losses, items_s=f"{self.last_metrics['items_per_s']:.1f}")
                     window_items, window_t0 = 0, time.perf_counter()
-                if cfg.validate_every and self.step % cfg.validate_every == 0 and self.step != cfg.max_steps:
+                if self.step == cfg.max_steps or (cfg.validate_every and self.step % cfg.validate_every == 0):
+                    # before the checkpoint of this step, the last one too: a run resumed from it
+                    # (killed before it finished) does not validate and log that step twice
                     self._validate(logger)
                 if self.step % cfg.save_every == 0 or self.step == end_step:
                     self.save()
@@ -441,7 +447,8 @@ class Trainer:
             if self.step >= cfg.max_steps:
                 if saved_at != self.step:
                     self.save()
-                self._validate(logger)
+                elif main:  # killed between the last checkpoint's rename and the pruning after it
+                    ckpt.prune_checkpoints(self.out_dir, cfg.keep_last)
                 if main:
                     write_provenance(self.out_dir, training_relevant(config_to_dict(cfg)))
         finally:

@@ -310,7 +310,12 @@ def pad_runs(utts: list[TrainUtt]) -> dict[str, Tensor]:
 
 
 class CropBatches:
-    """Deterministic random-crop batches of a corpus for one rank of a run."""
+    """Deterministic random-crop batches of a corpus for one rank of a run.
+
+    An utterance found unusable while training (audio read per call, ``cache_audio=false``) is
+    left out from the next epoch on. ``skipped_in`` (id -> the epoch it was found in) is task
+    state, checkpointed, so a resumed run's epochs hold the utterances the uninterrupted run's do.
+    """
 
     def __init__(self, corpus: VocoderCorpus, segment_samples: int, global_batch: int, dist: DistInfo,
                  seed: int) -> None:
@@ -322,10 +327,13 @@ class CropBatches:
         if global_batch % dist.world_size:
             raise ConfigError(None, f"task.batch_size={global_batch} is not divisible by world_size={dist.world_size}")
         self.corpus, self.global_batch, self.dist, self.seed = corpus, global_batch, dist, seed
+        self.utts = list(corpus.utts)  # the usable ones as the corpus was read
+        self.skipped_in: dict[str, int] = {}
 
     def __call__(self, epoch: int) -> Iterator[dict[str, Tensor]]:
         corpus = self.corpus
-        utts = list(corpus.utts)  # the list as of this epoch's start (skips found later apply next epoch)
+        # the list as of this epoch's start: skips found in this epoch or later apply from the next
+        utts = [u for u in self.utts if self.skipped_in.get(u.id, epoch) >= epoch]
         n = len(utts)
         g = torch.Generator().manual_seed(self.seed * 1000 + epoch)
         repeats = max(1, math.ceil(self.global_batch / n))
@@ -341,6 +349,7 @@ class CropBatches:
                     wav = corpus.wave(u)
                     if wav is not None:
                         break
+                    self.skipped_in.setdefault(u.id, epoch)
                 if wav is None:
                     raise ConfigError(corpus.path, "no usable utterance for the vocoder (all skipped)")
                 rng = np.random.default_rng([self.seed, epoch, p])

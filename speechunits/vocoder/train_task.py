@@ -334,10 +334,10 @@ class VocoderTask:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        return {"skipped_in": dict(self.crops.skipped_in)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        self.crops.skipped_in = {str(k): int(v) for k, v in state.get("skipped_in", {}).items()}
 
     def export(self, path: Any, step: int | None = None) -> None:
         model = unwrap_model(self.model)
