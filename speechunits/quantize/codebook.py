@@ -30,6 +30,7 @@ from speechunits.device import resolve_device
 from speechunits.errors import CheckpointError, ConfigError
 from speechunits.io_utils import atomic_path, atomic_write_json
 from speechunits.quantize.kmeans import as_tensor, assign_chunked, check_metric, prepare
+from speechunits.train.checkpoint import save_torch_file
 
 PathLike = str | os.PathLike[str]
 SUFFIXES = (".pt", ".npy")
@@ -87,8 +88,12 @@ def save_codebook(
     inertia: float | None = None,
     source_hash: str | None = None,
     extra: dict[str, Any] | None = None,
+    run_info: dict[str, Any] | None = None,
 ) -> Codebook:
-    """Write the centroid file and its JSON sidecar atomically; returns the saved Codebook."""
+    """Write the centroid file and its JSON sidecar atomically; returns the saved Codebook.
+
+    ``extra`` goes into both files' metadata; ``run_info`` (wall-clock timings) into the sidecar
+    only, so that the centroid file of the same centroids and settings is the same bytes every time."""
     path = Path(path)
     _check_suffix(path)
     check_metric(metric)
@@ -104,14 +109,17 @@ def save_codebook(
         "hash": centroid_hash(arr, metric), "file": path.name,
     }
     meta.update(extra or {})
-    with atomic_path(path) as tmp:
-        if path.suffix == ".pt":
-            torch.save({"centroids": torch.from_numpy(arr), "meta": meta}, tmp)
-        else:
+    if path.suffix == ".pt":
+        # through a file object (save_torch_file): torch.save(obj, <path>) names the archive's records
+        # after the file, here the random temporary, so two saves of one codebook differed in bytes
+        save_torch_file(path, {"centroids": torch.from_numpy(arr), "meta": meta})
+    else:
+        with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, arr, allow_pickle=False)
                 f.flush()
                 os.fsync(f.fileno())
+    meta = {**meta, **(run_info or {})}
     atomic_write_json(sidecar_path(path), meta)
     return Codebook(arr, metric, meta, path)
 
