@@ -5,7 +5,91 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from checks import summary_check  # noqa: E402
 from harness import ChaosJob  # noqa: E402
 
-CHAOS_JOBS: list[ChaosJob] = []
+K, DIM = 8, 16
+
+
+def _unit_set(d: Path, n_utts: int = 40, seed: int = 0) -> Path:
+    """``d/units``: a syllable unit set whose token embeddings come from ``K`` directions (no ids)."""
+    from speechunits.units import UnitSetWriter
+
+    rng = np.random.default_rng(seed)
+    dirs = rng.normal(size=(K, DIM))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    out = d / "units"
+    with UnitSetWriter(out, kind="syllable", sample_rate=16000, hop=320, audio_root="wav",
+                       producer={"model": "chaos"}) as w:
+        for i in range(n_utts):
+            n_tok = int(rng.integers(5, 30))
+            starts = np.arange(n_tok) * 5
+            labels = rng.integers(0, K, n_tok)
+            emb = (dirs[labels] + 0.3 * rng.normal(size=(n_tok, DIM))) * rng.uniform(0.5, 3.0, (n_tok, 1))
+            uid = f"utt{i:03d}"
+            w.add(id=uid, audio=f"{uid}.wav", num_samples=16000 * 3, sample_rate=16000, starts=starts,
+                  ends=starts + 4, speaker=f"spk{i % 3}", text="a b", embeddings=emb.astype(np.float32))
+    return out
+
+
+# ------------------------------------------------------------------ cluster
+def _build_cluster(d: Path) -> None:
+    _unit_set(d)
+
+
+def _cluster_argv(root: Path) -> list[str]:
+    return ["cluster", "--units", "units", "--k", str(K), "--out", "km/km.pt", "--metric", "cosine",
+            "--iters", "20", "--tol", "0", "--max-samples", "0", "--device", "cpu", "--seed", "0", "--quiet"]
+
+
+CLUSTER = ChaosJob("cluster", _build_cluster, _cluster_argv)
+
+
+# ------------------------------------------------------------------ quantize (in place)
+def _build_quantize(d: Path) -> None:
+    from speechunits.cli import main
+
+    _unit_set(d)
+    code = main(["cluster", "--units", str(d / "units"), "--k", str(K), "--out", str(d / "km.pt"),
+                 "--metric", "cosine", "--device", "cpu", "--seed", "0", "--quiet"])
+    assert code == 0, code
+
+
+def _quantize_argv(root: Path) -> list[str]:
+    return ["quantize", "--units", "units", "--codebook", "km.pt", "--device", "cpu", "--quiet"]
+
+
+QUANTIZE = ChaosJob("quantize", _build_quantize, _quantize_argv)
+
+
+# ------------------------------------------------------------------ synthesize (a tiny unit vocoder)
+def _build_synthesize(d: Path) -> None:
+    import torch
+
+    from speechunits.vocoder.config import VocoderConfig
+    from speechunits.vocoder.model import Vocoder, save_vocoder
+    from vocoder_corpus import MEL, SILENCE, TINY_GEN, UNIT_HOP, VOCAB, make_corpus
+
+    make_corpus(d, n=6, broken=True)  # utt01 has an id out of the vocabulary: bad_utts.txt
+    torch.manual_seed(0)
+    cfg = VocoderConfig.from_dict({"generator": "istft", "input": "frame_units", "mel": MEL, "cond_dim": 8,
+                                   "unit_hop": UNIT_HOP, "vocab_size": VOCAB, "silence_id": SILENCE,
+                                   "generator_overrides": TINY_GEN, "duration_channels": 8})
+    save_vocoder(d / "vocoder.pt", Vocoder(cfg).eval())
+
+
+def _synthesize_argv(root: Path) -> list[str]:
+    return ["synthesize", "--model", "vocoder.pt", "--units", "units", "--out", "synth", "--device", "cpu",
+            "--nj", "2", "--threads", "1"]
+
+
+def _count_wavs(out: Path) -> int:
+    return len(list((out / "wav").glob("*.flac")))
+
+
+SYNTHESIZE = ChaosJob("synthesize", _build_synthesize, _synthesize_argv, check=summary_check("synth", _count_wavs))
+
+CHAOS_JOBS: list[ChaosJob] = [CLUSTER, QUANTIZE, SYNTHESIZE]
