@@ -93,3 +93,36 @@ def _count_wavs(out: Path) -> int:
 SYNTHESIZE = ChaosJob("synthesize", _build_synthesize, _synthesize_argv, check=summary_check("synth", _count_wavs))
 
 CHAOS_JOBS: list[ChaosJob] = [CLUSTER, QUANTIZE, SYNTHESIZE]
+
+
+# ------------------------------------------------------------------ tts-synthesize (a tiny Capacitron)
+def _build_tts(d: Path) -> None:
+    from speechunits.cli import main
+    from tts_corpus import make_corpus, tiny_options
+
+    data = make_corpus(d, corrupt=True)  # corrupt.wav: an unreadable reference, listed in bad_utts.txt
+    clean = make_corpus(d / "train")
+    code = main(["train-tts", "--out-dir", str(d / "tts"), "--device", "cpu",
+                 *tiny_options("VT", f"task.train={clean}", "max_steps=2")])
+    assert code == 0, code
+    for p in sorted((d / "tts").iterdir()):  # only the exported model is an input
+        if p.name != "model.pt":
+            __import__("shutil").rmtree(p) if p.is_dir() else p.unlink()
+    manifest = data / "manifest.jsonl"
+    lines = manifest.read_text(encoding="utf-8").splitlines()
+    manifest.write_text("\n".join(lines[:4] + lines[-1:]) + "\n", encoding="utf-8")  # 4 sentences + the corrupt one
+
+
+def _tts_argv(root: Path) -> list[str]:
+    return ["tts-synthesize", "--model", "tts/model.pt", "--out", "tts_out", "--data", "data", "--mode", "transfer",
+            "--seeds", "0", "--griffin-lim-iters", "2", "--max-frames-per-symbol", "4", "--device", "cpu",
+            "--nj", "2", "--threads", "1"]
+
+
+def _count_tts(out: Path) -> int:
+    return len(list((out / "wavs").glob("*.wav")))
+
+
+TTS_SYNTHESIZE = ChaosJob("tts-synthesize", _build_tts, _tts_argv, check=summary_check("tts_out", _count_tts))
+
+CHAOS_JOBS.append(TTS_SYNTHESIZE)
