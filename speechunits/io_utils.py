@@ -1,8 +1,9 @@
 """Atomic file writes and hashing helpers shared by every writer in the toolkit.
 
-Rule: nothing is ever written in place. Writers produce ``<name>.tmp.<pid>.<rand>`` in the
-destination directory and ``os.replace`` it onto the final name, so a killed job leaves
-either the old file or the new one, never a partial one.
+Rule: nothing is ever written in place. Writers produce ``.<name>.<host>.<pid>.<rand>.tmp<suffix>``
+in the destination directory and ``os.replace`` it onto the final name, so a killed job leaves
+either the old file or the new one, never a partial one. The temporary a killed writer leaves
+behind is removed by the next write of the same name on the same host (its pid is gone).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +42,61 @@ def output_errors(path: str | os.PathLike[str], temporary_prefix: str | None = N
         raise err from exc
 
 
+def _pid_alive(pid: int) -> bool:
+    """True when process ``pid`` runs on this host (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc: the signal check decides
+
+
+def temporary_prefix(path: str | os.PathLike[str]) -> str:
+    """The name prefix of this process's temporaries for ``path``: ``.<name>.<host>.<pid>.``
+    (:func:`remove_stale_temporaries` recognises a killed writer's by it)."""
+    return f".{Path(path).name}.{socket.gethostname()}.{os.getpid()}."
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str], tails: tuple[str, ...] | None = None) -> list[Path]:
+    """Remove the temporaries of ``path`` (named :func:`temporary_prefix` + random + a tail of
+    ``tails``; default ``.tmp<suffix>``, :func:`atomic_path`'s) that writers on this host left when
+    they were killed (their process is gone); files or whole directories. A live writer's
+    temporary, or one of another host (its pid cannot be checked from here), is kept. Returns
+    the removed."""
+    final = Path(path)
+    host = socket.gethostname()
+    prefix = f".{final.name}."
+    removed: list[Path] = []
+    if not final.parent.is_dir():
+        return removed
+    for tail in tails if tails is not None else (".tmp" + final.suffix,):
+        for tmp in final.parent.glob(glob_escape(prefix) + "*" + glob_escape(tail)):
+            middle = tmp.name[len(prefix): len(tmp.name) - len(tail)]
+            parts = middle.rsplit(".", 2)  # host (may hold dots), pid, mkstemp's random part (no dots)
+            if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+                continue
+            pid = int(parts[1])
+            if pid == os.getpid() or _pid_alive(pid):
+                continue
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with the glob metacharacters ``*?[`` quoted (a literal part of a pattern)."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
@@ -52,8 +110,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     prefix = f".{final.name}."
     with output_errors(final):  # names the directory that could not be made
         final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final)  # a killed writer's, so a resumed job leaves none behind
     with output_errors(final, prefix):  # the file meant, not the random temporary name
-        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp" + final.suffix, dir=final.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(final), suffix=".tmp" + final.suffix,
+                                        dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

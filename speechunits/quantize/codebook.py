@@ -30,7 +30,6 @@ from speechunits.device import resolve_device
 from speechunits.errors import CheckpointError, ConfigError
 from speechunits.io_utils import atomic_path, atomic_write_json
 from speechunits.quantize.kmeans import as_tensor, assign_chunked, check_metric, prepare
-from speechunits.train.checkpoint import save_torch_file
 
 PathLike = str | os.PathLike[str]
 SUFFIXES = (".pt", ".npy")
@@ -88,12 +87,8 @@ def save_codebook(
     inertia: float | None = None,
     source_hash: str | None = None,
     extra: dict[str, Any] | None = None,
-    run_info: dict[str, Any] | None = None,
 ) -> Codebook:
-    """Write the centroid file and its JSON sidecar atomically; returns the saved Codebook.
-
-    ``extra`` goes into both files' metadata; ``run_info`` (wall-clock timings) into the sidecar
-    only, so that the centroid file of the same centroids and settings is the same bytes every time."""
+    """Write the centroid file and its JSON sidecar atomically; returns the saved Codebook."""
     path = Path(path)
     _check_suffix(path)
     check_metric(metric)
@@ -109,17 +104,16 @@ def save_codebook(
         "hash": centroid_hash(arr, metric), "file": path.name,
     }
     meta.update(extra or {})
-    if path.suffix == ".pt":
-        # through a file object (save_torch_file): torch.save(obj, <path>) names the archive's records
-        # after the file, here the random temporary, so two saves of one codebook differed in bytes
-        save_torch_file(path, {"centroids": torch.from_numpy(arr), "meta": meta})
-    else:
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            if path.suffix == ".pt":
+                # a file object, not the path: torch.save names the zip's records after the file,
+                # and the temporary's name is random (the same codebook would differ byte for byte)
+                torch.save({"centroids": torch.from_numpy(arr), "meta": meta}, f)
+            else:
                 np.save(f, arr, allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())
-    meta = {**meta, **(run_info or {})}
+            f.flush()
+            os.fsync(f.fileno())
     atomic_write_json(sidecar_path(path), meta)
     return Codebook(arr, metric, meta, path)
 
