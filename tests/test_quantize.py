@@ -279,15 +279,22 @@ def test_quantize_redoes_a_set_quantized_before_the_silence_id(tmp_path: Path) -
     assert not already_done(unit_dir, book.hash, book.k)
 
 
-def test_clustering_twice_gives_the_same_codebook_bytes(tmp_path: Path) -> None:
+def test_clustering_twice_gives_the_same_codebook_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Chaos harness (issue 17): a ``.pt`` codebook rewritten on resume equals the uninterrupted
     run's byte for byte. ``torch.save`` to the temporary's path named the archive's records after
     that random name, and the pickled metadata held the wall-clock seconds (now only in the
     JSON sidecar), so every run's file differed."""
+    import itertools
+    import types
+
+    from speechunits.quantize import cluster_cli
+
     unit_dir, _ = make_unit_set(tmp_path)
-    for name in ("a", "b"):
+    for step, name in ((1.0, "a"), (2.0, "b")):  # the second run is slower
+        clock = itertools.count(0.0, step)
+        monkeypatch.setattr(cluster_cli, "time", types.SimpleNamespace(time=lambda: next(clock)))
         assert main(["cluster", "--units", str(unit_dir), "--k", str(K), "--out", str(tmp_path / name / "km.pt"),
                      "--quiet", "--seed", "0"]) == 0
     assert (tmp_path / "a" / "km.pt").read_bytes() == (tmp_path / "b" / "km.pt").read_bytes()
     side = json.loads((tmp_path / "a" / "km.pt.json").read_text())
-    assert set(side["seconds"]) == {"sampling", "kmeans"}  # the timings stay in the sidecar
+    assert side["seconds"] == {"sampling": 1.0, "kmeans": 1.0}  # the timings stay in the sidecar
