@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import ast
+import itertools
 import json
+import os
+import signal
+import subprocess
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +18,7 @@ import pytest
 from speechunits.cli import main
 from speechunits.errors import ConfigError, UnitFormatError
 from speechunits.quantize import apply as apply_mod
+from speechunits.quantize import cluster_cli
 from speechunits.quantize.apply import quantize_unit_set
 from speechunits.quantize.codebook import Assigner, load_codebook, save_codebook
 from speechunits.quantize.frame_units import FrameItem, write_frame_units
@@ -284,10 +291,6 @@ def test_clustering_twice_gives_the_same_codebook_bytes(tmp_path: Path, monkeypa
     run's byte for byte. ``torch.save`` to the temporary's path named the archive's records after
     that random name, and the pickled metadata held the wall-clock seconds (now only in the
     JSON sidecar), so every run's file differed."""
-    import itertools
-    import types
-
-    from speechunits.quantize import cluster_cli
 
     unit_dir, _ = make_unit_set(tmp_path)
     for step, name in ((1.0, "a"), (2.0, "b")):  # the second run is slower
@@ -298,3 +301,26 @@ def test_clustering_twice_gives_the_same_codebook_bytes(tmp_path: Path, monkeypa
     assert (tmp_path / "a" / "km.pt").read_bytes() == (tmp_path / "b" / "km.pt").read_bytes()
     side = json.loads((tmp_path / "a" / "km.pt.json").read_text())
     assert side["seconds"] == {"sampling": 1.0, "kmeans": 1.0}  # the timings stay in the sidecar
+
+
+def test_killed_out_of_place_quantize_leaves_no_spool_behind(tmp_path: Path) -> None:
+    """Chaos harness (issue 17): a SIGKILLed ``quantize --out`` leaves the unit-set writer's hidden
+    spool (``.units.jsonl.*.spool.tmp``) and embedding spool (``embeddings/.shard.0.npy.*.raw.tmp``);
+    the rerun removes them (their writer is dead) instead of leaving them beside the finished set."""
+    unit_dir, _ = make_unit_set(tmp_path)
+    book = tmp_path / "km.npy"
+    save_codebook(book, _dirs(), metric="cosine")
+    out = tmp_path / "km_units"
+    cmd = [sys.executable, "-m", "speechunits", "quantize", "--units", str(unit_dir), "--codebook", str(book),
+           "--out", str(out), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("SPEECHUNITS_KILL_TRACE", None)
+    killed = subprocess.run(cmd, env={**env, "SPEECHUNITS_KILL_AT": "unit-line:spool#3"}, capture_output=True,
+                            timeout=120, start_new_session=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    hidden = sorted(p.name for p in out.rglob(".*"))
+    assert any(n.endswith(".spool.tmp") for n in hidden) and any(n.endswith(".raw.tmp") for n in hidden), hidden
+    done = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not list(out.rglob(".*")), sorted(p.name for p in out.rglob(".*"))
+    assert validate_unit_set(out).num_quantized == 6
