@@ -324,3 +324,25 @@ def test_killed_out_of_place_quantize_leaves_no_spool_behind(tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr[-2000:]
     assert not list(out.rglob(".*")), sorted(p.name for p in out.rglob(".*"))
     assert validate_unit_set(out).num_quantized == 6
+
+
+@pytest.mark.parametrize("kill_at", ["atomic-write:units.jsonl#1", "atomic-renamed:units.jsonl#1"])
+def test_quantize_killed_at_the_final_rename_leaves_no_spool(tmp_path: Path, kill_at: str) -> None:
+    """Chaos harness (issue 17): killed while ``units.jsonl`` is renamed into place, the writer had
+    not yet removed its spool, and the rerun (the set is complete: "already quantized") never
+    did; the spool is now removed before the rename."""
+    unit_dir, _ = make_unit_set(tmp_path)
+    book = tmp_path / "km.npy"
+    save_codebook(book, _dirs(), metric="cosine")
+    out = tmp_path / "km_units"
+    cmd = [sys.executable, "-m", "speechunits", "quantize", "--units", str(unit_dir), "--codebook", str(book),
+           "--out", str(out), "--quiet"]
+    env = {k: v for k, v in os.environ.items() if k != "SPEECHUNITS_KILL_TRACE"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    killed = subprocess.run(cmd, env={**env, "SPEECHUNITS_KILL_AT": kill_at}, capture_output=True, timeout=120,
+                            start_new_session=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    done = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not list(out.rglob(".*")), sorted(p.name for p in out.rglob(".*"))
+    assert validate_unit_set(out).num_quantized == 6

@@ -381,9 +381,12 @@ class UnitSetWriter:
                     out.write(self._spool.read(length))
             out.flush()
             os.fsync(out.fileno())
+            assert self._spool_path is not None
+            if not self.resume:  # read to the end: removed before the rename, so that no kill leaves a
+                self._spool_path.unlink()  # spool beside a finished set (its rerun writes nothing)
         self._spool.close()
-        assert self._spool_path is not None
-        self._spool_path.unlink()
+        if self.resume:
+            self._spool_path.unlink()
         if self.partial_meta_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.partial_meta_path.unlink()
