@@ -346,3 +346,21 @@ def test_quantize_killed_at_the_final_rename_leaves_no_spool(tmp_path: Path, kil
     assert done.returncode == 0, done.stderr[-2000:]
     assert not list(out.rglob(".*")), sorted(p.name for p in out.rglob(".*"))
     assert validate_unit_set(out).num_quantized == 6
+
+
+def test_in_place_quantize_writes_no_temporary_of_a_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chaos harness (issue 17): the in-place meta.json went to its temporary through a second
+    atomic write (``..meta.json.*.tmp.json.*.tmp.json``), whose temporary no rerun recognises
+    (a kill there left it for good). Every atomic write now targets a real name."""
+    from speechunits import io_utils
+
+    unit_dir, _ = make_unit_set(tmp_path)
+    book = tmp_path / "km.npy"
+    save_codebook(book, _dirs(), metric="cosine")
+    written: list[str] = []
+    monkeypatch.setattr(io_utils, "kill_point", lambda name, detail="", torn=None: written.append(detail))
+    quantize_unit_set(unit_dir, book, progress=False)
+    assert {"units.jsonl", "meta.json"} <= set(written)
+    assert not [n for n in written if n.startswith(".")], written
+    assert read_meta(unit_dir).vocab_size == K + 1
+    assert not [p for p in unit_dir.iterdir() if p.name.startswith(".")]
