@@ -49,10 +49,10 @@ CLUSTER = ChaosJob("cluster", _build_cluster, _cluster_argv)
 
 
 # ------------------------------------------------------------------ quantize (in place)
-def _build_quantize(d: Path) -> None:
+def _build_quantize(d: Path, n_utts: int = 40) -> None:
     from speechunits.cli import main
 
-    _unit_set(d)
+    _unit_set(d, n_utts)
     code = main(["cluster", "--units", str(d / "units"), "--k", str(K), "--out", str(d / "km.pt"),
                  "--metric", "cosine", "--device", "cpu", "--seed", "0", "--quiet"])
     assert code == 0, code
@@ -63,6 +63,13 @@ def _quantize_argv(root: Path) -> list[str]:
 
 
 QUANTIZE = ChaosJob("quantize", _build_quantize, _quantize_argv)
+
+
+def _quantize_out_argv(root: Path) -> list[str]:
+    return [*_quantize_argv(root), "--out", "units_km"]
+
+
+QUANTIZE_OUT = ChaosJob("quantize-out", _build_quantize, _quantize_out_argv)  # a new unit set (UnitSetWriter)
 
 
 # ------------------------------------------------------------------ synthesize (a tiny unit vocoder)
@@ -92,7 +99,7 @@ def _count_wavs(out: Path) -> int:
 
 SYNTHESIZE = ChaosJob("synthesize", _build_synthesize, _synthesize_argv, check=summary_check("synth", _count_wavs))
 
-CHAOS_JOBS: list[ChaosJob] = [CLUSTER, QUANTIZE, SYNTHESIZE]
+CHAOS_JOBS: list[ChaosJob] = [CLUSTER, QUANTIZE, QUANTIZE_OUT, SYNTHESIZE]
 
 
 # ------------------------------------------------------------------ tts-synthesize (a tiny Capacitron)
@@ -126,3 +133,20 @@ def _count_tts(out: Path) -> int:
 TTS_SYNTHESIZE = ChaosJob("tts-synthesize", _build_tts, _tts_argv, check=summary_check("tts_out", _count_tts))
 
 CHAOS_JOBS.append(TTS_SYNTHESIZE)
+
+
+# ------------------------------------------------------------------ lm-pack (with a BPE model trained first)
+def _build_lm_pack(d: Path) -> None:
+    from speechunits.cli import main
+
+    _build_quantize(d, n_utts=3000)  # enough tokens that packing takes a moment
+    assert main(["quantize", "--units", str(d / "units"), "--codebook", str(d / "km.pt"), "--quiet"]) == 0
+
+
+def _lm_pack_argv(root: Path) -> list[str]:
+    return ["lm-pack", "--units", "units", "--out", "lm/train", "--dedup", "true", "--bpe-vocab", "64"]
+
+
+LM_PACK = ChaosJob("lm-pack", _build_lm_pack, _lm_pack_argv)
+
+CHAOS_JOBS.append(LM_PACK)
