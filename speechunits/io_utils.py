@@ -2,8 +2,11 @@
 
 Rule: nothing is ever written in place. Writers produce ``.<name>.<host>.<pid>.<rand>.tmp<suffix>``
 in the destination directory and ``os.replace`` it onto the final name, so a killed job leaves
-either the old file or the new one, never a partial one. The temporary a killed writer leaves
-behind is removed by the next write of the same name on the same host (its pid is gone).
+either the old file or the new one, never a partial one. What a kill leaves instead is the
+temporary itself. Two sweeps remove it: the next write of the same name on the same host
+removes the temporaries of dead writers (:func:`remove_stale_temporaries`), and a job that alone
+writes a directory removes every temporary in it (:func:`remove_temporaries`; a sharded job at
+its merge, when no shard job writes any more), names never written again included.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -19,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from speechunits.errors import ConfigError, OutputError
+from speechunits.errors import ConfigError, OutputError, SpeechUnitsError
 from speechunits.killpoints import kill_point
 
 
@@ -128,6 +132,24 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+TEMPORARY_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}(\.spool|\.raw)?\.tmp(\.[^.]+)?$")
+"""Names of the temporaries of this toolkit's writers (``tempfile`` with a ``.<final name>.``
+prefix and a ``.tmp`` suffix): :func:`atomic_path`'s files, unit-set spools, directory writes."""
+
+
+def remove_temporaries(root: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporaries (:data:`TEMPORARY_NAME`) killed writers left under ``root``
+    (recursively); returns them. Call it only where no other process writes under ``root``."""
+    base = Path(root)
+    found = sorted(p for p in base.rglob(".*") if TEMPORARY_NAME.match(p.name)) if base.is_dir() else []
+    for path in found:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return found
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (fsynced before the rename)."""
     with atomic_path(path) as tmp:
@@ -170,6 +192,20 @@ def sha256_json(obj: Any) -> str:
     """Hex SHA-256 of the canonical JSON encoding of ``obj`` (sorted keys, no spaces)."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def load_npy(path: str | os.PathLike[str], error: type[SpeechUnitsError], what: str,
+             mmap_mode: str | None = None) -> Any:
+    """``np.load`` of an ``.npy`` file (no pickles); any failure to read it becomes ``error``
+    naming the file: truncation and bad sizes (ValueError, EOFError, OSError), and also a
+    damaged header, on which numpy raises ``tokenize.TokenError`` or ``SyntaxError``."""
+    import numpy as np
+
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)  # type: ignore[arg-type]
+    except Exception as err:  # noqa: BLE001 - every way a damaged file fails, one error type
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise error(path, f"unreadable or truncated {what} ({type(err).__name__}: {first})") from None
 
 
 def index_files(root: str | os.PathLike[str], suffix: str) -> dict[str, Path]:

@@ -24,7 +24,8 @@ so each command keeps only its own output format and its own work per item:
   ``OUT/log/VERB.J.log``; an interrupt sends them SIGTERM; a failed job is named with its
   log tail and the advice to rerun, which resumes. :data:`LAUNCHERS` maps ``--cmd`` names to
   launcher classes: a cluster launcher is one more entry with the same ``run`` method.
-* **Merge** (:meth:`JobRunner.merge`): the output merges its shards (:meth:`ShardOutput.merge`,
+* **Merge** (:meth:`JobRunner.merge`): the temporaries killed runs left in ``OUT`` go
+  (:func:`~speechunits.io_utils.remove_temporaries`), the output merges its shards (:meth:`ShardOutput.merge`,
   which returns the ids it holds, read from its files), ``bad_utts.J.txt`` are gathered into
   ``bad_utts.txt`` (sorted by id, ``id<TAB>reason``), then the accounting check: the ids
   written and the ids listed bad are disjoint and together exactly the input ids, else an
@@ -67,7 +68,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from tqdm import tqdm
 
 from speechunits.errors import AudioError, ConfigError, InternalError
-from speechunits.io_utils import atomic_write_json, atomic_write_text, sha256_json
+from speechunits.io_utils import atomic_write_json, atomic_write_text, remove_temporaries, sha256_json
 from speechunits.killpoints import kill_point
 from speechunits.provenance import invalidate_provenance, is_complete, write_provenance
 
@@ -605,6 +606,7 @@ class JobRunner(Generic[W]):
     def merge(self, *, empty_ok: bool = True) -> MergeSummary:
         """Merge the shards, gather ``bad_utts.txt``, check the accounting, write provenance (last)."""
         out = self.out
+        remove_temporaries(out)  # of killed runs: every shard job has finished, nothing else writes here
         written = self.output.merge(self.nj)
         lines = write_bad_lines(bad_path(out), [ln for j in range(self.nj)
                                                 for ln in bad_path(out, j).read_text(encoding="utf-8").splitlines()])

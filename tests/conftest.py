@@ -3,7 +3,8 @@
 A test that needs a tool carries its marker (``festival``: the festival binary with its voices
 and espeak-ng; ``espeak``: espeak-ng alone; ``make``: GNU make; ``fairseq2``: the usable
 fairseq2 data backend of the ``fairseq2`` extra; ``ptxas``: the ptxas bundled with Triton, to
-compile GPU kernels without a GPU). All of them are what ``make install`` provides. Outside CI
+compile GPU kernels without a GPU; ``tmpfs``: mounting a small tmpfs in a user and mount namespace
+with ``unshare -rm``, for a real full disk). All of them are what ``make install`` provides. Outside CI
 such a test is skipped when its tool is missing. Under CI (``CI=true``) it always runs, so a missing tool
 fails it; and any such test that ends skipped anyway (a ``pytest.skip`` inside a test or
 fixture) fails the session. The terminal summary prints one line per tool, e.g. ``tool tests
@@ -39,9 +40,20 @@ def _ptxas() -> list[str]:
         ["Triton's bundled ptxas"]
 
 
+def _tmpfs() -> list[str]:
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {d}"],
+                               capture_output=True, check=False) if shutil.which("unshare") else None
+    return [] if probe is not None and probe.returncode == 0 else \
+        ["a tmpfs mount in a user+mount namespace (`unshare -rm`; util-linux, user namespaces enabled)"]
+
+
 TOOLS: dict[str, Callable[[], list[str]]] = {
     "festival": _binaries("festival", "espeak-ng"), "espeak": _binaries("espeak-ng"), "make": _binaries("make"),
-    "fairseq2": _fairseq2, "ptxas": _ptxas,
+    "fairseq2": _fairseq2, "ptxas": _ptxas, "tmpfs": _tmpfs,
 }
 """Marker -> what the marked tests need, as a function naming what is missing."""
 

@@ -113,3 +113,17 @@ def kill_mid_way(cmd: list, partial, cwd, timeout: float = 120.0) -> list:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     return [json.loads(line)["id"] for line in partial.read_text().splitlines()]
+
+
+def run_killed_at(cmd: list, point: str, cwd, timeout: float = 300.0) -> int:
+    """Run a job command in a new session with ``SPEECHUNITS_KILL_AT=point`` (``KEY#K``, see
+    :mod:`speechunits.killpoints`): it SIGKILLs its process group there. Returns the exit code
+    (-9 when the point was reached)."""
+    import os
+    import subprocess
+
+    from speechunits.killpoints import KILL_AT_ENV
+
+    proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, KILL_AT_ENV: point}, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True, timeout=timeout)
+    return proc.returncode

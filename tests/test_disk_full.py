@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -210,3 +211,85 @@ def test_main_names_an_unwritable_file_no_writer_named(monkeypatch: pytest.Monke
     monkeypatch.setattr(tokenize_cli, "run", missing)
     with pytest.raises(FileNotFoundError):
         cli.main(["tokenize", "--model", "m", "--data", "d", "--out", "o"])
+
+
+TMPFS_SCRIPT = r"""
+set -u
+mount -t tmpfs -o size="$SIZE"k tmpfs "$MNT"
+"$@" --out "$MNT/units" 2> "$WORK/full.err"; echo $? > "$WORK/full.rc"
+cp -a "$MNT/units" "$WORK/left"
+mount -o remount,size=65536k "$MNT"
+"$@" --out "$MNT/units" 2> "$WORK/rerun.err"; echo $? > "$WORK/rerun.rc"
+cp -a "$MNT/units" "$WORK/final"
+umount "$MNT"
+mount -t tmpfs -o size=65536k,ro tmpfs "$MNT"
+"$@" --out "$MNT/units" 2> "$WORK/ro.err"; echo $? > "$WORK/ro.rc"
+"""
+
+
+@pytest.mark.tmpfs
+def test_real_full_tmpfs_and_read_only_mount_with_two_jobs_then_rerun(corpus: dict, reference: dict,
+                                                                      tmp_path: Path) -> None:
+    """A real full disk: ``tokenize --nj 2`` writing to a tmpfs of half the output's size (mounted
+    in a user and mount namespace, ``unshare -rm``) fails with the job's clear error line in its
+    log tail and leaves no temporary; after a remount with space the rerun ends with the
+    files of an uninterrupted ``--nj 2`` run. A read-only tmpfs stops the command with
+    ``read-only file system`` (from this process, which cannot make the output directory; the
+    rerun after a read-only failure is tested with an injected EROFS above)."""
+    import subprocess
+    import sys
+
+    used_kib = sum(p.stat().st_blocks * 512 for p in reference["out"].rglob("*") if p.is_file()) // 1024
+    mnt, work = tmp_path / "mnt", tmp_path / "work"
+    mnt.mkdir()
+    work.mkdir()
+    argv = [a for a in _argv(corpus, Path("unused")) if a not in ("--out", "unused")]
+    cmd = ["unshare", "-rm", "bash", "-c", TMPFS_SCRIPT, "tmpfs-test",
+           sys.executable, "-m", "speechunits", *argv, "--nj", "2"]
+    env = {**os.environ, "SIZE": str(max(16, used_kib // 2)), "MNT": str(mnt), "WORK": str(work)}
+    subprocess.run(cmd, env=env, check=True, timeout=600)
+    subprocess.run([*cmd[6:], "--out", str(work / "reference")], check=True, timeout=600, capture_output=True)
+    rc = {name: int((work / f"{name}.rc").read_text()) for name in ("full", "rerun", "ro")}
+    err = {name: (work / f"{name}.err").read_text() for name in rc}
+    assert rc == {"full": 1, "rerun": 0, "ro": 2}, (rc, err)  # 1: a local job failed; 2: this process
+    for name, problem in (("full", "no space left on device (errno 28 ENOSPC)"),
+                          ("ro", "read-only file system (errno 30 EROFS)")):
+        assert "Traceback" not in err[name], err[name]
+        assert re.search(rf"error: {re.escape(str(mnt))}/units(/\S+)?: {re.escape(problem)}", err[name]), err[name]
+    left = work / "left"
+    assert not [p for p in left.rglob("*") if ".tmp" in p.name], sorted(left.rglob("*"))
+    assert not (left / "provenance.json").exists()
+
+    def outputs(out: Path) -> dict[str, bytes]:  # the logs of local jobs and the provenance of --nj 2 aside
+        return {k: v for k, v in _tree(out).items() if not k.startswith("log/") and k != "provenance.json"}
+
+    assert (work / "final" / "provenance.json").is_file()
+    assert outputs(work / "final") == outputs(work / "reference")
+
+
+# ------------------------------------------------------------------ a killed writer's temporary
+def test_atomic_write_removes_only_a_dead_local_writers_temporary(tmp_path: Path) -> None:
+    """The next atomic write of a name removes the temporaries of that name whose writer (this
+    host, pid in the name) is gone; a live writer's, another host's and another name's stay
+    (chaos harness, issue 17)."""
+    import socket
+    import subprocess
+    import sys
+
+    host = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        names = {"stale": f".x.json.{host}.{dead.pid}.ab_1.tmp.json",
+                 "live": f".x.json.{host}.{live.pid}.ab_2.tmp.json",
+                 "foreign": f".x.json.other.host.{dead.pid}.ab_3.tmp.json",
+                 "other-name": f".y.json.{host}.{dead.pid}.ab_4.tmp.json"}
+        for name in names.values():
+            (tmp_path / name).write_text("{")
+        io_utils.atomic_write_json(tmp_path / "x.json", {"a": 1})
+        left = sorted(p.name for p in tmp_path.iterdir())
+        assert left == sorted(["x.json", *(names[k] for k in ("live", "foreign", "other-name"))])
+    finally:
+        live.kill()
+        live.wait()

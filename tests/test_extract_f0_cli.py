@@ -116,6 +116,25 @@ def test_resume_after_kill_redoes_nothing(data: Path, tmp_path: Path) -> None:
     _check_output(data, out)
 
 
+def test_write_killed_before_its_rename_leaves_no_temporary_after_resume(data: Path, tmp_path: Path) -> None:
+    """A SIGKILL between an atomic write's temporary and its rename (``bad_utts.J.txt`` of a local
+    shard job here) left ``.bad_utts.J.txt.*.tmp.txt`` behind for good; the resumed job's write
+    of the same name removes it (its writer is dead, a zombie counts as dead) (chaos harness, issue 17)."""
+    from speechunits.killpoints import KILL_AT_ENV
+
+    out = tmp_path / "f0"
+    cmd = [sys.executable, "-m", "speechunits", "extract-f0", "--data", str(data), "--out", str(out), "--quiet",
+           "--nj", "2"]
+    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, KILL_AT_ENV: "atomic-write:bad_utts.#.txt#1"},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    assert proc.returncode == -signal.SIGKILL
+    time.sleep(0.5)  # the killed shard jobs are gone (or zombies)
+    assert list(out.glob(".bad_utts.*.tmp.txt"))
+    assert _run(data, out, "--nj", "2") == 0
+    _check_output(data, out)
+    assert not [p.name for p in out.rglob("*") if ".tmp" in p.name]
+
+
 def test_changed_settings_redo_and_job_refuses(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "f0"
     assert _run(data, out) == 0

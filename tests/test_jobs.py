@@ -28,7 +28,7 @@ from speechunits.sylber import bootstrap_cli as bs
 from speechunits.tokenize import tokenize_cli as tok
 from speechunits.units import read_meta, read_units, validate_unit_set
 from speechunits.units.shard_output import UnitShardWriter, unit_set_runner
-from synthetic_inputs import corrupt_flac, kill_mid_way, randomised_tiny_model, speechlike
+from synthetic_inputs import corrupt_flac, kill_mid_way, randomised_tiny_model, run_killed_at, speechlike
 
 SR = 16000
 REPO = Path(__file__).resolve().parents[1]
@@ -156,6 +156,24 @@ def test_kill_and_resume(corpus: dict, verb: str, tmp_path: Path) -> None:
     assert (out / "units.jsonl").read_text() == (reference / "units.jsonl").read_text()
     assert (out / "bad_utts.txt").read_text() == (reference / "bad_utts.txt").read_text()
     assert not list(out.glob("*.partial.*"))
+
+
+@pytest.mark.parametrize("point", ["atomic-write:bad_utts.#.txt#1", "atomic-write:bad_utts.txt#1"])
+def test_kill_in_a_write_or_the_merge_leaves_nothing_behind(corpus: dict, point: str, tmp_path: Path) -> None:
+    """SIGKILL with a shard's bad list (or the merged one) written to its temporary but not yet
+    renamed: the rerun's merge sweeps the temporary and ends with the uninterrupted output (the
+    chaos harness found such temporaries left behind)."""
+    add_arguments, run, argv = COMMANDS["bootstrap-segments"]
+    reference = tmp_path / "reference"
+    assert run(_parse(add_arguments, argv(corpus, reference) + ["--nj", "2"])) == 0
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "speechunits", "bootstrap-segments", *argv(corpus, out), "--nj", "2"]
+    assert run_killed_at(cmd, point, cwd=REPO) == -9
+    assert run(_parse(add_arguments, argv(corpus, out) + ["--nj", "2"])) == 0
+    assert sorted(p.name for p in out.rglob("*") if "provenance" not in p.name and "log" not in p.parts) == \
+        sorted(p.name for p in reference.rglob("*") if "provenance" not in p.name and "log" not in p.parts)
+    assert (out / "units.jsonl").read_bytes() == (reference / "units.jsonl").read_bytes()
+    assert (out / "bad_utts.txt").read_bytes() == (reference / "bad_utts.txt").read_bytes()
 
 
 def test_moving_the_corpus_is_one_line_of_meta(corpus: dict, tmp_path: Path) -> None:

@@ -194,6 +194,19 @@ def test_codebook_roundtrip(tmp_path, suffix: str) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, path.name + ".json"])
 
 
+@pytest.mark.parametrize("suffix", [".pt", ".npy"])
+def test_codebook_file_is_the_same_bytes_every_time(tmp_path, suffix: str) -> None:
+    """torch.save given a path names the zip's records after it, and the atomic write's temporary
+    has a random name: the same codebook came out different byte for byte on every save (chaos
+    harness, frame-units, issue 17)."""
+    cent = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    path = tmp_path / f"km{suffix}"
+    save_codebook(path, cent, metric="euclidean", seed=0)
+    first = path.read_bytes()
+    save_codebook(path, cent, metric="euclidean", seed=0)
+    assert path.read_bytes() == first
+
+
 def test_codebook_hash_is_format_independent_and_content_sensitive(tmp_path) -> None:
     cent = np.random.default_rng(1).normal(size=(4, 3)).astype(np.float32)
     save_codebook(tmp_path / "a.pt", cent, metric="euclidean")

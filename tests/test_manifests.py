@@ -217,6 +217,32 @@ def test_failed_kaldi_write_keeps_old_dir_and_leaves_no_temp(tmp_path: Path, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train"]
 
 
+@pytest.mark.parametrize("point", ["atomic-write:train", "kaldi-dir-moved-aside:train"])
+def test_kaldi_write_killed_mid_way_leaves_nothing_after_the_rerun(tmp_path: Path, point: str) -> None:
+    """A SIGKILL before the temporary directory is renamed in (or after the old one is moved
+    aside) left ``.train.*.tmp`` / ``.train.*.old`` beside the data dir for good; the next write
+    removes a killed writer's (chaos harness, prepare-data, issue 17)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from speechunits.killpoints import KILL_AT_ENV
+
+    out = tmp_path / "train"
+    write_kaldi_dir(_utts(tmp_path), out)
+    code = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[2]); "
+            "from test_manifests import _utts; from speechunits.data.kaldi import write_kaldi_dir; "
+            "write_kaldi_dir(_utts(Path(sys.argv[1]))[:1], Path(sys.argv[1]) / 'train')")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(Path(__file__).parent)],
+                          env={**os.environ, KILL_AT_ENV: f"{point}#1"}, start_new_session=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert [p.name for p in tmp_path.iterdir() if p.name != "train"]  # the killed writer's temporary
+    write_kaldi_dir(_utts(tmp_path)[:1], out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train"]
+    assert [u.id for u in read_kaldi_dir(out)] == ["spkB-002"]
+
+
 def test_failed_kaldi_write_mid_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failure while writing the files leaves neither the target nor a temp dir."""
     real_open = open

@@ -16,6 +16,7 @@ atomic and fills gaps with empty-label intervals so that Praat and MFA accept th
 from __future__ import annotations
 
 import bisect
+import math
 import os
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -104,7 +105,11 @@ class _Tokens:
 
     def number(self, what: str) -> tuple[float, int]:
         tok = self.next("num", what)
-        return float(tok.value), tok.line
+        value = float(tok.value)
+        if not math.isfinite(value):  # digits beyond the float range parse as infinity
+            shown = tok.value if len(tok.value) <= 24 else tok.value[:20] + "..."
+            raise AlignmentError(self.path, f"expected a finite number for {what}, found {shown}", tok.line)
+        return value, tok.line
 
     def count(self, what: str) -> tuple[int, int]:
         value, line = self.number(what)
@@ -361,7 +366,7 @@ def read_ctm(path: PathLike) -> dict[str, list[Interval]]:
     except (OSError, UnicodeDecodeError) as err:
         raise AlignmentError(p, f"cannot read CTM file ({err})") from err
     out: dict[str, list[Interval]] = {}
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    for lineno, raw in enumerate(text.split("\n"), start=1):  # not splitlines(): \f, \u2028 are no line ends
         line = raw.strip()
         if not line or line.startswith(";;"):
             continue
@@ -374,6 +379,9 @@ def read_ctm(path: PathLike) -> dict[str, list[Interval]]:
                 float(fields[5])
         except ValueError as err:
             raise AlignmentError(p, f"expected numeric start/dur/conf, found {line!r}", lineno) from err
+        if not (math.isfinite(start) and math.isfinite(dur) and math.isfinite(start + dur)):
+            raise AlignmentError(p, f"start and duration must be finite numbers, found {fields[2][:20]!r} "
+                                    f"{fields[3][:20]!r}", lineno)
         if start < 0 or dur < 0:
             raise AlignmentError(p, f"negative start or duration in {line!r}", lineno)
         out.setdefault(fields[0], []).append(Interval(start, round(start + dur, 9), fields[4]))

@@ -31,6 +31,8 @@ from typing import Any
 
 from speechunits.data.utterance import Utterance
 from speechunits.errors import ManifestError
+from speechunits.io_utils import remove_stale_temporaries, temporary_prefix
+from speechunits.killpoints import kill_point
 
 PathLike = str | os.PathLike[str]
 
@@ -110,14 +112,17 @@ def write_kaldi_dir(utts: Sequence[Utterance], out_dir: PathLike) -> None:
             raise ManifestError(out, f"duplicate utterance id {cur.id!r}")
     files = _kaldi_lines(ordered, out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    remove_stale_temporaries(out, (".tmp", ".old"))  # a killed writer's, so a rerun leaves none behind
+    tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(out), suffix=".tmp", dir=out.parent))
     try:
         for name, lines in files.items():
             with open(tmp / name, "w", encoding="utf-8", newline="\n") as f:
                 f.writelines(line + "\n" for line in lines)
                 f.flush()
                 os.fsync(f.fileno())
+        kill_point("atomic-write", out.name)  # the temporary directory complete, not yet in place
         _swap_in(tmp, out)
+        kill_point("atomic-renamed", out.name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -129,8 +134,9 @@ def _swap_in(tmp: Path, out: Path) -> None:
         raise ManifestError(out, "expected a Kaldi data directory path, found an existing file")
     old = None
     if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        old = Path(tempfile.mkdtemp(prefix=temporary_prefix(out), suffix=".old", dir=out.parent))
         os.replace(out, old / out.name)
+        kill_point("kaldi-dir-moved-aside", out.name)  # no directory under the final name
     try:
         os.replace(tmp, out)
     except BaseException:

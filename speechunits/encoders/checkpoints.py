@@ -58,6 +58,7 @@ import torch
 
 from speechunits.errors import CheckpointError
 from speechunits.io_utils import atomic_path
+from speechunits.train.checkpoint import check_torch_zip
 from speechunits.encoders.model import EncoderConfig, SpeechEncoder
 
 _LOG = logging.getLogger(__name__)
@@ -169,7 +170,10 @@ def _stub_class(qualname: str) -> type:
 
 def _torch_load(path: Path, map_location: Any) -> Any:
     """``torch.load`` with ``weights_only=True``; unknown classes (fairseq/omegaconf configs,
-    Lightning attribute dicts) are replaced by inert stubs instead of being imported."""
+    Lightning attribute dicts) are replaced by inert stubs instead of being imported. A zip
+    member failing its CRC-32 (damaged bytes, which ``torch.load`` would not notice) is a
+    CheckpointError (:func:`~speechunits.train.checkpoint.check_torch_zip`)."""
+    check_torch_zip(path, "checkpoint")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -576,5 +580,5 @@ def save_encoder(
     }
     if segmentation:
         payload["segmentation"] = {str(k): float(v) for k, v in segmentation.items()}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)  # a file object: torch.save names the zip's records after a path (a random temporary)

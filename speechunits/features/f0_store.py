@@ -29,7 +29,7 @@ import numpy as np
 
 from speechunits.errors import DataError
 from speechunits.features.f0 import METHOD, F0Config
-from speechunits.io_utils import atomic_path, atomic_write_json
+from speechunits.io_utils import atomic_path, atomic_write_json, load_npy
 
 F0_FORMAT = "speechunits.f0/1"
 META_NAME = "meta.json"
@@ -73,10 +73,7 @@ def read_f0(path: str | os.PathLike[str]) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "F0 track does not exist")
-    try:
-        f0 = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise DataError(path, f"unreadable F0 track ({err})") from err
+    f0 = load_npy(path, DataError, "F0 track")
     if f0.ndim != 1 or not np.issubdtype(f0.dtype, np.floating):
         raise DataError(path, f"expected a 1-D float array of F0 in Hz, found shape {f0.shape} dtype {f0.dtype}")
     if not np.isfinite(f0).all() or (f0 < 0).any():

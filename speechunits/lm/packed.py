@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from speechunits.errors import UnitFormatError
-from speechunits.io_utils import atomic_path, atomic_write_json
+from speechunits.io_utils import atomic_path, atomic_write_json, load_npy
 
 __all__ = ["FORMAT", "PackedTokens", "packed_files", "write_packed"]
 
@@ -100,10 +100,7 @@ class PackedTokens:
             raise UnitFormatError(js, f"format must be {FORMAT!r}, found {self.header.get('format')!r}")
         n, total = int(self.header["num_sequences"]), int(self.header["num_tokens"])
         self.dtype = np.dtype(self.header["dtype"])
-        try:
-            self.offsets = np.load(self.files["idx"], allow_pickle=False)
-        except (OSError, ValueError, EOFError) as err:
-            raise UnitFormatError(self.files["idx"], f"unreadable offsets ({err})") from None
+        self.offsets = load_npy(self.files["idx"], UnitFormatError, "offsets")
         if self.offsets.shape != (n + 1,) or int(self.offsets[-1]) != total or (np.diff(self.offsets) < 0).any():
             raise UnitFormatError(self.files["idx"], f"expected {n + 1} non-decreasing offsets ending at {total}, "
                                                      f"found shape {self.offsets.shape}: truncated or from another set")

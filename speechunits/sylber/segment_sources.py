@@ -39,7 +39,7 @@ import numpy as np
 from speechunits.data.alignments import SILENCE_LABELS, seconds_to_frames, textgrid_syllable_spans
 from speechunits.data.utterance import Utterance
 from speechunits.errors import ConfigError, UnitFormatError
-from speechunits.io_utils import index_files
+from speechunits.io_utils import index_files, load_npy
 from speechunits.sylber.bootstrap import FRAME_RATE, SAMPLE_RATE, BootstrapConfig, bootstrap_segments
 
 @runtime_checkable
@@ -142,10 +142,7 @@ class FileSegmentSource:
             return index[utt.id]
         path = index[utt.id]
         if self.kind == "npy":
-            try:
-                arr = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as err:
-                raise UnitFormatError(path, f"unreadable .npy segment array ({err})") from err
+            arr = load_npy(path, UnitFormatError, ".npy segment array")
             if self.unit == "seconds":
                 if arr.size and (arr.ndim != 2 or arr.shape[1] != 2):
                     raise UnitFormatError(path, f"expected an (N, 2) array of [start, end) seconds, found {arr.shape}")

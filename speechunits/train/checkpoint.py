@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -123,16 +124,53 @@ def save_torch_file(path: str | os.PathLike[str], obj: Any) -> Path:
     return path
 
 
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def check_torch_zip(path: str | os.PathLike[str], what: str) -> None:
+    """Verify the CRC-32 of every member of a zip-format torch file before ``torch.load``, which
+    never checks them: a byte changed in a tensor's data (disk, copy or transfer damage) would
+    otherwise load as silently different weights. :class:`CheckpointError` names the file and the
+    damaged member. Legacy (pre-zip, pickle) torch files carry no checksum and are left to
+    ``torch.load``; so is a missing file or one whose zip directory cannot be read (``torch.load``
+    fails on it, and the caller reports that).
+    Members written with ``torch.utils.serialization.config.save.compute_crc32`` off (CRC 0)
+    are skipped."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(ZIP_MAGIC)) != ZIP_MAGIC:
+                return
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return  # missing, unreadable, or no zip directory: torch.load raises, and the caller reports it
+    with archive:
+        for info in archive.infolist():
+            if info.CRC == 0 and info.file_size:
+                continue
+            try:
+                with archive.open(info) as member:
+                    while member.read(1 << 24):
+                        pass
+            except Exception as err:  # BadZipFile (bad CRC-32, bad local header), EOFError, NotImplementedError ...
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise CheckpointError(path, f"damaged {what}: member {info.filename!r} does not match its "
+                                            f"CRC-32 or cannot be read ({type(err).__name__}: {first}); "
+                                            "the file changed after it was written") from err
+
+
 def load_torch_file(path: str | os.PathLike[str], formats: Sequence[str], what: str,
                     map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The dict saved at ``path`` by :func:`save_torch_file` whose ``"format"`` is one of ``formats``
     (``weights_only=True``). :class:`CheckpointError` names the file when it is missing, empty,
-    truncated or unreadable, or another kind of file; ``what`` names the kind in the message."""
+    truncated, unreadable or damaged (a member failing its CRC-32: :func:`check_torch_zip`), or
+    another kind of file; ``what`` names the kind in the message."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(path, f"{what} not found")
     if path.stat().st_size == 0:
         raise CheckpointError(path, f"{what} is empty (0 bytes): truncated write?")
+    check_torch_zip(path, what)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError/UnpicklingError/EOFError/zip errors

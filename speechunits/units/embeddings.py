@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from speechunits.errors import UnitFormatError
-from speechunits.io_utils import atomic_path
+from speechunits.io_utils import atomic_path, load_npy
+from speechunits.units.meta import read_meta
 
 PathLike = str | os.PathLike[str]
 
@@ -134,10 +135,7 @@ def open_shard(path: Path, dim: int | None = None) -> np.ndarray:
     """Memory-map one shard; raises UnitFormatError if missing, truncated or of the wrong dtype/shape."""
     if not path.is_file():
         raise UnitFormatError(path, "missing embeddings shard")
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise UnitFormatError(path, f"unreadable or truncated embeddings shard ({err})") from None
+    arr = load_npy(path, UnitFormatError, "embeddings shard", mmap_mode="r")
     if arr.dtype != DTYPE or arr.ndim != 2:
         raise UnitFormatError(path, f"embeddings shard must be float16 (rows, dim), found {arr.dtype} {arr.shape}")
     if dim is not None and arr.shape[1] != dim:
@@ -184,11 +182,17 @@ class EmbeddingStore:
             yield utt_id, self.get(utt_id)
 
 
+def _declared_dim(unit_dir: PathLike) -> int | None:
+    """meta.json's ``embedding_dim``: what every shard of the set must have."""
+    return read_meta(unit_dir).embedding_dim
+
+
 def read_embeddings(unit_dir: PathLike, utt_id: str) -> np.ndarray:
-    """The (N, D) float16 embeddings of one utterance (memory-mapped view)."""
-    return EmbeddingStore(unit_dir).get(utt_id)
+    """The (N, D) float16 embeddings of one utterance (memory-mapped view); D is meta.json's
+    ``embedding_dim``."""
+    return EmbeddingStore(unit_dir, _declared_dim(unit_dir)).get(utt_id)
 
 
 def iter_embeddings(unit_dir: PathLike) -> Iterator[tuple[str, np.ndarray]]:
-    """``(utt_id, (N, D) float16)`` for every utterance, in id order."""
-    yield from EmbeddingStore(unit_dir)
+    """``(utt_id, (N, D) float16)`` for every utterance, in id order; D is meta.json's ``embedding_dim``."""
+    yield from EmbeddingStore(unit_dir, _declared_dim(unit_dir))

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from speechunits.errors import UnitFormatError
 from speechunits.units.embeddings import EMB_DIR, INDEX_NAME, EmbeddingStore
 from speechunits.units.meta import META_NAME, UNITS_NAME, read_meta
@@ -64,7 +66,7 @@ def validate_unit_set(unit_dir: PathLike, *, check_audio: bool = False) -> Valid
     Checks ``meta.json``; every line of ``units.jsonl`` (fields, types, segment rules, ids
     strictly sorted, unit ids < vocab_size); the counts recorded in ``meta.json``; with
     embeddings, an index entry per utterance whose row count equals its token count inside
-    an intact float16 shard of ``embedding_dim`` columns; with ``check_audio``, that each
+    an intact float16 shard of ``embedding_dim`` columns, every value finite; with ``check_audio``, that each
     audio file exists and has the recorded ``num_samples``/``sample_rate``.
     """
     unit_dir = Path(unit_dir)
@@ -98,6 +100,11 @@ def validate_unit_set(unit_dir: PathLike, *, check_audio: bool = False) -> Valid
             if rows.shape[0] != rec.num_tokens:
                 raise UnitFormatError(index_path, f"utterance {rec.id!r}: {rows.shape[0]} embedding rows for "
                                                   f"{rec.num_tokens} tokens ({UNITS_NAME} line {lineno})")
+            if not np.isfinite(rows).all():  # the writer refuses them (as_embedding_rows): a damaged shard
+                name, start, _ = store.index[rec.id]
+                row = start + int(np.flatnonzero(~np.isfinite(rows).all(axis=1))[0])
+                raise UnitFormatError(store.dir / name, f"utterance {rec.id!r}: non-finite embedding in row {row} "
+                                                        "(NaN/inf; damaged shard?)")
         if audio_info is not None:
             path = meta.resolve_audio(rec)
             if not path.is_file():

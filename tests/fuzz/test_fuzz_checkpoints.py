@@ -9,16 +9,21 @@ payloads, missing/renamed/extra keys, wrong format tag, tensors of the wrong sha
 every input either loads (a dict holding every required entry; a :class:`SpeechEncoder`) or raises
 :class:`~speechunits.errors.CheckpointError` naming the file; never another exception, never a
 hang. ``load_latest_valid`` must skip a damaged newest checkpoint (with a warning) and return the
-previous valid one. Deterministic (``derandomize=True``): 60 byte-level cases per reader
-(load_checkpoint, load_encoder), 40 payload cases per reader and 30 load_latest_valid cases
-= 230 generated cases, plus explicit tests; about 10 s on one core.
+previous valid one. A bit flipped inside a tensor's stored bytes (which ``torch.load`` does not
+notice) must always raise CheckpointError naming the damaged zip member (its CRC-32 fails).
+Deterministic (``derandomize=True``): 60 byte-level cases per reader (load_checkpoint,
+load_encoder), 40 payload cases per reader, 30 load_latest_valid cases and 30 tensor-byte flips
+per reader (load_checkpoint, load_encoder) = 290 generated cases, plus explicit tests; about
+10 s on one core.
 """
 
 from __future__ import annotations
 
 import itertools
+import struct
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -30,8 +35,8 @@ from speechunits.encoders.checkpoints import load_encoder, save_encoder
 from speechunits.encoders.model import SpeechEncoder
 from speechunits.errors import CheckpointError, SpeechUnitsError
 from speechunits.train.checkpoint import (FORMAT, READABLE_FORMATS, REQUIRED_KEYS, OptimizerState, checkpoint_path,
-                                          load_checkpoint, load_latest_valid, pack_trained_state, save_checkpoint,
-                                          save_torch_file)
+                                          load_checkpoint, load_latest_valid, load_torch_file, pack_trained_state,
+                                          save_checkpoint, save_torch_file)
 from speechunits.train.rng import capture_rng_state
 from synthetic_inputs import randomised_tiny_model
 
@@ -249,3 +254,112 @@ def test_only_damaged_checkpoints_raise_naming_the_directory(valid) -> None:
     with pytest.warns(UserWarning), pytest.raises(CheckpointError, match="no usable checkpoint") as err:
         load_latest_valid(run)
     assert "all_bad" in str(err.value)
+
+
+# ----------------------------------------------------------------------------- tensor bytes
+
+
+def tensor_members(data: bytes) -> list[tuple[str, int, int]]:
+    """(name, first byte, size) of every tensor storage (``<archive>/data/<key>``) of a torch zip file."""
+    import io
+
+    out = []
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            if "/data/" in info.filename and info.file_size:
+                name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26: info.header_offset + 30])
+                out.append((info.filename, info.header_offset + 30 + name_len + extra_len, info.file_size))
+    return out
+
+
+def flip_tensor_byte(data: bytes, member: int, frac: float, bit: int) -> tuple[bytes, str]:
+    """``data`` with one bit flipped inside a tensor's stored bytes, and that member's name."""
+    name, start, size = tensor_members(data)[member % len(tensor_members(data))]
+    d = bytearray(data)
+    d[start + min(int(frac * size), size - 1)] ^= 1 << bit
+    return bytes(d), name
+
+
+TENSOR_FLIP = st.tuples(st.integers(0, 1000), st.floats(0.0, 1.0, allow_nan=False), st.integers(0, 7))
+
+
+def _damaged_member(err: CheckpointError, path: Path, member: str) -> None:
+    assert isinstance(err, CheckpointError), repr(err)
+    assert str(path) in str(err) and repr(member) in str(err) and "CRC-32" in str(err), str(err)
+
+
+@pytest.mark.timeout(60)
+@_fuzz(30)
+@given(flip=TENSOR_FLIP)
+def test_fuzz_flipped_tensor_byte_training_checkpoint(valid, flip) -> None:
+    tmp, train, _, _ = valid
+    path = _fresh(tmp, "step_00000002.pt")
+    data, member = flip_tensor_byte(train, *flip)
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    _damaged_member(err.value, path, member)
+
+
+@pytest.mark.timeout(60)
+@_fuzz(30)
+@given(flip=TENSOR_FLIP)
+def test_fuzz_flipped_tensor_byte_encoder(valid, flip) -> None:
+    tmp, _, enc, _ = valid
+    path = _fresh(tmp, "encoder.pt")
+    data, member = flip_tensor_byte(enc, *flip)
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError) as err:
+        load_encoder(path)
+    _damaged_member(err.value, path, member)
+
+
+def test_regression_flipped_tensor_byte_loaded_silently(valid) -> None:
+    """torch.load does not check the zip members' CRC-32: a checkpoint with one bit flipped in a
+    weight loaded as a different model. load_checkpoint now fails naming the damaged member, and
+    load_latest_valid falls back to the previous checkpoint."""
+    tmp, train, _, _ = valid
+    run = tmp / "flipped"
+    checkpoint_path(run, 1).parent.mkdir(parents=True)
+    checkpoint_path(run, 1).write_bytes(train)
+    newest = save_checkpoint(checkpoint_path(run, 2), train_state(2))
+    data, member = flip_tensor_byte(newest.read_bytes(), 0, 0.5, 6)
+    newest.write_bytes(data)
+    with pytest.raises(CheckpointError, match=r"step_00000002\.pt: damaged speechunits training checkpoint: member "
+                                              + repr(member) + " does not match its CRC-32"):
+        load_checkpoint(newest)
+    with pytest.warns(UserWarning, match="CRC-32"):
+        path, state = load_latest_valid(run)
+    assert path == checkpoint_path(run, 1) and state["step"] == 1
+
+
+def test_crc_check_spares_legacy_and_unchecksummed_files(tmp_path: Path) -> None:
+    """Legacy (non-zip) torch files and zip files written with compute_crc32 off (CRC 0) carry no
+    checksum to verify: they load as before."""
+    state = train_state(3)
+    legacy = tmp_path / "legacy.pt"
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    assert not legacy.read_bytes().startswith(b"PK")
+    assert load_checkpoint(legacy)["step"] == 3
+    config = torch.utils.serialization.config.save
+    before = config.compute_crc32
+    config.compute_crc32 = False
+    try:
+        save_torch_file(tmp_path / "nocrc.pt", state)
+    finally:
+        config.compute_crc32 = before
+    assert all(i.CRC == 0 for i in zipfile.ZipFile(tmp_path / "nocrc.pt").infolist())
+    assert load_torch_file(tmp_path / "nocrc.pt", READABLE_FORMATS, "checkpoint")["step"] == 3
+
+
+def test_crc_check_leaves_missing_files_to_the_loader(tmp_path: Path) -> None:
+    """check_torch_zip returns quietly for a missing or non-zip file; the loaders report it."""
+    from speechunits.train.checkpoint import check_torch_zip
+
+    check_torch_zip(tmp_path / "absent.pt", "checkpoint")
+    with pytest.raises(CheckpointError, match="absent.pt"):
+        load_encoder(tmp_path / "absent.pt")
+    (tmp_path / "text.pt").write_text("not a zip")
+    check_torch_zip(tmp_path / "text.pt", "checkpoint")
+    with pytest.raises(CheckpointError, match=r"text\.pt: truncated or unreadable"):
+        load_checkpoint(tmp_path / "text.pt")
