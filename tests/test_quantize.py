@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import ast
+import itertools
 import json
+import os
+import signal
+import subprocess
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +18,7 @@ import pytest
 from speechunits.cli import main
 from speechunits.errors import ConfigError, UnitFormatError
 from speechunits.quantize import apply as apply_mod
+from speechunits.quantize import cluster_cli
 from speechunits.quantize.apply import quantize_unit_set
 from speechunits.quantize.codebook import Assigner, load_codebook, save_codebook
 from speechunits.quantize.frame_units import FrameItem, write_frame_units
@@ -277,3 +284,83 @@ def test_quantize_redoes_a_set_quantized_before_the_silence_id(tmp_path: Path) -
     old.vocab_size, old.special_ids = K, {**old.special_ids, "silence": None}
     write_meta(unit_dir, old)
     assert not already_done(unit_dir, book.hash, book.k)
+
+
+def test_clustering_twice_gives_the_same_codebook_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chaos harness (issue 17): a ``.pt`` codebook rewritten on resume equals the uninterrupted
+    run's byte for byte. ``torch.save`` to the temporary's path named the archive's records after
+    that random name, and the pickled metadata held the wall-clock seconds (now only in the
+    JSON sidecar), so every run's file differed."""
+
+    unit_dir, _ = make_unit_set(tmp_path)
+    for step, name in ((1.0, "a"), (2.0, "b")):  # the second run is slower
+        clock = itertools.count(0.0, step)
+        monkeypatch.setattr(cluster_cli, "time", types.SimpleNamespace(time=lambda: next(clock)))
+        assert main(["cluster", "--units", str(unit_dir), "--k", str(K), "--out", str(tmp_path / name / "km.pt"),
+                     "--quiet", "--seed", "0"]) == 0
+    assert (tmp_path / "a" / "km.pt").read_bytes() == (tmp_path / "b" / "km.pt").read_bytes()
+    side = json.loads((tmp_path / "a" / "km.pt.json").read_text())
+    assert side["seconds"] == {"sampling": 1.0, "kmeans": 1.0}  # the timings stay in the sidecar
+
+
+def test_killed_out_of_place_quantize_leaves_no_spool_behind(tmp_path: Path) -> None:
+    """Chaos harness (issue 17): a SIGKILLed ``quantize --out`` leaves the unit-set writer's hidden
+    spool (``.units.jsonl.*.spool.tmp``) and embedding spool (``embeddings/.shard.0.npy.*.raw.tmp``);
+    the rerun removes them (their writer is dead) instead of leaving them beside the finished set."""
+    unit_dir, _ = make_unit_set(tmp_path)
+    book = tmp_path / "km.npy"
+    save_codebook(book, _dirs(), metric="cosine")
+    out = tmp_path / "km_units"
+    cmd = [sys.executable, "-m", "speechunits", "quantize", "--units", str(unit_dir), "--codebook", str(book),
+           "--out", str(out), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("SPEECHUNITS_KILL_TRACE", None)
+    killed = subprocess.run(cmd, env={**env, "SPEECHUNITS_KILL_AT": "unit-line:spool#3"}, capture_output=True,
+                            timeout=120, start_new_session=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    hidden = sorted(p.name for p in out.rglob(".*"))
+    assert any(n.endswith(".spool.tmp") for n in hidden) and any(n.endswith(".raw.tmp") for n in hidden), hidden
+    done = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not list(out.rglob(".*")), sorted(p.name for p in out.rglob(".*"))
+    assert validate_unit_set(out).num_quantized == 6
+
+
+@pytest.mark.parametrize("kill_at", ["atomic-write:units.jsonl#1", "atomic-renamed:units.jsonl#1"])
+def test_quantize_killed_at_the_final_rename_leaves_no_spool(tmp_path: Path, kill_at: str) -> None:
+    """Chaos harness (issue 17): killed while ``units.jsonl`` is renamed into place, the writer had
+    not yet removed its spool, and the rerun (the set is complete: "already quantized") never
+    did; the spool is now removed before the rename."""
+    unit_dir, _ = make_unit_set(tmp_path)
+    book = tmp_path / "km.npy"
+    save_codebook(book, _dirs(), metric="cosine")
+    out = tmp_path / "km_units"
+    cmd = [sys.executable, "-m", "speechunits", "quantize", "--units", str(unit_dir), "--codebook", str(book),
+           "--out", str(out), "--quiet"]
+    env = {k: v for k, v in os.environ.items() if k != "SPEECHUNITS_KILL_TRACE"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    killed = subprocess.run(cmd, env={**env, "SPEECHUNITS_KILL_AT": kill_at}, capture_output=True, timeout=120,
+                            start_new_session=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    done = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not list(out.rglob(".*")), sorted(p.name for p in out.rglob(".*"))
+    assert validate_unit_set(out).num_quantized == 6
+
+
+def test_in_place_quantize_writes_no_temporary_of_a_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chaos harness (issue 17): the in-place meta.json went to its temporary through a second
+    atomic write (``..meta.json.*.tmp.json.*.tmp.json``), whose temporary no rerun recognises
+    (a kill there left it for good). Every atomic write now targets a real name."""
+    from speechunits import io_utils
+
+    unit_dir, _ = make_unit_set(tmp_path)
+    book = tmp_path / "km.npy"
+    save_codebook(book, _dirs(), metric="cosine")
+    written: list[str] = []
+    monkeypatch.setattr(io_utils, "kill_point", lambda name, detail="", torn=None: written.append(detail))
+    quantize_unit_set(unit_dir, book, progress=False)
+    assert {"units.jsonl", "meta.json"} <= set(written)
+    assert not [n for n in written if n.startswith(".")], written
+    assert read_meta(unit_dir).vocab_size == K + 1
+    assert not [p for p in unit_dir.iterdir() if p.name.startswith(".")]

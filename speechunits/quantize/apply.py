@@ -7,8 +7,8 @@
   in the unit directory and renamed over the old ones only after every utterance is done
   (``units.jsonl`` first, then ``meta.json``). An exception or a kill during the long part
   leaves the old unit set untouched (an exception also removes the temporaries; a SIGKILL
-  may leave a hidden ``.units.jsonl.*.tmp.jsonl``, which readers ignore). Embeddings are
-  never touched in place.
+  may leave a hidden ``.units.jsonl.*.tmp.jsonl``, which readers ignore and the next run
+  removes). Embeddings are never touched in place.
 
 The new ``meta.json`` records ``vocab_size = k + 1`` and ``producer["codebook"]`` = the
 codebook's hash, metric, k, path and source-embeddings hash. Ids ``0..k-1`` are the cluster
@@ -106,7 +106,7 @@ def quantize_unit_set(
                         f.write(dump_line(rec) + "\n")
                     f.flush()
                     os.fsync(f.fileno())
-                write_meta(tmp_meta.parent, new_meta, tmp_meta.name)
+                write_meta(tmp_meta.parent, new_meta, tmp_meta.name, atomic=False)
             # units.jsonl is replaced here; meta.json right after (leaving the outer block)
         return validate_unit_set(src)
 

@@ -80,10 +80,10 @@ def run(args: argparse.Namespace) -> int:
         "settings": wanted, "source_units": str(args.units), "num_vectors": int(sample.vectors.shape[0]),
         "total_vectors": sample.total, "n_iter": result.n_iter, "converged": result.converged,
         "reseeded": result.reseeded, "device": str(device), "matmul_precision": result.matmul_precision,
-        "seconds": {"sampling": round(t1 - t0, 3), "kmeans": round(t2 - t1, 3)},
     }
+    timings = {"seconds": {"sampling": round(t1 - t0, 3), "kmeans": round(t2 - t1, 3)}}
     book = save_codebook(args.out, result.centroids, metric=args.metric, seed=args.seed, inertia=result.inertia,
-                         source_hash=source, extra=extra)
+                         source_hash=source, extra=extra, run_info=timings)
     print(json.dumps({"codebook": str(args.out), "hash": book.hash, **result.summary(),
-                      "num_vectors": extra["num_vectors"], "seconds": extra["seconds"]}), file=sys.stderr)
+                      "num_vectors": extra["num_vectors"], **timings}), file=sys.stderr)
     return 0

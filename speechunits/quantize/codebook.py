@@ -87,8 +87,12 @@ def save_codebook(
     inertia: float | None = None,
     source_hash: str | None = None,
     extra: dict[str, Any] | None = None,
+    run_info: dict[str, Any] | None = None,
 ) -> Codebook:
-    """Write the centroid file and its JSON sidecar atomically; returns the saved Codebook."""
+    """Write the centroid file and its JSON sidecar atomically; returns the saved Codebook.
+
+    ``extra`` goes into both files' metadata; ``run_info`` (wall-clock timings) into the sidecar
+    only, so that the centroid file of the same centroids and settings is the same bytes every time."""
     path = Path(path)
     _check_suffix(path)
     check_metric(metric)
@@ -114,8 +118,8 @@ def save_codebook(
                 np.save(f, arr, allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
-    atomic_write_json(sidecar_path(path), meta)
-    return Codebook(arr, metric, meta, path)
+    atomic_write_json(sidecar_path(path), {**meta, **(run_info or {})})
+    return Codebook(arr, metric, {**meta, **(run_info or {})}, path)
 
 
 def _read_centroids(path: Path) -> np.ndarray:

@@ -219,9 +219,17 @@ def read_meta(unit_dir: PathLike) -> UnitSetMeta:
     return read_meta_file(Path(unit_dir) / META_NAME)
 
 
-def write_meta(unit_dir: PathLike, meta: UnitSetMeta, name: str = META_NAME) -> Path:
-    """Write ``meta`` atomically as ``unit_dir/name`` (validated first)."""
+def write_meta(unit_dir: PathLike, meta: UnitSetMeta, name: str = META_NAME, *, atomic: bool = True) -> Path:
+    """Write ``meta`` atomically as ``unit_dir/name`` (validated first). ``atomic=False``: ``name``
+    is the caller's own temporary, which it renames into place (no temporary of a temporary,
+    whose name no rerun would recognise to remove after a kill)."""
     path = Path(unit_dir) / name
     UnitSetMeta.from_dict(meta.to_dict(), path)
-    atomic_write_json(path, meta.to_dict())
+    if atomic:
+        atomic_write_json(path, meta.to_dict())
+    else:
+        with open(path, "w", encoding="utf-8", newline="\n") as f:
+            f.write(json.dumps(meta.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
     return path

@@ -3,7 +3,8 @@
 Plain (no ``job``): ``units.jsonl`` (sorted by id), ``meta.json`` and, with embeddings,
 ``embeddings/shard.0.npy`` + ``embeddings/index.json`` appear on a successful ``__exit__``;
 until then records go to a hidden spool file. If the ``with`` block raises, the spool files
-are deleted and nothing is written.
+are deleted and nothing is written; those of a killed writer are removed by the next writer of
+the same set (:func:`speechunits.io_utils.remove_stale_temporaries`).
 
 Sharded (``job``/``nj``): the same with ``units.JOB.jsonl``, ``meta.JOB.json``,
 ``embeddings/shard.JOB.npy`` and ``embeddings/index.JOB.json``; ``units.JOB.jsonl`` is written
@@ -31,7 +32,8 @@ import numpy as np
 
 from speechunits.audio import is_pipe_command
 from speechunits.errors import OutputError, UnitFormatError
-from speechunits.io_utils import atomic_path, atomic_write_json, output_errors
+from speechunits.io_utils import (atomic_path, atomic_write_json, output_errors, remove_stale_temporaries,
+                                   temporary_prefix)
 from speechunits.killpoints import kill_point
 from speechunits.units.embeddings import (
     EMB_DIR,
@@ -193,7 +195,8 @@ class UnitSetWriter:
             if self.meta.embedding_dim is not None:
                 self._open_emb(self.meta.embedding_dim)
         else:
-            fd, name = tempfile.mkstemp(prefix=f".{self.units_path.name}.", suffix=".spool.tmp", dir=self.out)
+            remove_stale_temporaries(self.units_path, (".spool.tmp",))  # a killed writer's
+            fd, name = tempfile.mkstemp(prefix=temporary_prefix(self.units_path), suffix=".spool.tmp", dir=self.out)
             self._spool_path = Path(name)
             self._spool = os.fdopen(fd, "w+b")
             if self.meta.embedding_dim is not None:
@@ -206,7 +209,8 @@ class UnitSetWriter:
             self._created_emb_dir = True
         if self.raw_path is None:
             self.emb_dir.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{self.shard_path.name}.", suffix=".raw.tmp", dir=self.emb_dir)
+            remove_stale_temporaries(self.shard_path, (".raw.tmp",))  # a killed writer's
+            fd, name = tempfile.mkstemp(prefix=temporary_prefix(self.shard_path), suffix=".raw.tmp", dir=self.emb_dir)
             os.close(fd)
             self.raw_path = Path(name)
         self._emb = ShardSpool(self.raw_path, dim, rows=sum(e - s for s, e in self._emb_index.values()))
@@ -377,9 +381,12 @@ class UnitSetWriter:
                     out.write(self._spool.read(length))
             out.flush()
             os.fsync(out.fileno())
+            assert self._spool_path is not None
+            if not self.resume:  # read to the end: removed before the rename, so that no kill leaves a
+                self._spool_path.unlink()  # spool beside a finished set (its rerun writes nothing)
         self._spool.close()
-        assert self._spool_path is not None
-        self._spool_path.unlink()
+        if self.resume:
+            self._spool_path.unlink()
         if self.partial_meta_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.partial_meta_path.unlink()
