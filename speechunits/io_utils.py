@@ -101,6 +101,17 @@ def glob_escape(text: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # the umask can only be read by setting it: read once, at import
+
+
+def default_mode(directory: bool = False) -> int:
+    """The permissions ``open``/``mkdir`` would give a new file (directory) under the process
+    umask: ``tempfile`` makes its temporaries 0600 (0700), which a rename would carry over to
+    the final file and hide outputs from the other users of a shared machine."""
+    return (0o777 if directory else 0o666) & ~_UMASK
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
@@ -118,6 +129,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     with output_errors(final, prefix):  # the file meant, not the random temporary name
         fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(final), suffix=".tmp" + final.suffix,
                                         dir=final.parent)
+    os.fchmod(fd, default_mode())
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -293,3 +293,19 @@ def test_atomic_write_removes_only_a_dead_local_writers_temporary(tmp_path: Path
     finally:
         live.kill()
         live.wait()
+
+
+def test_outputs_get_the_umask_permissions_not_tempfiles_0600(tmp_path: Path) -> None:
+    """A file written through a temporary has the mode a plain ``open`` would give it (tempfile
+    makes 0600, a rename keeps it: outputs hidden from the other users of a shared machine);
+    so does a Kaldi data dir swapped into place (mkdtemp makes 0700)."""
+    from speechunits.data.kaldi import write_kaldi_dir
+    from speechunits.data.utterance import Utterance
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    io_utils.atomic_write_text(tmp_path / "atomic.txt", "x")
+    assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == io_utils.default_mode()
+    write_kaldi_dir([Utterance("u1", "/a/u1.wav", text="a", speaker="s")], tmp_path / "data")
+    (tmp_path / "plain_dir").mkdir()
+    assert (tmp_path / "data").stat().st_mode & 0o777 == (tmp_path / "plain_dir").stat().st_mode & 0o777

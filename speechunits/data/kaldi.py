@@ -31,7 +31,7 @@ from typing import Any
 
 from speechunits.data.utterance import Utterance
 from speechunits.errors import ManifestError
-from speechunits.io_utils import remove_stale_temporaries, temporary_prefix
+from speechunits.io_utils import default_mode, remove_stale_temporaries, temporary_prefix
 from speechunits.killpoints import kill_point
 
 PathLike = str | os.PathLike[str]
@@ -114,6 +114,7 @@ def write_kaldi_dir(utts: Sequence[Utterance], out_dir: PathLike) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out, (".tmp", ".old"))  # a killed writer's, so a rerun leaves none behind
     tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(out), suffix=".tmp", dir=out.parent))
+    os.chmod(tmp, default_mode(directory=True))  # mkdtemp's 0700 would stay with the renamed dir
     try:
         for name, lines in files.items():
             with open(tmp / name, "w", encoding="utf-8", newline="\n") as f:

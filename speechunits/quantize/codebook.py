@@ -30,6 +30,7 @@ from speechunits.device import resolve_device
 from speechunits.errors import CheckpointError, ConfigError
 from speechunits.io_utils import atomic_path, atomic_write_json
 from speechunits.quantize.kmeans import as_tensor, assign_chunked, check_metric, prepare
+from speechunits.train.checkpoint import check_torch_zip, save_torch_file
 
 PathLike = str | os.PathLike[str]
 SUFFIXES = (".pt", ".npy")
@@ -108,14 +109,11 @@ def save_codebook(
         "hash": centroid_hash(arr, metric), "file": path.name,
     }
     meta.update(extra or {})
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            if path.suffix == ".pt":
-                # a file object, not the path: torch.save names the zip's records after the file,
-                # and the temporary's name is random (the same codebook would differ byte for byte)
-                torch.save({"centroids": torch.from_numpy(arr), "meta": meta}, f)
-            else:
-                np.save(f, arr, allow_pickle=False)
+    if path.suffix == ".pt":
+        save_torch_file(path, {"centroids": torch.from_numpy(arr), "meta": meta})  # equal codebooks, equal bytes
+    else:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
     atomic_write_json(sidecar_path(path), {**meta, **(run_info or {})})
@@ -125,6 +123,7 @@ def save_codebook(
 def _read_centroids(path: Path) -> np.ndarray:
     try:
         if path.suffix == ".pt":
+            check_torch_zip(path, "codebook")  # a flipped byte in the centroids must not load
             obj = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(obj, dict) or "centroids" not in obj:
                 raise CheckpointError(path, "expected a dict with key 'centroids' (a speechunits codebook)")
