@@ -303,18 +303,25 @@ def test_clustering_twice_gives_the_same_codebook_bytes(tmp_path: Path, monkeypa
     assert side["seconds"] == {"sampling": 1.0, "kmeans": 1.0}  # the timings stay in the sidecar
 
 
-def test_killed_out_of_place_quantize_leaves_no_spool_behind(tmp_path: Path) -> None:
-    """Chaos harness (issue 17): a SIGKILLed ``quantize --out`` leaves the unit-set writer's hidden
-    spool (``.units.jsonl.*.spool.tmp``) and embedding spool (``embeddings/.shard.0.npy.*.raw.tmp``);
-    the rerun removes them (their writer is dead) instead of leaving them beside the finished set."""
+def _quantize_out_command(tmp_path: Path) -> tuple[list[str], Path, dict[str, str]]:
+    """``quantize --out`` of a 6-utterance unit set with a saved codebook, as a subprocess command
+    (its output directory, and an environment without kill-point variables)."""
     unit_dir, _ = make_unit_set(tmp_path)
     book = tmp_path / "km.npy"
     save_codebook(book, _dirs(), metric="cosine")
     out = tmp_path / "km_units"
     cmd = [sys.executable, "-m", "speechunits", "quantize", "--units", str(unit_dir), "--codebook", str(book),
            "--out", str(out), "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    env.pop("SPEECHUNITS_KILL_TRACE", None)
+    env = {k: v for k, v in os.environ.items() if k not in ("SPEECHUNITS_KILL_TRACE", "SPEECHUNITS_KILL_AT")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    return cmd, out, env
+
+
+def test_killed_out_of_place_quantize_leaves_no_spool_behind(tmp_path: Path) -> None:
+    """Chaos harness (issue 17): a SIGKILLed ``quantize --out`` leaves the unit-set writer's hidden
+    spool (``.units.jsonl.*.spool.tmp``) and embedding spool (``embeddings/.shard.0.npy.*.raw.tmp``);
+    the rerun removes them (their writer is dead) instead of leaving them beside the finished set."""
+    cmd, out, env = _quantize_out_command(tmp_path)
     killed = subprocess.run(cmd, env={**env, "SPEECHUNITS_KILL_AT": "unit-line:spool#3"}, capture_output=True,
                             timeout=120, start_new_session=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
@@ -331,14 +338,7 @@ def test_quantize_killed_at_the_final_rename_leaves_no_spool(tmp_path: Path, kil
     """Chaos harness (issue 17): killed while ``units.jsonl`` is renamed into place, the writer had
     not yet removed its spool, and the rerun (the set is complete: "already quantized") never
     did; the spool is now removed before the rename."""
-    unit_dir, _ = make_unit_set(tmp_path)
-    book = tmp_path / "km.npy"
-    save_codebook(book, _dirs(), metric="cosine")
-    out = tmp_path / "km_units"
-    cmd = [sys.executable, "-m", "speechunits", "quantize", "--units", str(unit_dir), "--codebook", str(book),
-           "--out", str(out), "--quiet"]
-    env = {k: v for k, v in os.environ.items() if k != "SPEECHUNITS_KILL_TRACE"}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    cmd, out, env = _quantize_out_command(tmp_path)
     killed = subprocess.run(cmd, env={**env, "SPEECHUNITS_KILL_AT": kill_at}, capture_output=True, timeout=120,
                             start_new_session=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]

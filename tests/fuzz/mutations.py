@@ -9,9 +9,12 @@ changes type, non-UTF-8 bytes, an empty file, or a generated line.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+from speechunits.errors import SpeechUnitsError
 
 
 def fuzz_settings(max_examples: int, deadline_ms: int, *allow: HealthCheck) -> settings:
@@ -93,3 +96,14 @@ def mutated(draw: st.DrawFn, valid: bytes, ops: tuple[str, ...] = OPS) -> bytes:
 def nonblank_lines(data: bytes) -> int:
     """Lines of ``data`` holding something besides whitespace (what a reader must not drop silently)."""
     return sum(1 for line in data.decode("utf-8").split("\n") if line.strip())
+
+
+def check_names_file(err: BaseException, inside: Path, error_type: type[SpeechUnitsError]) -> None:
+    """``err`` is an ``error_type`` naming a file under ``inside`` (or ``inside`` itself), and its
+    line (``path:line:``, 1-based) when it has one: what every reader must raise on bad input."""
+    assert isinstance(err, error_type), repr(err)
+    assert err.path is not None, err
+    assert str(err.path).startswith(str(inside)), err
+    assert str(err.path) in str(err), err
+    if err.line is not None:
+        assert f"{err.path}:{err.line}:" in str(err) and err.line >= 1, err

@@ -289,28 +289,18 @@ def _damaged_member(err: CheckpointError, path: Path, member: str) -> None:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("which", ["training checkpoint", "encoder"])
 @_fuzz(30)
 @given(flip=TENSOR_FLIP)
-def test_fuzz_flipped_tensor_byte_training_checkpoint(valid, flip) -> None:
-    tmp, train, _, _ = valid
-    path = _fresh(tmp, "step_00000002.pt")
-    data, member = flip_tensor_byte(train, *flip)
+def test_fuzz_flipped_tensor_byte(valid, which: str, flip) -> None:
+    tmp, train, enc, _ = valid
+    name, valid_bytes, load = {"training checkpoint": ("step_00000002.pt", train, load_checkpoint),
+                               "encoder": ("encoder.pt", enc, load_encoder)}[which]
+    path = _fresh(tmp, name)
+    data, member = flip_tensor_byte(valid_bytes, *flip)
     path.write_bytes(data)
     with pytest.raises(CheckpointError) as err:
-        load_checkpoint(path)
-    _damaged_member(err.value, path, member)
-
-
-@pytest.mark.timeout(60)
-@_fuzz(30)
-@given(flip=TENSOR_FLIP)
-def test_fuzz_flipped_tensor_byte_encoder(valid, flip) -> None:
-    tmp, _, enc, _ = valid
-    path = _fresh(tmp, "encoder.pt")
-    data, member = flip_tensor_byte(enc, *flip)
-    path.write_bytes(data)
-    with pytest.raises(CheckpointError) as err:
-        load_encoder(path)
+        load(path)
     _damaged_member(err.value, path, member)
 
 

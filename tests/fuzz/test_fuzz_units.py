@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mutations import JSON_VALUES, fuzz_settings, mutated  # noqa: E402
+from mutations import JSON_VALUES, check_names_file, fuzz_settings, mutated  # noqa: E402
 
 from speechunits.errors import UnitFormatError  # noqa: E402
 from speechunits.units.meta import META_NAME, UNITS_NAME, read_meta  # noqa: E402
@@ -59,12 +59,8 @@ VALID = _valid_set()
 
 
 def _check_error(err: UnitFormatError, root: Path, *, lined: bool) -> None:
-    assert err.path is not None, err
-    assert str(err.path).startswith(str(root)), err
-    assert str(err.path) in str(err), err
-    if err.line is not None:
-        assert f"{err.path}:{err.line}:" in str(err) and err.line >= 1, err
-    elif lined and err.path.name == UNITS_NAME:
+    check_names_file(err, root, UnitFormatError)
+    if err.line is None and lined and err.path.name == UNITS_NAME:
         # a units.jsonl error without a line is about the file as a whole (counts, missing file)
         assert "units" in str(err) or "holds" in str(err), err
 
