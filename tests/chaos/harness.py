@@ -78,6 +78,8 @@ class ChaosJob:
     check: Callable[[Path, str], list[str]] | None = None
     timeout: float = 600.0
     max_kills_per_trial: int = 3
+    markers: tuple[str, ...] = ()
+    """Tool markers of tests/conftest.py the job needs (``festival``): its chaos test carries them."""
 
 
 @dataclass

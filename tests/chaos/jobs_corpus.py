@@ -45,7 +45,8 @@ def _synth_argv(root: Path) -> list[str]:
 
 SYNTH_CORPUS = ChaosJob("synth-corpus", _build_nothing, _synth_argv,
                         check=summary_check("corpus/.synth/librispeech",
-                                            lambda out: len(list((out.parents[1] / "LibriSpeech").rglob("*.flac")))))
+                                            lambda out: len(list((out.parents[1] / "LibriSpeech").rglob("*.flac")))),
+                        markers=("festival",))
 
 
 # ------------------------------------------------------------------ prepare-data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -99,7 +100,6 @@ def _count_wavs(out: Path) -> int:
 
 SYNTHESIZE = ChaosJob("synthesize", _build_synthesize, _synthesize_argv, check=summary_check("synth", _count_wavs))
 
-CHAOS_JOBS: list[ChaosJob] = [CLUSTER, QUANTIZE, QUANTIZE_OUT, SYNTHESIZE]
 
 
 # ------------------------------------------------------------------ tts-synthesize (a tiny Capacitron)
@@ -114,7 +114,7 @@ def _build_tts(d: Path) -> None:
     assert code == 0, code
     for p in sorted((d / "tts").iterdir()):  # only the exported model is an input
         if p.name != "model.pt":
-            __import__("shutil").rmtree(p) if p.is_dir() else p.unlink()
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
     manifest = data / "manifest.jsonl"
     lines = manifest.read_text(encoding="utf-8").splitlines()
     manifest.write_text("\n".join(lines[:4] + lines[-1:]) + "\n", encoding="utf-8")  # 4 sentences + the corrupt one
@@ -132,8 +132,6 @@ def _count_tts(out: Path) -> int:
 
 TTS_SYNTHESIZE = ChaosJob("tts-synthesize", _build_tts, _tts_argv, check=summary_check("tts_out", _count_tts))
 
-CHAOS_JOBS.append(TTS_SYNTHESIZE)
-
 
 # ------------------------------------------------------------------ lm-pack (with a BPE model trained first)
 def _build_lm_pack(d: Path) -> None:
@@ -149,4 +147,4 @@ def _lm_pack_argv(root: Path) -> list[str]:
 
 LM_PACK = ChaosJob("lm-pack", _build_lm_pack, _lm_pack_argv)
 
-CHAOS_JOBS.append(LM_PACK)
+CHAOS_JOBS: list[ChaosJob] = [CLUSTER, QUANTIZE, QUANTIZE_OUT, SYNTHESIZE, TTS_SYNTHESIZE, LM_PACK]

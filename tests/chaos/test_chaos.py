@@ -19,7 +19,8 @@ from jobs import JOBS  # noqa: E402
 KILLS = 3
 
 
-@pytest.mark.parametrize("name", sorted(JOBS))
+@pytest.mark.parametrize("name", [pytest.param(name, marks=[getattr(pytest.mark, m) for m in JOBS[name].markers])
+                                  for name in sorted(JOBS)])
 def test_killed_and_resumed_job_matches_uninterrupted_run(name: str, tmp_path: Path) -> None:
     job = JOBS[name]
     inputs = tmp_path / "inputs"
