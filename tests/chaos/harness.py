@@ -12,8 +12,9 @@ legitimately differ):
    times with a kill planned, then once without. A planned kill is either
 
    * a *point* kill: a kill-point stratum drawn uniformly from the reference trace's strata
-     (so the final merge and rename are drawn as often as the common points), then an occurrence
-     uniformly among its count; the job kills its own process group there
+     that no kill has reached yet (all of them once each has been reached; so the final merge
+     and rename are drawn as often as the common points), then an occurrence uniformly among
+     its count; the job kills its own process group there
      (``SPEECHUNITS_KILL_AT``; unit lines are cut in half first), or
    * a *timer* kill: the harness SIGKILLs the job's process group after a delay drawn uniformly
      from [0, reference wall time] (places no kill point names).
@@ -47,7 +48,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -307,10 +308,12 @@ def reference_run(job: ChaosJob, inputs: Path, work: Path) -> Reference:
     return Reference(snapshot(root, job), strata, result.wall, result.stderr)
 
 
-def plan_kill(rng: random.Random, ref: Reference) -> tuple[str | None, float | None]:
-    """A point kill (``KEY#K``, stratum first) or a timer kill (seconds), one or the other at random."""
+def plan_kill(rng: random.Random, ref: Reference, fired: Collection[str] = ()) -> tuple[str | None, float | None]:
+    """A point kill (``KEY#K``: a stratum, then an occurrence) or a timer kill (seconds), one or
+    the other at random. The stratum is drawn among those no kill has ``fired`` at yet while
+    there are any, so every kill point of the job is reached before any is reached twice."""
     if ref.strata and rng.random() < 0.5:
-        key = rng.choice(sorted(ref.strata))
+        key = rng.choice(sorted(set(ref.strata) - set(fired)) or sorted(ref.strata))
         return f"{key}#{rng.randint(1, ref.strata[key])}", None
     return None, rng.uniform(0.0, ref.wall)
 
@@ -335,7 +338,7 @@ def run_chaos(job: ChaosJob, inputs: Path, work: Path, *, kills: int, seed: int 
         for _ in range(rng.randint(1, job.max_kills_per_trial)):
             if report.kills >= kills:
                 break
-            kill_at, kill_after = plan_kill(rng, ref)
+            kill_at, kill_after = plan_kill(rng, ref, report.fired)
             result = run_job(job, root, kill_at=kill_at, kill_after=kill_after)
             report.resumes += killed_last
             if result.killed_by == "timeout" or (result.code != 0 and result.code != -signal.SIGKILL):

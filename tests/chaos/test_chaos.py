@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from harness import run_chaos  # noqa: E402
 from jobs import JOBS  # noqa: E402
 
-KILLS = 3
+KILLS = 2
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=[getattr(pytest.mark, m) for m in JOBS[name].markers])
