@@ -176,9 +176,14 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """``obj`` as the toolkit writes JSON files: sorted keys, UTF-8 as is, a trailing newline."""
+    return json.dumps(obj, indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = 2) -> None:
-    """Write ``obj`` as JSON (sorted keys, trailing newline) to ``path`` atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=True, ensure_ascii=False) + "\n")
+    """Write ``obj`` as JSON (:func:`json_text`) to ``path`` atomically."""
+    atomic_write_text(path, json_text(obj, indent))
 
 
 def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:

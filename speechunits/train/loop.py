@@ -37,8 +37,8 @@ from tqdm import tqdm
 
 from speechunits.errors import CheckpointError, ConfigError
 from speechunits.io_utils import atomic_write_text
-from speechunits.provenance import write_provenance
 from speechunits.killpoints import kill_point
+from speechunits.provenance import write_provenance
 from speechunits.train import checkpoint as ckpt
 from speechunits.train.config import TrainConfig, config_diff, config_to_dict, config_to_yaml, training_relevant
 from speechunits.train.distributed import DistInfo, all_gather_object, all_reduce_sum, barrier

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from speechunits.errors import UnitFormatError
-from speechunits.io_utils import atomic_write_json
+from speechunits.io_utils import atomic_write_json, json_text
 
 PathLike = str | os.PathLike[str]
 
@@ -229,7 +229,7 @@ def write_meta(unit_dir: PathLike, meta: UnitSetMeta, name: str = META_NAME, *, 
         atomic_write_json(path, meta.to_dict())
     else:
         with open(path, "w", encoding="utf-8", newline="\n") as f:
-            f.write(json.dumps(meta.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+            f.write(json_text(meta.to_dict()))
             f.flush()
             os.fsync(f.fileno())
     return path
