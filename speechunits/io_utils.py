@@ -66,39 +66,56 @@ def temporary_prefix(path: str | os.PathLike[str]) -> str:
     return f".{Path(path).name}.{socket.gethostname()}.{os.getpid()}."
 
 
+_HIDDEN_NAMES: dict[str, list[str]] = {}
+"""Directory -> its hidden names that may be temporaries, listed at this process's first write
+there: one scan per directory, not one per write (an output directory may hold a corpus)."""
+
+
+def _hidden_names(directory: Path) -> list[str]:
+    key = os.path.abspath(directory)
+    names = _HIDDEN_NAMES.get(key)
+    if names is None:
+        try:
+            with os.scandir(directory) as entries:
+                names = [e.name for e in entries if e.name.startswith(".") and (".tmp" in e.name or e.name.endswith(".old"))]
+        except OSError:
+            names = []
+        _HIDDEN_NAMES[key] = names
+    return names
+
+
 def remove_stale_temporaries(path: str | os.PathLike[str], tails: tuple[str, ...] | None = None) -> list[Path]:
     """Remove the temporaries of ``path`` (named :func:`temporary_prefix` + random + a tail of
     ``tails``; default ``.tmp<suffix>``, :func:`atomic_path`'s) that writers on this host left when
     they were killed (their process is gone); files or whole directories. A live writer's
     temporary, or one of another host (its pid cannot be checked from here), is kept. Returns
-    the removed."""
+    the removed. The directory is listed once per process (at its first write there), so a
+    temporary a writer killed later leaves is for the next run (or a job's merge) to remove."""
     final = Path(path)
     host = socket.gethostname()
     prefix = f".{final.name}."
     removed: list[Path] = []
     if not final.parent.is_dir():
         return removed
+    names = _hidden_names(final.parent)
     for tail in tails if tails is not None else (".tmp" + final.suffix,):
-        for tmp in final.parent.glob(glob_escape(prefix) + "*" + glob_escape(tail)):
-            middle = tmp.name[len(prefix): len(tmp.name) - len(tail)]
+        for name in [n for n in names if n.startswith(prefix) and n.endswith(tail)]:
+            middle = name[len(prefix): len(name) - len(tail)]
             parts = middle.rsplit(".", 2)  # host (may hold dots), pid, mkstemp's random part (no dots)
             if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
                 continue
             pid = int(parts[1])
             if pid == os.getpid() or _pid_alive(pid):
                 continue
+            tmp = final.parent / name
             if tmp.is_dir() and not tmp.is_symlink():
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
+            names.remove(name)
             removed.append(tmp)
     return removed
-
-
-def glob_escape(text: str) -> str:
-    """``text`` with the glob metacharacters ``*?[`` quoted (a literal part of a pattern)."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 _UMASK = os.umask(0o022)

@@ -238,7 +238,9 @@ def test_kaldi_write_killed_mid_way_leaves_nothing_after_the_rerun(tmp_path: Pat
                           env={**os.environ, KILL_AT_ENV: f"{point}#1"}, start_new_session=True)
     assert proc.returncode == -signal.SIGKILL
     assert [p.name for p in tmp_path.iterdir() if p.name != "train"]  # the killed writer's temporary
-    write_kaldi_dir(_utts(tmp_path)[:1], out)
+    env = {k: v for k, v in os.environ.items() if k != KILL_AT_ENV}
+    rerun = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(Path(__file__).parent)], env=env)
+    assert rerun.returncode == 0  # a new process, as a rerun is: it lists the directory afresh
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train"]
     assert [u.id for u in read_kaldi_dir(out)] == ["spkB-002"]
 
