@@ -24,9 +24,9 @@ PYTHON ?=
 VENV ?= .venv
 CI ?=
 
-APT_PACKAGES := festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng sox libsndfile1 util-linux
+APT_PACKAGES := festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng sox libsndfile1 util-linux slurm-wlm munge
 # binaries checked where dpkg is unavailable (non-Debian systems)
-APT_BINARIES := festival espeak-ng sox unshare
+APT_BINARIES := festival espeak-ng sox unshare sbatch slurmctld slurmd munged
 
 PYPROJECT_SHA := $(firstword $(shell sha256sum pyproject.toml))
 STAMP := $(VENV)/.installed-$(PYPROJECT_SHA)

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "results-table": ("speechunits.eval.report_cli", "RESULTS.md table and plot from eval-boundaries reports"),
     "train-sylber": ("speechunits.sylber.train_cli", "train Sylber (stage 1 from given segments, stage 2 self-distillation)"),
     "train-hubert": ("speechunits.hubert.train_cli", "HuBERT-style masked-prediction pretraining (a self-supervised teacher for Sylber)"),
+    "launch": ("speechunits.train.cluster", "start a training here, under torchrun, or as a Slurm job (multi-node, requeue)"),
     "tokenize": ("speechunits.tokenize.tokenize_cli", "tokenize a corpus into syllable units (sharded, resumable)"),
     "frame-units": ("speechunits.quantize.frame_units_cli", "k-means frame units (one encoder layer, or MFCC/log-mel, at 50 Hz) of a corpus, end to end"),
     "probe-phones": ("speechunits.quantize.phone_probe_cli", "phone purity, cluster purity and PNMI of k-means over each layer of each system"),

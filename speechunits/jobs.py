@@ -18,12 +18,11 @@ so each command keeps only its own output format and its own work per item:
   success checks that every item of the shard was written or listed bad, then writes
   ``bad_utts.J.txt``, lets the writer finish the shard, and writes the finished record, in
   that order.
-* **Launchers** (``--cmd``): without ``--job`` and with ``--nj N > 1``, the unfinished shards
-  run through a launcher. ``local`` (:class:`LocalLauncher`) starts them at once as
-  subprocesses ``python -m speechunits VERB ... --job j --threads cores//N``, logging to
-  ``OUT/log/VERB.J.log``; an interrupt sends them SIGTERM; a failed job is named with its
-  log tail and the advice to rerun, which resumes. :data:`LAUNCHERS` maps ``--cmd`` names to
-  launcher classes: a cluster launcher is one more entry with the same ``run`` method.
+* **Launchers** (``--cmd``, :mod:`speechunits.launchers`): without ``--job`` and with ``--nj N
+  > 1``, the unfinished shards run as jobs ``python -m speechunits VERB ... --job j --threads T``
+  logging to ``OUT/log/VERB.J.log``: ``--cmd local`` as subprocesses on this machine,
+  ``--cmd "slurm ..."`` as one Slurm array. A failed job is named with how it ended, its log
+  tail and the advice to rerun, which resumes: only shards without a finished record run again.
 * **Merge** (:meth:`JobRunner.merge`): the temporaries killed runs left in ``OUT`` go
   (:func:`~speechunits.io_utils.remove_temporaries`), the output merges its shards (:meth:`ShardOutput.merge`,
   which returns the ids it holds, read from its files), ``bad_utts.J.txt`` are gathered into
@@ -51,12 +50,9 @@ Test hook: the environment variable ``SPEECHUNITS_JOB_DELAY`` (seconds) makes
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -70,6 +66,7 @@ from tqdm import tqdm
 from speechunits.errors import AudioError, ConfigError, InternalError
 from speechunits.io_utils import atomic_write_json, atomic_write_text, remove_temporaries, sha256_json
 from speechunits.killpoints import kill_point
+from speechunits.launchers import FailedJob, log_tail, make_launcher
 from speechunits.provenance import invalidate_provenance, is_complete, write_provenance
 
 logger = logging.getLogger(__name__)
@@ -117,9 +114,11 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
                                                          "utterances sorted by id are dealt round-robin")
     group.add_argument("--job", type=int, default=None, help="run only shard J (0-based), e.g. one task of a cluster "
                                                              "array; the same command without --job then merges")
-    group.add_argument("--cmd", choices=sorted(LAUNCHERS), default="local",
-                       help="how the unfinished shards run when --nj > 1 and no --job is given: local = "
-                            "subprocesses on this machine (default)")
+    group.add_argument("--cmd", default="local",
+                       help="how the unfinished shards run when --nj > 1 and no --job is given: 'local' = "
+                            "subprocesses on this machine (default); 'slurm [--mem 4G --time 1:00:00 --gpu 1 "
+                            "--num-threads N --max-jobs-run N --config conf/slurm.conf]' = one sbatch array, flags "
+                            "from conf/slurm.conf (see docs/cluster.md)")
     group.add_argument("--threads", type=int, default=None,
                        help="CPU threads per job (default: all cores for one job, cores // nj for local jobs)")
 
@@ -130,6 +129,7 @@ def check_job_args(args: argparse.Namespace) -> None:
         raise ConfigError(None, f"need --nj >= 1 and 0 <= --job < --nj, got --nj {args.nj} --job {args.job}")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(None, f"--threads must be >= 1, got {args.threads}")
+    make_launcher(args.cmd)  # an unknown launcher or Slurm option fails before any work
 
 
 def command_line(add_arguments: Callable[[argparse.ArgumentParser], None], args: argparse.Namespace,
@@ -159,24 +159,6 @@ def command_line(add_arguments: Callable[[argparse.ArgumentParser], None], args:
     return argv
 
 
-def available_cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def job_device(device: str, job: int) -> str:
-    """``auto`` with several GPUs puts local job j on GPU j mod count; anything else is passed on."""
-    if device == "auto":
-        import torch
-
-        if torch.cuda.is_available() and torch.cuda.device_count() > 1:
-            return f"cuda:{job % torch.cuda.device_count()}"
-    return device
-
-
 def limit_threads(threads: int | None) -> None:
     """Use at most ``threads`` torch threads in this process (None: leave the default)."""
     if threads is not None:
@@ -193,67 +175,6 @@ def log_to_stderr() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
         root.setLevel(logging.INFO)
-
-
-# ------------------------------------------------------------------ launchers
-@dataclass(frozen=True)
-class FailedJob:
-    """A job that exited with a non-zero status, and its log."""
-
-    job: int
-    code: int
-    log: Path
-
-
-def log_tail(path: Path, lines: int = 5) -> str:
-    """The last non-empty lines of a log (progress-bar carriage returns count as line ends), indented."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").replace("\r", "\n")
-    except OSError:
-        return ""
-    return "\n".join("    " + ln for ln in [ln for ln in text.splitlines() if ln.strip()][-lines:])
-
-
-class Launcher(Protocol):
-    """Runs shards as separate jobs and waits for them (``--cmd NAME``)."""
-
-    def run(self, jobs: list[int], command: Callable[[int], list[str]], log: Callable[[int], Path],
-            threads: int) -> list[FailedJob]:
-        """Run ``command(j)`` for every ``j`` in ``jobs``, output to ``log(j)``; return the failed ones."""
-        ...
-
-
-class LocalLauncher:
-    """``--cmd local``: every job a subprocess on this machine, all started at once."""
-
-    def run(self, jobs: list[int], command: Callable[[int], list[str]], log: Callable[[int], Path],
-            threads: int) -> list[FailedJob]:
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-               "NUMBA_NUM_THREADS": str(threads)}
-        procs: list[tuple[int, subprocess.Popen[bytes], Path]] = []
-        try:
-            for job in jobs:
-                path = log(job)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                argv = command(job)
-                with open(path, "wb") as f:
-                    f.write((" ".join(argv) + "\n").encode())
-                    f.flush()
-                    procs.append((job, subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env=env), path))
-            return [FailedJob(job, code, path) for job, proc, path in procs if (code := proc.wait()) != 0]
-        finally:
-            for _job, proc, _path in procs:  # interrupted: stop the jobs (they resume on the next run)
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        proc.wait(timeout=30)
-                    if proc.poll() is None:
-                        proc.kill()
-                        proc.wait()
-
-
-LAUNCHERS: dict[str, type] = {"local": LocalLauncher}
-"""``--cmd`` name -> launcher class (each with :meth:`Launcher.run`)."""
 
 
 # ------------------------------------------------------------------ what a job kind writes
@@ -586,22 +507,19 @@ class JobRunner(Generic[W]):
         """Run ``jobs`` through the ``--cmd`` launcher as ``python -m speechunits VERB <args> --job j``.
 
         ``args`` are the command's parsed options (written back with ``add_arguments``); each job
-        gets ``--threads`` (``--threads`` or cores // nj) and, with ``--device auto`` and several
-        GPUs, a GPU of its own.
+        gets ``--threads`` (``--threads``, else the launcher's default) and, where the command has
+        ``--device``, the device the launcher gives it (see :mod:`speechunits.launchers`).
         """
-        threads = args.threads or max(1, available_cores() // self.nj)
-        device = getattr(args, "device", None)
+        has_device = getattr(args, "device", None) is not None
 
-        def command(job: int) -> list[str]:
-            extra = {"device": job_device(device, job)} if device is not None else {}
+        def command(job: int, threads: int, device: str | None) -> list[str]:
+            extra = {"device": device} if has_device else {}
             return [sys.executable, "-m", "speechunits", self.verb,
                     *command_line(add_arguments, args, job=job, threads=threads, **extra)]
 
-        log_dir = self.out / "log"
-        print(f"{self.verb}: running {len(jobs)} {args.cmd} job(s) with {threads} thread(s) each; logs in "
-              f"{log_dir}", file=sys.stderr)
-        launcher = LAUNCHERS[args.cmd]()
-        return launcher.run(jobs, command, lambda job: log_dir / f"{self.verb}.{job}.log", threads)
+        launcher = make_launcher(args.cmd)
+        return launcher.run(self.verb, jobs, self.nj, command, self.out / "log", args.threads,
+                            getattr(args, "device", None))
 
     def merge(self, *, empty_ok: bool = True) -> MergeSummary:
         """Merge the shards, gather ``bad_utts.txt``, check the accounting, write provenance (last)."""
@@ -657,7 +575,7 @@ class JobRunner(Generic[W]):
             failed = self.launch(todo, args, add_arguments)
             if failed:
                 for f in failed:
-                    print(f"{self.verb}: job {f.job} failed (exit code {f.code}); see {f.log}\n{log_tail(f.log)}",
+                    print(f"{self.verb}: job {f.job} failed ({f.describe()}); see {f.log}\n{log_tail(f.log)}",
                           file=sys.stderr)
                 print(f"{self.verb}: {len(failed)} of {len(todo)} job(s) failed; rerun the same command to resume",
                       file=sys.stderr)
@@ -674,10 +592,7 @@ class JobRunner(Generic[W]):
 __all__ = [
     "BAD_NAME",
     "DELAY_ENV",
-    "LAUNCHERS",
-    "FailedJob",
     "JobRunner",
-    "LocalLauncher",
     "MergeSummary",
     "ShardOutput",
     "ShardRecord",

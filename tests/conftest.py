@@ -4,7 +4,9 @@ A test that needs a tool carries its marker (``festival``: the festival binary w
 and espeak-ng; ``espeak``: espeak-ng alone; ``make``: GNU make; ``fairseq2``: the usable
 fairseq2 data backend of the ``fairseq2`` extra; ``ptxas``: the ptxas bundled with Triton, to
 compile GPU kernels without a GPU; ``tmpfs``: mounting a small tmpfs in a user and mount namespace
-with ``unshare -rm``, for a real full disk). All of them are what ``make install`` provides. Outside CI
+with ``unshare -rm``, for a real full disk; ``slurm``: a real one-node Slurm cluster started by the
+``slurm_cluster`` fixture of ``tests/slurm_cluster.py``, which needs the slurm-wlm and munge packages
+and root). All of them are what ``make install`` provides. Outside CI
 such a test is skipped when its tool is missing. Under CI (``CI=true``) it always runs, so a missing tool
 fails it; and any such test that ends skipped anyway (a ``pytest.skip`` inside a test or
 fixture) fails the session. The terminal summary prints one line per tool, e.g. ``tool tests
@@ -16,10 +18,12 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+import slurm_cluster as slurm_test_cluster
 
 
 def _binaries(*names: str) -> Callable[[], list[str]]:
@@ -53,7 +57,7 @@ def _tmpfs() -> list[str]:
 
 TOOLS: dict[str, Callable[[], list[str]]] = {
     "festival": _binaries("festival", "espeak-ng"), "espeak": _binaries("espeak-ng"), "make": _binaries("make"),
-    "fairseq2": _fairseq2, "ptxas": _ptxas, "tmpfs": _tmpfs,
+    "fairseq2": _fairseq2, "ptxas": _ptxas, "tmpfs": _tmpfs, "slurm": slurm_test_cluster.missing,
 }
 """Marker -> what the marked tests need, as a function naming what is missing."""
 
@@ -100,6 +104,37 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         if sum(counts.values()):
             terminalreporter.write_line(f"tool tests [{marker}]: {counts['passed']} passed, {counts['failed']} failed, "
                                         f"{counts['skipped']} skipped")
+    for line in _fixture_times:
+        terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[slurm_test_cluster.SlurmCluster]:
+    """A real one-node Slurm (munged, slurmctld, slurmd) for the whole session; ``SLURM_CONF`` and a
+    short poll interval are set in this process while it runs (see ``tests/slurm_cluster.py``).
+    Its directory is a fresh one under the system temporary directory (munged wants every directory
+    above its socket searchable by all, which pytest's own are not), removed at the end."""
+    import tempfile
+
+    cluster = slurm_test_cluster.SlurmCluster(Path(tempfile.mkdtemp(prefix="speechunits-slurm-")))
+    cluster.start()
+    saved = {k: os.environ.get(k) for k in ("SLURM_CONF", "SPEECHUNITS_SLURM_POLL")}
+    os.environ.update(SLURM_CONF=str(cluster.conf), SPEECHUNITS_SLURM_POLL="1")
+    try:
+        yield cluster
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        cluster.stop()
+        shutil.rmtree(cluster.root, ignore_errors=True)
+        _fixture_times.append(f"slurm cluster fixture: daemons up and node idle in {cluster.start_seconds:.1f} s, "
+                              f"stopped in {cluster.stop_seconds:.1f} s")
+
+
+_fixture_times: list[str] = []
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

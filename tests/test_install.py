@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng sox libsndfile1 util-linux".split()
+PACKAGES = "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng sox libsndfile1 util-linux slurm-wlm munge".split()
 
 pytestmark = pytest.mark.make
 
@@ -54,7 +54,8 @@ def test_all_present_runs_no_apt(tmp_path: Path) -> None:
 
 def test_missing_as_root_installs_only_the_missing(tmp_path: Path) -> None:
     r = make(tmp_path, "system-deps", installed=("festival", "festvox-kallpc16k", "festvox-kdlpc16k",
-                                                 "festvox-us-slt-hts", "libsndfile1", "util-linux"))
+                                                 "festvox-us-slt-hts", "libsndfile1", "util-linux", "slurm-wlm",
+                                                 "munge"))
     assert r.returncode == 0, r.stderr
     lines = apt_log(tmp_path).splitlines()
     assert lines[0] == "apt-get update"

@@ -23,6 +23,7 @@ from speechunits.data.utterance import Utterance
 from speechunits.encoders.checkpoints import save_encoder
 from speechunits.errors import InternalError
 from speechunits.jobs import JobRunner, add_job_arguments, command_line, shard_of
+from speechunits.launchers import LAUNCHERS
 from speechunits.quantize import frame_units_cli as fu
 from speechunits.sylber import bootstrap_cli as bs
 from speechunits.tokenize import tokenize_cli as tok
@@ -243,11 +244,12 @@ def test_command_line_round_trips_the_options() -> None:
         "--model", "m", "--layer", "1", "--data", "d", "--out", "o", "--codebook", "c"]))
 
 
-def test_help_names_only_what_exists(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_names_the_launchers_that_exist(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
     add_job_arguments(parser)
-    text = parser.format_help()
-    assert "{local}" in text and "slurm" not in text.lower()
+    text = " ".join(parser.format_help().split())
+    assert "'local'" in text and "'slurm" in text and "conf/slurm.conf" in text
+    assert set(LAUNCHERS) == {"local", "slurm"}
 
 
 def _runner(out: Path, utts: list[Utterance], nj: int = 2) -> JobRunner[UnitShardWriter]:

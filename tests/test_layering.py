@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "speechunits"
 
 FLOORS: list[set[str]] = [
-    {"__init__", "errors", "io_utils", "device", "config", "audio", "provenance", "jobs", "numba_cache", "killpoints"},
+    {"__init__", "errors", "io_utils", "device", "config", "audio", "provenance", "jobs", "numba_cache", "killpoints", "slurm", "launchers"},
     {"data", "features", "text"},
     {"units"},
     {"eval"},

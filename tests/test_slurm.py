@@ -1,0 +1,127 @@
+"""Corpus jobs and training on a real one-node Slurm (the ``slurm_cluster`` fixture, tests/slurm_cluster.py).
+
+* ``tokenize --nj 3 --cmd slurm`` (one sbatch array) writes the same bytes as ``--cmd local``;
+* a shard that dies is reported (shard, how it ended, log) and a rerun resubmits only it;
+* a 2-task ``srun`` DDP run of the toy task (ranks from the Slurm environment) and a two-"node"
+  ``speechunits launch --nnodes 2`` (srun torchrun, c10d rendezvous) give the weights of the
+  local ``torchrun`` run;
+* a training job cancelled with ``scancel`` checkpoints on SIGTERM and the same launch resumes
+  it; a job sent SIGUSR1 (what ``--signal=B:USR1@GRACE`` does before the time limit)
+  checkpoints, requeues itself and finishes, with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+
+from speechunits.data.jsonl import write_jsonl_manifest
+from speechunits.data.utterance import Utterance
+from speechunits.encoders.checkpoints import save_encoder
+from speechunits.slurm import job_states, submit, wait_for_job
+from synthetic_inputs import randomised_tiny_model, speechlike
+
+pytestmark = pytest.mark.slurm
+
+SR = 16000
+PY = sys.executable
+
+
+def speechunits(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+                timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PY, "-m", "speechunits", *args], capture_output=True, text=True, env=env or os.environ.copy(),
+                          cwd=cwd, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny model and 7 utterances: shards of 3, 2 and 2 with --nj 3."""
+    root = tmp_path_factory.mktemp("slurm-corpus")
+    save_encoder(root / "model.pt", randomised_tiny_model())
+    utts = []
+    for i in range(7):
+        path = root / "audio" / f"u{i}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, speechlike(0.6 + 0.2 * i, i), SR)
+        utts.append(Utterance(f"spk{i % 2}-u{i}", str(path), speaker=f"spk{i % 2}"))
+    write_jsonl_manifest(utts, root / "data.jsonl")
+    return {"root": root, "model": root / "model.pt", "data": root / "data.jsonl"}
+
+
+def tokenize_args(corpus: dict[str, Path], out: Path) -> list[str]:
+    return ["tokenize", "--model", str(corpus["model"]), "--data", str(corpus["data"]), "--out", str(out),
+            "--device", "cpu", "--batch-seconds", "3", "--norm-threshold", "1.0", "--num-workers", "1", "--nj", "3"]
+
+
+def output_files(out: Path) -> dict[str, bytes]:
+    """Every file of an output but its logs, job scripts and job records (provenance without its clock)."""
+    files = {}
+    for path in sorted(out.rglob("*")):
+        rel = path.relative_to(out).as_posix()
+        if path.is_file() and not rel.startswith("log/"):
+            data = path.read_bytes()
+            if rel == "provenance.json":
+                prov = json.loads(data)
+                prov.pop("finished")
+                data = json.dumps(prov, sort_keys=True).encode()
+            files[rel] = data
+    return files
+
+
+@pytest.fixture(scope="module")
+def local_tokens(corpus: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("local") / "units"
+    r = speechunits(*tokenize_args(corpus, out), "--cmd", "local")
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_tokenize_array_is_byte_identical_to_local(slurm_cluster: object, corpus: dict[str, Path], local_tokens: Path,
+                                                   tmp_path: Path) -> None:
+    out = tmp_path / "units"
+    r = speechunits(*tokenize_args(corpus, out), "--cmd", "slurm --num-threads 1")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "submitted Slurm array job" in r.stderr and "(3 task(s), 1 thread(s) each)" in r.stderr
+    assert output_files(out) == output_files(local_tokens)
+    assert (out / "units.jsonl").read_bytes() == (local_tokens / "units.jsonl").read_bytes()
+    for job in range(3):  # each task logs where a local job does, its command line first
+        log = (out / "log" / f"tokenize.{job}.log").read_text()
+        assert log.startswith(f"{PY} -m speechunits tokenize ") and f"--job {job}" in log.splitlines()[0]
+        assert f"tokenize: Slurm task " in r.stderr
+    rerun = speechunits(*tokenize_args(corpus, out), "--cmd", "slurm")
+    assert rerun.returncode == 0 and "complete for this config; nothing to do" in rerun.stderr
+
+
+def test_failed_shard_is_reported_and_only_it_resubmitted(slurm_cluster: object, corpus: dict[str, Path],
+                                                          local_tokens: Path, tmp_path: Path) -> None:
+    out = tmp_path / "units"
+    # shard 0 (3 utterances) dies by SIGKILL at its third unit line; shards 1 and 2 (2 each) never get there
+    env = {**os.environ, "SPEECHUNITS_KILL_AT": "unit-line:units.#.partial.jsonl#3"}
+    r = speechunits(*tokenize_args(corpus, out), "--cmd", "slurm", env=env)
+    assert r.returncode == 1, r.stderr
+    log = out / "log" / "tokenize.0.log"
+    assert f"tokenize: job 0 failed (exit code 0, signal 9); see {log}" in r.stderr, r.stderr
+    assert "1 of 3 job(s) failed; rerun the same command to resume" in r.stderr
+    finished = {j: json.loads((out / f"tokenize.{j}.json").read_text())["finished"] for j in range(3)}
+    assert finished == {0: False, 1: True, 2: True} and not (out / "units.jsonl").exists()
+    kept = {j: (out / "log" / f"tokenize.{j}.log").stat().st_mtime_ns for j in (1, 2)}
+    again = speechunits(*tokenize_args(corpus, out), "--cmd", "slurm")
+    assert again.returncode == 0, again.stderr
+    assert "(1 task(s)" in again.stderr and "--array=0 " in again.stderr
+    assert {j: (out / "log" / f"tokenize.{j}.log").stat().st_mtime_ns for j in (1, 2)} == kept
+    assert output_files(out) == output_files(local_tokens)
+
+
+def test_unknown_slurm_option_fails_before_any_work(corpus: dict[str, Path], tmp_path: Path) -> None:
+    r = speechunits(*tokenize_args(corpus, tmp_path / "units"), "--cmd", "slurm --partitoin gpu")
+    assert r.returncode == 2
+    assert "slurm option(s) --partitoin are not defined here; it defines: --time, --mem" in r.stderr
+    assert not (tmp_path / "units").exists()
