@@ -35,6 +35,13 @@ SR = 16000
 PY = sys.executable
 
 
+def one_thread() -> dict[str, str]:
+    """This environment with OMP_NUM_THREADS=1. torchrun --standalone gives each of several workers one thread, a
+    torchrun of one worker per "node" does not, and another thread count may round differently: the DDP
+    comparisons run every rank on one thread."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def speechunits(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
                 timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([PY, "-m", "speechunits", *args], capture_output=True, text=True, env=env or os.environ.copy(),
@@ -125,3 +132,118 @@ def test_unknown_slurm_option_fails_before_any_work(corpus: dict[str, Path], tmp
     assert r.returncode == 2
     assert "slurm option(s) --partitoin are not defined here; it defines: --time, --mem" in r.stderr
     assert not (tmp_path / "units").exists()
+
+
+# ------------------------------------------------------------------ training
+TOY = ["--module", "speechunits.train.toy", "--"]
+
+
+def toy_args(out: Path, *extra: str) -> list[str]:
+    """Overrides first: the toy's KEY=VALUE positionals must come before its options."""
+    return [f"out_dir={out}", "progress=false", *extra, "--device", "cpu", "--dump-weights", str(out / "weights")]
+
+
+def weights(out: Path, rank: int = 0) -> dict[str, torch.Tensor]:
+    return torch.load(out / "weights" / f"weights_rank{rank}.pt", map_location="cpu", weights_only=True)
+
+
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def two_rank_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The toy task on 2 local ranks (torchrun --standalone, gloo)."""
+    out = tmp_path_factory.mktemp("ddp-local") / "run"
+    r = speechunits("launch", "--nproc-per-node", "2", *TOY, *toy_args(out, "max_steps=12"), env=one_thread())
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_two_node_launch_matches_local_torchrun(slurm_cluster: object, two_rank_reference: Path, tmp_path: Path) -> None:
+    """``launch --nnodes 2`` = srun of one torchrun per "node" with c10d rendezvous. The test cluster has
+    one node, so its slurm.conf gives the two "nodes" as two tasks there (one line a user would not write)."""
+    conf = tmp_path / "slurm.conf"
+    from speechunits.slurm import DEFAULT_CONFIG
+
+    conf.write_text(DEFAULT_CONFIG.replace("option num_nodes=* --nodes $0 --ntasks-per-node 1", "option num_nodes=* --ntasks $0"))
+    out, log = tmp_path / "run", tmp_path / "log" / "train.slurm.log"
+    r = speechunits("launch", "--cmd", f"slurm --config {conf}", "--nnodes", "2", "--nproc-per-node", "1", "--log",
+                    str(log), *TOY, *toy_args(out, "max_steps=12"), env=one_thread())
+    assert r.returncode == 0, r.stderr + log.read_text()
+    text = log.read_text()
+    assert "--rdzv-backend c10d" in log.with_suffix(".sh").read_text() and "rendezvous" in text
+    assert text.count("finished at step 12") == 2  # both ranks
+    for rank in (0, 1):
+        assert same_weights(weights(out, rank), weights(two_rank_reference, rank))
+
+
+def test_srun_two_tasks_take_ranks_from_slurm(slurm_cluster: object, two_rank_reference: Path, tmp_path: Path) -> None:
+    """``srun -n 2 python -m ...`` without torchrun: the loop reads SLURM_PROCID/NTASKS/LOCALID and the node list."""
+    out = tmp_path / "run"
+    script = tmp_path / "job.sh"
+    step = " ".join([PY, "-m", "speechunits.train.toy", *toy_args(out, "max_steps=12")])
+    script.write_text(f"#!/bin/bash\nsrun {step}\n")
+    log = tmp_path / "job.log"
+    job = submit(["sbatch", "--ntasks=2", f"--output={log}", f"--chdir={tmp_path}"], script)
+    end = wait_for_job(job, [None])[None]
+    assert end.ok, f"{end.describe()}\n{log.read_text()}"
+    for rank in (0, 1):
+        assert same_weights(weights(out, rank), weights(two_rank_reference, rank))
+
+
+@pytest.fixture(scope="module")
+def long_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted one-process run of the slow toy task the kill tests stop half-way."""
+    out = tmp_path_factory.mktemp("long") / "run"
+    r = speechunits("launch", *TOY, *toy_args(out, *LONG))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+LONG = ["max_steps=40", "save_every=1000", "log_every=1", "task.step_sleep=0.15", "resume=auto"]
+
+
+def start_long_job(out: Path, log: Path) -> tuple[subprocess.Popen[str], str]:
+    """``launch --cmd slurm`` of the slow toy run in the background; returns it and its job id once steps are logged."""
+    proc = subprocess.Popen([PY, "-m", "speechunits", "launch", "--cmd", "slurm", "--log", str(log), *TOY,
+                             *toy_args(out, *LONG)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    metrics = out / "metrics.jsonl"
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 5):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+        time.sleep(0.2)
+    return proc, json.loads(log.with_suffix(".json").read_text())["job_id"]
+
+
+def checkpoint_steps(out: Path) -> list[int]:
+    return sorted(int(p.stem.split("_")[-1]) for p in (out / "checkpoints").glob("*.pt"))
+
+
+def test_scancel_checkpoints_and_launch_resumes(slurm_cluster: object, long_reference: Path, tmp_path: Path) -> None:
+    out, log = tmp_path / "run", tmp_path / "log" / "train.slurm.log"
+    proc, job = start_long_job(out, log)
+    subprocess.run(["scancel", job], check=True)
+    said = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 1 and f"Slurm job {job} did not complete (CANCELLED" in said, said
+    assert "received SIGTERM at step" in log.read_text()
+    steps = checkpoint_steps(out)
+    assert len(steps) == 1 and 5 <= steps[0] < 40, steps
+    again = speechunits("launch", "--cmd", "slurm", "--log", str(log), *TOY, *toy_args(out, *LONG))
+    assert again.returncode == 0, again.stderr
+    assert f"resuming from" in log.read_text()
+    assert same_weights(weights(out), weights(long_reference))
+
+
+def test_time_limit_signal_checkpoints_requeues_and_finishes(slurm_cluster: object, long_reference: Path,
+                                                             tmp_path: Path) -> None:
+    """SIGUSR1 to the batch shell is what ``--signal=B:USR1@GRACE`` sends before the time limit."""
+    out, log = tmp_path / "run", tmp_path / "log" / "train.slurm.log"
+    proc, job = start_long_job(out, log)
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
+    said = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, said + log.read_text()
+    text = log.read_text()
+    assert "SIGUSR1 (time limit near)" in text and f"requeueing job {job}" in text and "start 1," in text
+    assert "received SIGTERM at step" in text and "resuming from" in text
+    assert same_weights(weights(out), weights(long_reference))
