@@ -110,9 +110,14 @@ def test_init_distributed_sets_the_rendezvous_only_where_absent(monkeypatch: pyt
     info = d.init_distributed("cpu")
     assert (info.rank, info.world_size, info.local_rank) == (3, 4, 1)
     assert calls == [{"backend": "gloo", "init_method": "env://", "rank": 3, "world_size": 4, "addr": "gpu07", "port": "24242"}]
+    assert (os.environ["RANK"], os.environ["WORLD_SIZE"], os.environ["LOCAL_RANK"]) == ("3", "4", "1")  # as under torchrun
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT"):
+        monkeypatch.delenv(name)
     monkeypatch.setenv("MASTER_ADDR", "head")  # the user's own value stays
     d.init_distributed("cpu")
     assert (calls[-1]["addr"], calls[-1]["port"]) == ("head", "24242")
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name)
     monkeypatch.setenv("SLURM_NTASKS", "1")
     monkeypatch.setenv("SLURM_PROCID", "0")
     monkeypatch.setenv("SLURM_LOCALID", "0")

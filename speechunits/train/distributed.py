@@ -183,7 +183,8 @@ def launch_env(env: dict[str, str] | None = None) -> LaunchEnv:
 def init_distributed(device: str | None = None) -> DistInfo:
     """Read torchrun's (or an srun step's) environment, pick the device and (when the world
     size is > 1) init the process group through ``env://``. Under Slurm it sets
-    ``MASTER_ADDR`` / ``MASTER_PORT`` first where they are not set (:func:`slurm_rendezvous`).
+    ``MASTER_ADDR`` / ``MASTER_PORT`` first where they are not set (:func:`slurm_rendezvous`),
+    and ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` as torchrun would.
 
     ``device`` forces ``"cpu"`` or ``"cuda"``; by default CUDA is used when available.
     Safe to call twice: an existing process group is reused.
@@ -201,6 +202,8 @@ def init_distributed(device: str | None = None) -> DistInfo:
             addr, port = slurm_rendezvous()
             os.environ.setdefault("MASTER_ADDR", addr)
             os.environ.setdefault("MASTER_PORT", str(port))
+            # as torchrun would have set them, for code that asks the environment for the rank
+            os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(local_rank))
         backend = "nccl" if use_cuda else "gloo"
         kwargs: dict[str, Any] = {"device_id": dev} if use_cuda else {}
         dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size, **kwargs)
