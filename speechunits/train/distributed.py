@@ -1,13 +1,19 @@
-"""Process-group setup from torchrun's environment, plus the few collectives the loop needs.
+"""Process-group setup from torchrun's or Slurm's environment, plus the few collectives the loop needs.
 
-Under ``torchrun`` the variables ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` are set; a plain
-process is rank 0 of 1 and never touches ``torch.distributed``. The backend is NCCL on CUDA,
-gloo otherwise.
+Under ``torchrun`` the variables ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` are set. Without
+them, a task of an ``srun`` step of several tasks (``SLURM_STEP_ID`` set, ``SLURM_NTASKS`` > 1)
+takes its place from ``SLURM_PROCID``, ``SLURM_NTASKS`` and ``SLURM_LOCALID``, and the
+rendezvous address from the step's node list (:func:`slurm_rendezvous`). torchrun's variables
+win (``srun torchrun ...`` sets both). Anything else, a one-task Slurm job among them, is a
+plain process: rank 0 of 1, which never touches ``torch.distributed``. The backend is NCCL on
+CUDA, gloo otherwise.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,9 +42,9 @@ class DistInfo:
         return self.world_size > 1
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
+def _env_int(name: str, default: int, env: dict[str, str] | None = None) -> int:
+    raw = (os.environ if env is None else env).get(name)
+    if raw is None or raw.strip() == "":
         return default
     try:
         return int(raw)
@@ -46,15 +52,145 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigError("<environment>", f"{name}={raw!r}: expected an integer") from err
 
 
+_HOST_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def _split_top_level(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "[":
+            depth += 1
+            if depth > 1:
+                raise ValueError("nested brackets")
+        elif ch == "]":
+            depth -= 1
+            if depth < 0:
+                raise ValueError("']' without '['")
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    if depth:
+        raise ValueError("'[' without ']'")
+    parts.append(text[start:])
+    return parts
+
+
+def _expand_host(pattern: str) -> list[str]:
+    """One hostlist entry (``gpu[01-04,07]``, ``rack[1-2]-n[1-3]``, ``cpu5``) as host names."""
+    open_at = pattern.find("[")
+    if open_at < 0:
+        if "]" in pattern:
+            raise ValueError("']' without '['")
+        return [pattern]
+    close_at = pattern.index("]", open_at)
+    prefix, body, rest = pattern[:open_at], pattern[open_at + 1 : close_at], pattern[close_at + 1 :]
+    numbers: list[str] = []
+    for item in body.split(","):
+        m = _HOST_RANGE.match(item.strip())
+        if not m:
+            raise ValueError(f"bad range {item!r} in [{body}]")
+        lo, hi = m.group(1), m.group(2)
+        if hi is None:
+            numbers.append(lo)
+            continue
+        if int(hi) < int(lo):
+            raise ValueError(f"descending range {item!r}")
+        width = len(lo) if lo.startswith("0") else 0  # gpu[01-10]: gpu01 ... gpu10
+        numbers += [str(n).zfill(width) for n in range(int(lo), int(hi) + 1)]
+    tails = _expand_host(rest)
+    return [prefix + n + tail for n in numbers for tail in tails]
+
+
+def expand_hostlist(nodelist: str) -> list[str]:
+    """The host names of a Slurm hostlist expression, in order: ``gpu[01-02,07],cpu5`` ->
+    ``["gpu01", "gpu02", "gpu07", "cpu5"]`` (zero padding kept, several bracket groups in one
+    name expanded left to right). A malformed expression raises :class:`ConfigError`."""
+    try:
+        hosts = [h for part in _split_top_level(nodelist.strip()) if part.strip() for h in _expand_host(part.strip())]
+    except ValueError as err:
+        raise ConfigError("<environment>", f"node list {nodelist!r}: {err}") from None
+    if not hosts:
+        raise ConfigError("<environment>", f"node list {nodelist!r}: no host in it")
+    return hosts
+
+
+SLURM_NODELIST_VARS = ("SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST", "SLURM_NODELIST")
+
+
+def slurm_rendezvous(env: dict[str, str] | None = None) -> tuple[str, int]:
+    """``(MASTER_ADDR, MASTER_PORT)`` for a Slurm step: the environment's own values where set,
+    else the first host of the step's (or job's) node list and ``20000 + SLURM_JOB_ID % 20000``
+    (every task of the job computes the same port, and two jobs on one node rarely share one)."""
+    env = dict(os.environ) if env is None else env
+    addr = env.get("MASTER_ADDR", "").strip()
+    if not addr:
+        name = next((n for n in SLURM_NODELIST_VARS if env.get(n, "").strip()), None)
+        if name is None:
+            raise ConfigError("<environment>", "Slurm task without a node list (SLURM_STEP_NODELIST / SLURM_JOB_NODELIST); set MASTER_ADDR")
+        addr = expand_hostlist(env[name])[0]
+    if env.get("MASTER_PORT", "").strip():
+        port = _env_int("MASTER_PORT", 0, env)
+    else:
+        job = _env_int("SLURM_JOB_ID", -1, env)
+        if job < 0:
+            raise ConfigError("<environment>", "Slurm task without SLURM_JOB_ID; set MASTER_PORT")
+        port = 20000 + job % 20000
+    if not 0 < port < 65536:
+        raise ConfigError("<environment>", f"MASTER_PORT={port}: expected a TCP port (1-65535)")
+    return addr, port
+
+
+@dataclass(frozen=True)
+class LaunchEnv:
+    """Where this process sits, as its environment says, and who said it."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    source: str = "plain"  # plain | torchrun | slurm
+
+
+def launch_env(env: dict[str, str] | None = None) -> LaunchEnv:
+    """Rank, world size and local rank from torchrun's variables, else from an ``srun`` step's
+    (see the module doc), else a plain process. Inconsistent values raise :class:`ConfigError`.
+    Reads only; :func:`init_distributed` acts on it."""
+    env = dict(os.environ) if env is None else env
+    if any(env.get(n, "").strip() for n in ("RANK", "WORLD_SIZE")):
+        info = LaunchEnv(_env_int("RANK", 0, env), _env_int("WORLD_SIZE", 1, env), _env_int("LOCAL_RANK", 0, env), "torchrun")
+        names = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+    else:
+        ntasks_name = "SLURM_STEP_NUM_TASKS" if env.get("SLURM_STEP_NUM_TASKS", "").strip() else "SLURM_NTASKS"
+        ntasks = _env_int(ntasks_name, 1, env)
+        if ntasks <= 1 or not env.get("SLURM_PROCID", "").strip():
+            return LaunchEnv()
+        if not env.get("SLURM_STEP_ID", "").strip():
+            # the batch script of an sbatch --ntasks=N job: one process, not a step of N tasks
+            print(f"{ntasks_name}={ntasks} but this process is not a task of an srun step (no SLURM_STEP_ID): "
+                  "training as one process; start it with srun (or torchrun) to use the job's tasks", file=sys.stderr)
+            return LaunchEnv()
+        info = LaunchEnv(_env_int("SLURM_PROCID", 0, env), ntasks, _env_int("SLURM_LOCALID", 0, env), "slurm")
+        names = ("SLURM_PROCID", ntasks_name, "SLURM_LOCALID")
+    if info.world_size < 1:
+        raise ConfigError("<environment>", f"{names[1]}={info.world_size}: expected an integer >= 1")
+    if not 0 <= info.rank < info.world_size:
+        raise ConfigError("<environment>", f"{names[0]}={info.rank} with {names[1]}={info.world_size}: the rank must be in [0, {info.world_size})")
+    if not 0 <= info.local_rank < info.world_size:
+        raise ConfigError("<environment>", f"{names[2]}={info.local_rank} with {names[1]}={info.world_size}: the local rank must be in [0, {info.world_size})")
+    return info
+
+
 def init_distributed(device: str | None = None) -> DistInfo:
-    """Read torchrun's env vars, pick the device and (when WORLD_SIZE > 1) init the process group.
+    """Read torchrun's (or an srun step's) environment, pick the device and (when the world
+    size is > 1) init the process group through ``env://``. Under Slurm it sets
+    ``MASTER_ADDR`` / ``MASTER_PORT`` first where they are not set (:func:`slurm_rendezvous`),
+    and ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` as torchrun would.
 
     ``device`` forces ``"cpu"`` or ``"cuda"``; by default CUDA is used when available.
     Safe to call twice: an existing process group is reused.
     """
-    rank = _env_int("RANK", 0)
-    world_size = _env_int("WORLD_SIZE", 1)
-    local_rank = _env_int("LOCAL_RANK", 0)
+    where = launch_env()
+    rank, world_size, local_rank = where.rank, where.world_size, where.local_rank
     use_cuda = torch.cuda.is_available() if device is None else device == "cuda"
     if use_cuda:
         torch.cuda.set_device(local_rank)
@@ -62,6 +198,12 @@ def init_distributed(device: str | None = None) -> DistInfo:
     else:
         dev = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
+        if where.source == "slurm":
+            addr, port = slurm_rendezvous()
+            os.environ.setdefault("MASTER_ADDR", addr)
+            os.environ.setdefault("MASTER_PORT", str(port))
+            # as torchrun would have set them, for code that asks the environment for the rank
+            os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(local_rank))
         backend = "nccl" if use_cuda else "gloo"
         kwargs: dict[str, Any] = {"device_id": dev} if use_cuda else {}
         dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size, **kwargs)
@@ -118,6 +260,16 @@ def all_reduce_sum(value: float) -> float:
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
     t = torch.tensor(float(value), dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return float(t.item())
+
+
+def all_reduce_max(value: float) -> float:
+    """Largest value of a number over ranks."""
+    if not _active():
+        return float(value)
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor(float(value), dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return float(t.item())
 
 

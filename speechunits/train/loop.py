@@ -15,6 +15,10 @@ one-element case of the same code, and its logs and checkpoints keep their forma
 A non-finite loss raises :class:`FloatingPointError` (``nonfinite=raise``, the default). With
 ``nonfinite=skip`` it, or a non-finite gradient norm, makes that optimizer skip its update for
 the step instead (see :meth:`Trainer._optimizer_step` and :mod:`speechunits.train.nonfinite`).
+
+SIGTERM or SIGUSR1 during ``fit`` (Slurm's warning before a kill) ends the run at the next
+step boundary: the ranks agree, checkpoint and leave with ``SystemExit(128 + signum)``; the
+checkpoint is an ordinary resume point (see :mod:`speechunits.train.stop_signals`).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from speechunits.train.nonfinite import NONFINITE_NAME, SkipTracker
 from speechunits.train.optim import OptimizerSpec, default_optimizer, param_groups, trained_modules
 from speechunits.train.placement import place_task
 from speechunits.train.rng import capture_rng_state, restore_rng_state, seed_everything
+from speechunits.train.stop_signals import StopSignals, signal_name
 from speechunits.train.wrap import wrap_model
 
 __all__ = ["Trainer", "TrainTask", "move_to", "param_groups"]
@@ -385,7 +390,11 @@ class Trainer:
 
     # ----------------------------------------------------------------- the loop
     def fit(self) -> dict[str, float]:
-        """Train until ``max_steps`` (or ``stop_after``); returns the last logged metrics."""
+        """Train until ``max_steps`` (or ``stop_after``); returns the last logged metrics.
+
+        SIGTERM or SIGUSR1 (handled while ``fit`` runs in the main thread) stops the run at the
+        end of the step in progress, on every rank: it checkpoints that step and raises
+        ``SystemExit(128 + signum)``. A signal during the last step lets the run finish."""
         cfg, main = self.config, self.dist.is_main
         found = self._find_resume()
         rng_to_restore = self._load_state(*found) if found else None
@@ -419,6 +428,8 @@ class Trainer:
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not (main and cfg.progress), file=sys.stderr, dynamic_ncols=True, desc="train")
         window_items, window_t0 = 0, time.perf_counter()
         saved_at = self.step if found else -1
+        stops = StopSignals(self.dist.distributed).install()  # restored in the finally below
+        stopped_by = 0
         try:
             while self.step < end_step:
                 micro_batches = cursor.take(cfg.accum_steps)
@@ -444,7 +455,14 @@ class Trainer:
                 if self.step % cfg.save_every == 0 or self.step == end_step:
                     self.save()
                     saved_at = self.step
-            if self.step >= cfg.max_steps:
+                if self.step < end_step:  # the last step finishes the run anyway
+                    stopped_by = stops.agreed()  # collective when distributed: one all-reduce
+                    if stopped_by:
+                        if saved_at != self.step:
+                            self.save()
+                            saved_at = self.step
+                        break
+            if not stopped_by and self.step >= cfg.max_steps:
                 if saved_at != self.step:
                     self.save()
                 elif main:  # killed between the last checkpoint's rename and the pruning after it
@@ -452,10 +470,23 @@ class Trainer:
                 if main:
                     write_provenance(self.out_dir, training_relevant(config_to_dict(cfg)))
         finally:
+            stops.restore()
             bar.close()
             logger.close()
             for name, module in originals.items():
                 setattr(self.task, name, module)
+        if stopped_by:
+            if main:
+                path = ckpt.checkpoint_path(self.out_dir, self.step)
+                print(
+                    f"received {signal_name(stopped_by)} at step {self.step}: checkpoint {path}; "
+                    "rerun with resume=auto (or a requeued job) continues from it",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            raise SystemExit(128 + stopped_by)
+        if stops.received and main:
+            print(f"received {signal_name(stops.received)} during the last step of this run: finished at step {self.step}", file=sys.stderr)
         return dict(self.last_metrics)
 
     def _num_items(self, batch: Any) -> int:
