@@ -44,9 +44,10 @@ Stages:
   2  shared first task of each seed, the --sweep runs and their choice on valid, then every run of
      --methods at every seed (recipes/slu_cil.sh) -> <exp-root>/slu_cil_<benchmark>/<run>/seed<k>/
   3  comparison over runs and seeds -> <exp-root>/slu_cil_<benchmark>/RESULTS.md, accuracy.png, matrix.png
-Jobs (ESPnet style): --cmd runs the sharded corpus jobs (tokenize of --input units), --train-cmd each
-  training (speechunits launch: --ngpu GPUs per node on --nnodes nodes), the slu-cil runs; both default to those of
-  cmd.sh, chosen by SPEECHUNITS_CMD_BACKEND=local|slurm (site settings of Slurm in conf/slurm.conf), e.g.
+Jobs (ESPnet style): --cmd runs the sharded corpus jobs (tokenize of --input units), --train-cmd
+  each training (the slu-cil runs, each a speechunits launch: --ngpu GPUs per node on --nnodes
+  nodes); both default to those of cmd.sh, chosen by SPEECHUNITS_CMD_BACKEND=local|slurm (site
+  settings of Slurm in conf/slurm.conf), e.g.
   --cmd \"slurm --mem 4G --time 2:00:00\" --train-cmd \"slurm --time 48:00:00\" --ngpu 4 --nnodes 2"
 
 . ../../utils/parse_options.sh

@@ -44,9 +44,10 @@ Stages:
   5  k-means codebook (--num-clusters) and quantization
   6  boundary evaluation of the test splits against --alignments -> <exp-root>/sylber/RESULTS.md
   e.g. bash egs/librispeech/run.sh --stage 3   resumes at stage 3 (training resumes from its last checkpoint)
-Jobs (ESPnet style): --cmd runs the sharded corpus jobs (bootstrap-segments, tokenize), --train-cmd each
-  training (speechunits launch: --ngpu GPUs per node on --nnodes nodes); both default to those of
-  cmd.sh, chosen by SPEECHUNITS_CMD_BACKEND=local|slurm (site settings of Slurm in conf/slurm.conf), e.g.
+Jobs (ESPnet style): --cmd runs the sharded corpus jobs (bootstrap-segments, tokenize), --train-cmd
+  each training (speechunits launch: --ngpu GPUs per node on --nnodes nodes); both default to those
+  of cmd.sh, chosen by SPEECHUNITS_CMD_BACKEND=local|slurm (site settings of Slurm in
+  conf/slurm.conf), e.g.
   --cmd \"slurm --mem 4G --time 2:00:00\" --train-cmd \"slurm --time 48:00:00\" --ngpu 4 --nnodes 2"
 
 . ../../utils/parse_options.sh

@@ -59,11 +59,12 @@ Stages:
   11 evaluation (MCD, FFE, transfer correlation against the references' measured prosody,
      diversity, attention failures, KL; judge CER when stage 2 made the judge)
   12 <exp-root>/tts/RESULTS.md + figures/
-Jobs (ESPnet style): --cmd runs the sharded corpus jobs (extract-f0, frame-units, synthesize, tokenize,
-  tts-synthesize), --train-cmd each training (speechunits launch: --ngpu GPUs per node on --nnodes
-  nodes); both default to those of cmd.sh, chosen by SPEECHUNITS_CMD_BACKEND=local|slurm (site
-  settings of Slurm in conf/slurm.conf), e.g.
-  --cmd \"slurm --mem 4G --time 2:00:00\" --train-cmd \"slurm --time 48:00:00\" --ngpu 4 --nnodes 2"
+Jobs (ESPnet style): --cmd runs the sharded corpus jobs (extract-f0, frame-units, synthesize,
+  tokenize, tts-synthesize), --train-cmd each training (speechunits launch: --ngpu GPUs per node on
+  --nnodes nodes); both default to those of cmd.sh, chosen by SPEECHUNITS_CMD_BACKEND=local|slurm
+  (site settings of Slurm in conf/slurm.conf), e.g.
+  --cmd \"slurm --mem 4G --time 2:00:00\"
+  --train-cmd \"slurm --time 48:00:00\" --ngpu 4 --nnodes 2"
 
 . ../../utils/parse_options.sh
 . ../../utils/stages.sh

@@ -39,9 +39,10 @@ Stages:
   2  shared first task of each seed, the --sweep runs and their choice on valid, then every run of
      --methods at every seed (recipes/slu_cil.sh) -> <exp-root>/slu_cil_<benchmark>/<run>/seed<k>/
   3  comparison over runs and seeds -> <exp-root>/slu_cil_<benchmark>/RESULTS.md, accuracy.png, matrix.png
-Jobs (ESPnet style): --train-cmd runs each training (the slu-cil runs, through speechunits launch: --ngpu
-  GPUs per node on --nnodes nodes); it defaults to that of cmd.sh, chosen by SPEECHUNITS_CMD_BACKEND=local|slurm
-  (site settings of Slurm in conf/slurm.conf), e.g. --train-cmd \"slurm --time 24:00:00\" --ngpu 1.
+Jobs (ESPnet style): --train-cmd runs each training (the slu-cil runs, through speechunits launch:
+  --ngpu GPUs per node on --nnodes nodes); it defaults to that of cmd.sh, chosen by
+  SPEECHUNITS_CMD_BACKEND=local|slurm (site settings of Slurm in conf/slurm.conf), e.g.
+  --train-cmd \"slurm --time 24:00:00\" --ngpu 1.
   (--cmd, the sharded corpus jobs of the other recipes, is accepted but unused: SLURP has none.)"
 
 . ../../utils/parse_options.sh

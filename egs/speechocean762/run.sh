@@ -78,9 +78,10 @@ Stages:
 Extra sets are data dirs made elsewhere (e.g. by egs/synth/run.sh stage 0); each is linked as
 <data-root>/<its folder name>, so their names must differ from each other and from so762_<split>.
 Ablations: --stage1-opts \"task.augment.reverb.prob=0\" (see egs/speechocean762/README.md).
-Jobs (ESPnet style): --cmd runs the sharded corpus jobs (frame-units, bootstrap-segments, tokenize), --train-cmd each
-  training (speechunits launch: --ngpu GPUs per node on --nnodes nodes); both default to those of
-  cmd.sh, chosen by SPEECHUNITS_CMD_BACKEND=local|slurm (site settings of Slurm in conf/slurm.conf), e.g.
+Jobs (ESPnet style): --cmd runs the sharded corpus jobs (frame-units, bootstrap-segments, tokenize),
+  --train-cmd each training (speechunits launch: --ngpu GPUs per node on --nnodes nodes); both
+  default to those of cmd.sh, chosen by SPEECHUNITS_CMD_BACKEND=local|slurm (site settings of Slurm
+  in conf/slurm.conf), e.g.
   --cmd \"slurm --mem 4G --time 2:00:00\" --train-cmd \"slurm --time 48:00:00\" --ngpu 4 --nnodes 2"
 
 . ../../utils/parse_options.sh

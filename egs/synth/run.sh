@@ -91,8 +91,8 @@ Stages:
   18 evaluation against the recorded prosody (judge CER when stage 8 made the judge)
   19 <exp-root>/tts/RESULTS.md + figures/
 Jobs (ESPnet style): --cmd runs the sharded corpus jobs (synth-corpus, bootstrap-segments, tokenize,
-  frame-units, extract-f0, synthesize, tts-synthesize), --train-cmd each training (speechunits launch:
-  --ngpu GPUs per node on --nnodes nodes); both default to those of cmd.sh, chosen by
+  frame-units, extract-f0, synthesize, tts-synthesize), --train-cmd each training (speechunits
+  launch: --ngpu GPUs per node on --nnodes nodes); both default to those of cmd.sh, chosen by
   SPEECHUNITS_CMD_BACKEND=local|slurm (site settings of Slurm in conf/slurm.conf), e.g.
   --cmd \"slurm --mem 4G --time 2:00:00\" --train-cmd \"slurm --time 48:00:00\" --ngpu 4 --nnodes 2"
 

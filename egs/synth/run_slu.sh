@@ -55,8 +55,9 @@ Stages (EXP = <exp-root>/slu_cil_<corpus>_<benchmark>, + _units with --input uni
      --methods at every seed (recipes/slu_cil.sh) -> EXP/<run>/seed<k>/
   3  comparison over runs and seeds -> EXP/RESULTS.md, accuracy.png, matrix.png
 Jobs (ESPnet style): --cmd runs the sharded corpus jobs (synth-corpus, tokenize), --train-cmd each
-  training (speechunits launch: --ngpu GPUs per node on --nnodes nodes), the slu-cil runs; both default to those of
-  cmd.sh, chosen by SPEECHUNITS_CMD_BACKEND=local|slurm (site settings of Slurm in conf/slurm.conf), e.g.
+  training (the slu-cil runs, each a speechunits launch: --ngpu GPUs per node on --nnodes nodes);
+  both default to those of cmd.sh, chosen by SPEECHUNITS_CMD_BACKEND=local|slurm (site settings of
+  Slurm in conf/slurm.conf), e.g.
   --cmd \"slurm --mem 4G --time 2:00:00\" --train-cmd \"slurm --time 48:00:00\" --ngpu 4 --nnodes 2"
 
 . ../../utils/parse_options.sh
