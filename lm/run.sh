@@ -12,6 +12,7 @@
 set -euo pipefail
 CALLER_DIR="$PWD"
 cd "$(dirname "${BASH_SOURCE[0]}")"
+. ./cmd.sh || exit 1   # cmd, train_cmd: the defaults of --cmd and --train-cmd (SPEECHUNITS_CMD_BACKEND=local|slurm)
 
 stage=0                  # first stage to run
 stop_stage=100           # last stage to run
@@ -19,7 +20,8 @@ name=synth               # experiment name: outputs in exp/<name>/
 exp_root=exp             # experiments live in <exp-root>/<name>/
 nj=2                     # parallel jobs (synthesis, tokenization)
 device=auto              # auto | cpu | cuda
-ngpu=0                   # >1: train with torchrun on this many GPUs (DDP)
+ngpu=0                   # GPUs per node for each LM training (>1: DDP, torchrun)
+nnodes=1                 # nodes per LM training (>1: multi-node DDP, needs a --train-cmd such as slurm)
 train_nj=1               # >1: train this many LMs at once on the CPU, each on nproc / train_nj threads
 data_root=../egs/synth/data   # <data-root>/<set>/ data dirs (made by egs/*/run.sh stage 0)
 train_set=train-clean-100     # LM training audio
@@ -76,7 +78,10 @@ Stages:
        -> exp/<name>/<tokenizer>/scores/<model>/<set>/, exp/<name>/<tokenizer>/probes/<model>.<task>.json
   5  continuation: lm-continue of --num-continuations prompts of the first test set with the --continue-tokenizer LM,
      synthesize with --vocoder (--durations predicted) -> exp/<name>/continuation/
-  6  exp/<name>/RESULTS.md (+ continuation.png after stage 5): speechunits lm-results"
+  6  exp/<name>/RESULTS.md (+ continuation.png after stage 5): speechunits lm-results
+Jobs (defaults from lm/cmd.sh, SPEECHUNITS_CMD_BACKEND=local|slurm; site settings in lm/conf/slurm.conf):
+  --cmd runs the --nj shards of stages 0, 1 and 5 (local, or e.g. --cmd \"slurm --mem 4G\"); each LM
+  training of stage 3 is one job of --train-cmd on --nnodes nodes with --ngpu GPUs each (speechunits launch)."
 
 . ../utils/parse_options.sh
 . ../utils/stages.sh
@@ -90,6 +95,10 @@ need() {  # PATH STAGE-THAT-MAKES-IT
 [[ $# -eq 0 ]] || fail "unexpected arguments: $*"
 user_paths "$CALLER_DIR" exp_root data_root sylber_model sylber_codebook frame_model frame_codebook probe_dir lm_config vocoder
 [[ "$nj" =~ ^[1-9][0-9]*$ ]] || fail "--nj must be a positive integer, got '$nj'"
+[[ "$ngpu" =~ ^[0-9]+$ ]] || fail "--ngpu must be a non-negative integer, got '$ngpu'"
+[[ "$nnodes" =~ ^[1-9][0-9]*$ ]] || fail "--nnodes must be a positive integer, got '$nnodes'"
+[[ -n "$cmd" ]] || fail "--cmd is empty (local, or e.g. \"slurm --mem 4G\")"
+[[ -n "$train_cmd" ]] || fail "--train-cmd is empty (local, or e.g. \"slurm --time 24:00:00\")"
 [[ "$token_budget" =~ ^[1-9][0-9]*$ ]] || fail "--token-budget must be a positive integer, got '$token_budget'"
 [[ "$probe_score" == sum || "$probe_score" == mean ]] || fail "--probe-score must be sum or mean, got '$probe_score'"
 [[ "$lm_model" == best || "$lm_model" == last ]] || fail "--lm-model must be best or last, got '$lm_model'"
@@ -117,7 +126,7 @@ if stage_begin 0 "probes (${probe_dir:-synthetic, $probe_pairs pairs per task}) 
   root="$probe_dir"
   if [[ -z "$root" ]]; then
     run_logged "$log/synth.probes.log" speechunits synth-corpus --layout zr2021 --out "$exp/probes" \
-      --num-pairs "$probe_pairs" --seed "$seed" --nj "$nj"
+      --num-pairs "$probe_pairs" --seed "$seed" --nj "$nj" --cmd "$cmd"
     root="$exp/probes/zerospeech2021"
   fi
   for task in $probe_tasks; do
@@ -136,7 +145,7 @@ if stage_begin 1 "unit sets ($tokenizers) of: $sets"; then
         codebook="$sylber_codebook"
         for set in $sets; do
           run_logged "$log/tokenize.sylber.$set.log" speechunits tokenize --model "$sylber_model" \
-            --data "$(set_data "$set")" --out "$u/$set" --nj "$nj" "${dev[@]}"
+            --data "$(set_data "$set")" --out "$u/$set" --nj "$nj" --cmd "$cmd" "${dev[@]}"
         done
         if [[ -z "$codebook" ]]; then
           codebook="$u/kmeans$num_clusters.pt"
@@ -149,10 +158,10 @@ if stage_begin 1 "unit sets ($tokenizers) of: $sets"; then
       bootstrap)
         for set in $sets; do
           run_logged "$log/bootstrap.$set.log" speechunits bootstrap-segments --data "$(set_data "$set")" \
-            --out "$exp/units/bootstrap_segments/$set" --nj "$nj"
+            --out "$exp/units/bootstrap_segments/$set" --nj "$nj" --cmd "$cmd"
           run_logged "$log/tokenize.bootstrap.$set.log" speechunits tokenize --model "$sylber_model" \
             --data "$(set_data "$set")" --segments "$exp/units/bootstrap_segments/$set" --out "$u/$set" \
-            --nj "$nj" "${dev[@]}"
+            --nj "$nj" --cmd "$cmd" "${dev[@]}"
         done
         run_logged "$log/cluster.bootstrap.log" speechunits cluster --units "$u/$train_set" --k "$num_clusters" \
           --out "$u/kmeans$num_clusters.pt" "${dev[@]}"
@@ -165,12 +174,12 @@ if stage_begin 1 "unit sets ($tokenizers) of: $sets"; then
         if [[ -z "$codebook" ]]; then
           run_logged "$log/frame_units.$train_set.log" speechunits frame-units --model "$frame_model" \
             --layer "$frame_layer" --data "$(set_data "$train_set")" --k "$num_frame_units" --out "$u/$train_set" \
-            --nj "$nj" "${dev[@]}"
+            --nj "$nj" --cmd "$cmd" "${dev[@]}"
           codebook="$u/$train_set/codebook.pt"
         fi
         for set in $sets; do
           run_logged "$log/frame_units.$set.log" speechunits frame-units --model "$frame_model" --layer "$frame_layer" \
-            --data "$(set_data "$set")" --codebook "$codebook" --out "$u/$set" --nj "$nj" "${dev[@]}"
+            --data "$(set_data "$set")" --codebook "$codebook" --out "$u/$set" --nj "$nj" --cmd "$cmd" "${dev[@]}"
         done ;;
     esac
   done
@@ -191,9 +200,11 @@ if stage_begin 2 "packed token data"; then
 fi
 
 if stage_begin 3 "LM training ($token_budget tokens each) and $ngram_order-gram baselines: $tokenizers"; then
-  cmd=(speechunits train-lm)
-  (( ngpu > 1 )) && cmd=(torchrun --standalone --nproc_per_node "$ngpu" -m speechunits train-lm)
+  # each training one `speechunits launch` (a plain process with --train-cmd local and --ngpu <= 1); local ones
+  # share this machine's cores (OMP_NUM_THREADS), a cluster job has its own (--num-threads of --train-cmd)
   threads=$(( $(nproc) / (train_nj > 0 ? train_nj : 1) )); (( threads >= 1 )) || threads=1
+  launch=(speechunits launch --cmd "$train_cmd" --ngpu "$ngpu" --nnodes "$nnodes")
+  [[ "$train_cmd" == local || "$train_cmd" == "local "* ]] && launch=(env "OMP_NUM_THREADS=$threads" "${launch[@]}")
   pool_init "$train_nj"
   for t in $tokenizers; do
     p="$exp/$t/packed"
@@ -202,8 +213,8 @@ if stage_begin 3 "LM training ($token_budget tokens each) and $ngram_order-gram 
       --out "$exp/$t/ngram.json"
     (( train_nj > 1 )) && echo "training $t in the background on $threads thread(s) (log: $log/train.$t.log)"
     # shellcheck disable=SC2086  # the overrides are words
-    OMP_NUM_THREADS=$threads pool_run "$log/train.$t.log" "${cmd[@]}" --config "$lm_config" --out-dir "$exp/$t/lm" \
-      --resume auto "${dev[@]}" --token-budget "$token_budget" "task.train=$p/$train_set" "task.valid=$p/$valid_set" \
+    pool_run "$log/train.$t.log" "${launch[@]}" --log "$log/train.$t.slurm.log" -- \
+      train-lm --config "$lm_config" --out-dir "$exp/$t/lm" --resume auto "${dev[@]}" --token-budget "$token_budget" "task.train=$p/$train_set" "task.valid=$p/$valid_set" \
       $train_opts
   done
   pool_wait || fail "a training failed; see $log/train.<tokenizer>.log"
@@ -242,7 +253,7 @@ if stage_begin 5 "continuation: $num_continuations $test_set prompts, $continue_
     --prompt-seconds "$prompt_seconds" --max-new-tokens "$max_new_tokens" --temperature "$temperature" \
     --top-p "$top_p" --seed "$seed" "${dev[@]}"
   run_logged "$log/continue.synth.log" speechunits synthesize --model "$vocoder" --units "$c/units" \
-    --out "$c/synth" --durations predicted --nj 1 "${dev[@]}"
+    --out "$c/synth" --durations predicted --nj 1 --cmd "$cmd" "${dev[@]}"
   echo "stage 5: prompts (real audio) in $c/prompts/, vocoded prompt and continuation in $c/synth/wav/"
 fi
 

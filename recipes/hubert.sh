@@ -12,7 +12,10 @@ RECIPES="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 stage=1            # first stage to run
 stop_stage=100     # last stage to run
 nj=2               # parallel jobs for the frame targets
-ngpu=0             # >1: train with torchrun on this many GPUs (DDP)
+cmd=local          # how those jobs run: local | "slurm --mem 4G --time 2:00:00 ..." (--cmd of frame-units)
+train_cmd=local    # how each training runs: local | "slurm --time 48:00:00 ..." (speechunits launch --cmd)
+ngpu=0             # GPUs per node for training (>1: DDP, torchrun)
+nnodes=1           # nodes per training (>1: multi-node DDP, needs a --train-cmd such as slurm)
 device=auto        # auto | cpu | cuda
 data_root=data     # holds one Kaldi data dir per set: <data-root>/<set>/
 exp_dir=exp/hubert # outputs: targets, models, probe, logs
@@ -42,7 +45,10 @@ Stages:
      --k <k2> -> <exp-dir>/targets2/<set>/
   4  iteration 2: speechunits train-hubert -> <exp-dir>/iter2/model.pt (recipes/sylber.sh --init takes it)
   5  probe: speechunits probe-phones on <probe-set> (k-means phone purity, cluster purity, PNMI of
-     log-mel, MFCC and every layer of both iterations) -> <exp-dir>/probe.{json,md,png}"
+     log-mel, MFCC and every layer of both iterations) -> <exp-dir>/probe.{json,md,png}
+Jobs: --cmd runs the --nj shards of stages 1 and 3 (local processes, or Slurm jobs with
+  --cmd \"slurm --mem 4G ...\"); each training of stages 2 and 4 is one job of --train-cmd on --nnodes
+  nodes with --ngpu GPUs each (speechunits launch; logs <exp-dir>/log/iter<N>.log, iter<N>.slurm.log)."
 
 . "$UTILS/parse_options.sh"
 . "$UTILS/stages.sh"
@@ -56,6 +62,10 @@ if [[ -z "$train_set" && ( $stage -le 4 && $stop_stage -ge 1 ) ]]; then
   echo "$0: give the training data dir with --train-set" >&2
   exit 1
 fi
+[[ -n "$cmd" ]] || { echo "$0: --cmd is empty (local, or e.g. \"slurm --mem 4G\")" >&2; exit 1; }
+[[ -n "$train_cmd" ]] || { echo "$0: --train-cmd is empty (local, or e.g. \"slurm --time 48:00:00\")" >&2; exit 1; }
+[[ "$ngpu" =~ ^[0-9]+$ ]] || { echo "$0: --ngpu must be a non-negative integer, got '$ngpu'" >&2; exit 1; }
+[[ "$nnodes" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --nnodes must be a positive integer, got '$nnodes'" >&2; exit 1; }
 log_dir="$exp_dir/log"
 sets="$train_set $valid_set"
 
@@ -63,27 +73,25 @@ targets() {  # ITER FEATURE-ARGS...: frame targets of every set, codebook fitted
   local it="$1" k="$2"; shift 2
   local out="$exp_dir/targets$it"
   run_logged "$log_dir/targets$it.$train_set.log" speechunits frame-units "$@" --data "$data_root/$train_set" \
-    --out "$out/$train_set" --k "$k" --max-frames "$max_frames" --nj "$nj" --device "$device"
+    --out "$out/$train_set" --k "$k" --max-frames "$max_frames" --nj "$nj" --cmd "$cmd" --device "$device"
   if [[ -n "$valid_set" ]]; then
     run_logged "$log_dir/targets$it.$valid_set.log" speechunits frame-units "$@" --data "$data_root/$valid_set" \
-      --out "$out/$valid_set" --codebook "$out/$train_set/codebook.pt" --nj "$nj" --device "$device"
+      --out "$out/$valid_set" --codebook "$out/$train_set/codebook.pt" --nj "$nj" --cmd "$cmd" --device "$device"
   fi
 }
 
-train() {  # ITER CONFIG OPTS
+train() {  # ITER CONFIG OPTS: speechunits train-hubert through speechunits launch (--train-cmd, --ngpu, --nnodes)
   local it="$1" config="$2" opts="$3"
   local out="$exp_dir/iter$it"
-  local cmd=(speechunits train-hubert --config "$config" --out-dir "$out" --resume auto)
-  [[ "$device" != auto ]] && cmd+=(--device "$device")   # options before the KEY=VALUE overrides
-  cmd+=(task.data="$data_root/$train_set" task.targets="$exp_dir/targets$it/$train_set")
+  local args=(train-hubert --config "$config" --out-dir "$out" --resume auto)
+  [[ "$device" != auto ]] && args+=(--device "$device")   # options before the KEY=VALUE overrides
+  args+=(task.data="$data_root/$train_set" task.targets="$exp_dir/targets$it/$train_set")
   if [[ -n "$valid_set" ]]; then
-    cmd+=(task.valid_data="$data_root/$valid_set" task.valid_targets="$exp_dir/targets$it/$valid_set")
-  fi
-  if (( ngpu > 1 )); then
-    cmd=(python -m torch.distributed.run --standalone --nproc_per_node "$ngpu" -m speechunits "${cmd[@]:1}")
+    args+=(task.valid_data="$data_root/$valid_set" task.valid_targets="$exp_dir/targets$it/$valid_set")
   fi
   # shellcheck disable=SC2086
-  run_logged "$log_dir/iter$it.log" "${cmd[@]}" $opts
+  run_logged "$log_dir/iter$it.log" speechunits launch --cmd "$train_cmd" --ngpu "$ngpu" --nnodes "$nnodes" \
+    --log "$log_dir/iter$it.slurm.log" -- "${args[@]}" $opts
 }
 
 if stage_begin 1 "iteration-1 targets: MFCC k-means (k=$k1) of $sets"; then

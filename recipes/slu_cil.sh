@@ -26,6 +26,9 @@ sweep=""                # loss settings tried on the valid split before stage 2 
                         # space-separated NAME=KEY=VALUE[,KEY=VALUE...], run as method coconut on --sweep-seeds
 sweep_seeds=0           # seeds of the sweep runs
 nj=1                    # runs trained in parallel in stage 2
+train_cmd=local         # how each training (slu-cil run) goes: local | "slurm --time 24:00:00 ..." (speechunits launch --cmd)
+ngpu=0                  # GPUs per node for each training (>1: DDP, torchrun)
+nnodes=1                # nodes per training (>1: multi-node DDP, needs a --train-cmd such as slurm)
 threads=0               # torch CPU threads per method (0: torch's default)
 device=""               # cpu | cuda (empty: CUDA when available)
 overrides=""            # extra config overrides, e.g. "epochs_per_task=5 memory.selection=random"
@@ -42,7 +45,10 @@ Stages:
        --methods at every seed of --seeds: speechunits slu-cil --method M --name NAME --seeds S
        -> <exp-dir>/<name>/seed<k>/task<t>/ (checkpoints, logs, result.json), <name>/seed<k>/results.json
   3  comparison table over the runs (mean +- std over seeds): speechunits slu-results
-       -> <exp-dir>/RESULTS.md, accuracy.png (error bars), matrix.png (accuracy matrices)"
+       -> <exp-dir>/RESULTS.md, accuracy.png (error bars), matrix.png (accuracy matrices)
+Jobs: every training of stage 2 (the first tasks, each sweep and method run) is one speechunits launch
+  of --train-cmd (local processes, or Slurm jobs with --train-cmd \"slurm --time 24:00:00 ...\") on
+  --nnodes nodes with --ngpu GPUs each; --nj of them at once (logs <exp-dir>/log/<run>.log, <run>.slurm.log)."
 
 . "$UTILS/parse_options.sh"
 . "$UTILS/stages.sh"
@@ -56,6 +62,10 @@ if [[ -z "$slu_config" ]]; then
   echo "$0: give the experiment config with --slu-config (e.g. recipes/conf/slu_cil_fsc.yaml)" >&2
   exit 1
 fi
+[[ -n "$train_cmd" ]] || { echo "$0: --train-cmd is empty (local, or e.g. \"slurm --time 24:00:00\")" >&2; exit 1; }
+[[ "$ngpu" =~ ^[0-9]+$ ]] || { echo "$0: --ngpu must be a non-negative integer, got '$ngpu'" >&2; exit 1; }
+[[ "$nnodes" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --nnodes must be a positive integer, got '$nnodes'" >&2; exit 1; }
+[[ "$nj" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --nj must be a positive integer, got '$nj'" >&2; exit 1; }
 log_dir="$exp_dir/log"
 for set in $train_set $valid_set $test_set; do
   if (( stage <= 2 && 1 <= stop_stage )) && [[ ! -d "$data_root/$set" ]]; then
@@ -86,10 +96,13 @@ run_all() {
     [[ "$spec" == *,* ]] && own="${spec#*,}"
     log="$log_dir/$name.log"
     mkdir -p "$log_dir"
-    echo "+ speechunits slu-cil --method $method --name $name --seeds $run_seeds ${own//,/ } (log: $log)"
+    echo "+ speechunits launch --cmd \"$train_cmd\" --ngpu $ngpu --nnodes $nnodes -- slu-cil --method $method" \
+         "--name $name --seeds $run_seeds ${own//,/ } (log: $log)"
     printf '# %s  cwd %s\n' "$(date '+%F %T')" "$PWD" >> "$log"
+    # each run one training job: speechunits launch (--train-cmd, --ngpu GPUs per node, --nnodes nodes)
     # shellcheck disable=SC2086
-    speechunits slu-cil --method "$method" --name "$name" --seeds "$run_seeds" "${opts[@]}" \
+    speechunits launch --cmd "$train_cmd" --ngpu "$ngpu" --nnodes "$nnodes" --log "$log_dir/$name.slurm.log" -- \
+      slu-cil --method "$method" --name "$name" --seeds "$run_seeds" "${opts[@]}" \
       --config "$slu_config" --data-dir "$data_root" --out-dir "$out" "${settings[@]}" $extra ${own//,/ } >> "$log" 2>&1 &
     pids+=("$!"); names+=("$name")
     if (( ${#pids[@]} >= nj )); then
@@ -113,7 +126,8 @@ chosen=""
 if stage_begin 2 "runs: $methods; seeds $seeds (nj=$nj)"; then
   all_seeds="$seeds"
   [[ -n "$sweep" ]] && all_seeds="$(echo "$seeds,$sweep_seeds" | tr ',' '\n' | sort -nu | paste -sd, -)"
-  run_logged "$log_dir/first_task.log" speechunits slu-cil --first-task-only --seeds "$all_seeds" "${opts[@]}" "${common[@]}"
+  run_logged "$log_dir/first_task.log" speechunits launch --cmd "$train_cmd" --ngpu "$ngpu" --nnodes "$nnodes" \
+    --log "$log_dir/first_task.slurm.log" -- slu-cil --first-task-only --seeds "$all_seeds" "${opts[@]}" "${common[@]}"
   if [[ -n "$sweep" ]]; then
     entries=""
     for s in $sweep; do entries+=" sweep-${s%%=*}=coconut,${s#*=}"; done

@@ -18,6 +18,7 @@ units_dir=""            # output: <units-dir>/<set>/ (unit sets), <units-dir>/km
 sylber_model=""         # Sylber checkpoint (fairseq .pt, HF dir, torchaudio .pt or Lightning .ckpt)
 num_clusters=0          # k-means codebook size (the units encoder's vocabulary)
 nj=1                    # tokenization jobs
+cmd=local               # how they run: local | "slurm --mem 4G --time 2:00:00 ..." (--cmd of tokenize)
 device=cpu              # cpu | cuda | auto
 tokenize_opts=""        # extra flags for `speechunits tokenize` (e.g. "--norm-threshold 2.5 --merge-threshold 0.8")
 cluster_opts=""         # extra flags for `speechunits cluster` (e.g. "--max-samples 1000000")
@@ -25,7 +26,8 @@ cluster_opts=""         # extra flags for `speechunits cluster` (e.g. "--max-sam
 help_message="Usage: recipes/slu_units.sh --units-dir DIR [--sylber-model PATH --num-clusters K] [options]
   Makes <units-dir>/<set>/ for every set of --sets (skipped when all are already quantized):
   speechunits tokenize (--sylber-model) -> speechunits cluster on the first set (--num-clusters)
-  -> speechunits quantize of every set with that codebook."
+  -> speechunits quantize of every set with that codebook. The --nj tokenization shards run through
+  --cmd (local processes, or Slurm jobs with --cmd \"slurm --mem 4G ...\")."
 
 . "$UTILS/parse_options.sh"
 . "$UTILS/stages.sh"
@@ -35,6 +37,7 @@ if [[ $# -ne 0 ]]; then
   echo "$0: unexpected arguments: $*" >&2
   exit 1
 fi
+[[ -n "$cmd" ]] || { echo "$0: --cmd is empty (local, or e.g. \"slurm --mem 4G\")" >&2; exit 1; }
 if [[ -z "$units_dir" ]]; then
   echo "$0: give the unit sets' directory with --units-dir" >&2
   exit 1
@@ -64,7 +67,7 @@ for set in $sets; do
   fi
   # shellcheck disable=SC2086
   run_logged "$log_dir/tokenize.$set.log" speechunits tokenize --model "$sylber_model" \
-    --data "$data_root/$set" --out "$units_dir/$set" --nj "$nj" --device "$device" $tokenize_opts
+    --data "$data_root/$set" --out "$units_dir/$set" --nj "$nj" --cmd "$cmd" --device "$device" $tokenize_opts
 done
 train_first="${sets%% *}"
 codebook="$units_dir/kmeans$num_clusters.pt"

@@ -15,7 +15,10 @@ RECIPES="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 stage=1            # first stage to run
 stop_stage=100     # last stage to run
 nj=2               # parallel jobs for segmentation / tokenization
-ngpu=0             # >1: train with torchrun on this many GPUs (DDP)
+cmd=local          # how those jobs run: local | "slurm --mem 4G --time 2:00:00 ..." (--cmd of the sharded commands)
+train_cmd=local    # how each training runs: local | "slurm --time 48:00:00 ..." (speechunits launch --cmd)
+ngpu=0             # GPUs per node for training (>1: DDP, torchrun)
+nnodes=1           # nodes per training (>1: multi-node DDP, needs a --train-cmd such as slurm)
 device=auto        # auto | cpu | cuda: device for training and tokenization
 data_root=data     # holds one Kaldi data dir per set: <data-root>/<set>/
 exp_dir=exp/sylber # outputs: segments, models, units, logs, RESULTS.md
@@ -59,6 +62,9 @@ Stages:
   6  evaluate: speechunits eval-boundaries of every system (bootstrap, stage 1, stage 2)
        on the test sets -> <exp-dir>/eval/*.json, <exp-dir>/RESULTS.<set>.md + scores.<set>.png,
        gathered in <exp-dir>/RESULTS.md
+Jobs: --cmd runs the --nj shards of stages 1 and 4 (local processes, or Slurm jobs with
+  --cmd \"slurm --mem 4G ...\"); each training of stages 2-3 is one job of --train-cmd on --nnodes
+  nodes with --ngpu GPUs each (speechunits launch; logs <exp-dir>/log/stage<N>.log, stage<N>.slurm.log).
 With --sylber-ckpt the released model replaces stages 2-3 (its units are named 'sylber').
 Several --train-set names (\"a b\") are each bootstrapped in stage 1 and trained on together in
 stages 2-3 (task.data / task.segments become YAML lists; utterance ids must be unique across them)."
@@ -75,6 +81,10 @@ if [[ -z "$dev_sets$test_sets" ]]; then
   echo "$0: give the data sets to segment with --test-sets (and --dev-sets)" >&2
   exit 1
 fi
+[[ -n "$cmd" ]] || { echo "$0: --cmd is empty (local, or e.g. \"slurm --mem 4G\")" >&2; exit 1; }
+[[ -n "$train_cmd" ]] || { echo "$0: --train-cmd is empty (local, or e.g. \"slurm --time 48:00:00\")" >&2; exit 1; }
+[[ "$ngpu" =~ ^[0-9]+$ ]] || { echo "$0: --ngpu must be a non-negative integer, got '$ngpu'" >&2; exit 1; }
+[[ "$nnodes" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --nnodes must be a positive integer, got '$nnodes'" >&2; exit 1; }
 log_dir="$exp_dir/log"
 eval_sets="$dev_sets $test_sets"
 
@@ -118,24 +128,24 @@ for set in $train_set; do
 done
 train_first="${train_set%% *}"
 
-train() {  # OUT CONFIG OVERRIDES...: speechunits train-sylber, under torchrun when --ngpu > 1
+train() {  # OUT CONFIG OVERRIDES...: speechunits train-sylber through speechunits launch (--train-cmd,
+  # --ngpu GPUs per node on --nnodes nodes: a plain process, torchrun, or one Slurm job)
   local out="$1" config="$2"; shift 2
-  local cmd=(speechunits train-sylber --config "$config" --out-dir "$out" --resume auto)
-  [[ "$device" != auto ]] && cmd+=(--device "$device")
-  if (( ngpu > 1 )); then
-    cmd=(python -m torch.distributed.run --standalone --nproc_per_node "$ngpu" -m speechunits "${cmd[@]:1}")
-  fi
-  run_logged "$log_dir/$(basename "$out").log" "${cmd[@]}" "$@"
+  local name; name="$(basename "$out")"
+  local args=(train-sylber --config "$config" --out-dir "$out" --resume auto)
+  [[ "$device" != auto ]] && args+=(--device "$device")
+  run_logged "$log_dir/$name.log" speechunits launch --cmd "$train_cmd" --ngpu "$ngpu" --nnodes "$nnodes" \
+    --log "$log_dir/$name.slurm.log" -- "${args[@]}" "$@"
 }
 
 if stage_begin 1 "bootstrap syllable segments of: $train_set $eval_sets"; then
   for set in $train_set $eval_sets; do
     out="$exp_dir/bootstrap/$set"
+    # the --nj shards run through --cmd (logs $out/log/bootstrap-segments.<J>.log), then merge; a complete
+    # $out is skipped at once, and a rerun only runs the unfinished shards
     # shellcheck disable=SC2086
-    bootstrap=(speechunits bootstrap-segments --data "$data_root/$set" --out "$out" --nj "$nj" $bootstrap_opts)
-    # each job skips at once when $out is already complete for this configuration
-    run_jobs "$nj" "$log_dir/bootstrap.$set.JOB.log" "${bootstrap[@]}" --job JOB
-    run_logged "$log_dir/bootstrap.$set.log" "${bootstrap[@]}"   # merges and validates the shards
+    run_logged "$log_dir/bootstrap.$set.log" speechunits bootstrap-segments --data "$data_root/$set" --out "$out" \
+      --nj "$nj" --cmd "$cmd" $bootstrap_opts
     echo "stage 1: segments of $set in $out"
   done
 fi
@@ -177,7 +187,7 @@ if [[ -n "$models" ]] && stage_begin 4 "tokenize $eval_sets with the models ($mo
       # stage-1 units are only scored, never clustered: skip its train set
       [[ "$name" != "$final" && " $train_set " == *" $set "* && " $eval_sets " != *" $set "* ]] && continue
       run_logged "$log_dir/tokenize.$name.$set.log" speechunits tokenize --model "$ckpt" \
-        --data "$data_root/$set" --out "$exp_dir/units/$name/$set" --nj "$nj" --device "$device" \
+        --data "$data_root/$set" --out "$exp_dir/units/$name/$set" --nj "$nj" --cmd "$cmd" --device "$device" \
         --batch-seconds "$batch_seconds"
     done
   done

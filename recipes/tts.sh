@@ -14,7 +14,10 @@ UTILS="$(cd "$(dirname "${BASH_SOURCE[0]}")/../utils" && pwd)"
 stage=1              # first stage to run
 stop_stage=100       # last stage to run
 nj=2                 # parallel jobs (synthesis shards)
-ngpu=0               # >1: train with torchrun on this many GPUs (DDP)
+cmd=local            # how those jobs run: local | "slurm --mem 4G --time 2:00:00 ..." (--cmd of tts-synthesize)
+train_cmd=local      # how each training runs: local | "slurm --time 48:00:00 ..." (speechunits launch --cmd)
+ngpu=0               # GPUs per node for training (>1: DDP, torchrun)
+nnodes=1             # nodes per training (>1: multi-node DDP, needs a --train-cmd such as slurm)
 train_nj=1           # >1: train this many models at once, each on nproc / train_nj CPU threads (small CPU runs)
 device=auto          # auto | cpu | cuda
 data_root=data       # <data-root>/<set>/ Kaldi data dirs with transcripts
@@ -44,8 +47,9 @@ help_message="Usage: recipes/tts.sh --train-set S --valid-set S --test-set S --c
 Stages:
   1  phonemes of the train/valid/test (and style) sets: speechunits phonemize
        -> <exp-dir>/phonemes/<set>.jsonl
-  2  training of every model of --configs: speechunits train-tts (torchrun with --ngpu > 1;
-     --train-nj N trains N models at once on the CPU) -> <exp-dir>/<name>/model.pt
+  2  training of every model of --configs: speechunits train-tts, each through speechunits launch
+     (--train-cmd, --ngpu GPUs per node on --nnodes nodes; --train-nj N trains N models at once)
+       -> <exp-dir>/<name>/model.pt
   3  synthesis of --num-test test utterances per model: speechunits tts-synthesize
        text only (prior samples) of --num-prior sentences at each --temperatures with the --seeds
                                                                       -> <exp-dir>/synth/<name>/text_t<T>/
@@ -59,7 +63,10 @@ Stages:
 --configs names the models: NAME=CONFIG with optional ':'-separated KEY=VALUE overrides of that
 model only (values without ':' or spaces), e.g.
   --configs \"baseline=conf/tts_tacotron2.yaml vt10=conf/tts_capacitron_vt.yaml:task.prosody.capacity=10\"
---style-set defaults to the valid set: held out, and other sentences than the test texts."
+--style-set defaults to the valid set: held out, and other sentences than the test texts.
+Jobs: --cmd runs the --nj shards of each synthesis of stage 3 (local processes, or Slurm jobs with
+  --cmd \"slurm --mem 4G ...\"); each training is one job of --train-cmd (logs <exp-dir>/log/train.<name>.log,
+  train.<name>.slurm.log)."
 
 . "$UTILS/parse_options.sh"
 . "$UTILS/stages.sh"
@@ -79,6 +86,9 @@ if [[ "$style_set" == "$test_set" ]]; then
 fi
 [[ "$nj" =~ ^[1-9][0-9]*$ ]] || fail "--nj must be a positive integer, got '$nj'"
 [[ "$ngpu" =~ ^[0-9]+$ ]] || fail "--ngpu must be a non-negative integer, got '$ngpu'"
+[[ "$nnodes" =~ ^[1-9][0-9]*$ ]] || fail "--nnodes must be a positive integer, got '$nnodes'"
+[[ -n "$cmd" ]] || fail "--cmd is empty (local, or e.g. \"slurm --mem 4G\")"
+[[ -n "$train_cmd" ]] || fail "--train-cmd is empty (local, or e.g. \"slurm --time 48:00:00\")"
 [[ "$train_nj" =~ ^[1-9][0-9]*$ ]] || fail "--train-nj must be a positive integer, got '$train_nj'"
 [[ "$num_test" =~ ^[0-9]+$ ]] || fail "--num-test must be a non-negative integer (0: all), got '$num_test'"
 [[ -z "$num_prior" || "$num_prior" =~ ^[0-9]+$ ]] || fail "--num-prior must be a non-negative integer (0: all), got '$num_prior'"
@@ -162,16 +172,18 @@ fi
 if stage_begin 2 "training: ${names[*]}"; then
   need "$phonemes/$train_set.jsonl" 1
   need "$phonemes/$valid_set.jsonl" 1
-  cmd=(speechunits train-tts)
-  (( ngpu > 1 )) && cmd=(torchrun --standalone --nproc_per_node "$ngpu" -m speechunits train-tts)
+  # each training one `speechunits launch` (a plain process with --train-cmd local and --ngpu <= 1); local ones
+  # share this machine's cores (OMP_NUM_THREADS), a cluster job has its own (--num-threads of --train-cmd)
   threads=$(( $(nproc) / (train_nj > 0 ? train_nj : 1) )); (( threads >= 1 )) || threads=1
+  launch=(speechunits launch --cmd "$train_cmd" --ngpu "$ngpu" --nnodes "$nnodes")
+  [[ "$train_cmd" == local || "$train_cmd" == "local "* ]] && launch=(env "OMP_NUM_THREADS=$threads" "${launch[@]}")
   pool_init "$train_nj"
   for name in "${names[@]}"; do
     (( train_nj > 1 )) && echo "training $name in the background on $threads thread(s) (log: $log_dir/train.$name.log)"
     # shellcheck disable=SC2086  # the overrides are words
-    OMP_NUM_THREADS=$threads pool_run "$log_dir/train.$name.log" "${cmd[@]}" --config "${model_config[$name]}" \
-      --out-dir "$exp_dir/$name" "${dev[@]}" --resume auto "task.train=$data_root/$train_set" \
-      "task.valid=$data_root/$valid_set" "task.train_symbols=$phonemes/$train_set.jsonl" \
+    pool_run "$log_dir/train.$name.log" "${launch[@]}" --log "$log_dir/train.$name.slurm.log" -- \
+      train-tts --config "${model_config[$name]}" --out-dir "$exp_dir/$name" "${dev[@]}" --resume auto \
+      "task.train=$data_root/$train_set" "task.valid=$data_root/$valid_set" "task.train_symbols=$phonemes/$train_set.jsonl" \
       "task.valid_symbols=$phonemes/$valid_set.jsonl" "task.frontend.kind=$frontend" \
       "task.frontend.language=$language" ${model_opts[$name]} $train_opts
   done
@@ -182,7 +194,7 @@ test_utts="$num_test"
 (( num_test > 0 )) || test_utts=all
 if stage_begin 3 "synthesis of $test_set ($test_utts utterances, vocoder ${vocoder:-Griffin-Lim}): ${names[*]}"; then
   [[ -z "$vocoder" ]] || need "$vocoder" "4 of recipes/unit2speech.sh (the mel vocoder)"
-  common=(--data "$data_root/$test_set" --nj "$nj" "${dev[@]}")
+  common=(--data "$data_root/$test_set" --nj "$nj" --cmd "$cmd" "${dev[@]}")
   [[ -z "$vocoder" ]] || common+=(--vocoder "$vocoder")
   prior=("${common[@]}")
   (( num_test > 0 )) && common+=(--max-utts "$num_test")

@@ -14,7 +14,10 @@ RECIPES="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 stage=1              # first stage to run
 stop_stage=100       # last stage to run
 nj=2                 # parallel jobs (F0, synthesis, tokenization)
-ngpu=0               # >1: train with torchrun on this many GPUs (DDP)
+cmd=local            # how those jobs run: local | "slurm --mem 4G --time 2:00:00 ..." (--cmd of the sharded commands)
+train_cmd=local      # how each training runs: local | "slurm --time 48:00:00 ..." (speechunits launch --cmd)
+ngpu=0               # GPUs per node for training (>1: DDP, torchrun)
+nnodes=1             # nodes per training (>1: multi-node DDP, needs a --train-cmd such as slurm)
 device=auto          # auto | cpu | cuda
 data_root=data       # <data-root>/<set>/ Kaldi data dirs
 exp_dir=exp/unit2speech
@@ -52,7 +55,10 @@ Stages:
   6  re-recognition: tokenize the synthesized audio again with the same tokenizer
        -> <exp-dir>/retok/<row>/
   7  evaluate every row (speechunits evaluate-synthesis) and write <exp-dir>/RESULTS.md with a
-     table and <exp-dir>/spectrograms.png"
+     table and <exp-dir>/spectrograms.png
+Jobs: --cmd runs the --nj shards of stages 1, 3, 5 and 6 (local processes, or Slurm jobs with
+  --cmd \"slurm --mem 4G ...\"); each training of stages 2 and 4 is one job of --train-cmd on --nnodes
+  nodes with --ngpu GPUs each (speechunits launch; logs <exp-dir>/log/<model>.log, <model>.slurm.log)."
 
 . "$UTILS/parse_options.sh"
 . "$UTILS/stages.sh"
@@ -75,17 +81,21 @@ if [[ -n "$syllables_config" && ( -z "$syllable_units" || -z "$syllable_model" )
   echo "$0: --syllables-config needs --syllable-units (quantized syllable unit sets) and --syllable-model" >&2
   exit 1
 fi
+[[ -n "$cmd" ]] || { echo "$0: --cmd is empty (local, or e.g. \"slurm --mem 4G\")" >&2; exit 1; }
+[[ -n "$train_cmd" ]] || { echo "$0: --train-cmd is empty (local, or e.g. \"slurm --time 48:00:00\")" >&2; exit 1; }
+[[ "$ngpu" =~ ^[0-9]+$ ]] || { echo "$0: --ngpu must be a non-negative integer, got '$ngpu'" >&2; exit 1; }
+[[ "$nnodes" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --nnodes must be a positive integer, got '$nnodes'" >&2; exit 1; }
 log_dir="$exp_dir/log"
 sets="$train_set $valid_set $test_set"
 sets="$(tr ' ' '\n' <<< "$sets" | awk 'NF && !seen[$0]++' | tr '\n' ' ')"
 
-train() {  # name config opts...   one training, plain or under torchrun
-  local name="$1" config="$2"; shift 2
-  local cmd=(speechunits "$name")
-  if (( ngpu > 1 )); then cmd=(torchrun --standalone --nproc_per_node "$ngpu" -m speechunits "$name"); fi
+train() {  # LOG-NAME VERB CONFIG OPTS...: one training through speechunits launch (--train-cmd, --ngpu GPUs per
+  # node on --nnodes nodes: a plain process, torchrun or one Slurm job), logged in <exp-dir>/log/LOG-NAME.log
+  local name="$1" verb="$2" config="$3"; shift 3
   local dev=()
   [[ "$device" == auto ]] || dev=(--device "$device")
-  "${cmd[@]}" --config "$config" "${dev[@]}" --resume auto "$@"
+  run_logged "$log_dir/$name.log" speechunits launch --cmd "$train_cmd" --ngpu "$ngpu" --nnodes "$nnodes" \
+    --log "$log_dir/$name.slurm.log" -- "$verb" --config "$config" "${dev[@]}" --resume auto "$@"
 }
 
 f0_opt() {  # training set, validation set -> the F0 options of train-vocoder when F0 conditioning is on
@@ -99,7 +109,8 @@ f0_synth_opt() {  # set -> --f0 ... when F0 conditioning is on
 if stage_begin 1 "F0 extraction"; then
   if [[ "$f0" == true ]]; then
     for set in $sets; do
-      run_logged "$log_dir/f0.$set.log" speechunits extract-f0 --data "$data_root/$set" --out "$exp_dir/f0/$set" --nj "$nj"
+      run_logged "$log_dir/f0.$set.log" speechunits extract-f0 --data "$data_root/$set" --out "$exp_dir/f0/$set" \
+        --nj "$nj" --cmd "$cmd"
     done
   else
     echo "stage 1: --f0 false, nothing to do"
@@ -108,36 +119,36 @@ fi
 
 if stage_begin 2 "intelligibility judge"; then
   # shellcheck disable=SC2086
-  run_logged "$log_dir/judge.log" train train-judge "$judge_config" --out-dir "$exp_dir/judge" \
+  train judge train-judge "$judge_config" --out-dir "$exp_dir/judge" \
     "task.train=$data_root/$train_set" "task.valid=$data_root/$valid_set" $judge_opts
 fi
 
 if [[ -n "$units_config" ]] && stage_begin 3 "frame units (k=$num_units, layer $layer)"; then
   run_logged "$log_dir/frame_units.$train_set.log" speechunits frame-units --model "$tokenizer" --layer "$layer" \
-    --data "$data_root/$train_set" --k "$num_units" --out "$exp_dir/units/frames/$train_set" --device "$device" --nj "$nj"
+    --data "$data_root/$train_set" --k "$num_units" --out "$exp_dir/units/frames/$train_set" --device "$device" \
+    --nj "$nj" --cmd "$cmd"
   for set in $valid_set $test_set; do
     [[ "$set" == "$train_set" ]] && continue
     run_logged "$log_dir/frame_units.$set.log" speechunits frame-units --model "$tokenizer" --layer "$layer" \
       --data "$data_root/$set" --codebook "$exp_dir/units/frames/$train_set/codebook.pt" \
-      --out "$exp_dir/units/frames/$set" --device "$device" --nj "$nj"
+      --out "$exp_dir/units/frames/$set" --device "$device" --nj "$nj" --cmd "$cmd"
   done
 fi
 
 if stage_begin 4 "vocoder training"; then
   # shellcheck disable=SC2086
-  run_logged "$log_dir/vocoder_mel.log" train train-vocoder "$mel_config" --out-dir "$exp_dir/vocoder_mel" \
+  train vocoder_mel train-vocoder "$mel_config" --out-dir "$exp_dir/vocoder_mel" \
     "task.train=$data_root/$train_set" "task.valid=$data_root/$valid_set" $mel_opts
   if [[ -n "$units_config" ]]; then
     # shellcheck disable=SC2086
-    run_logged "$log_dir/vocoder_units.log" train train-vocoder "$units_config" --out-dir "$exp_dir/vocoder_units" \
+    train vocoder_units train-vocoder "$units_config" --out-dir "$exp_dir/vocoder_units" \
       "task.train=$exp_dir/units/frames/$train_set" "task.valid=$exp_dir/units/frames/$valid_set" \
       $(f0_opt "$train_set" "$valid_set") $units_opts
   fi
   if [[ -n "$syllables_config" ]]; then
     # shellcheck disable=SC2086
-    run_logged "$log_dir/vocoder_syllables.log" train train-vocoder "$syllables_config" \
-      --out-dir "$exp_dir/vocoder_syllables" "task.train=$syllable_units/$train_set" \
-      "task.valid=$syllable_units/$valid_set" $syllables_opts
+    train vocoder_syllables train-vocoder "$syllables_config" --out-dir "$exp_dir/vocoder_syllables" \
+      "task.train=$syllable_units/$train_set" "task.valid=$syllable_units/$valid_set" $syllables_opts
   fi
 fi
 
@@ -145,18 +156,19 @@ synth="$exp_dir/synth"
 if stage_begin 5 "synthesis of $test_set"; then
   # the baseline: Griffin-Lim from the very mels the mel vocoder reads
   run_logged "$log_dir/synth.griffin_lim.log" speechunits synthesize --model "$exp_dir/vocoder_mel/vocoder.pt" \
-    --griffin-lim --data "$data_root/$test_set" --out "$synth/griffin_lim" --nj "$nj"
+    --griffin-lim --data "$data_root/$test_set" --out "$synth/griffin_lim" --nj "$nj" --cmd "$cmd"
   run_logged "$log_dir/synth.mel.log" speechunits synthesize --model "$exp_dir/vocoder_mel/vocoder.pt" \
-    --data "$data_root/$test_set" --out "$synth/mel" --device "$device" --nj "$nj"
+    --data "$data_root/$test_set" --out "$synth/mel" --device "$device" --nj "$nj" --cmd "$cmd"
   if [[ -n "$units_config" ]]; then
     run_logged "$log_dir/synth.units.log" speechunits synthesize --model "$exp_dir/vocoder_units/vocoder.pt" \
-      --units "$exp_dir/units/frames/$test_set" $(f0_synth_opt "$test_set") --out "$synth/units" --device "$device" --nj "$nj"
+      --units "$exp_dir/units/frames/$test_set" $(f0_synth_opt "$test_set") --out "$synth/units" --device "$device" \
+      --nj "$nj" --cmd "$cmd"
   fi
   if [[ -n "$syllables_config" ]]; then
     for durations in stored predicted; do
       run_logged "$log_dir/synth.syllables_$durations.log" speechunits synthesize \
         --model "$exp_dir/vocoder_syllables/vocoder.pt" --units "$syllable_units/$test_set" \
-        --durations "$durations" --out "$synth/syllables_$durations" --device "$device" --nj "$nj"
+        --durations "$durations" --out "$synth/syllables_$durations" --device "$device" --nj "$nj" --cmd "$cmd"
     done
   fi
 fi
@@ -166,13 +178,13 @@ if stage_begin 6 "re-recognition of the synthesized audio"; then
   if [[ -n "$units_config" ]]; then
     run_logged "$log_dir/retok.units.log" speechunits frame-units --model "$tokenizer" --layer "$layer" \
       --data "$synth/units" --codebook "$exp_dir/units/frames/$train_set/codebook.pt" --out "$retok/units" \
-      --device "$device" --nj "$nj"
+      --device "$device" --nj "$nj" --cmd "$cmd"
   fi
   if [[ -n "$syllables_config" ]]; then
     for durations in stored predicted; do
       run_logged "$log_dir/retok.syllables_$durations.log" speechunits tokenize --model "$syllable_model" \
-        --data "$synth/syllables_$durations" --out "$retok/syllables_$durations" --device "$device" --nj "$nj" \
-        --no-embeddings
+        --data "$synth/syllables_$durations" --out "$retok/syllables_$durations" --device "$device" \
+        --nj "$nj" --cmd "$cmd" --no-embeddings
     done
   fi
 fi

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -240,8 +241,9 @@ def test_librispeech_recipe_end_to_end(tmp_path: Path) -> None:
     recs = list(read_units(units))
     assert [rec.id for rec in recs] == ["19-198-0000", "19-198-0001", "26-495-0000", "26-495-0001"]
     assert (units / "provenance.json").is_file()
-    log = tmp_path / "exp" / "sylber" / "log"
-    assert (log / "bootstrap.dev-clean.0.log").is_file() and (log / "bootstrap.dev-clean.1.log").is_file()
+    # one bootstrap-segments call (logged in log/bootstrap.<set>.log) whose --cmd local launcher ran the 2 shards
+    assert "bootstrap-segments" in (tmp_path / "exp" / "sylber" / "log" / "bootstrap.dev-clean.log").read_text()
+    assert all((units / "log" / f"bootstrap-segments.{j}.log").is_file() for j in (0, 1))
     results = (tmp_path / "exp" / "sylber" / "RESULTS.md").read_text()
     assert "Syllable boundaries on dev-clean" in results and "| bootstrap |" in results
     assert (tmp_path / "exp" / "sylber" / "scores.dev-clean.png").is_file()
@@ -334,12 +336,15 @@ def test_synth_recipe_all_stages_tiny(tmp_path: Path) -> None:
 # recipes/tts.sh and the TTS stages of egs/ljspeech and egs/synth, run against a stand-in
 # `speechunits` (utils/path.sh takes $SPEECHUNITS_VENV/bin first) that records each call and
 # makes only the files the recipes look at: the tests check the sequencing and the arguments of
-# the TTS commands, not the commands themselves (tested in their own modules).
+# the TTS commands, not the commands themselves (tested in their own modules). Its `launch` records
+# the call and then runs the command after `--` with the same stand-in (as the real one runs
+# `python -m speechunits ARGS`), so a training shows as a `launch` line followed by its `train-*` line.
 TTS_RUN = REPO / "recipes" / "tts.sh"
 LJ_RUN = REPO / "egs" / "ljspeech" / "run.sh"
 
 FAKE_SPEECHUNITS = r"""#!/usr/bin/env bash
-echo "speechunits $*" >> "$FAKE_CALLS"
+line="speechunits$(printf ' %q' "$@")"   # shell-quoted: --cmd "slurm --mem 4G" stays one argument
+echo "$line" >> "$FAKE_CALLS"            # one write per call (pooled trainings record at once)
 verb="$1"; shift
 get() {  # OPTION ARGS... -> the value after OPTION
   local want="$1"; shift
@@ -363,33 +368,33 @@ case "$verb" in
   train-lm) dir=$(get --out-dir "$@"); mkdir -p "$dir"; : > "$dir/model.pt"; : > "$dir/model.best.pt" ;;
   lm-score|lm-continue|synthesize) mkdir -p "$(get --out "$@")" ;;
   quantize|lm-results) ;;
+  launch)  # [options] -- ARGS: run ARGS (a speechunits command line) with this stand-in
+    while (( $# )) && [[ "$1" != -- ]]; do shift; done
+    (( $# )) || { echo "fake speechunits: launch without --" >&2; exit 2; }
+    shift; exec "$0" "$@" ;;
+  train-sylber|train-hubert|train-judge|train-vocoder)
+    dir=$(get --out-dir "$@"); mkdir -p "$dir"; : > "$dir/model.pt"; : > "$dir/judge.pt"; : > "$dir/vocoder.pt" ;;
+  extract-f0) mkdir -p "$(get --out "$@")" ;;
+  slu-cil|slu-select|slu-results|probe-phones|tune-segmentation|eval-boundaries|results-table) ;;
   *) echo "fake speechunits: unexpected verb $verb" >&2; exit 2 ;;
 esac
-"""
-
-FAKE_TORCHRUN = r"""#!/usr/bin/env bash
-echo "torchrun $*" >> "$FAKE_CALLS"
-while (( $# )) && [[ "$1" != -m ]]; do shift; done
-shift 2  # -m speechunits
-exec "$(dirname "$0")/speechunits" "$@"
 """
 
 
 @pytest.fixture
 def fake_env(tmp_path: Path) -> dict[str, str]:
-    """Environment whose `speechunits` (and `torchrun`) only record their calls in $FAKE_CALLS."""
+    """Environment whose `speechunits` only records its calls in $FAKE_CALLS."""
     bin_dir = tmp_path / "fakevenv" / "bin"
     bin_dir.mkdir(parents=True)
-    for name, text in (("speechunits", FAKE_SPEECHUNITS), ("torchrun", FAKE_TORCHRUN)):
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
+    (bin_dir / "speechunits").write_text(FAKE_SPEECHUNITS)
+    (bin_dir / "speechunits").chmod(0o755)
     return {"SPEECHUNITS_VENV": str(bin_dir.parent), "FAKE_CALLS": str(tmp_path / "calls.txt")}
 
 
 def calls(env: dict[str, str], verb: str = "") -> list[list[str]]:
     """The recorded calls (as argument lists after the program name), those of ``verb`` when given."""
     path = Path(env["FAKE_CALLS"])
-    rows = [line.split()[1:] for line in path.read_text().splitlines()] if path.is_file() else []
+    rows = [shlex.split(line)[1:] for line in path.read_text().splitlines()] if path.is_file() else []
     return [r for r in rows if not verb or r[0] == verb]
 
 
@@ -423,6 +428,7 @@ def test_tts_recipe_help_lists_stages(tmp_path: Path) -> None:
         assert verb in line, (n, line)
     assert "RESULTS.md" in r.stdout and "style transfer" in r.stdout and "prior samples" in r.stdout
     for option in ("--configs", "--train-opts", "--ngpu", "--vocoder", "--judge", "--prosody-labels",
+                   "--cmd (current: 'local')", "--train-cmd (current: 'local')", "--nnodes (current: '1')",
                    "--temperatures (current: '0.5 1.0')", "--seeds (current: '0 1 2')", "--num-test (current: '100')"):
         assert option in r.stdout, option
     assert not (tmp_path / "exp").exists()
@@ -442,6 +448,10 @@ def test_tts_recipe_help_lists_stages(tmp_path: Path) -> None:
     (["--seeds", "0 -1"], "--seeds: '-1'"),
     (["--num-test", "ten"], "--num-test must be"),
     (["--frontend", "graphemes"], "--frontend must be phonemes or characters"),
+    (["--nnodes", "0"], "--nnodes must be a positive integer"),
+    (["--ngpu", "two"], "--ngpu must be a non-negative integer"),
+    (["--train-cmd", ""], "--train-cmd is empty"),
+    (["--cmd", ""], "--cmd is empty"),
     (["--style-set", "te"], "--style-set must differ from --test-set"),
     (["--no-such-option", "1"], "unknown option --no-such-option"),
     (["extra-positional"], "unexpected arguments"),
@@ -484,7 +494,7 @@ def test_tts_recipe_stages_and_arguments(tmp_path: Path, fake_env: dict[str, str
     for n in range(1, 6):
         assert f"stage {n}:" in r.stdout
     verbs = [c[0] for c in calls(fake_env)]
-    assert verbs == ["phonemize"] * 3 + ["train-tts"] * 3 + ["tts-synthesize"] * 11 + ["tts-evaluate"] * 11 \
+    assert verbs == ["phonemize"] * 3 + ["launch", "train-tts"] * 3 + ["tts-synthesize"] * 11 + ["tts-evaluate"] * 11 \
         + ["tts-results"], verbs
     # stage 1: each set once (the valid set is also the style references)
     assert [opt(c, "--out") for c in calls(fake_env, "phonemize")] == [str(exp / "phonemes" / f"{s}.jsonl")
@@ -535,7 +545,7 @@ def test_tts_recipe_stages_and_arguments(tmp_path: Path, fake_env: dict[str, str
     assert (exp / "log" / "eval.baseline.text_t0.5.log").is_file()
 
 
-def test_tts_recipe_stage_range_and_torchrun(tmp_path: Path, fake_env: dict[str, str]) -> None:
+def test_tts_recipe_stage_range_and_launch(tmp_path: Path, fake_env: dict[str, str]) -> None:
     tts_data(tmp_path / "data", "tr", "va", "te")
     r = bash(TTS_RUN, *tts_args(tmp_path), "--stop-stage", "1", cwd=tmp_path, env=fake_env)
     assert r.returncode == 0, r.stderr
@@ -544,9 +554,15 @@ def test_tts_recipe_stage_range_and_torchrun(tmp_path: Path, fake_env: dict[str,
     r = bash(TTS_RUN, *tts_args(tmp_path), "--stage", "2", "--stop-stage", "2", "--ngpu", "2", "--temperatures",
              "0.7", cwd=tmp_path, env=fake_env)
     assert r.returncode == 0, r.stderr
-    lines = Path(fake_env["FAKE_CALLS"]).read_text().splitlines()
-    assert len(lines) == 6 and all(line.startswith("torchrun --standalone --nproc_per_node 2 -m speechunits train-tts")
-                                   for line in lines[::2]), lines
+    rows = calls(fake_env)
+    assert len(rows) == 6 and [r[0] for r in rows] == ["launch", "train-tts"] * 3, rows
+    exp = tmp_path / "exp"
+    for name, (launch, train) in zip(("baseline", "vt10", "hier"), zip(rows[::2], rows[1::2])):
+        # each training one `speechunits launch` (torchrun on 2 GPUs is its business), the command after `--`
+        assert launch[:launch.index("--")] == ["launch", "--cmd", "local", "--ngpu", "2", "--nnodes", "1",
+                                               "--log", str(exp / "log" / f"train.{name}.slurm.log")]
+        assert launch[launch.index("--") + 1:] == train and opt(train, "--out-dir") == str(exp / name)
+    assert (exp / "log" / "train.vt10.log").is_file()  # run_logged's log as before
     assert "stage 1:" not in r.stdout and "stage 3:" not in r.stdout
 
 
@@ -674,6 +690,7 @@ def test_lm_recipe_help_lists_stages(tmp_path: Path) -> None:
     (["--probe-score", "median"], "--probe-score must be sum or mean"),
     (["--lm-model", "first"], "--lm-model must be best or last"),
     (["--test-sets", ""], "--test-sets is empty"),
+    (["--nnodes", "two"], "--nnodes must be a positive integer"),
     (["extra-positional"], "unexpected arguments"),
 ])
 def test_lm_recipe_rejects_bad_options(tmp_path: Path, fake_env: dict[str, str], extra: list[str], message: str) -> None:
@@ -706,3 +723,168 @@ def test_lm_recipe_stages_and_arguments(tmp_path: Path, fake_env: dict[str, str]
     assert opt(cont, "--units") == str(exp / "units" / "sylber" / "te")
     assert opt(calls(fake_env, "synthesize")[0], "--durations") == "predicted"
     assert opt(calls(fake_env, "lm-results")[0], "--test-sets") == "te"
+
+
+# --------------------------------------------------------------------------- job dispatch (--cmd, --train-cmd)
+# Every sharded corpus command of a recipe gets --cmd, every training goes through `speechunits launch`
+# with --train-cmd, --ngpu and --nnodes; egs/<corpus>/cmd.sh sets the defaults from SPEECHUNITS_CMD_BACKEND.
+SHARDED = {"tokenize", "frame-units", "bootstrap-segments", "synth-corpus", "extract-f0", "synthesize",
+           "tts-synthesize"}
+CMD_DIRS = [REPO / "egs" / c for c in ("synth", "librispeech", "ljspeech", "speechocean762", "fsc", "slurp")] \
+    + [REPO / "lm"]
+SLURM_CONF_RULES = """command sbatch --export=ALL
+option time=* --time $0
+option mem=* --mem-per-cpu $0
+option mem=0
+option num_threads=* --cpus-per-task $0
+option num_threads=1 --cpus-per-task 1
+option max_jobs_run=*
+default gpu=0
+option gpu=0
+option gpu=* --gres=gpu:$0
+default num_nodes=1
+option num_nodes=* --nodes $0 --ntasks-per-node 1
+"""
+
+
+def check_dispatch(rows: list[list[str]], cmd: str, train_cmd: str, ngpu: str, nnodes: str) -> dict[str, list[str]]:
+    """Every sharded call carries ``--cmd cmd``; every ``train-*``/``slu-cil`` training comes right after a
+    ``launch --cmd train_cmd --ngpu --nnodes --log ... -- <that call>``. Returns the launches by --log file."""
+    launches: dict[str, list[str]] = {}
+    for i, row in enumerate(rows):
+        if row[0] in SHARDED and "--nj" in row:
+            assert opt(row, "--cmd") == cmd, row
+        if row[0] == "launch":
+            sep = row.index("--")
+            assert row[:sep - 2] == ["launch", "--cmd", train_cmd, "--ngpu", ngpu, "--nnodes", nnodes], row
+            assert row[sep - 2] == "--log" and row[sep - 1].endswith(".slurm.log"), row
+            assert row[sep + 1:] in rows[i + 1:], row  # the command it ran (background runs may interleave)
+            launches[row[sep - 1]] = row[sep + 1:]
+        if row[0].startswith("train-") or (row[0] == "slu-cil" and "--prepare-only" not in row):
+            assert any(r[0] == "launch" and r[r.index("--") + 1:] == row for r in rows[:i]), row
+    return launches
+
+
+def test_synth_job_options_reach_the_calls(tmp_path: Path, fake_env: dict[str, str]) -> None:
+    """egs/synth/run.sh --cmd/--train-cmd/--nnodes: synth-corpus, bootstrap-segments, tokenize get --cmd;
+    both Sylber trainings are `speechunits launch --cmd <train-cmd> --nnodes 2 ... -- train-sylber ...`."""
+    data, exp = tmp_path / "data", tmp_path / "exp"
+    r = bash(SYNTH_RUN, "--tiny", "true", "--layouts", "librispeech", "--stop-stage", "4", "--tune-thresholds", "false",
+             "--data-root", str(data), "--exp-root", str(exp), "--cmd", "slurm --mem 4G",
+             "--train-cmd", "slurm --time 1:00:00", "--nnodes", "2", "--ngpu", "1", cwd=tmp_path, env=fake_env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = calls(fake_env)
+    launches = check_dispatch(rows, "slurm --mem 4G", "slurm --time 1:00:00", "1", "2")
+    log = exp / "sylber" / "log"
+    assert list(launches) == [str(log / "stage1.slurm.log"), str(log / "stage2.slurm.log")]
+    for name, args in zip(("stage1", "stage2"), launches.values()):
+        assert args[0] == "train-sylber" and opt(args, "--out-dir") == str(exp / "sylber" / name)
+        assert opt(args, "--resume") == "auto"
+        assert (log / f"{name}.log").is_file()  # run_logged's log around the launch
+    assert [opt(c, "--cmd") for c in calls(fake_env, "synth-corpus")] == ["slurm --mem 4G"]
+    boots = calls(fake_env, "bootstrap-segments")
+    assert len(boots) == 3 and not any("--job" in c for c in boots)  # one call per set: its launcher runs the shards
+    assert len(calls(fake_env, "tokenize")) == 5  # stage 1 and stage 2 models; the train set with the final one
+    assert all(opt(c, "--cmd") == "slurm --mem 4G" for c in calls(fake_env) if c[0] in SHARDED)
+
+
+@pytest.mark.parametrize("recipe", ["tts", "lm", "unit2speech", "hubert", "slu_cil"])
+def test_recipe_job_options_reach_the_calls(tmp_path: Path, fake_env: dict[str, str], recipe: str) -> None:
+    """Each recipe that trains: --cmd on its sharded calls, trainings through launch with --train-cmd/--nnodes."""
+    jobs = ["--cmd", "slurm --mem 4G --max-jobs-run 3", "--train-cmd", "slurm --time 1:00:00", "--nnodes", "2",
+            "--ngpu", "4"]
+    data, exp = tmp_path / "data", tmp_path / "exp"
+    if recipe == "tts":
+        tts_data(data, "tr", "va", "te")
+        script, args = TTS_RUN, tts_args(tmp_path, "--train-nj", "2")
+    elif recipe == "lm":
+        script, args = LM_RUN, lm_args(tmp_path, "--train-nj", "2", "--stop-stage", "5")
+    elif recipe == "unit2speech":
+        tts_data(data, "tr", "va", "te")
+        (tmp_path / "tok.pt").write_text("x")
+        script = REPO / "recipes" / "unit2speech.sh"
+        args = ["--data-root", str(data), "--exp-dir", str(exp), "--train-set", "tr", "--valid-set", "va",
+                "--test-set", "te", "--f0", "true", "--units-config", "u.yaml", "--tokenizer", str(tmp_path / "tok.pt"),
+                "--syllables-config", "s.yaml", "--syllable-units", str(tmp_path / "su"),
+                "--syllable-model", str(tmp_path / "tok.pt"), "--stop-stage", "6"]
+    elif recipe == "hubert":
+        tts_data(data, "tr", "va")
+        script = REPO / "recipes" / "hubert.sh"
+        args = ["--data-root", str(data), "--exp-dir", str(exp), "--train-set", "tr", "--valid-set", "va",
+                "--stop-stage", "4"]
+    else:
+        tts_data(data, "tr", "va", "te")
+        (tmp_path / "slu.yaml").write_text("benchmark: x\n")
+        script = REPO / "recipes" / "slu_cil.sh"
+        args = ["--slu-config", str(tmp_path / "slu.yaml"), "--data-root", str(data), "--exp-dir", str(exp),
+                "--train-set", "tr", "--valid-set", "va", "--test-set", "te", "--methods", "ft coconut",
+                "--sweep", "a=losses.mm=0.1", "--nj", "2"]
+        jobs = jobs[2:]  # no sharded command: no --cmd
+    r = bash(script, *args, *jobs, cwd=tmp_path, env=fake_env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = calls(fake_env)
+    launches = check_dispatch(rows, "slurm --mem 4G --max-jobs-run 3", "slurm --time 1:00:00", "4", "2")
+    # unit2speech: judge and 3 vocoders; slu_cil: the first tasks, the sweep run and 2 method runs
+    trained = {"tts": 3, "lm": 3, "unit2speech": 4, "hubert": 2, "slu_cil": 4}[recipe]
+    assert len(launches) == trained, list(launches)
+    if recipe != "slu_cil":
+        assert any(c[0] in SHARDED for c in rows)
+    for log in launches:  # the --log of a launch sits next to the run_logged log of the same training
+        assert Path(log.replace(".slurm.log", ".log")).is_file(), log
+
+
+@pytest.mark.parametrize("script", [LIBRI_RUN, LJ_RUN, SYNTH_RUN, REPO / "egs" / "synth" / "run_slu.sh",
+                                    REPO / "egs" / "speechocean762" / "run.sh", REPO / "egs" / "fsc" / "run.sh",
+                                    REPO / "egs" / "slurp" / "run.sh", LM_RUN])
+def test_egs_help_lists_the_job_options(tmp_path: Path, script: Path) -> None:
+    r = bash(script, "--help", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for option in ("--cmd (current: 'local')", "--train-cmd (current: 'local')", "--nnodes (current: '1')",
+                   "--ngpu (current: ", "SPEECHUNITS_CMD_BACKEND"):
+        assert option in r.stdout, option
+    assert "--cmd-backend" not in r.stdout  # cmd.sh's variable is not an option
+
+
+@pytest.mark.parametrize("folder", CMD_DIRS, ids=lambda p: p.name)
+def test_cmd_sh_backends(tmp_path: Path, folder: Path) -> None:
+    """cmd.sh: local by default, slurm commands with SPEECHUNITS_CMD_BACKEND=slurm, a clear error otherwise;
+    conf/slurm.conf next to it holds the Kaldi slurm.pl rules."""
+    probe = 'set -eu; . ./cmd.sh; printf "%s\\n" "$cmd" "$train_cmd" "${cmd_backend-unset}"'
+
+    def source(backend: str | None) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "SPEECHUNITS_CMD_BACKEND"}
+        if backend is not None:
+            env["SPEECHUNITS_CMD_BACKEND"] = backend
+        return subprocess.run(["bash", "-c", probe], cwd=folder, env=env, capture_output=True, text=True, timeout=30)
+
+    for backend in (None, "", "local"):
+        r = source(backend)
+        assert r.returncode == 0 and r.stdout.split("\n")[:3] == ["local", "local", "unset"], (backend, r)
+    r = source("slurm")
+    assert r.returncode == 0, r.stderr
+    cmd, train_cmd, _ = r.stdout.split("\n", 2)
+    assert cmd.startswith("slurm --") and train_cmd.startswith("slurm --") and "--time" in train_cmd
+    r = source("sge")
+    assert r.returncode != 0 and "unknown job backend 'sge'" in r.stderr and "local or slurm" in r.stderr
+    conf = (folder / "conf" / "slurm.conf").read_text()
+    assert conf.startswith("# Kaldi slurm.pl format")
+    assert "".join(line + "\n" for line in conf.splitlines() if line and not line.startswith("#")) == SLURM_CONF_RULES
+
+
+def test_synth_run_takes_its_defaults_from_cmd_sh(tmp_path: Path, fake_env: dict[str, str]) -> None:
+    args = ["--tiny", "true", "--layouts", "fsc", "--stop-stage", "0", "--data-root", str(tmp_path / "d"),
+            "--exp-root", str(tmp_path / "e")]
+    r = bash(SYNTH_RUN, *args, cwd=tmp_path, env=fake_env | {"SPEECHUNITS_CMD_BACKEND": "slurm"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    slurm_cmd = subprocess.run(["bash", "-c", ". ./cmd.sh; echo \"$cmd\""], cwd=REPO / "egs" / "synth",
+                               env=os.environ | {"SPEECHUNITS_CMD_BACKEND": "slurm"}, capture_output=True,
+                               text=True).stdout.strip()
+    assert slurm_cmd.startswith("slurm ")
+    assert [opt(c, "--cmd") for c in calls(fake_env, "synth-corpus")] == [slurm_cmd]
+    Path(fake_env["FAKE_CALLS"]).unlink()
+    r = bash(SYNTH_RUN, *args, "--cmd", "local", cwd=tmp_path, env=fake_env | {"SPEECHUNITS_CMD_BACKEND": "slurm"})
+    assert r.returncode == 0 and [opt(c, "--cmd") for c in calls(fake_env, "synth-corpus")] == ["local"]
+    Path(fake_env["FAKE_CALLS"]).unlink()
+    r = bash(SYNTH_RUN, *args, cwd=tmp_path, env=fake_env | {"SPEECHUNITS_CMD_BACKEND": "pbs"})
+    assert r.returncode != 0 and "unknown job backend 'pbs'" in r.stderr
+    assert calls(fake_env) == []

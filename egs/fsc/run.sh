@@ -10,6 +10,7 @@ CALLER_DIR="$PWD"
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 . ../db.sh
+. ./cmd.sh || exit 1         # cmd, train_cmd: the defaults of --cmd and --train-cmd (SPEECHUNITS_CMD_BACKEND=local|slurm)
 
 stage=0                      # first stage to run
 stop_stage=100               # last stage to run
@@ -21,6 +22,8 @@ seeds=0                      # seeds of every run, e.g. 0,1,2 (RESULTS.md: mean 
 sweep=""                     # loss settings tried on the valid split first (recipes/slu_cil.sh --sweep)
 sweep_seeds=0                # seeds of the sweep runs
 nj=1                         # methods trained in parallel
+ngpu=1                       # GPUs per node for each training run (1: one process; >1: DDP with torchrun)
+nnodes=1                     # nodes per training (>1: multi-node DDP, needs a --train-cmd such as slurm)
 device=""                    # cpu | cuda (empty: CUDA when available)
 overrides=""                 # extra config overrides (key=value ...)
 data_root=data               # Kaldi data dirs: <data-root>/{train,valid,test}
@@ -40,7 +43,12 @@ Stages:
      class split and BPE tokenizer (recipes/slu_cil.sh)
   2  shared first task of each seed, the --sweep runs and their choice on valid, then every run of
      --methods at every seed (recipes/slu_cil.sh) -> <exp-root>/slu_cil_<benchmark>/<run>/seed<k>/
-  3  comparison over runs and seeds -> <exp-root>/slu_cil_<benchmark>/RESULTS.md, accuracy.png, matrix.png"
+  3  comparison over runs and seeds -> <exp-root>/slu_cil_<benchmark>/RESULTS.md, accuracy.png, matrix.png
+Jobs (ESPnet style): --cmd runs the sharded corpus jobs (tokenize of --input units), --train-cmd
+  each training (the slu-cil runs, each a speechunits launch: --ngpu GPUs per node on --nnodes
+  nodes); both default to those of cmd.sh, chosen by SPEECHUNITS_CMD_BACKEND=local|slurm (site
+  settings of Slurm in conf/slurm.conf), e.g.
+  --cmd \"slurm --mem 4G --time 2:00:00\" --train-cmd \"slurm --time 48:00:00\" --ngpu 4 --nnodes 2"
 
 . ../../utils/parse_options.sh
 . ../../utils/stages.sh
@@ -75,7 +83,7 @@ if [[ "$input" == units ]]; then  # unit-token input: unit sets, then the units 
   units_dir="$(realpath -m -- "${units_dir:-$data_root/units}")"
   if stage_begin 1 "unit sets of train/valid/test -> $units_dir"; then
     ../../recipes/slu_units.sh --data-root "$data_root" --sets "train valid test" --units-dir "$units_dir" \
-      --sylber-model "$sylber_model" --num-clusters "$num_clusters" --device "${device:-auto}"
+      --sylber-model "$sylber_model" --num-clusters "$num_clusters" --device "${device:-auto}" --cmd "$cmd"
   fi
   slu_config="$units_config" overrides="model.encoder.units_dir=$units_dir $overrides"
 elif [[ "$input" != audio ]]; then
@@ -88,5 +96,6 @@ if (( stop_stage >= 1 )); then
     --slu-config "$slu_config" --data-root "$data_root" --train-set train --valid-set valid --test-set test \
     --exp-dir "$exp_root/slu_cil_$benchmark" --methods "$methods" --seeds "$seeds" \
     --sweep "$sweep" --sweep-seeds "$sweep_seeds" --nj "$nj" --device "$device" \
+    --train-cmd "$train_cmd" --ngpu "$ngpu" --nnodes "$nnodes" \
     --overrides "benchmark=$benchmark $overrides"
 fi

@@ -8,6 +8,7 @@ CALLER_DIR="$PWD"
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 . ../db.sh
+. ./cmd.sh || exit 1         # cmd, train_cmd: the defaults of --cmd and --train-cmd (SPEECHUNITS_CMD_BACKEND=local|slurm)
 
 stage=0                      # first stage to run
 stop_stage=100               # last stage to run
@@ -21,7 +22,8 @@ data_root=data               # Kaldi data dirs: <data-root>/<split>/
 exp_root=exp                 # logs and model outputs: <exp-root>/...
 tune_shift=false             # stage 6: tune the boundary shift on the first dev set
 tune_thresholds=false        # stages 2-3: pick each model's norm/merge thresholds on the first dev set (needs --alignments)
-ngpu=1                       # GPUs for training (>1: DDP with torchrun)
+ngpu=1                       # GPUs per node for training (>1: DDP with torchrun)
+nnodes=1                     # nodes per training (>1: multi-node DDP, needs a --train-cmd such as slurm)
 device=auto                  # auto | cpu | cuda for training and tokenization
 init=""                      # local HuBERT base checkpoint (fairseq .pt or HF dir) to start Sylber stage 1 from
 sylber_ckpt=""               # released Sylber checkpoint (.ckpt / HF dir): skips training stages 2-3
@@ -41,7 +43,12 @@ Stages:
   4  tokenization of train/dev/test with the stage-1 and stage-2 models
   5  k-means codebook (--num-clusters) and quantization
   6  boundary evaluation of the test splits against --alignments -> <exp-root>/sylber/RESULTS.md
-  e.g. bash egs/librispeech/run.sh --stage 3   resumes at stage 3 (training resumes from its last checkpoint)"
+  e.g. bash egs/librispeech/run.sh --stage 3   resumes at stage 3 (training resumes from its last checkpoint)
+Jobs (ESPnet style): --cmd runs the sharded corpus jobs (bootstrap-segments, tokenize), --train-cmd
+  each training (speechunits launch: --ngpu GPUs per node on --nnodes nodes); both default to those
+  of cmd.sh, chosen by SPEECHUNITS_CMD_BACKEND=local|slurm (site settings of Slurm in
+  conf/slurm.conf), e.g.
+  --cmd \"slurm --mem 4G --time 2:00:00\" --train-cmd \"slurm --time 48:00:00\" --ngpu 4 --nnodes 2"
 
 . ../../utils/parse_options.sh
 . ../../utils/stages.sh
@@ -74,7 +81,8 @@ fi
 
 if (( stop_stage >= 1 )); then
   ../../recipes/sylber.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" \
-    --ngpu "$ngpu" --device "$device" --data-root "$data_root" --exp-dir "$exp_root/sylber" \
+    --cmd "$cmd" --train-cmd "$train_cmd" --ngpu "$ngpu" --nnodes "$nnodes" --device "$device" \
+    --data-root "$data_root" --exp-dir "$exp_root/sylber" \
     --train-set "$train_set" --dev-sets "$dev_sets" --test-sets "$test_sets" \
     --init "$init" --sylber-ckpt "$sylber_ckpt" --num-clusters "$num_clusters" --cluster-opts "$cluster_opts" \
     --stage1-opts "$stage1_opts" --stage2-opts "$stage2_opts" \

@@ -12,6 +12,7 @@ CALLER_DIR="$PWD"
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 . ../db.sh
+. ./cmd.sh || exit 1       # cmd, train_cmd: the defaults of --cmd and --train-cmd (SPEECHUNITS_CMD_BACKEND=local|slurm)
 
 stage=0                    # first stage to run
 stop_stage=100             # last stage to run
@@ -19,7 +20,8 @@ nj=8                       # parallel jobs (F0, synthesis, tokenization)
 corpus_dir="$LJSPEECH"     # the LJSpeech-1.1 dir (default: $SPEECHUNITS_LJSPEECH via egs/db.sh)
 data_root=data             # Kaldi data dirs: <data-root>/{train,valid,test}/
 exp_root=exp               # logs and models: <exp-root>/unit2speech/
-ngpu=1                     # GPUs for training (>1: DDP with torchrun)
+ngpu=1                     # GPUs per node for training (>1: DDP with torchrun)
+nnodes=1                   # nodes per training (>1: multi-node DDP, needs a --train-cmd such as slurm)
 device=auto                # auto | cpu | cuda
 mel_config=../../recipes/conf/vocoder_hifigan_v1.yaml   # HiFi-GAN V1, 22.05 kHz, hop 256 (the paper's LJSpeech setup)
 judge_config=../../recipes/conf/judge_blstm.yaml
@@ -56,7 +58,13 @@ Stages:
      mel vocoder (exp/unit2speech/vocoder_mel/vocoder.pt) when it exists, else Griffin-Lim
   11 evaluation (MCD, FFE, transfer correlation against the references' measured prosody,
      diversity, attention failures, KL; judge CER when stage 2 made the judge)
-  12 <exp-root>/tts/RESULTS.md + figures/"
+  12 <exp-root>/tts/RESULTS.md + figures/
+Jobs (ESPnet style): --cmd runs the sharded corpus jobs (extract-f0, frame-units, synthesize,
+  tokenize, tts-synthesize), --train-cmd each training (speechunits launch: --ngpu GPUs per node on
+  --nnodes nodes); both default to those of cmd.sh, chosen by SPEECHUNITS_CMD_BACKEND=local|slurm
+  (site settings of Slurm in conf/slurm.conf), e.g.
+  --cmd \"slurm --mem 4G --time 2:00:00\"
+  --train-cmd \"slurm --time 48:00:00\" --ngpu 4 --nnodes 2"
 
 . ../../utils/parse_options.sh
 . ../../utils/stages.sh
@@ -84,7 +92,8 @@ if [[ -n "$tokenizer" ]]; then
 fi
 if (( stop_stage >= 1 && stage <= 7 )); then
   ../../recipes/unit2speech.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" \
-    --ngpu "$ngpu" --device "$device" --data-root "$data_root" --exp-dir "$exp_root/unit2speech" \
+    --cmd "$cmd" --train-cmd "$train_cmd" --ngpu "$ngpu" --nnodes "$nnodes" --device "$device" \
+    --data-root "$data_root" --exp-dir "$exp_root/unit2speech" \
     --train-set train --valid-set valid --test-set test --judge-config "$judge_config" --judge-opts "$judge_opts" \
     --mel-config "$mel_config" --mel-opts "$mel_opts" --f0 "$f0" "${units_args[@]}"
 fi
@@ -98,7 +107,8 @@ if [[ "$tts" == true ]] && (( stop_stage >= 8 )); then
   tts_vocoder="$exp_root/unit2speech/vocoder_mel/vocoder.pt"; [[ -f "$tts_vocoder" ]] || tts_vocoder=""
   tts_judge="$exp_root/unit2speech/judge/judge.pt"; [[ -f "$tts_judge" ]] || tts_judge=""
   ../../recipes/tts.sh --stage "$(( stage > 8 ? stage - 7 : 1 ))" --stop-stage "$(( stop_stage - 7 ))" \
-    --nj "$nj" --ngpu "$ngpu" --device "$device" --data-root "$data_root" --exp-dir "$exp_root/tts" \
+    --nj "$nj" --cmd "$cmd" --train-cmd "$train_cmd" --ngpu "$ngpu" --nnodes "$nnodes" --device "$device" \
+    --data-root "$data_root" --exp-dir "$exp_root/tts" \
     --train-set train --valid-set valid --test-set test --configs "$tts_models" --train-opts "$tts_opts" \
     --vocoder "$tts_vocoder" --judge "$tts_judge" --num-test "$tts_num_test"
 fi

@@ -11,6 +11,7 @@ CALLER_DIR="$PWD"
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 . ../db.sh
+. ./cmd.sh || exit 1         # train_cmd: the default of --train-cmd (SPEECHUNITS_CMD_BACKEND=local|slurm)
 
 stage=0                      # first stage to run
 stop_stage=100               # last stage to run
@@ -23,6 +24,8 @@ seeds=0                      # seeds of every run, e.g. 0,1,2 (RESULTS.md: mean 
 sweep=""                     # loss settings tried on the valid split first (recipes/slu_cil.sh --sweep)
 sweep_seeds=0                # seeds of the sweep runs
 nj=1                         # methods trained in parallel
+ngpu=1                       # GPUs per node for each training run (1: one process; >1: DDP with torchrun)
+nnodes=1                     # nodes per training (>1: multi-node DDP, needs a --train-cmd such as slurm)
 device=""                    # cpu | cuda (empty: CUDA when available)
 overrides=""                 # extra config overrides, e.g. "model.encoder.checkpoint=/models/wav2vec2_base.pt"
 data_root=data               # Kaldi data dirs: <data-root>/{train,devel,test}
@@ -35,7 +38,12 @@ Stages:
   1  class split and BPE tokenizer (recipes/slu_cil.sh)
   2  shared first task of each seed, the --sweep runs and their choice on valid, then every run of
      --methods at every seed (recipes/slu_cil.sh) -> <exp-root>/slu_cil_<benchmark>/<run>/seed<k>/
-  3  comparison over runs and seeds -> <exp-root>/slu_cil_<benchmark>/RESULTS.md, accuracy.png, matrix.png"
+  3  comparison over runs and seeds -> <exp-root>/slu_cil_<benchmark>/RESULTS.md, accuracy.png, matrix.png
+Jobs (ESPnet style): --train-cmd runs each training (the slu-cil runs, through speechunits launch:
+  --ngpu GPUs per node on --nnodes nodes); it defaults to that of cmd.sh, chosen by
+  SPEECHUNITS_CMD_BACKEND=local|slurm (site settings of Slurm in conf/slurm.conf), e.g.
+  --train-cmd \"slurm --time 24:00:00\" --ngpu 1.
+  (--cmd, the sharded corpus jobs of the other recipes, is accepted but unused: SLURP has none.)"
 
 . ../../utils/parse_options.sh
 . ../../utils/stages.sh
@@ -73,5 +81,6 @@ if (( stop_stage >= 1 )); then
     --slu-config "$slu_config" --data-root "$data_root" --train-set train --valid-set devel --test-set test \
     --exp-dir "$exp_root/slu_cil_$benchmark" --methods "$methods" --seeds "$seeds" \
     --sweep "$sweep" --sweep-seeds "$sweep_seeds" --nj "$nj" --device "$device" \
+    --train-cmd "$train_cmd" --ngpu "$ngpu" --nnodes "$nnodes" \
     --overrides "benchmark=$benchmark $overrides"
 fi

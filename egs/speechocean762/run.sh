@@ -15,6 +15,7 @@ CALLER_DIR="$PWD"
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 . ../db.sh
+. ./cmd.sh || exit 1         # cmd, train_cmd: the defaults of --cmd and --train-cmd (SPEECHUNITS_CMD_BACKEND=local|slurm)
 
 stage=0                      # first stage to run
 stop_stage=100               # last stage to run
@@ -47,7 +48,8 @@ tune_shift=false             # stage 6: tune the boundary shift on the first ext
 tune_thresholds=false        # stages 2-3: pick each model's thresholds on the first extra dev set (needs --alignments)
 num_clusters=0               # k-means codebook size (stage 5; 0 skips it)
 cluster_opts=""              # extra `speechunits cluster` flags
-ngpu=1                       # GPUs for training (>1: DDP with torchrun)
+ngpu=1                       # GPUs per node for training (>1: DDP with torchrun)
+nnodes=1                     # nodes per training (>1: multi-node DDP, needs a --train-cmd such as slurm)
 device=auto                  # auto | cpu | cuda for training and tokenization
 data_root=data               # Kaldi data dirs: <data-root>/<set>/ (extra sets are linked in here)
 exp_root=exp                 # logs and model outputs: <exp-root>/sylber/...
@@ -75,7 +77,12 @@ Stages:
      (speechocean762 itself has no time alignments; without both options stage 11 is skipped)
 Extra sets are data dirs made elsewhere (e.g. by egs/synth/run.sh stage 0); each is linked as
 <data-root>/<its folder name>, so their names must differ from each other and from so762_<split>.
-Ablations: --stage1-opts \"task.augment.reverb.prob=0\" (see egs/speechocean762/README.md)."
+Ablations: --stage1-opts \"task.augment.reverb.prob=0\" (see egs/speechocean762/README.md).
+Jobs (ESPnet style): --cmd runs the sharded corpus jobs (frame-units, bootstrap-segments, tokenize),
+  --train-cmd each training (speechunits launch: --ngpu GPUs per node on --nnodes nodes); both
+  default to those of cmd.sh, chosen by SPEECHUNITS_CMD_BACKEND=local|slurm (site settings of Slurm
+  in conf/slurm.conf), e.g.
+  --cmd \"slurm --mem 4G --time 2:00:00\" --train-cmd \"slurm --time 48:00:00\" --ngpu 4 --nnodes 2"
 
 . ../../utils/parse_options.sh
 . ../../utils/stages.sh
@@ -189,7 +196,8 @@ if [[ -z "$teacher_init" ]]; then
   fi
   if (( stop_stage >= 1 && stage <= 5 )); then
     ../../recipes/hubert.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$(( stop_stage < 5 ? stop_stage : 5 ))" \
-      --nj "$nj" --ngpu "$ngpu" --device "$device" --data-root "$data_root" --exp-dir "$exp_root/hubert" \
+      --nj "$nj" --cmd "$cmd" --train-cmd "$train_cmd" --ngpu "$ngpu" --nnodes "$nnodes" --device "$device" \
+      --data-root "$data_root" --exp-dir "$exp_root/hubert" \
       --train-set train_all --valid-set "$hubert_valid" --iter1-config "$hubert_iter1_config" \
       --iter2-config "$hubert_iter2_config" --iter1-opts "$hubert_iter1_opts" --iter2-opts "$hubert_iter2_opts" \
       --k1 "$hubert_k1" --k2 "$hubert_k2" --iter2-layer "$hubert_layer" --probe-set "$probe" \
@@ -202,7 +210,8 @@ if [[ -z "$teacher_init" ]]; then
   fi
 fi
 
-common=(--nj "$nj" --ngpu "$ngpu" --device "$device" --data-root "$data_root" --exp-dir "$exp_root/sylber"
+common=(--nj "$nj" --cmd "$cmd" --train-cmd "$train_cmd" --ngpu "$ngpu" --nnodes "$nnodes" --device "$device"
+        --data-root "$data_root" --exp-dir "$exp_root/sylber"
         --train-set "$all_train" --dev-sets "$(echo $extra_dev)" --init "$teacher_init"
         --stage1-config "$stage1_config" --stage2-config "$stage2_config"
         --stage1-opts "$stage1_opts" --stage2-opts "$stage2_opts"

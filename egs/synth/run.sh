@@ -9,6 +9,7 @@
 set -euo pipefail
 CALLER_DIR="$PWD"
 cd "$(dirname "${BASH_SOURCE[0]}")"
+. ./cmd.sh || exit 1   # cmd, train_cmd: the defaults of --cmd and --train-cmd (SPEECHUNITS_CMD_BACKEND=local|slurm)
 
 stage=0                   # first stage to run
 stop_stage=100            # last stage to run
@@ -32,6 +33,8 @@ stage1_opts=""            # KEY=VALUE overrides, e.g. "max_steps=50"
 stage2_opts=""            # KEY=VALUE overrides
 num_clusters=500          # k-means codebook size (stage 5; 0 skips it)
 device=auto               # auto | cpu | cuda
+ngpu=0                    # GPUs per node for each training (>1: DDP, torchrun)
+nnodes=1                  # nodes per training (>1: multi-node DDP, needs a --train-cmd such as slurm)
 unit2speech=false         # true: also stages 7-13, unit-to-speech (recipes/unit2speech.sh; `make demo-unit2speech`)
 tts=false                 # true: also stages 14-19, Capacitron TTS (recipes/tts.sh; `make demo-tts`)
 tts_utts=""               # default from conf/sizes.sh: clips of the LJSpeech-shaped TTS corpus (more than 200)
@@ -86,7 +89,12 @@ Stages:
      seeds 0-2), prosody transfer, style transfer (references from tts_valid); Griffin-Lim, or the
      stage-10 mel vocoder with --tts-vocoder unit2speech
   18 evaluation against the recorded prosody (judge CER when stage 8 made the judge)
-  19 <exp-root>/tts/RESULTS.md + figures/"
+  19 <exp-root>/tts/RESULTS.md + figures/
+Jobs (ESPnet style): --cmd runs the sharded corpus jobs (synth-corpus, bootstrap-segments, tokenize,
+  frame-units, extract-f0, synthesize, tts-synthesize), --train-cmd each training (speechunits
+  launch: --ngpu GPUs per node on --nnodes nodes); both default to those of cmd.sh, chosen by
+  SPEECHUNITS_CMD_BACKEND=local|slurm (site settings of Slurm in conf/slurm.conf), e.g.
+  --cmd \"slurm --mem 4G --time 2:00:00\" --train-cmd \"slurm --time 48:00:00\" --ngpu 4 --nnodes 2"
 
 . ../../utils/parse_options.sh
 . ../../utils/stages.sh
@@ -115,21 +123,23 @@ if stage_begin 0 "synthetic corpora ($layouts) and data dirs"; then
     case "$layout" in
       librispeech)
         run_logged "$LOG/synth.librispeech.log" speechunits synth-corpus --layout librispeech --out "$CORPORA" \
-          --splits "train-clean-100:$train_utts,dev-clean:$dev_utts,test-clean:$test_utts" --seed "$seed" --nj "$nj"
+          --splits "train-clean-100:$train_utts,dev-clean:$dev_utts,test-clean:$test_utts" --seed "$seed" --nj "$nj" \
+          --cmd "$cmd"
         for set in $LS_SETS; do
           run_logged "$LOG/prepare.$set.log" speechunits prepare-data --corpus librispeech \
             --corpus-dir "$CORPORA/LibriSpeech" --split "$set" --alignments "$ALIGNMENTS" --out "$data_root/$set"
         done ;;
       fsc)
         run_logged "$LOG/synth.fsc.log" speechunits synth-corpus --layout fsc --out "$CORPORA" \
-          --num-speakers "$fsc_speakers" --utts-per-speaker "$fsc_utts_per_speaker" --seed "$seed" --nj "$nj"
+          --num-speakers "$fsc_speakers" --utts-per-speaker "$fsc_utts_per_speaker" --seed "$seed" --nj "$nj" \
+          --cmd "$cmd"
         for split in train valid test; do
           run_logged "$LOG/prepare.fsc_$split.log" speechunits prepare-data --corpus fsc \
             --corpus-dir "$CORPORA/fluent_speech_commands_dataset" --split "$split" --out "$data_root/fsc_$split"
         done ;;
       ljspeech)
         run_logged "$LOG/synth.ljspeech.log" speechunits synth-corpus --layout ljspeech --out "$CORPORA" \
-          --num-utts "$lj_utts" --seed "$seed" --nj "$nj"
+          --num-utts "$lj_utts" --seed "$seed" --nj "$nj" --cmd "$cmd"
         run_logged "$LOG/prepare.ljspeech.log" speechunits prepare-data --corpus ljspeech \
           --corpus-dir "$CORPORA/LJSpeech-1.1" --split all --out "$data_root/ljspeech" ;;
       *)
@@ -146,7 +156,8 @@ fi
 
 if (( stop_stage >= 1 )); then
   ../../recipes/sylber.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" \
-    --device "$device" --data-root "$data_root" --exp-dir "$exp_root/sylber" --train-set train-clean-100 \
+    --cmd "$cmd" --train-cmd "$train_cmd" --ngpu "$ngpu" --nnodes "$nnodes" --device "$device" \
+    --data-root "$data_root" --exp-dir "$exp_root/sylber" --train-set train-clean-100 \
     --dev-sets dev-clean --test-sets test-clean --stage1-config "$stage1_config" --stage2-config "$stage2_config" \
     --stage1-opts "$stage1_opts" --stage2-opts "$stage2_opts" --num-clusters "$num_clusters" \
     --alignments "$ALIGNMENTS" --tune-shift "$tune_shift" --tune-thresholds "$tune_thresholds"
@@ -154,7 +165,8 @@ fi
 
 if [[ "$unit2speech" == true ]] && (( stop_stage >= 7 )); then
   ../../recipes/unit2speech.sh --stage "$(( stage > 7 ? stage - 6 : 1 ))" --stop-stage "$(( stop_stage - 6 ))" \
-    --nj "$nj" --device "$device" --data-root "$data_root" --exp-dir "$exp_root/unit2speech" \
+    --nj "$nj" --cmd "$cmd" --train-cmd "$train_cmd" --ngpu "$ngpu" --nnodes "$nnodes" --device "$device" \
+    --data-root "$data_root" --exp-dir "$exp_root/unit2speech" \
     --train-set train-clean-100 --valid-set dev-clean --test-set test-clean \
     --judge-config conf/judge_tiny.yaml --mel-config conf/vocoder_mel_tiny.yaml \
     --units-config conf/vocoder_units_tiny.yaml --syllables-config conf/vocoder_syllables_tiny.yaml \
@@ -170,7 +182,7 @@ if [[ "$tts" == true ]] && stage_begin 14 "TTS corpus (LJSpeech-shaped, kal voic
     exit 1
   fi
   run_logged "$LOG/synth.ljspeech_tts.log" speechunits synth-corpus --layout ljspeech --voice kal \
-    --num-utts "$tts_utts" --out "$TTS_CORPORA" --seed "$seed" --nj "$nj"
+    --num-utts "$tts_utts" --out "$TTS_CORPORA" --seed "$seed" --nj "$nj" --cmd "$cmd"
   for split in train valid test; do
     run_logged "$LOG/prepare.tts_$split.log" speechunits prepare-data --corpus ljspeech \
       --corpus-dir "$TTS_CORPORA/LJSpeech-1.1" --split "$split" --out "$data_root/tts_$split"
@@ -191,7 +203,8 @@ if [[ "$tts" == true ]] && (( stop_stage >= 15 )); then
   esac
   tts_judge="$exp_root/unit2speech/judge/judge.pt"; [[ -f "$tts_judge" ]] || tts_judge=""
   ../../recipes/tts.sh --stage "$(( stage > 15 ? stage - 14 : 1 ))" --stop-stage "$(( stop_stage - 14 ))" \
-    --nj "$nj" --device "$device" --data-root "$data_root" --exp-dir "$exp_root/tts" \
+    --nj "$nj" --cmd "$cmd" --train-cmd "$train_cmd" --ngpu "$ngpu" --nnodes "$nnodes" --device "$device" \
+    --data-root "$data_root" --exp-dir "$exp_root/tts" \
     --train-set tts_train --valid-set tts_valid --test-set tts_test --configs "$tts_models" \
     --train-opts "$tts_opts" --train-nj "$tts_train_nj" --vocoder "$tts_voc" --judge "$tts_judge" \
     --prosody-labels "$TTS_CORPORA/.synth/ljspeech/utterances.json" --num-test "$tts_num_test" --num-prior "$tts_num_prior" \

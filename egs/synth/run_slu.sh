@@ -15,11 +15,14 @@
 set -euo pipefail
 CALLER_DIR="$PWD"
 cd "$(dirname "${BASH_SOURCE[0]}")"
+. ./cmd.sh || exit 1   # cmd, train_cmd: the defaults of --cmd and --train-cmd (SPEECHUNITS_CMD_BACKEND=local|slurm)
 
 stage=0                   # first stage to run
 stop_stage=100            # last stage to run
 nj=2                      # synthesis jobs in stage 0, runs trained in parallel in stage 2
 threads=1                 # torch threads per run (nj x threads <= cores)
+ngpu=0                    # GPUs per node for each training run (>1: DDP, torchrun)
+nnodes=1                  # nodes per training run (>1: multi-node DDP, needs a --train-cmd such as slurm)
 seed=0                    # seed of the corpus generator
 corpus=fsc                # fsc | slurp: which synthetic corpus and protocol
 fsc_speakers=60           # fsc: synthetic speakers, split ~70/15/15 into train/valid/test
@@ -50,7 +53,12 @@ Stages (EXP = <exp-root>/slu_cil_<corpus>_<benchmark>, + _units with --input uni
      then class split and BPE tokenizer (recipes/slu_cil.sh)
   2  shared first task of each seed, the --sweep runs and their choice on valid, then every run of
      --methods at every seed (recipes/slu_cil.sh) -> EXP/<run>/seed<k>/
-  3  comparison over runs and seeds -> EXP/RESULTS.md, accuracy.png, matrix.png"
+  3  comparison over runs and seeds -> EXP/RESULTS.md, accuracy.png, matrix.png
+Jobs (ESPnet style): --cmd runs the sharded corpus jobs (synth-corpus, tokenize), --train-cmd each
+  training (the slu-cil runs, each a speechunits launch: --ngpu GPUs per node on --nnodes nodes);
+  both default to those of cmd.sh, chosen by SPEECHUNITS_CMD_BACKEND=local|slurm (site settings of
+  Slurm in conf/slurm.conf), e.g.
+  --cmd \"slurm --mem 4G --time 2:00:00\" --train-cmd \"slurm --time 48:00:00\" --ngpu 4 --nnodes 2"
 
 . ../../utils/parse_options.sh
 . ../../utils/stages.sh
@@ -89,11 +97,13 @@ CORPUS="$data_root/slu_corpora"
 if stage_begin 0 "synthetic $corpus-shaped corpus and data dirs ${set_names[*]}"; then
   if [[ "$corpus" == fsc ]]; then
     run_logged "$exp_root/data/log/synth.slu_fsc.log" speechunits synth-corpus --layout fsc --out "$CORPUS" \
-      --num-speakers "$fsc_speakers" --utts-per-speaker "$fsc_utts_per_speaker" --seed "$seed" --nj "$nj"
+      --num-speakers "$fsc_speakers" --utts-per-speaker "$fsc_utts_per_speaker" --seed "$seed" --nj "$nj" \
+      --cmd "$cmd"
     corpus_dir="$CORPUS/fluent_speech_commands_dataset"
   else
     run_logged "$exp_root/data/log/synth.slu_slurp.log" speechunits synth-corpus --layout slurp --out "$CORPUS" \
-      --splits "$slurp_splits" --recordings-per-sentence "$slurp_recordings" --seed "$seed" --nj "$nj"
+      --splits "$slurp_splits" --recordings-per-sentence "$slurp_recordings" --seed "$seed" --nj "$nj" \
+      --cmd "$cmd"
     corpus_dir="$CORPUS/slurp"
   fi
   for s in $sets; do
@@ -106,7 +116,7 @@ if [[ "$input" == units ]]; then  # unit-token input: unit sets, then the units 
   units_dir="$(realpath -m -- "${units_dir:-$data_root/slu_units}")"
   if stage_begin 1 "unit sets of ${set_names[*]} -> $units_dir"; then
     ../../recipes/slu_units.sh --data-root "$data_root" --sets "${set_names[*]}" \
-      --units-dir "$units_dir" --sylber-model "$sylber_model" --num-clusters "$num_clusters" --nj "$nj"
+      --units-dir "$units_dir" --sylber-model "$sylber_model" --num-clusters "$num_clusters" --nj "$nj" --cmd "$cmd"
   fi
   overrides="model.encoder.units_dir=$units_dir $overrides"
 fi
@@ -115,5 +125,6 @@ if (( stop_stage >= 1 )); then
   ../../recipes/slu_cil.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" \
     --slu-config "$slu_config" --data-root "$data_root" --train-set "${set_names[0]}" --valid-set "${set_names[1]}" \
     --test-set "${set_names[2]}" --exp-dir "$exp_dir" --methods "$methods" --seeds "$seeds" --sweep "$sweep" \
-    --sweep-seeds "$sweep_seeds" --nj "$nj" --threads "$threads" --overrides "$overrides"
+    --sweep-seeds "$sweep_seeds" --nj "$nj" --threads "$threads" --overrides "$overrides" \
+    --train-cmd "$train_cmd" --ngpu "$ngpu" --nnodes "$nnodes"
 fi

@@ -14,6 +14,8 @@ synth_dev=""; synth_test=""; synth_alignments=""
 real_sets=""; real_alignments=""
 out=exp/compare
 device=cpu
+. "$(dirname "${BASH_SOURCE[0]}")/../cmd.sh" || exit 1   # cmd: the default of --cmd (the tokenization jobs)
+unset train_cmd   # nothing is trained here
 . ../../utils/parse_options.sh
 . ../../utils/stages.sh
 . ../../utils/path.sh
@@ -29,7 +31,7 @@ for s in $systems; do
   fi
   for d in $synth_dev $synth_test $real_sets; do
     run_logged "$out/log/tokenize.$name.$(basename "$d").log" speechunits tokenize --model "$(tuned "$name")" \
-      --data "$d" --out "$out/units/$name/$(basename "$d")" --device "$device" --nj 1
+      --data "$d" --out "$out/units/$name/$(basename "$d")" --device "$device" --nj 1 --cmd "$cmd"
   done
 done
 
