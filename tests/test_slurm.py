@@ -27,6 +27,7 @@ from speechunits.data.jsonl import write_jsonl_manifest
 from speechunits.data.utterance import Utterance
 from speechunits.encoders.checkpoints import save_encoder
 from speechunits.slurm import job_states, submit, wait_for_job
+from slurm_cluster import SlurmCluster
 from synthetic_inputs import randomised_tiny_model, speechlike
 
 pytestmark = pytest.mark.slurm
@@ -185,7 +186,8 @@ def test_srun_two_tasks_take_ranks_from_slurm(slurm_cluster: object, two_rank_re
     step = " ".join([PY, "-m", "speechunits.train.toy", *toy_args(out, "max_steps=12")])
     script.write_text(f"#!/bin/bash\nsrun {step}\n")
     log = tmp_path / "job.log"
-    job = submit(["sbatch", "--ntasks=2", f"--output={log}", f"--chdir={tmp_path}"], script)
+    job = submit(["sbatch", "--ntasks=2", "--export=ALL,OMP_NUM_THREADS=1", f"--output={log}", f"--chdir={tmp_path}"],
+                 script)
     end = wait_for_job(job, [None])[None]
     assert end.ok, f"{end.describe()}\n{log.read_text()}"
     for rank in (0, 1):
@@ -235,12 +237,22 @@ def test_scancel_checkpoints_and_launch_resumes(slurm_cluster: object, long_refe
     assert same_weights(weights(out), weights(long_reference))
 
 
-def test_time_limit_signal_checkpoints_requeues_and_finishes(slurm_cluster: object, long_reference: Path,
+def test_time_limit_signal_checkpoints_requeues_and_finishes(slurm_cluster: SlurmCluster, long_reference: Path,
                                                              tmp_path: Path) -> None:
     """SIGUSR1 to the batch shell is what ``--signal=B:USR1@GRACE`` sends before the time limit."""
     out, log = tmp_path / "run", tmp_path / "log" / "train.slurm.log"
     proc, job = start_long_job(out, log)
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
+    # Slurm makes a requeued batch job eligible only about 2 minutes later; the test makes it eligible as soon as
+    # slurmd is done with the first start (starting it before that fails the job's launch)
+    deadline = time.monotonic() + 60
+    slurmd_log = slurm_cluster.root / "log" / "slurmd.log"
+    while "Restarts=1" not in (info := subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True,
+                                                       text=True, check=True).stdout) or "JobState=PENDING" not in info \
+            or f"[{job}.batch] done with job" not in slurmd_log.read_text():
+        assert time.monotonic() < deadline and proc.poll() is None, info
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
     said = proc.communicate(timeout=300)[0]
     assert proc.returncode == 0, said + log.read_text()
     text = log.read_text()

@@ -37,14 +37,17 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from speechunits.errors import ConfigError
 from speechunits.io_utils import atomic_write_text
 from speechunits.launchers import log_tail
-from speechunits.slurm import (JobRecord, SlurmConfig, cancelled_on_interrupt, earlier_job, parse_cmd, submit,
-                               wait_for_job)
+from speechunits.slurm import (JobRecord, SlurmConfig, cancelled_on_interrupt, earlier_job, live_tasks, parse_cmd,
+                               submit, wait_for_job)
 
+REQUEUE_SETTLE = 2.0
+"""Seconds to look again at a job that ended, in case it was requeued as it ended."""
 DEFAULT_GRACE = 120
 """Seconds before the time limit at which Slurm signals the job to checkpoint and requeue."""
 
@@ -110,7 +113,8 @@ while :; do
 done
 if (( requeue )); then
   echo "# $(date -u +%FT%TZ) requeueing job $SLURM_JOB_ID: its next start resumes from the checkpoint"
-  scontrol requeue "$SLURM_JOB_ID"
+  # the requeue ends this script; it must not end first, or the job is seen failed before it is requeued
+  scontrol requeue "$SLURM_JOB_ID" && sleep 600
 fi
 exit "$rc"
 """
@@ -160,7 +164,12 @@ def _run_slurm(args: argparse.Namespace, options: dict[str, str], config_path: P
         JobRecord(job_id, [None], str(script)).write(record)
         print(f"launch: submitted Slurm job {job_id}: {shlex.join(sbatch)} {script}; log {log}", file=sys.stderr)
     with cancelled_on_interrupt(job_id, "launch"):
-        end = wait_for_job(job_id, [None])[None]
+        while True:
+            end = wait_for_job(job_id, [None])[None]
+            time.sleep(REQUEUE_SETTLE)  # a job requeued as it ended (by itself, or on a node failure) is pending again
+            if not live_tasks(job_id, [None]):
+                break
+            print(f"launch: Slurm job {job_id} was requeued ({end.describe()}); waiting for it", file=sys.stderr)
     if end.ok:
         print(f"launch: Slurm job {job_id} completed; log {log}", file=sys.stderr)
         return 0
