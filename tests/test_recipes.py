@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from speechunits.slurm import DEFAULT_CONFIG
+
 REPO = Path(__file__).resolve().parents[1]
 LIBRI_RUN = REPO / "egs" / "librispeech" / "run.sh"
 SYNTH_RUN = REPO / "egs" / "synth" / "run.sh"
@@ -732,19 +734,8 @@ SHARDED = {"tokenize", "frame-units", "bootstrap-segments", "synth-corpus", "ext
            "tts-synthesize"}
 CMD_DIRS = [REPO / "egs" / c for c in ("synth", "librispeech", "ljspeech", "speechocean762", "fsc", "slurp")] \
     + [REPO / "lm"]
-SLURM_CONF_RULES = """command sbatch --export=ALL
-option time=* --time $0
-option mem=* --mem-per-cpu $0
-option mem=0
-option num_threads=* --cpus-per-task $0
-option num_threads=1 --cpus-per-task 1
-option max_jobs_run=*
-default gpu=0
-option gpu=0
-option gpu=* --gres=gpu:$0
-default num_nodes=1
-option num_nodes=* --nodes $0 --ntasks-per-node 1
-"""
+SLURM_CONF_RULES = "".join(line + "\n" for line in DEFAULT_CONFIG.splitlines() if line and not line.startswith("#"))
+"""The rules every shipped conf/slurm.conf holds: those of the built-in default."""
 
 
 def check_dispatch(rows: list[list[str]], cmd: str, train_cmd: str, ngpu: str, nnodes: str) -> dict[str, list[str]]:

@@ -243,8 +243,9 @@ def test_time_limit_signal_checkpoints_requeues_and_finishes(slurm_cluster: Slur
     out, log = tmp_path / "run", tmp_path / "log" / "train.slurm.log"
     proc, job = start_long_job(out, log)
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
-    # Slurm makes a requeued batch job eligible only about 2 minutes later; the test makes it eligible as soon as
-    # slurmd is done with the first start (starting it before that fails the job's launch)
+    # Slurm makes a requeued batch job eligible only about 2 minutes later; the test makes it eligible 2 s after
+    # slurmd is done with the first start: slurmd refuses a start whose credential is from the second in which it
+    # revoked the previous one ("Job N already killed, do not launch batch job"), which the 2 minutes avoid
     deadline = time.monotonic() + 60
     slurmd_log = slurm_cluster.root / "log" / "slurmd.log"
     while "Restarts=1" not in (info := subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True,
@@ -252,6 +253,7 @@ def test_time_limit_signal_checkpoints_requeues_and_finishes(slurm_cluster: Slur
             or f"[{job}.batch] done with job" not in slurmd_log.read_text():
         assert time.monotonic() < deadline and proc.poll() is None, info
         time.sleep(0.2)
+    time.sleep(2)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
     said = proc.communicate(timeout=300)[0]
     assert proc.returncode == 0, said + log.read_text()

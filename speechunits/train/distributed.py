@@ -253,24 +253,24 @@ def all_reduce_mean(value: torch.Tensor | float) -> torch.Tensor | float:
     return float(t.item())
 
 
-def all_reduce_sum(value: float) -> float:
-    """Sum of a number over ranks."""
+def _all_reduce_number(value: float, op: dist.ReduceOp) -> float:
+    """``op`` of a number over ranks (float64, on the device the backend needs)."""
     if not _active():
         return float(value)
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
     t = torch.tensor(float(value), dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    dist.all_reduce(t, op=op)
     return float(t.item())
+
+
+def all_reduce_sum(value: float) -> float:
+    """Sum of a number over ranks."""
+    return _all_reduce_number(value, dist.ReduceOp.SUM)
 
 
 def all_reduce_max(value: float) -> float:
     """Largest value of a number over ranks."""
-    if not _active():
-        return float(value)
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    t = torch.tensor(float(value), dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t.item())
+    return _all_reduce_number(value, dist.ReduceOp.MAX)
 
 
 def all_gather_object(obj: Any) -> list[Any]:
