@@ -34,8 +34,8 @@ so each command keeps only its own output format and its own work per item:
 
 :meth:`JobRunner.run` strings these together the same way for every command: a complete
 output (``provenance.json`` of the same config) is skipped; ``--job J`` runs shard J only (one
-task of a cluster array); otherwise the unfinished shards run (``--nj 1``: in this process)
-and are merged. After an array, the same command without ``--job`` finds every shard
+task of a cluster array); otherwise the unfinished shards run (``--nj 1``: in this process,
+unless ``--cmd`` is a cluster's, which gets it as one job) and are merged. After an array, the same command without ``--job`` finds every shard
 finished and only merges.
 
 This module stands on the ground floor (errors, io_utils, provenance): the unit-set output of
@@ -67,6 +67,7 @@ from speechunits.errors import AudioError, ConfigError, InternalError
 from speechunits.io_utils import atomic_write_json, atomic_write_text, remove_temporaries, sha256_json
 from speechunits.killpoints import kill_point
 from speechunits.launchers import FailedJob, log_tail, make_launcher
+from speechunits.slurm import parse_cmd
 from speechunits.provenance import invalidate_provenance, is_complete, write_provenance
 
 logger = logging.getLogger(__name__)
@@ -569,7 +570,7 @@ class JobRunner(Generic[W]):
                 run_shard(args.job)
             return 0
         todo = self.unfinished()
-        if todo and self.nj == 1:
+        if todo and self.nj == 1 and parse_cmd(args.cmd).name == "local":  # a cluster --cmd submits even one shard
             run_shard(0)
         elif todo:
             failed = self.launch(todo, args, add_arguments)

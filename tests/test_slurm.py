@@ -128,6 +128,15 @@ def test_failed_shard_is_reported_and_only_it_resubmitted(slurm_cluster: object,
     assert output_files(out) == output_files(local_tokens)
 
 
+def test_one_shard_is_one_slurm_job(slurm_cluster: object, corpus: dict[str, Path], tmp_path: Path) -> None:
+    """--nj 1 with a cluster --cmd submits the shard rather than running it on the submitting machine."""
+    out = tmp_path / "segments"
+    r = speechunits("bootstrap-segments", "--data", str(corpus["data"]), "--out", str(out), "--cmd", "slurm")
+    assert r.returncode == 0, r.stderr
+    assert "--array=0 " in r.stderr and (out / "log" / "bootstrap-segments.0.log").is_file()
+    assert len((out / "units.jsonl").read_text().splitlines()) == 7
+
+
 def test_unknown_slurm_option_fails_before_any_work(corpus: dict[str, Path], tmp_path: Path) -> None:
     r = speechunits(*tokenize_args(corpus, tmp_path / "units"), "--cmd", "slurm --partitoin gpu")
     assert r.returncode == 2
