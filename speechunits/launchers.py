@@ -158,7 +158,7 @@ class SlurmLauncher:
             rec, live = found
             print(f"{verb}: Slurm job {rec.job_id} of an earlier run still has {len(live)} task(s) queued or running; "
                   "waiting for it instead of submitting them again", file=sys.stderr)
-            ended.update(self._wait(verb, rec.job_id, [t for t in rec.tasks if t in jobs]))
+            ended.update(self._wait(verb, rec.job_id, [t for t in live if t in jobs]))
         todo = [j for j in jobs if j not in ended]
         if todo:
             script = self._write_script(verb, todo, command, log_dir, threads, device)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -125,6 +126,30 @@ def test_failed_shard_is_reported_and_only_it_resubmitted(slurm_cluster: object,
     assert again.returncode == 0, again.stderr
     assert "(1 task(s)" in again.stderr and "--array=0 " in again.stderr
     assert {j: (out / "log" / f"tokenize.{j}.log").stat().st_mtime_ns for j in (1, 2)} == kept
+    assert output_files(out) == output_files(local_tokens)
+
+
+def test_a_rerun_waits_for_the_array_of_a_killed_dispatcher(slurm_cluster: object, corpus: dict[str, Path],
+                                                            local_tokens: Path, tmp_path: Path) -> None:
+    """The submitting process dies (its shell was closed) while the array runs: the rerun waits for that array
+    instead of submitting a second writer of the same shards."""
+    out = tmp_path / "units"
+    env = {**os.environ, "SPEECHUNITS_JOB_DELAY": "1.5"}  # each task takes a few seconds
+    proc = subprocess.Popen([PY, "-m", "speechunits", *tokenize_args(corpus, out), "--cmd", "slurm"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    record = out / "log" / "tokenize.slurm.json"
+    deadline = time.monotonic() + 60
+    while not record.is_file():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    job = json.loads(record.read_text())["job_id"]
+    again = speechunits(*tokenize_args(corpus, out), "--cmd", "slurm")
+    assert again.returncode == 0, again.stderr
+    assert re.search(f"Slurm job {job} of an earlier run still has [123] task\\(s\\) queued or running; waiting for it",
+                     again.stderr), again.stderr
+    assert "submitted" not in again.stderr
     assert output_files(out) == output_files(local_tokens)
 
 
