@@ -20,7 +20,8 @@ from speechunits.errors import ConfigError
 from speechunits.train import Trainer, load_config, seed_everything
 from speechunits.train import distributed as d
 from speechunits.train.checkpoint import latest_checkpoint, load_checkpoint
-from speechunits.train.distributed import LaunchEnv, expand_hostlist, launch_env, slurm_rendezvous
+from speechunits.slurm import expand_hostlist
+from speechunits.train.distributed import LaunchEnv, launch_env, slurm_rendezvous
 from speechunits.train.toy import ToyRegressionTask
 
 REPO = Path(__file__).resolve().parents[1]

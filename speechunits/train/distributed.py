@@ -12,7 +12,6 @@ CUDA, gloo otherwise.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ import torch.distributed as dist
 
 from speechunits.errors import ConfigError, InternalError
 from speechunits.io_utils import sha256_json
+from speechunits.slurm import expand_hostlist
 
 
 @dataclass(frozen=True)
@@ -50,69 +50,6 @@ def _env_int(name: str, default: int, env: dict[str, str] | None = None) -> int:
         return int(raw)
     except ValueError as err:
         raise ConfigError("<environment>", f"{name}={raw!r}: expected an integer") from err
-
-
-_HOST_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
-
-
-def _split_top_level(text: str) -> list[str]:
-    """``text`` split at the commas outside brackets."""
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch == "[":
-            depth += 1
-            if depth > 1:
-                raise ValueError("nested brackets")
-        elif ch == "]":
-            depth -= 1
-            if depth < 0:
-                raise ValueError("']' without '['")
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    if depth:
-        raise ValueError("'[' without ']'")
-    parts.append(text[start:])
-    return parts
-
-
-def _expand_host(pattern: str) -> list[str]:
-    """One hostlist entry (``gpu[01-04,07]``, ``rack[1-2]-n[1-3]``, ``cpu5``) as host names."""
-    open_at = pattern.find("[")
-    if open_at < 0:
-        if "]" in pattern:
-            raise ValueError("']' without '['")
-        return [pattern]
-    close_at = pattern.index("]", open_at)
-    prefix, body, rest = pattern[:open_at], pattern[open_at + 1 : close_at], pattern[close_at + 1 :]
-    numbers: list[str] = []
-    for item in body.split(","):
-        m = _HOST_RANGE.match(item.strip())
-        if not m:
-            raise ValueError(f"bad range {item!r} in [{body}]")
-        lo, hi = m.group(1), m.group(2)
-        if hi is None:
-            numbers.append(lo)
-            continue
-        if int(hi) < int(lo):
-            raise ValueError(f"descending range {item!r}")
-        width = len(lo) if lo.startswith("0") else 0  # gpu[01-10]: gpu01 ... gpu10
-        numbers += [str(n).zfill(width) for n in range(int(lo), int(hi) + 1)]
-    tails = _expand_host(rest)
-    return [prefix + n + tail for n in numbers for tail in tails]
-
-
-def expand_hostlist(nodelist: str) -> list[str]:
-    """The host names of a Slurm hostlist expression, in order: ``gpu[01-02,07],cpu5`` ->
-    ``["gpu01", "gpu02", "gpu07", "cpu5"]`` (zero padding kept, several bracket groups in one
-    name expanded left to right). A malformed expression raises :class:`ConfigError`."""
-    try:
-        hosts = [h for part in _split_top_level(nodelist.strip()) if part.strip() for h in _expand_host(part.strip())]
-    except ValueError as err:
-        raise ConfigError("<environment>", f"node list {nodelist!r}: {err}") from None
-    if not hosts:
-        raise ConfigError("<environment>", f"node list {nodelist!r}: no host in it")
-    return hosts
 
 
 SLURM_NODELIST_VARS = ("SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST", "SLURM_NODELIST")
