@@ -147,8 +147,8 @@ class SlurmLauncher:
     def run(self, verb: str, jobs: list[int], nj: int, command: Command, log_dir: Path, threads: int | None,
             device: str | None) -> list[FailedJob]:
         options = dict(self.spec.options)
-        if threads is not None:
-            options.setdefault("num_threads", str(threads))
+        if threads is not None:  # --threads T asks Slurm for T CPUs per task
+            options["num_threads"] = str(threads)
         threads = int(options.get("num_threads", 1))
         log_dir.mkdir(parents=True, exist_ok=True)
         record = log_dir / f"{verb}.slurm.json"
