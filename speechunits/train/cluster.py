@@ -157,7 +157,7 @@ def _run_slurm(args: argparse.Namespace, options: dict[str, str], config_path: P
         step = worker_command(args.module, args.args, args.nnodes, nproc, standalone=False)
         atomic_write_text(script, batch_script(step, f"speechunits launch: {shlex.join([args.module, *args.args])}"))
         script.chmod(0o755)
-        name = next((a for a in args.args if not a.startswith("-")), args.module)
+        name = args.args[0] if args.module == "speechunits" else args.module.rsplit(".", 1)[-1]  # train-sylber, toy
         sbatch = [*config.flags(options), "--requeue", f"--signal=B:USR1@{args.grace}", f"--job-name=speechunits-{name}",
                   f"--output={log}", "--open-mode=append", f"--chdir={Path.cwd()}"]
         job_id = submit(sbatch, script)
