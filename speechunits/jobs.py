@@ -116,12 +116,13 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--job", type=int, default=None, help="run only shard J (0-based), e.g. one task of a cluster "
                                                              "array; the same command without --job then merges")
     group.add_argument("--cmd", default="local",
-                       help="how the unfinished shards run when --nj > 1 and no --job is given: 'local' = "
-                            "subprocesses on this machine (default); 'slurm [--mem 4G --time 1:00:00 --gpu 1 "
-                            "--num-threads N --max-jobs-run N --config conf/slurm.conf]' = one sbatch array, flags "
-                            "from conf/slurm.conf (see docs/cluster.md)")
+                       help="how the unfinished shards run when no --job is given: 'local' = subprocesses on "
+                            "this machine (default; --nj 1 runs in this process); 'slurm [--mem 4G --time 1:00:00 "
+                            "--gpu 1 --num-threads N --max-jobs-run N --config conf/slurm.conf]' = one sbatch array "
+                            "(--nj 1 too), flags from conf/slurm.conf (see docs/cluster.md)")
     group.add_argument("--threads", type=int, default=None,
-                       help="CPU threads per job (default: all cores for one job, cores // nj for local jobs)")
+                       help="CPU threads per job (default: all cores for one job, cores // nj for local jobs, "
+                            "--num-threads (1) for Slurm tasks)")
 
 
 def check_job_args(args: argparse.Namespace) -> None:
