@@ -84,6 +84,14 @@ def _hidden_names(directory: Path) -> list[str]:
     return names
 
 
+def _remove_temporary(path: Path) -> None:
+    """Delete a temporary file, or a temporary directory with its contents; one already gone is fine."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def remove_stale_temporaries(path: str | os.PathLike[str], tails: tuple[str, ...] | None = None) -> list[Path]:
     """Remove the temporaries of ``path`` (named :func:`temporary_prefix` + random + a tail of
     ``tails``; default ``.tmp<suffix>``, :func:`atomic_path`'s) that writers on this host left when
@@ -108,11 +116,7 @@ def remove_stale_temporaries(path: str | os.PathLike[str], tails: tuple[str, ...
             if pid == os.getpid() or _pid_alive(pid):
                 continue
             tmp = final.parent / name
-            if tmp.is_dir() and not tmp.is_symlink():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
+            _remove_temporary(tmp)
             names.remove(name)
             removed.append(tmp)
     return removed
@@ -172,10 +176,7 @@ def remove_temporaries(root: str | os.PathLike[str]) -> list[Path]:
     base = Path(root)
     found = sorted(p for p in base.rglob(".*") if TEMPORARY_NAME.match(p.name)) if base.is_dir() else []
     for path in found:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+        _remove_temporary(path)
     return found
 
 

@@ -35,8 +35,8 @@ so each command keeps only its own output format and its own work per item:
 :meth:`JobRunner.run` strings these together the same way for every command: a complete
 output (``provenance.json`` of the same config) is skipped; ``--job J`` runs shard J only (one
 task of a cluster array); otherwise the unfinished shards run (``--nj 1``: in this process,
-unless ``--cmd`` is a cluster's, which gets it as one job) and are merged. After an array, the same command without ``--job`` finds every shard
-finished and only merges.
+unless ``--cmd`` is a cluster's, which gets it as one job) and are merged. After an array,
+the same command without ``--job`` finds every shard finished and only merges.
 
 This module stands on the ground floor (errors, io_utils, provenance): the unit-set output of
 tokenize, bootstrap-segments and frame-units is :mod:`speechunits.units.shard_output`, the
@@ -66,8 +66,7 @@ from tqdm import tqdm
 from speechunits.errors import AudioError, ConfigError, InternalError
 from speechunits.io_utils import atomic_write_json, atomic_write_text, remove_temporaries, sha256_json
 from speechunits.killpoints import kill_point
-from speechunits.launchers import FailedJob, log_tail, make_launcher
-from speechunits.slurm import parse_cmd
+from speechunits.launchers import FailedJob, Launcher, LocalLauncher, log_tail, make_launcher
 from speechunits.provenance import invalidate_provenance, is_complete, write_provenance
 
 logger = logging.getLogger(__name__)
@@ -125,13 +124,14 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
                             "--num-threads (1) for Slurm tasks)")
 
 
-def check_job_args(args: argparse.Namespace) -> None:
-    """ConfigError for ``--nj``/``--job``/``--threads`` values no run can honour."""
+def check_job_args(args: argparse.Namespace) -> Launcher:
+    """ConfigError for ``--nj``/``--job``/``--threads``/``--cmd`` values no run can honour; returns
+    the ``--cmd`` launcher."""
     if args.nj < 1 or (args.job is not None and not 0 <= args.job < args.nj):
         raise ConfigError(None, f"need --nj >= 1 and 0 <= --job < --nj, got --nj {args.nj} --job {args.job}")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(None, f"--threads must be >= 1, got {args.threads}")
-    make_launcher(args.cmd)  # an unknown launcher or Slurm option fails before any work
+    return make_launcher(args.cmd)  # an unknown launcher or Slurm option fails before any work
 
 
 def command_line(add_arguments: Callable[[argparse.ArgumentParser], None], args: argparse.Namespace,
@@ -504,24 +504,22 @@ class JobRunner(Generic[W]):
         """Shard ``job``'s run; ``options`` go to :meth:`ShardOutput.open_shard` (e.g. a unit set's kind)."""
         return ShardRun(self, job, options)
 
-    def launch(self, jobs: list[int], args: argparse.Namespace,
+    def launch(self, launcher: Launcher, jobs: list[int], args: argparse.Namespace,
                add_arguments: Callable[[argparse.ArgumentParser], None]) -> list[FailedJob]:
-        """Run ``jobs`` through the ``--cmd`` launcher as ``python -m speechunits VERB <args> --job j``.
+        """Run ``jobs`` through ``launcher`` as ``python -m speechunits VERB <args> --job j``.
 
         ``args`` are the command's parsed options (written back with ``add_arguments``); each job
         gets ``--threads`` (``--threads``, else the launcher's default) and, where the command has
         ``--device``, the device the launcher gives it (see :mod:`speechunits.launchers`).
         """
-        has_device = getattr(args, "device", None) is not None
+        device = getattr(args, "device", None)
 
-        def command(job: int, threads: int, device: str | None) -> list[str]:
-            extra = {"device": device} if has_device else {}
+        def command(job: int, threads: int, job_device: str | None) -> list[str]:
+            extra = {"device": job_device} if device is not None else {}
             return [sys.executable, "-m", "speechunits", self.verb,
                     *command_line(add_arguments, args, job=job, threads=threads, **extra)]
 
-        launcher = make_launcher(args.cmd)
-        return launcher.run(self.verb, jobs, self.nj, command, self.out / "log", args.threads,
-                            getattr(args, "device", None))
+        return launcher.run(self.verb, jobs, self.nj, command, self.out / "log", args.threads, device)
 
     def merge(self, *, empty_ok: bool = True) -> MergeSummary:
         """Merge the shards, gather ``bad_utts.txt``, check the accounting, write provenance (last)."""
@@ -558,7 +556,7 @@ class JobRunner(Generic[W]):
         ``run_shard(j)`` runs shard ``j`` in this process (through :meth:`open_shard`); ``args``
         carry :func:`add_job_arguments`' options. Returns the exit status (1: a job failed).
         """
-        check_job_args(args)
+        launcher = check_job_args(args)
         start = time.perf_counter()
         if self.complete():
             print(f"{self.verb}: {self.out} is complete for this config; nothing to do", file=sys.stderr)
@@ -571,10 +569,10 @@ class JobRunner(Generic[W]):
                 run_shard(args.job)
             return 0
         todo = self.unfinished()
-        if todo and self.nj == 1 and parse_cmd(args.cmd).name == "local":  # a cluster --cmd submits even one shard
+        if todo and self.nj == 1 and isinstance(launcher, LocalLauncher):  # a cluster --cmd submits even one shard
             run_shard(0)
         elif todo:
-            failed = self.launch(todo, args, add_arguments)
+            failed = self.launch(launcher, todo, args, add_arguments)
             if failed:
                 for f in failed:
                     print(f"{self.verb}: job {f.job} failed ({f.describe()}); see {f.log}\n{log_tail(f.log)}",

@@ -359,7 +359,7 @@ def job_states(job_id: str) -> dict[int | None, tuple[str, int, int]] | None:
         if "JobState" not in f:
             continue
         code, _, sig = f.get("ExitCode", "0:0").partition(":")
-        value = (f["JobState"], int(code or 0), int(sig or 0))
+        value = (f["JobState"].split()[0], int(code or 0), int(sig or 0))  # the state's first word: no flags
         task = f.get("ArrayTaskId")
         for t in _task_ids(task) if task else [None]:
             states[t] = value
@@ -389,8 +389,8 @@ def wait_for_job(job_id: str, tasks: Sequence[int | None], *, on_end: Callable[[
             if task in ended:
                 continue
             state = states.get(task)
-            if state is None or state[0].split()[0] in FINAL_STATES:
-                end = TaskEnd(task, "GONE", -1) if state is None else TaskEnd(task, state[0].split()[0], state[1], state[2])
+            if state is None or state[0] in FINAL_STATES:
+                end = TaskEnd(task, "GONE", -1) if state is None else TaskEnd(task, *state)
                 ended[task] = end
                 if on_end is not None:
                     on_end(end)
@@ -403,7 +403,7 @@ def wait_for_job(job_id: str, tasks: Sequence[int | None], *, on_end: Callable[[
 def live_tasks(job_id: str, tasks: Sequence[int | None]) -> list[int | None]:
     """The tasks of ``tasks`` that Slurm lists and that have not ended (pending, running, requeued)."""
     states = job_states(job_id) or {}
-    return [t for t in tasks if t in states and states[t][0].split()[0] not in FINAL_STATES]
+    return [t for t in tasks if t in states and states[t][0] not in FINAL_STATES]
 
 
 # ------------------------------------------------------------------ one job per output

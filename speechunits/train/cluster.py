@@ -42,9 +42,9 @@ from pathlib import Path
 
 from speechunits.errors import ConfigError
 from speechunits.io_utils import atomic_write_text
-from speechunits.launchers import log_tail
-from speechunits.slurm import (JobRecord, SlurmConfig, cancelled_on_interrupt, earlier_job, live_tasks, parse_cmd,
-                               submit, wait_for_job)
+from speechunits.launchers import SlurmLauncher, log_tail, make_launcher
+from speechunits.slurm import (JobRecord, SlurmConfig, cancelled_on_interrupt, earlier_job, live_tasks, submit,
+                               wait_for_job)
 
 REQUEUE_SETTLE = 2.0
 """Seconds to look again at a job that ended, in case it was requeued as it ended."""
@@ -85,6 +85,12 @@ def worker_command(module: str, args: list[str], nnodes: int, nproc: int, *, sta
     return [*run, "-m", module, *args]
 
 
+RENDEZVOUS_SH = ('head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)\n'
+                 'port=${MASTER_PORT:-$(( 20000 + SLURM_JOB_ID % 20000 ))}\n')
+"""Bash that sets ``$head`` (the allocation's first node) and ``$port`` for the c10d rendezvous: the
+address and port :func:`speechunits.train.distributed.slurm_rendezvous` gives a bare srun task."""
+
+
 def _shell(argv: list[str]) -> str:
     """``argv`` quoted for bash, except the ``$head:$port`` and ``$SLURM_JOB_ID`` words, left to expand."""
     return " ".join(f'"{w}"' if w in ("$head:$port", "$SLURM_JOB_ID") else shlex.quote(w) for w in argv)
@@ -95,9 +101,7 @@ def batch_script(step: list[str], header: str) -> str:
     return f"""#!/bin/bash
 # {header}
 # written by speechunits launch (speechunits/train/cluster.py); see docs/cluster.md
-head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-port=${{MASTER_PORT:-$(( 20000 + SLURM_JOB_ID % 20000 ))}}
-echo "# $(date -u +%FT%TZ) Slurm job $SLURM_JOB_ID, start ${{SLURM_RESTART_COUNT:-0}}, nodes $SLURM_JOB_NODELIST, rendezvous $head:$port"
+{RENDEZVOUS_SH}echo "# $(date -u +%FT%TZ) Slurm job $SLURM_JOB_ID, start ${{SLURM_RESTART_COUNT:-0}}, nodes $SLURM_JOB_NODELIST, rendezvous $head:$port"
 requeue=0
 on_time_limit() {{
   requeue=1
@@ -131,9 +135,7 @@ def _run_local(args: argparse.Namespace, nproc: int) -> int:
             raise ConfigError(None, f"--nnodes {args.nnodes} needs Slurm: --cmd slurm, or run inside an allocation "
                                     f"of {args.nnodes} nodes (salloc / sbatch)")
         step = worker_command(args.module, args.args, args.nnodes, nproc, standalone=False)
-        script = (f'head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1); '
-                  f'port=${{MASTER_PORT:-$(( 20000 + SLURM_JOB_ID % 20000 ))}}; '
-                  f'exec srun --kill-on-bad-exit=1 --nodes {args.nnodes} --ntasks-per-node 1 {_shell(step)}')
+        script = f"{RENDEZVOUS_SH}exec srun --kill-on-bad-exit=1 --nodes {args.nnodes} --ntasks-per-node 1 {_shell(step)}"
         argv = ["bash", "-c", script]
     else:
         argv = worker_command(args.module, args.args, 1, nproc, standalone=True)
@@ -141,7 +143,7 @@ def _run_local(args: argparse.Namespace, nproc: int) -> int:
     return subprocess.call(argv)
 
 
-def _run_slurm(args: argparse.Namespace, options: dict[str, str], config_path: Path | None, nproc: int) -> int:
+def _run_slurm(args: argparse.Namespace, options: dict[str, str], config: SlurmConfig, nproc: int) -> int:
     if args.log is None:
         raise ConfigError(None, "--cmd slurm needs --log FILE (the job's output)")
     log: Path = args.log.resolve()
@@ -153,7 +155,6 @@ def _run_slurm(args: argparse.Namespace, options: dict[str, str], config_path: P
         print(f"launch: Slurm job {job_id} of an earlier launch is still queued or running; waiting for it instead "
               f"of submitting again (log {log})", file=sys.stderr)
     else:
-        config = SlurmConfig.load(config_path)
         step = worker_command(args.module, args.args, args.nnodes, nproc, standalone=False)
         atomic_write_text(script, batch_script(step, f"speechunits launch: {shlex.join([args.module, *args.args])}"))
         script.chmod(0o755)
@@ -183,8 +184,8 @@ def run(args: argparse.Namespace) -> int:
         args.args = args.args[1:]
     if not args.args:
         raise ConfigError(None, "launch: no training command given (e.g. -- train-sylber --config x.yaml)")
-    spec = parse_cmd(args.cmd)
-    options = dict(spec.options)
+    launcher = make_launcher(args.cmd)  # an unknown launcher, 'local' with options, an undefined option: errors
+    options = dict(launcher.spec.options) if isinstance(launcher, SlurmLauncher) else {}
     if "num_nodes" in options:
         raise ConfigError(None, f"--cmd {args.cmd!r}: give the number of nodes with --nnodes, not in --cmd")
     ngpu = args.ngpu if args.ngpu is not None else int(options.get("gpu", 0))
@@ -194,11 +195,7 @@ def run(args: argparse.Namespace) -> int:
     if ngpu < 0 or args.nnodes < 1 or nproc < 1:
         raise ConfigError(None, f"need --ngpu >= 0, --nnodes >= 1, --nproc-per-node >= 1; got {ngpu}, {args.nnodes}, "
                                 f"{nproc}")
-    if spec.name == "local":
-        if spec.options or spec.config:
-            raise ConfigError(None, f"--cmd {args.cmd!r}: 'local' takes no options")
+    if not isinstance(launcher, SlurmLauncher):
         return _run_local(args, nproc)
-    if spec.name != "slurm":
-        raise ConfigError(None, f"--cmd {args.cmd!r}: unknown launcher {spec.name!r}; known: local, slurm")
     options.update(gpu=str(ngpu), num_nodes=str(args.nnodes))
-    return _run_slurm(args, options, spec.config, nproc)
+    return _run_slurm(args, options, launcher.config, nproc)
